@@ -94,6 +94,166 @@ FERRY_API const char *ferry_strerror(int err);
 /* The symbolic name ("FERRY_EPROTO") of a code, or "FERRY_E?" when unknown; static storage. */
 FERRY_API const char *ferry_errname(int err);
 
+/* ------------------------------------------------------------------------------------------- */
+/* Sockets                                                                                     */
+/* ------------------------------------------------------------------------------------------- */
+/*
+ * A ferry_socket is single-owner: use it from one thread at a time (like libzmq). Different sockets
+ * may be used from different threads freely. Socket type numbers match libzmq's.
+ */
+typedef struct ferry_socket ferry_socket;
+
+enum ferry_socket_type {
+    FERRY_PAIR = 0,
+    FERRY_PUB = 1,
+    FERRY_SUB = 2,
+    FERRY_REQ = 3,
+    FERRY_REP = 4,
+    FERRY_DEALER = 5,
+    FERRY_ROUTER = 6,
+    FERRY_PULL = 7,
+    FERRY_PUSH = 8,
+    FERRY_XPUB = 9,
+    FERRY_XSUB = 10,
+};
+
+/* Opens a socket of a type above; *out is owned by the caller (ferry_socket_close). */
+FERRY_API int ferry_socket_open(ferry_socket **out, int type);
+/* Closes the socket, delivering queued output for up to FERRY_OPT_LINGER ms. Accepts NULL. */
+FERRY_API void ferry_socket_close(ferry_socket *s);
+
+/*
+ * Endpoints: tcp://host:port (host may be *, an IPv4 address, [IPv6] or a name; port may be * on
+ * bind), ipc://path, shm://name, inproc://name, fd://RFD,WFD (adopted pipe/FIFO/socketpair fds).
+ * A socket may bind and connect to several endpoints. Connects complete in the background and
+ * reconnect after loss; bind failures are reported synchronously.
+ */
+FERRY_API int ferry_socket_bind(ferry_socket *s, const char *url);
+FERRY_API int ferry_socket_connect(ferry_socket *s, const char *url);
+FERRY_API int ferry_socket_unbind(ferry_socket *s, const char *url);
+FERRY_API int ferry_socket_disconnect(ferry_socket *s, const char *url);
+/*
+ * Adopts an already connected byte stream: rfd for reading, wfd for writing (the same fd for a
+ * socketpair). The socket owns both fds on success (closed with it); the caller keeps them on
+ * error.
+ */
+FERRY_API int ferry_socket_adopt(ferry_socket *s, int rfd, int wfd);
+/* The bound endpoint as resolved (e.g. the real port after tcp://127.0.0.1:*). Copies a
+ * NUL-terminated string of at most cap bytes. */
+FERRY_API int ferry_socket_last_endpoint(ferry_socket *s, char *buf, size_t cap);
+
+#define FERRY_DONTWAIT 0x1 /* fail with FERRY_EAGAIN instead of blocking */
+#define FERRY_MORE     0x2 /* send: more frames of this message follow */
+
+/* Sends one frame (copied). Returns 0 or a FERRY_E* code (EAGAIN, ETIMEDOUT, EFSM, ENOTSUP ...). */
+FERRY_API int ferry_socket_send(ferry_socket *s, const void *buf, size_t len, int flags);
+/*
+ * Receives one frame into buf. Returns the frame's full length (which may exceed cap: then only cap
+ * bytes were copied, as zmq_recv does) or a negative FERRY_E* code. *more (if non-NULL) is set to 1
+ * when further frames of the same message follow.
+ */
+FERRY_API ssize_t ferry_socket_recv(ferry_socket *s, void *buf, size_t cap, int flags, int *more);
+
+/* Subscriptions (SUB/XSUB): messages whose first frame starts with prefix pass. */
+FERRY_API int ferry_socket_subscribe(ferry_socket *s, const void *prefix, size_t len);
+FERRY_API int ferry_socket_unsubscribe(ferry_socket *s, const void *prefix, size_t len);
+
+/* ------------------------------------------------------------------------------------------- */
+/* Messages                                                                                    */
+/* ------------------------------------------------------------------------------------------- */
+/*
+ * A ferry_msg is one frame in caller-owned storage. Sending moves ownership of the content to the
+ * library (the msg is left empty); receiving replaces any previous content (released first).
+ */
+typedef struct ferry_msg {
+    uint64_t opaque_[8];
+} ferry_msg;
+
+typedef void ferry_free_fn(void *data, void *hint);
+
+FERRY_API void ferry_msg_init(ferry_msg *m);
+/* Allocates size bytes of content (FERRY_ENOMEM). */
+FERRY_API int ferry_msg_init_size(ferry_msg *m, size_t size);
+/* Zero-copy: the msg takes ownership of data and calls ffn(data, hint) when done (NULL ffn: the
+ * caller keeps ownership and guarantees data outlives the send). */
+FERRY_API int ferry_msg_init_data(ferry_msg *m, void *data, size_t size, ferry_free_fn *ffn,
+                                  void *hint);
+/* Releases the content. Accepts NULL and empty messages. */
+FERRY_API void ferry_msg_fini(ferry_msg *m);
+FERRY_API void *ferry_msg_data(ferry_msg *m);
+FERRY_API size_t ferry_msg_size(const ferry_msg *m);
+/* 1 when a received frame has more frames after it. */
+FERRY_API int ferry_msg_more(const ferry_msg *m);
+FERRY_API int ferry_msg_send(ferry_socket *s, ferry_msg *m, int flags);
+FERRY_API int ferry_msg_recv(ferry_socket *s, ferry_msg *m, int flags);
+
+/* ------------------------------------------------------------------------------------------- */
+/* Options                                                                                     */
+/* ------------------------------------------------------------------------------------------- */
+
+enum ferry_option {
+    FERRY_OPT_SNDHWM = 1,             /* int: messages queued per peer before send blocks/drops */
+    FERRY_OPT_RCVHWM = 2,             /* int */
+    FERRY_OPT_SNDTIMEO = 3,           /* int ms, -1 = forever (default) */
+    FERRY_OPT_RCVTIMEO = 4,           /* int ms, -1 = forever (default) */
+    FERRY_OPT_LINGER = 5,             /* int ms on close, -1 = forever; default 0 */
+    FERRY_OPT_RECONNECT_IVL = 6,      /* int ms, default 100 */
+    FERRY_OPT_RECONNECT_IVL_MAX = 7,  /* int ms, 0 = no backoff growth */
+    FERRY_OPT_ROUTING_ID = 8,         /* bytes (1..255), sent as the Identity property */
+    FERRY_OPT_HEARTBEAT_IVL = 9,      /* int ms, 0 = off */
+    FERRY_OPT_HEARTBEAT_TTL = 10,     /* int ms */
+    FERRY_OPT_HEARTBEAT_TIMEOUT = 11, /* int ms */
+    FERRY_OPT_IMMEDIATE = 12,         /* int bool: queue only to completed connections */
+    FERRY_OPT_RCVMORE = 13,           /* int, read-only */
+    FERRY_OPT_TYPE = 14,              /* int, read-only */
+    FERRY_OPT_SPIN_NS = 15, /* int ns: busy-poll window before sleeping; 0 = pure blocking */
+    FERRY_OPT_SHM_UPGRADE =
+        16, /* int bool: ipc:// ferry-to-ferry links switch to shm (default 1) */
+    FERRY_OPT_SHM_RING_SIZE = 17, /* int bytes per direction for shm links */
+    FERRY_OPT_PEER_UID = 18, /* int: uid allowed on ipc/shm besides our own, -1 = same uid only */
+};
+
+FERRY_API int ferry_socket_setopt_int(ferry_socket *s, int opt, int64_t value);
+FERRY_API int ferry_socket_getopt_int(ferry_socket *s, int opt, int64_t *value);
+FERRY_API int ferry_socket_setopt_bytes(ferry_socket *s, int opt, const void *v, size_t len);
+/* *len is the buffer size on entry and the value's size on return (FERRY_EMSGSIZE if too small). */
+FERRY_API int ferry_socket_getopt_bytes(ferry_socket *s, int opt, void *buf, size_t *len);
+
+/* ------------------------------------------------------------------------------------------- */
+/* Polling and statistics                                                                      */
+/* ------------------------------------------------------------------------------------------- */
+
+#define FERRY_POLLIN  0x1
+#define FERRY_POLLOUT 0x2
+
+/*
+ * A level-triggered fd owned by the socket: it polls readable (POLLIN) exactly while
+ * ferry_socket_events() would report FERRY_POLLIN. Do not read from or close it.
+ */
+FERRY_API int ferry_socket_pollfd(ferry_socket *s);
+/* The events the socket can perform now without blocking (FERRY_POLLIN|FERRY_POLLOUT), or < 0. */
+FERRY_API int ferry_socket_events(ferry_socket *s);
+
+typedef struct ferry_pollitem {
+    ferry_socket *socket; /* or NULL to poll a plain fd */
+    int fd;
+    short events;  /* FERRY_POLLIN|FERRY_POLLOUT */
+    short revents; /* filled in */
+} ferry_pollitem;
+
+/* Waits until an item is ready; returns how many are (0 on timeout) or a FERRY_E* code. */
+FERRY_API int ferry_poll(ferry_pollitem *items, int n, int timeout_ms);
+
+typedef struct ferry_socket_stats {
+    uint64_t msgs_in, msgs_out;
+    uint64_t bytes_in, bytes_out;
+    uint64_t drops_hwm; /* messages dropped because a peer was at its HWM (PUB, XPUB, ROUTER) */
+    uint32_t peers;     /* live peers */
+    uint32_t peers_shm; /* of which use the shared-memory data path */
+} ferry_socket_stats;
+
+FERRY_API int ferry_socket_stats(ferry_socket *s, ferry_socket_stats *out);
+
 #ifdef __cplusplus
 }
 #endif
