@@ -244,15 +244,15 @@ typedef struct ferry_pollitem {
 /* Waits until an item is ready; returns how many are (0 on timeout) or a FERRY_E* code. */
 FERRY_API int ferry_poll(ferry_pollitem *items, int n, int timeout_ms);
 
-typedef struct ferry_socket_stats {
+typedef struct ferry_stats {
     uint64_t msgs_in, msgs_out;
     uint64_t bytes_in, bytes_out;
     uint64_t drops_hwm; /* messages dropped because a peer was at its HWM (PUB, XPUB, ROUTER) */
     uint32_t peers;     /* live peers */
     uint32_t peers_shm; /* of which use the shared-memory data path */
-} ferry_socket_stats;
+} ferry_stats;
 
-FERRY_API int ferry_socket_stats(ferry_socket *s, ferry_socket_stats *out);
+FERRY_API int ferry_socket_stats(ferry_socket *s, ferry_stats *out);
 
 #ifdef __cplusplus
 }
