@@ -1,0 +1,91 @@
+/*
+ * msg.h - the internal message frame (fy_msg), the storage behind the public ferry_msg.
+ *
+ * A fy_msg is one frame: flags plus a body that is either stored inline (small frames, no
+ * allocation) or in a reference-counted heap/user block (large frames and zero-copy user buffers),
+ * so a publisher can fan one frame out to many pipes with fy_msg_copy() without copying bytes.
+ * It is exactly the size of ferry_msg, and the public API casts between the two.
+ *
+ * Ownership: a fy_msg owns one reference to its content. fy_msg_move() transfers it (the source is
+ * left empty), fy_msg_copy() takes another reference, fy_msg_fini() drops it. An initialised empty
+ * message (fy_msg_init) holds nothing and needs no fini, but fini on it is harmless.
+ */
+#ifndef FERRY_CORE_MSG_H
+#define FERRY_CORE_MSG_H
+
+#include "ferry/ferry.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Frame flags (fy_msg.flags). */
+#define FY_MSG_MORE 0x1u /* more frames of the same message follow */
+/*
+ * The frame is a subscription control message in the normalised 3.0 form: body = 0x01 + prefix
+ * (subscribe) or 0x00 + prefix (cancel). The stream engine encodes it as a ZMTP 3.1 SUBSCRIBE/
+ * CANCEL command for peers announcing minor version >= 1 and as this plain frame for 3.0 peers;
+ * incoming SUBSCRIBE/CANCEL commands are delivered in this form with this flag set. SUB/XSUB
+ * patterns set it on the frames they send upstream; XPUB/PUB see it on what they receive (a 3.0
+ * peer's subscription arrives as a plain frame without the flag: patterns must accept both).
+ * Subscription frames bypass the SNDHWM check (they must never be lost).
+ */
+#define FY_MSG_SUB     0x2u
+#define FY_MSG_COMMAND 0x4u /* engine-internal: a ZMTP command; never seen by patterns */
+
+#define FY_MSG_INLINE 40 /* bodies up to this many bytes live inside the fy_msg */
+
+/* The shared body of a large or zero-copy frame. */
+typedef struct fy_msg_content {
+    _Atomic uint32_t refs;
+    ferry_free_fn *ffn; /* NULL: the body is part of this allocation (or caller-owned) */
+    void *hint;
+    uint8_t *data;
+} fy_msg_content;
+
+typedef struct fy_msg {
+    fy_msg_content *content; /* NULL: body is inline (size <= FY_MSG_INLINE) */
+    uint64_t size;
+    uint32_t flags;   /* FY_MSG_* */
+    uint32_t unused_; /* keeps inline_ 8-aligned */
+    uint8_t inline_[FY_MSG_INLINE];
+} fy_msg;
+
+_Static_assert(sizeof(fy_msg) == sizeof(ferry_msg), "fy_msg must overlay ferry_msg");
+
+/* An empty frame (size 0, no flags). Never fails. */
+void fy_msg_init(fy_msg *m);
+/* A frame of size bytes (contents uninitialised): inline when small, else one heap block. */
+int fy_msg_init_size(fy_msg *m, size_t size);
+/* A frame holding a copy of buf[0..size). */
+int fy_msg_init_copy(fy_msg *m, const void *buf, size_t size);
+/* Zero-copy: the frame references data; ffn(data, hint) runs when the last reference goes
+ * (ffn NULL: the caller keeps ownership and guarantees data outlives every copy). */
+int fy_msg_init_data(fy_msg *m, void *data, size_t size, ferry_free_fn *ffn, void *hint);
+/* Drops the content reference and leaves m empty. Accepts NULL. */
+void fy_msg_fini(fy_msg *m);
+/* dst (whose old content is released first) takes src's content; src is left empty. */
+void fy_msg_move(fy_msg *dst, fy_msg *src);
+/* dst (old content released) shares src's body (reference count; inline bodies are copied) and
+ * gets src's flags. Never fails. */
+void fy_msg_copy(fy_msg *dst, const fy_msg *src);
+
+static inline uint8_t *fy_msg_data(fy_msg *m)
+{
+    return m->content ? m->content->data : m->inline_;
+}
+static inline const uint8_t *fy_msg_cdata(const fy_msg *m)
+{
+    return m->content ? m->content->data : m->inline_;
+}
+static inline size_t fy_msg_size(const fy_msg *m)
+{
+    return (size_t)m->size;
+}
+static inline bool fy_msg_more(const fy_msg *m)
+{
+    return (m->flags & FY_MSG_MORE) != 0;
+}
+
+#endif

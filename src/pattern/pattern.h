@@ -1,0 +1,148 @@
+/*
+ * pattern.h - the contract between the socket core and a messaging pattern (one file per socket
+ * type under src/pattern/, one const fy_pattern_ops each).
+ *
+ * A pattern decides which pipe(s) a frame goes to (round-robin, fan-out, routing by id) and from
+ * which pipe the next frame comes (fair queueing, envelope matching, filtering). It never blocks,
+ * never waits and never touches file descriptors: every op returns at once, and FERRY_EAGAIN means
+ * "cannot make progress now"; the core then waits (spin, then epoll, honouring DONTWAIT, SNDTIMEO/
+ * RCVTIMEO) for any pipe to become readable/writable or the pipe set to change, and calls the op
+ * again. All ops run on the socket's owner thread; no locking is needed inside a pattern.
+ *
+ * Call order the core guarantees:
+ *  - init(s, st) once after the socket is created (st = state_size zeroed bytes, owned by core).
+ *  - Before every send/recv/events/setopt call, if the control thread published a pipe-set change
+ *    (one atomic generation counter), the core first calls detach() for each pipe that died and
+ *    attach() for each new pipe, in that order. Pipes are announced only when live (handshake
+ * done).
+ *  - send(s, st, m) is called once per frame; fy_msg_more(m) says whether more frames of the same
+ *    message follow. The core never interleaves frames of two messages: after a MORE frame the
+ *    next send call carries the next frame of that message. On success the pattern has taken m's
+ *    content (m is empty: use fy_msg_move / fy_pipe_send which moves). On failure m must be left
+ *    untouched so the core can retry it after waiting. FERRY_EAGAIN is legal only for the first
+ *    frame of a message (pipes accept every later frame, see pipe.h). To drop a message (PUB at
+ *    HWM, ROUTER to an unknown id) return 0 after fy_msg_fini(m) for each of its frames.
+ *  - recv(s, st, m) fills m (initialised empty by the core) with the next frame and sets
+ *    FY_MSG_MORE in m->flags when more frames of the message follow (the core exposes that as
+ *    *more / FERRY_OPT_RCVMORE). Once a pattern returned a MORE frame it must return the rest of
+ *    that message (from the same pipe) on the following recv calls.
+ *  - detach(s, st, p) is called for each remaining pipe, then fini(s, st), when the socket closes.
+ *
+ * Return codes for ops: 0 or a negative FERRY_E* (EAGAIN, EFSM, ENOTSUP, EINVAL, EHOSTUNREACH ...).
+ * A NULL send or recv op means the socket type cannot do that: the core returns FERRY_ENOTSUP.
+ *
+ * Reference implementations: pair.c (one peer), push.c (round-robin), pull.c (fair queue).
+ */
+#ifndef FERRY_PATTERN_PATTERN_H
+#define FERRY_PATTERN_PATTERN_H
+
+#include "core/msg.h"
+#include "core/pipe.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Pattern-specific options passed through ferry_socket_setopt_bytes/ferry_socket_subscribe. The
+ * core handles every public FERRY_OPT_* itself; these internal numbers reach setopt(). */
+enum fy_pattern_opt {
+    FY_OPT_SUBSCRIBE = 1000,   /* bytes: prefix (ferry_socket_subscribe) */
+    FY_OPT_UNSUBSCRIBE = 1001, /* bytes: prefix (ferry_socket_unsubscribe) */
+};
+
+typedef struct fy_pattern_ops {
+    int type;          /* enum ferry_socket_type */
+    const char *name;  /* "PAIR", "PUB", ... as in ZMTP Socket-Type */
+    size_t state_size; /* bytes of per-socket state the core allocates (zeroed) for the pattern */
+
+    int (*init)(fy_socket *s, void *st);  /* optional */
+    void (*fini)(fy_socket *s, void *st); /* optional; pipes are already detached */
+    /* A new live pipe. Return < 0 to refuse it (e.g. PAIR already has a peer): the core then
+     * closes that connection and never calls detach for it. */
+    int (*attach)(fy_socket *s, void *st, fy_pipe *p);
+    /* The pipe is going away; drop every reference to it (it is freed right after). */
+    void (*detach)(fy_socket *s, void *st, fy_pipe *p);
+    int (*send)(fy_socket *s, void *st, fy_msg *m); /* NULL: FERRY_ENOTSUP */
+    int (*recv)(fy_socket *s, void *st, fy_msg *m); /* NULL: FERRY_ENOTSUP */
+    /* FERRY_POLLIN when recv would not return FERRY_EAGAIN, FERRY_POLLOUT when send of a first
+     * frame would not; never blocks. May pre-fetch (e.g. SUB filtering) into its own state. */
+    int (*events)(fy_socket *s, void *st);
+    /* Optional: pattern options (enum fy_pattern_opt or pattern-specific); FERRY_EINVAL for a bad
+     * value, FERRY_ENOTSUP when the option does not apply to this type. */
+    int (*setopt)(fy_socket *s, void *st, int opt, const void *val, size_t len);
+    int (*getopt)(fy_socket *s, void *st, int opt, void *val, size_t *len);
+} fy_pattern_ops;
+
+/* The ops for a socket type, or NULL (unknown type). Defined in registry.c: every pattern file
+ * adds one line there. */
+const fy_pattern_ops *fy_pattern_lookup(int type);
+
+extern const fy_pattern_ops fy_pattern_pair;
+extern const fy_pattern_ops fy_pattern_pub;
+extern const fy_pattern_ops fy_pattern_sub;
+extern const fy_pattern_ops fy_pattern_req;
+extern const fy_pattern_ops fy_pattern_rep;
+extern const fy_pattern_ops fy_pattern_dealer;
+extern const fy_pattern_ops fy_pattern_router;
+extern const fy_pattern_ops fy_pattern_pull;
+extern const fy_pattern_ops fy_pattern_push;
+extern const fy_pattern_ops fy_pattern_xpub;
+extern const fy_pattern_ops fy_pattern_xsub;
+
+/* ---- what a pattern may ask of its socket (implemented in src/core/socket.c) ---- */
+
+/* Socket options relevant to patterns (values as set by the user; defaults like libzmq). */
+typedef struct fy_sockopts {
+    int sndhwm, rcvhwm; /* messages per pipe; 0 = unlimited; default 1000 */
+    uint8_t routing_id_len;
+    uint8_t routing_id[255];
+} fy_sockopts;
+
+int fy_socket_type(const fy_socket *s);
+const fy_sockopts *fy_socket_opts(const fy_socket *s);
+/* Adds n messages to the socket's drops_hwm statistic (PUB/XPUB/ROUTER dropping at HWM). */
+void fy_socket_count_drop(fy_socket *s, uint64_t n);
+
+/* ---- pipe lists: round-robin send and fair-queued receive, shared by the patterns ---- */
+
+/*
+ * A growable array of pipes with the state for round-robin/fair queueing. Owned by the pattern
+ * state; zero-initialised storage is a valid empty list. fy_pipelist_add may allocate
+ * (FERRY_ENOMEM); everything else never allocates.
+ */
+typedef struct fy_pipelist {
+    fy_pipe **v;
+    uint32_t n, cap;
+    uint32_t next;      /* round-robin / fair-queue cursor */
+    fy_pipe *send_cur;  /* pipe carrying the message being sent (after a MORE frame), or NULL */
+    fy_pipe *recv_cur;  /* pipe delivering the message being received, or NULL */
+    bool send_dropping; /* send_cur died mid-message: discard frames until the last one */
+} fy_pipelist;
+
+int fy_pipelist_add(fy_pipelist *l, fy_pipe *p);
+/* Removes p if present (keeps the cursors sane). */
+void fy_pipelist_remove(fy_pipelist *l, fy_pipe *p);
+void fy_pipelist_fini(fy_pipelist *l); /* frees the array (not the pipes) */
+bool fy_pipelist_contains(const fy_pipelist *l, const fy_pipe *p);
+
+/*
+ * Load-balanced send (PUSH, DEALER, REQ): the first frame of a message goes to the next pipe in
+ * round-robin order that accepts it (pipes at SNDHWM or dead are skipped); the message's later
+ * frames follow on the same pipe. Returns 0 (m moved) or FERRY_EAGAIN when no pipe can take a new
+ * message (none attached, or all full). If the pipe dies in the middle of a message, the rest of
+ * that message is discarded (returns 0).
+ */
+int fy_pipelist_lb_send(fy_pipelist *l, fy_msg *m);
+/*
+ * Fair-queued receive (PULL, DEALER, ROUTER, SUB...): takes the next frame from the next pipe in
+ * round-robin order that has one, and stays on that pipe until the message's last frame. *from
+ * (if non-NULL) gets the pipe it came from. Returns 0 or FERRY_EAGAIN (nothing to receive now).
+ * Dead pipes are skipped (the core detaches them).
+ */
+int fy_pipelist_fq_recv(fy_pipelist *l, fy_msg *m, fy_pipe **from);
+/* FERRY_POLLIN if fq_recv would return a frame now (may read the kernel, never blocks). */
+int fy_pipelist_fq_poll(fy_pipelist *l);
+/* FERRY_POLLOUT if lb_send could take a new message now. */
+int fy_pipelist_lb_poll(fy_pipelist *l);
+
+#endif
