@@ -196,10 +196,26 @@ FERRY_API void ferry_spsc_rx_set_wait(ferry_spsc_rx *rx, const ferry_wait_policy
 /* MPMC slot queue and MPSC byte ring                                                          */
 /* ------------------------------------------------------------------------------------------- */
 
-/* Bounded MPMC queue of `slots` (power of two) fixed-size slots of `slot_size` bytes. */
+/*
+ * Bounded MPMC queue of `slots` fixed-size slots of `slot_size` bytes (Vyukov's per-cell sequence
+ * numbers). slots: a power of two in [2, 2^30]; slot_size: [1, 2^30]. Each slot also remembers
+ * the length pushed into it (0..slot_size). Any number of producers and consumers, in any threads
+ * or processes, may call push/pop concurrently, each through its own ferry_mpmc (or a shared one:
+ * the struct is only read after init).
+ *
+ * Dead producers: a producer killed between claiming a slot and publishing it blocks every
+ * consumer at that slot (pop returns FERRY_EAGAIN forever, then push too once the ring is full).
+ * This is inherent to the algorithm. Detect it with ferry_mpmc_stalled: if it reports the same
+ * position twice, far enough apart that a live producer would have finished its copy (a
+ * millisecond is plenty), the producer that claimed it is gone; recover by re-creating the queue
+ * (typically after peer-death detection on the control socket has confirmed it).
+ */
+/* Bytes of shared memory for a queue of that shape, or 0 if the shape is invalid. */
 FERRY_API size_t ferry_mpmc_footprint(size_t slots, size_t slot_size);
+/* Formats a queue in mem (128-byte aligned, >= footprint: else FERRY_EINVAL/FERRY_EMSGSIZE). */
 FERRY_API int ferry_mpmc_format(void *mem, size_t mem_size, size_t slots, size_t slot_size);
 
+/* Private endpoint state, filled by ferry_mpmc_init; do not touch the fields. */
 typedef struct ferry_mpmc {
     void *shared_;
     uint8_t *cells_;
@@ -207,18 +223,39 @@ typedef struct ferry_mpmc {
     int err_;
 } ferry_mpmc;
 
+/* Attaches to a formatted queue; validates the shared header (untrusted): FERRY_EPROTO. */
 FERRY_API int ferry_mpmc_init(ferry_mpmc *q, void *mem, size_t mem_size);
-/* Copies len <= slot_size bytes in. FERRY_EAGAIN when full. */
+/* Copies len <= slot_size bytes in (len 0 is a valid message). Returns 0, FERRY_EAGAIN when full,
+ * FERRY_EMSGSIZE when len > slot_size, FERRY_EINVAL, FERRY_EPROTO. */
 FERRY_API int ferry_mpmc_push(ferry_mpmc *q, const void *buf, size_t len);
-/* Copies one slot out; returns its length, FERRY_EAGAIN when empty, FERRY_EMSGSIZE if cap too
- * small. */
+/* Copies one slot out; returns its length, FERRY_EAGAIN when empty (or when the oldest slot is
+ * claimed but not yet published), FERRY_EMSGSIZE if cap is too small (the message stays queued),
+ * FERRY_EINVAL or FERRY_EPROTO (a length or header word in shared memory is corrupt). */
 FERRY_API ssize_t ferry_mpmc_pop(ferry_mpmc *q, void *buf, size_t cap);
+/* Diagnostic snapshot: returns 1 if the oldest position (stored in *pos if pos is non-NULL) is
+ * claimed by a producer but not published, 0 if not, or a FERRY_E* code. See "Dead producers". */
+FERRY_API int ferry_mpmc_stalled(ferry_mpmc *q, uint64_t *pos);
 
-/* MPSC byte ring: producers claim space by atomic fetch-add/CAS and commit by writing the length
- * last. */
+/*
+ * MPSC byte ring of variable-length records: producers claim space with a CAS on a shared
+ * reservation index and commit by writing the record's header word last; a single consumer reads
+ * records in reservation order. capacity: data bytes, a power of two in [256, 2^32]; the largest
+ * record is FERRY_MPSC_MAX_RECORD(capacity) bytes. Producer calls may run concurrently from any
+ * thread or process; exactly one consumer (one ferry_mpsc used by one thread at a time) may call
+ * ferry_mpsc_read/ferry_mpsc_stalled.
+ *
+ * Dead producers: as with the MPMC queue, a producer killed between reservation and commit leaves
+ * a hole the consumer can never pass (ferry_mpsc_read returns FERRY_EAGAIN forever). Detect it with
+ * ferry_mpsc_stalled the same way.
+ */
+#define FERRY_MPSC_MAX_RECORD(cap) ((cap) / 2 - 8)
+
+/* Bytes of shared memory for a ring of that capacity, or 0 if the capacity is invalid. */
 FERRY_API size_t ferry_mpsc_footprint(size_t capacity);
+/* Formats a ring in mem (128-byte aligned, >= footprint: else FERRY_EINVAL/FERRY_EMSGSIZE). */
 FERRY_API int ferry_mpsc_format(void *mem, size_t mem_size, size_t capacity);
 
+/* Private endpoint state, filled by ferry_mpsc_init; do not touch the fields. */
 typedef struct ferry_mpsc {
     void *shared_;
     uint8_t *data_;
@@ -227,11 +264,19 @@ typedef struct ferry_mpsc {
     int err_;
 } ferry_mpsc;
 
+/* Attaches a producer or the consumer to a formatted ring; validates the shared header
+ * (untrusted): FERRY_EPROTO. */
 FERRY_API int ferry_mpsc_init(ferry_mpsc *r, void *mem, size_t mem_size);
-/* Any producer: copy a record in. FERRY_EAGAIN when full, FERRY_EMSGSIZE when too large. */
+/* Any producer: copy a record in (len 0 is valid). Returns 0, FERRY_EAGAIN when full,
+ * FERRY_EMSGSIZE when too large, FERRY_EINVAL or FERRY_EPROTO. */
 FERRY_API int ferry_mpsc_write(ferry_mpsc *r, const void *buf, size_t len);
-/* The single consumer: copy a record out; returns its length or FERRY_EAGAIN/EMSGSIZE/EPROTO. */
+/* The single consumer: copy a record out; returns its length, FERRY_EAGAIN when empty (or the next
+ * record is not committed yet), FERRY_EMSGSIZE if cap is too small (the record stays in the ring),
+ * FERRY_EINVAL or FERRY_EPROTO. */
 FERRY_API ssize_t ferry_mpsc_read(ferry_mpsc *r, void *buf, size_t cap);
+/* Consumer-side diagnostic snapshot: returns 1 if space at the consumer's position (stored in *pos
+ * if non-NULL) is reserved but not committed, 0 if not, or a FERRY_E* code. */
+FERRY_API int ferry_mpsc_stalled(ferry_mpsc *r, uint64_t *pos);
 
 #ifdef __cplusplus
 }
