@@ -40,10 +40,12 @@ typedef struct ferry_segment ferry_segment;
 #define FERRY_SEG_HUGEPAGES 0x1u /* try MAP_HUGETLB, fall back to madvise(MADV_HUGEPAGE) */
 #define FERRY_SEG_READONLY  0x2u /* attach: map PROT_READ only */
 #define FERRY_SEG_NUMA      0x4u /* bind the pages to opts->numa_node (needs libnuma at build) */
+#define FERRY_SEG_TRUSTED                                                                          \
+    0x8u /* attach: accept an fd without seals (only from a peer you trust, e.g. your own fork) */
 
 typedef struct ferry_segment_opts {
     size_t size;      /* bytes; rounded up to the page (or huge page) size */
-    unsigned flags;   /* FERRY_SEG_* */
+    unsigned flags;   /* FERRY_SEG_HUGEPAGES | FERRY_SEG_NUMA */
     int numa_node;    /* with FERRY_SEG_NUMA */
     const char *name; /* NULL: anonymous sealed memfd; else a POSIX shm name created O_EXCL */
     unsigned mode;    /* named segments: permission bits, 0 means 0600 */
@@ -54,15 +56,23 @@ typedef struct ferry_segment_opts {
  * fully allocated with posix_fallocate (FERRY_ENOSPC now instead of SIGBUS later), then sealed with
  * F_SEAL_SHRINK|F_SEAL_GROW|F_SEAL_SEAL. Named segments are unlinked by ferry_segment_close() of
  * the creator. On success *out is owned by the caller (ferry_segment_close).
+ * Errors: FERRY_EINVAL (bad size, flags, mode or name), FERRY_ENOMEM (larger than RAM + swap, or
+ * mapping failed), FERRY_ENOSPC (the memory file system cannot hold it), FERRY_EEXIST (named
+ * segment exists), FERRY_ENOTSUP (FERRY_SEG_NUMA without libnuma), FERRY_EMFILE, or -errno.
  */
 FERRY_API int ferry_segment_open(ferry_segment **out, const ferry_segment_opts *opts);
 /*
- * Maps a segment received as an fd (e.g. over SCM_RIGHTS). Checks that the fd is a sealed memfd
- * whose size cannot change (unless flags has no seal requirement: never for untrusted peers). On
- * success the segment owns fd; on failure the caller still owns it.
+ * Maps a segment received as an fd (e.g. over SCM_RIGHTS). flags: FERRY_SEG_READONLY,
+ * FERRY_SEG_TRUSTED. Unless FERRY_SEG_TRUSTED is given, the fd must carry F_SEAL_SHRINK,
+ * F_SEAL_GROW and F_SEAL_SEAL; an fd that is not a memfd or lacks a seal is refused with
+ * FERRY_EPROTO (the peer broke the protocol), as is a size that is zero or not page-aligned.
+ * On success the segment owns fd; on failure the caller still owns it.
  */
 FERRY_API int ferry_segment_attach(ferry_segment **out, int fd, unsigned flags);
-/* Opens and maps an existing named segment. */
+/*
+ * Opens and maps an existing named segment (flags: FERRY_SEG_READONLY). POSIX shm objects cannot
+ * be sealed, so only attach to names created by processes you trust.
+ */
 FERRY_API int ferry_segment_attach_named(ferry_segment **out, const char *name, unsigned flags);
 FERRY_API void *ferry_segment_base(const ferry_segment *seg);
 FERRY_API size_t ferry_segment_size(const ferry_segment *seg);
@@ -77,8 +87,9 @@ FERRY_API void ferry_segment_close(ferry_segment *seg);
 
 /*
  * A wait word lives in shared memory. The sleeper bumps `sleepers`, issues a full fence, re-checks
- * its condition, then futex-waits on `seq`; the waker bumps `seq` and calls FUTEX_WAKE only when
- * `sleepers` is non-zero, so an uncontended wake costs no system call.
+ * its condition, then futex-waits on `seq`; the waker makes its change, issues a full fence, and
+ * only when `sleepers` is non-zero bumps `seq` and calls FUTEX_WAKE, so an uncontended wake costs
+ * no system call.
  */
 typedef struct ferry_waitword {
     _Atomic uint32_t seq;
@@ -88,7 +99,7 @@ typedef struct ferry_waitword {
 typedef struct ferry_wait_policy {
     uint32_t spin_ns;  /* busy-poll window before yielding; default 20000 */
     uint32_t yield_ns; /* sched_yield window before sleeping; default 20000 */
-    int eventfd;       /* >= 0: also signal this eventfd on wake (for users who epoll) */
+    int eventfd;       /* >= 0: the WAKER also writes 1 to this eventfd when it wakes sleepers */
 } ferry_wait_policy;
 
 /* Fills a policy with the defaults above and eventfd = -1. */
@@ -98,97 +109,296 @@ FERRY_API void ferry_wait_policy_init(ferry_wait_policy *pol);
 typedef bool (*ferry_wait_ready_fn)(void *arg);
 
 /*
- * Waits until ready(arg) is true: spin, then yield, then futex sleep. timeout_ms < 0 waits forever,
- * 0 checks once. Returns 0 when ready, FERRY_ETIMEDOUT, FERRY_EINTR (signal), or the negative value
- * a ready callback signalled through ferry_wait_block's contract (none by default).
+ * Waits until ready(arg) is true: spin (pol->spin_ns), then sched_yield (pol->yield_ns), then
+ * futex sleep on w->seq. pol NULL means the defaults. timeout_ms < 0 waits forever, 0 checks
+ * once. Returns 0 when ready, FERRY_ETIMEDOUT, FERRY_EINTR (a signal handler without SA_RESTART
+ * interrupted the sleep) or FERRY_EINVAL. The waker must make the condition true before calling
+ * ferry_wait_wake (which fences), or with a seq_cst store followed by a seq_cst load of sleepers.
  */
 FERRY_API int ferry_wait_block(ferry_waitword *w, ferry_wait_ready_fn ready, void *arg,
                                const ferry_wait_policy *pol, int timeout_ms);
-/* Wakes every sleeper on w; no system call when nobody sleeps. */
+/*
+ * Wakes every sleeper on w (and signals pol->eventfd if set); no system call when nobody sleeps.
+ * pol may be NULL.
+ */
 FERRY_API void ferry_wait_wake(ferry_waitword *w, const ferry_wait_policy *pol);
+/*
+ * For users who sleep elsewhere (epoll on an eventfd the waker signals): arm announces a sleeper
+ * and fences; re-check the condition after it, sleep only if still false, then disarm.
+ */
+FERRY_API void ferry_wait_arm(ferry_waitword *w);
+FERRY_API void ferry_wait_disarm(ferry_waitword *w);
+/* Internal: the system-call half of a wake (bump seq, FUTEX_WAKE, eventfd). */
+FERRY_API void ferry_wait_wake_slow_(ferry_waitword *w, const ferry_wait_policy *pol);
 
 /* ------------------------------------------------------------------------------------------- */
 /* SPSC byte ring                                                                              */
 /* ------------------------------------------------------------------------------------------- */
 
+/*
+ * Records are an 8-byte header (u32 length, u32 type) plus the payload padded to 8 bytes; a
+ * record never wraps (a padding record fills the end of the ring instead).
+ */
+
 /* Largest record a ring of data capacity `cap` can carry (records never wrap). */
 #define FERRY_SPSC_MAX_RECORD(cap) ((cap) / 2 - 8)
+/* Smallest and largest data capacity (powers of two). */
+#define FERRY_SPSC_MIN_CAPACITY ((size_t)4096)
+#define FERRY_SPSC_MAX_CAPACITY ((size_t)1 << 32)
 
 /* Flags for commit/release. */
 #define FERRY_RING_DEFER                                                                           \
     0x1u /* do not publish the index yet; a later call without it (or flush) does */
 
-/* Bytes of shared memory needed for a ring with `capacity` data bytes (a power of two >= 4096). */
+/* Internal: record types and the ring-bytes a record of len payload bytes occupies. */
+#define FERRY_SPSC_REC_DATA_    1u
+#define FERRY_SPSC_REC_PAD_     2u
+#define FERRY_SPSC_REC_SIZE_(n) (((uint64_t)(n) + 15u) & ~(uint64_t)7u)
+
+/* Bytes of shared memory needed for a ring with `capacity` data bytes (a power of two >= 4096);
+ * 0 if capacity is invalid. */
 FERRY_API size_t ferry_spsc_footprint(size_t capacity);
-/* Formats a ring in mem (the creator does this once). mem must be 128-byte aligned. */
+/* Formats a ring in mem (the creator does this once, before any endpoint attaches). mem must be
+ * 128-byte aligned and at least ferry_spsc_footprint(capacity) bytes. Returns 0 or FERRY_EINVAL. */
 FERRY_API int ferry_spsc_format(void *mem, size_t mem_size, size_t capacity);
 
 /*
  * Private endpoint state (caller-owned storage, ferry_spsc_tx_init/rx_init fill it). The fields are
- * visible only so the structs can live on the stack or inside other structs; do not touch them.
+ * visible only so the structs can live on the stack or inside other structs and so the fast paths
+ * below can be inlined; do not touch them. Nothing here is shared: the authoritative indices are
+ * private, the pointers lead to the few shared words.
  */
 typedef struct ferry_spsc_tx {
-    void *shared_;
     uint8_t *data_;
-    uint64_t cap_, mask_;
+    uint64_t mask_;
+    uint64_t cap_;
+    uint64_t max_record_;
     uint64_t tail_;       /* authoritative write index */
+    uint64_t head_cache_; /* last consumer index seen (validated) */
+    uint64_t reserved_;   /* ring bytes of the open reservation, 0 if none */
     uint64_t published_;  /* last tail made visible to the consumer */
-    uint64_t head_cache_; /* last consumer index seen */
-    uint64_t reserved_;   /* bytes of the open reservation, 0 if none */
+    _Atomic uint64_t *tail_word_;
+    _Atomic uint64_t *head_word_;
+    ferry_waitword *readable_; /* the consumer sleeps here; we wake it */
+    ferry_waitword *writable_; /* we sleep here when full */
+    void *shared_;
     int err_;
     ferry_wait_policy pol_;
 } ferry_spsc_tx;
 
 typedef struct ferry_spsc_rx {
-    void *shared_;
     uint8_t *data_;
-    uint64_t cap_, mask_;
+    uint64_t mask_;
+    uint64_t cap_;
     uint64_t head_;       /* authoritative read index */
+    uint64_t tail_cache_; /* last producer index seen (validated) */
+    uint64_t peeked_;     /* ring bytes of the record handed out by peek, 0 if none */
     uint64_t published_;  /* last head made visible to the producer */
-    uint64_t tail_cache_; /* last producer index seen */
-    uint64_t peeked_;     /* bytes of the record handed out by peek, 0 if none */
+    _Atomic uint64_t *tail_word_;
+    _Atomic uint64_t *head_word_;
+    ferry_waitword *readable_; /* we sleep here when empty */
+    ferry_waitword *writable_; /* the producer sleeps here; we wake it */
+    void *shared_;
     int err_;
     ferry_wait_policy pol_;
 } ferry_spsc_rx;
 
-/* Attach an endpoint to a formatted ring; validates the shared header (untrusted). */
+/* Attach an endpoint to a formatted ring; validates the shared header (untrusted). Returns 0,
+ * FERRY_EINVAL (NULL/misaligned/too small) or FERRY_EPROTO (header is not a valid ring). */
 FERRY_API int ferry_spsc_tx_init(ferry_spsc_tx *tx, void *mem, size_t mem_size);
 FERRY_API int ferry_spsc_rx_init(ferry_spsc_rx *rx, void *mem, size_t mem_size);
+
+/* Internal slow paths the inline fast paths fall back to. */
+FERRY_API int ferry_spsc_reserve_slow_(ferry_spsc_tx *tx, size_t len, void **out);
+FERRY_API int ferry_spsc_peek_slow_(ferry_spsc_rx *rx, const void **data, size_t *len);
+
+/*
+ * The fast paths (reserve, commit, flush, write, peek, release, rx_flush, read) are static inline
+ * so a record costs a few nanoseconds. The library also exports each of them as an ordinary
+ * symbol of the same name for FFI users (dlsym, ctypes); C callers get the inline copies.
+ */
+#ifdef FERRY_SPSC_EXPORT_
+#define FERRY_SPSC_FAST_ FERRY_API
+FERRY_API int ferry_spsc_reserve(ferry_spsc_tx *tx, size_t len, void **out);
+FERRY_API int ferry_spsc_commit(ferry_spsc_tx *tx, size_t len, unsigned flags);
+FERRY_API int ferry_spsc_flush(ferry_spsc_tx *tx);
+FERRY_API int ferry_spsc_write(ferry_spsc_tx *tx, const void *buf, size_t len, unsigned flags);
+FERRY_API int ferry_spsc_peek(ferry_spsc_rx *rx, const void **data, size_t *len);
+FERRY_API int ferry_spsc_release(ferry_spsc_rx *rx, unsigned flags);
+FERRY_API int ferry_spsc_rx_flush(ferry_spsc_rx *rx);
+FERRY_API ssize_t ferry_spsc_read(ferry_spsc_rx *rx, void *buf, size_t cap, unsigned flags);
+#else
+#define FERRY_SPSC_FAST_ static inline
+#endif
 
 /*
  * Reserves room for a record of len bytes and returns where to write it in *out. Returns 0,
  * FERRY_EAGAIN (full), FERRY_EMSGSIZE (len > FERRY_SPSC_MAX_RECORD), FERRY_EBUSY (a reservation is
  * already open) or FERRY_EPROTO. Nothing is visible to the consumer until commit.
  */
-FERRY_API int ferry_spsc_reserve(ferry_spsc_tx *tx, size_t len, void **out);
-/* Commits the open reservation with its final length (<= reserved). flags: FERRY_RING_DEFER. */
-FERRY_API int ferry_spsc_commit(ferry_spsc_tx *tx, size_t len, unsigned flags);
-/* Publishes deferred commits and wakes a sleeping consumer. */
-FERRY_API int ferry_spsc_flush(ferry_spsc_tx *tx);
+FERRY_SPSC_FAST_ int ferry_spsc_reserve(ferry_spsc_tx *tx, size_t len, void **out)
+{
+    uint64_t sz = FERRY_SPSC_REC_SIZE_(len);
+    if (__builtin_expect(((tx->reserved_ | (uint64_t)tx->err_) == 0) & (len <= tx->max_record_),
+                         1)) {
+        uint64_t off = tx->tail_ & tx->mask_;
+        if (__builtin_expect(
+                (off + sz <= tx->cap_) & (tx->cap_ - (tx->tail_ - tx->head_cache_) >= sz), 1)) {
+            tx->reserved_ = sz;
+            *out = tx->data_ + off + 8;
+            return 0;
+        }
+    }
+    return ferry_spsc_reserve_slow_(tx, len, out);
+}
+
+/* Publishes deferred commits and wakes a sleeping consumer. Returns 0 or FERRY_EPROTO. */
+FERRY_SPSC_FAST_ int ferry_spsc_flush(ferry_spsc_tx *tx)
+{
+    if (__builtin_expect(tx->err_ != 0, 0))
+        return tx->err_;
+    if (tx->tail_ != tx->published_) {
+        tx->published_ = tx->tail_;
+        /* seq_cst store: its release half pairs with the acquire load of tail in
+         * ferry_spsc_peek_slow_ (records are complete before the index says so); its seq_cst
+         * half pairs with ferry_wait_arm's fence in the consumer (Dekker: we see its sleepers
+         * count or it sees this tail). */
+        atomic_store_explicit(tx->tail_word_, tx->tail_, memory_order_seq_cst);
+        /* seq_cst load: second half of the Dekker pair above. */
+        if (__builtin_expect(
+                atomic_load_explicit(&tx->readable_->sleepers, memory_order_seq_cst) != 0, 0))
+            ferry_wait_wake_slow_(tx->readable_, &tx->pol_);
+    }
+    return 0;
+}
+
+/* Commits the open reservation with its final length (<= reserved). flags: FERRY_RING_DEFER.
+ * Returns 0, FERRY_EINVAL (no reservation, or len larger than reserved) or FERRY_EPROTO. */
+FERRY_SPSC_FAST_ int ferry_spsc_commit(ferry_spsc_tx *tx, size_t len, unsigned flags)
+{
+    uint64_t rsv = tx->reserved_;
+    if (__builtin_expect((rsv != 0) & (len <= rsv - 8) & (tx->err_ == 0), 1)) {
+        uint64_t hdr = (uint64_t)len | ((uint64_t)FERRY_SPSC_REC_DATA_ << 32);
+        __builtin_memcpy(tx->data_ + (tx->tail_ & tx->mask_), &hdr, 8);
+        tx->tail_ += FERRY_SPSC_REC_SIZE_(len);
+        tx->reserved_ = 0;
+        return (flags & FERRY_RING_DEFER) ? 0 : ferry_spsc_flush(tx);
+    }
+    return tx->err_ ? tx->err_ : FERRY_EINVAL;
+}
+
 /* Copy-in convenience: reserve + memcpy + commit(flags). */
-FERRY_API int ferry_spsc_write(ferry_spsc_tx *tx, const void *buf, size_t len, unsigned flags);
-/* Blocks (ferry_wait policy) until len bytes fit; returns 0 or FERRY_ETIMEDOUT/FERRY_EPROTO. */
+FERRY_SPSC_FAST_ int ferry_spsc_write(ferry_spsc_tx *tx, const void *buf, size_t len,
+                                      unsigned flags)
+{
+    void *p;
+    int rc = ferry_spsc_reserve(tx, len, &p);
+    if (rc < 0)
+        return rc;
+    if (len)
+        __builtin_memcpy(p, buf, len);
+    return ferry_spsc_commit(tx, len, flags);
+}
+
+/* Blocks (ferry_wait policy) until len bytes fit; flushes deferred commits first. Returns 0,
+ * FERRY_ETIMEDOUT, FERRY_EINTR, FERRY_EMSGSIZE or FERRY_EPROTO. */
 FERRY_API int ferry_spsc_wait_writable(ferry_spsc_tx *tx, size_t len, int timeout_ms);
 
 /*
  * Returns the next record in place: *data points into the ring and stays valid until release.
  * Returns 0, FERRY_EAGAIN (empty), FERRY_EBUSY (a peeked record is not released yet) or
- * FERRY_EPROTO.
+ * FERRY_EPROTO. The bytes at *data are shared memory: a hostile producer can still change them.
  */
-FERRY_API int ferry_spsc_peek(ferry_spsc_rx *rx, const void **data, size_t *len);
-/* Releases the peeked record. flags: FERRY_RING_DEFER. */
-FERRY_API int ferry_spsc_release(ferry_spsc_rx *rx, unsigned flags);
-/* Publishes deferred releases and wakes a producer waiting for room. */
-FERRY_API int ferry_spsc_rx_flush(ferry_spsc_rx *rx);
+FERRY_SPSC_FAST_ int ferry_spsc_peek(ferry_spsc_rx *rx, const void **data, size_t *len)
+{
+    uint64_t avail = rx->tail_cache_ - rx->head_;
+    if (__builtin_expect(((rx->peeked_ | (uint64_t)rx->err_) == 0) & (avail >= 8), 1)) {
+        uint64_t off = rx->head_ & rx->mask_;
+        uint64_t hdr;
+        __builtin_memcpy(&hdr, rx->data_ + off, 8);
+        uint64_t sz = FERRY_SPSC_REC_SIZE_((uint32_t)hdr);
+        if (__builtin_expect(((hdr >> 32) == FERRY_SPSC_REC_DATA_) & (sz <= avail) &
+                                 (off + sz <= rx->cap_),
+                             1)) {
+            rx->peeked_ = sz;
+            *data = rx->data_ + off + 8;
+            *len = (uint32_t)hdr;
+            return 0;
+        }
+    }
+    return ferry_spsc_peek_slow_(rx, data, len);
+}
+
+/* Publishes deferred releases and wakes a producer waiting for room. Returns 0 or FERRY_EPROTO. */
+FERRY_SPSC_FAST_ int ferry_spsc_rx_flush(ferry_spsc_rx *rx)
+{
+    if (__builtin_expect(rx->err_ != 0, 0))
+        return rx->err_;
+    if (rx->head_ != rx->published_) {
+        rx->published_ = rx->head_;
+        /* seq_cst store: release half pairs with the acquire load of head in
+         * ferry_spsc_reserve_slow_ (we finished reading before the producer reuses the bytes);
+         * seq_cst half pairs with ferry_wait_arm's fence in a producer going to sleep. */
+        atomic_store_explicit(rx->head_word_, rx->head_, memory_order_seq_cst);
+        /* seq_cst load: second half of the Dekker pair above. */
+        if (__builtin_expect(
+                atomic_load_explicit(&rx->writable_->sleepers, memory_order_seq_cst) != 0, 0))
+            ferry_wait_wake_slow_(rx->writable_, &rx->pol_);
+    }
+    return 0;
+}
+
+/* Releases the peeked record. flags: FERRY_RING_DEFER. Returns 0, FERRY_EINVAL (nothing peeked)
+ * or FERRY_EPROTO. */
+FERRY_SPSC_FAST_ int ferry_spsc_release(ferry_spsc_rx *rx, unsigned flags)
+{
+    if (__builtin_expect((rx->peeked_ != 0) & (rx->err_ == 0), 1)) {
+        rx->head_ += rx->peeked_;
+        rx->peeked_ = 0;
+        return (flags & FERRY_RING_DEFER) ? 0 : ferry_spsc_rx_flush(rx);
+    }
+    return rx->err_ ? rx->err_ : FERRY_EINVAL;
+}
+
 /*
  * Copy-out convenience: returns the record length (>= 0) after copying it to buf, FERRY_EMSGSIZE
- * if cap is too small (record left in the ring), or FERRY_EAGAIN/FERRY_EPROTO.
+ * if cap is too small (record left in the ring), or FERRY_EAGAIN/FERRY_EBUSY/FERRY_EPROTO.
+ * flags: FERRY_RING_DEFER (applies to the release).
  */
-FERRY_API ssize_t ferry_spsc_read(ferry_spsc_rx *rx, void *buf, size_t cap, unsigned flags);
-/* Blocks until a record is available; returns 0 or FERRY_ETIMEDOUT/FERRY_EPROTO. */
+FERRY_SPSC_FAST_ ssize_t ferry_spsc_read(ferry_spsc_rx *rx, void *buf, size_t cap, unsigned flags)
+{
+    const void *p;
+    size_t len;
+    int rc = ferry_spsc_peek(rx, &p, &len);
+    if (rc < 0)
+        return rc;
+    if (len > cap) {
+        rx->peeked_ = 0; /* leave the record in the ring */
+        return FERRY_EMSGSIZE;
+    }
+    if (len)
+        __builtin_memcpy(buf, p, len);
+    rc = ferry_spsc_release(rx, flags);
+    return rc < 0 ? rc : (ssize_t)len;
+}
+
+/* Blocks until a record is available; publishes deferred releases first. Returns 0,
+ * FERRY_ETIMEDOUT, FERRY_EINTR or FERRY_EPROTO. */
 FERRY_API int ferry_spsc_wait_readable(ferry_spsc_rx *rx, int timeout_ms);
 
-/* Per-endpoint wait policy (spin window, eventfd); defaults from ferry_wait_policy_init. */
+/*
+ * For consumers that sleep in epoll on an eventfd the producer signals (its tx policy's eventfd):
+ * arm announces the sleeper and returns 1 if a record is already readable (then it is disarmed
+ * again and the caller must not sleep) or 0 (armed: sleep, then call ferry_spsc_rx_disarm).
+ */
+FERRY_API int ferry_spsc_rx_arm(ferry_spsc_rx *rx);
+FERRY_API void ferry_spsc_rx_disarm(ferry_spsc_rx *rx);
+
+/*
+ * Per-endpoint wait policy (spin window, eventfd); defaults from ferry_wait_policy_init. The
+ * eventfd of a tx policy is signalled when the tx wakes a sleeping consumer, the one of an rx
+ * policy when the rx wakes a producer waiting for room.
+ */
 FERRY_API void ferry_spsc_tx_set_wait(ferry_spsc_tx *tx, const ferry_wait_policy *pol);
 FERRY_API void ferry_spsc_rx_set_wait(ferry_spsc_rx *rx, const ferry_wait_policy *pol);
 
