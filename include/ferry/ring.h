@@ -173,10 +173,11 @@ typedef struct ferry_spsc_tx {
     uint64_t mask_;
     uint64_t cap_;
     uint64_t max_record_;
-    uint64_t tail_;       /* authoritative write index */
-    uint64_t head_cache_; /* last consumer index seen (validated) */
-    uint64_t reserved_;   /* ring bytes of the open reservation, 0 if none */
-    uint64_t published_;  /* last tail made visible to the consumer */
+    uint64_t tail_;         /* authoritative write index */
+    uint64_t head_cache_;   /* last consumer index seen (validated) */
+    uint64_t reserved_;     /* ring bytes of the open reservation, 0 if none */
+    uint64_t reserved_len_; /* payload bytes asked for by the open reservation */
+    uint64_t published_;    /* last tail made visible to the consumer */
     _Atomic uint64_t *tail_word_;
     _Atomic uint64_t *head_word_;
     ferry_waitword *readable_; /* the consumer sleeps here; we wake it */
@@ -245,6 +246,7 @@ FERRY_SPSC_FAST_ int ferry_spsc_reserve(ferry_spsc_tx *tx, size_t len, void **ou
         if (__builtin_expect(
                 (off + sz <= tx->cap_) & (tx->cap_ - (tx->tail_ - tx->head_cache_) >= sz), 1)) {
             tx->reserved_ = sz;
+            tx->reserved_len_ = len;
             *out = tx->data_ + off + 8;
             return 0;
         }
@@ -276,8 +278,7 @@ FERRY_SPSC_FAST_ int ferry_spsc_flush(ferry_spsc_tx *tx)
  * Returns 0, FERRY_EINVAL (no reservation, or len larger than reserved) or FERRY_EPROTO. */
 FERRY_SPSC_FAST_ int ferry_spsc_commit(ferry_spsc_tx *tx, size_t len, unsigned flags)
 {
-    uint64_t rsv = tx->reserved_;
-    if (__builtin_expect((rsv != 0) & (len <= rsv - 8) & (tx->err_ == 0), 1)) {
+    if (__builtin_expect((tx->reserved_ != 0) & (len <= tx->reserved_len_) & (tx->err_ == 0), 1)) {
         uint64_t hdr = (uint64_t)len | ((uint64_t)FERRY_SPSC_REC_DATA_ << 32);
         __builtin_memcpy(tx->data_ + (tx->tail_ & tx->mask_), &hdr, 8);
         tx->tail_ += FERRY_SPSC_REC_SIZE_(len);

@@ -14,148 +14,157 @@
 
 #include <string.h>
 
-static bool fy_spsc_cap_ok(uint64_t cap) {
-  return cap >= FERRY_SPSC_MIN_CAPACITY && cap <= FERRY_SPSC_MAX_CAPACITY &&
-         (cap & (cap - 1)) == 0;
+static bool fy_spsc_cap_ok(uint64_t cap)
+{
+    return cap >= FERRY_SPSC_MIN_CAPACITY && cap <= FERRY_SPSC_MAX_CAPACITY &&
+           (cap & (cap - 1)) == 0;
 }
 
-size_t ferry_spsc_footprint(size_t capacity) {
-  if (!fy_spsc_cap_ok(capacity))
+size_t ferry_spsc_footprint(size_t capacity)
+{
+    if (!fy_spsc_cap_ok(capacity))
+        return 0;
+    return FY_SPSC_HDR_SIZE + capacity;
+}
+
+int ferry_spsc_format(void *mem, size_t mem_size, size_t capacity)
+{
+    if (!mem || ((uintptr_t)mem & (FY_SPSC_LINE - 1)) != 0 || !fy_spsc_cap_ok(capacity) ||
+        mem_size < FY_SPSC_HDR_SIZE + capacity)
+        return FERRY_EINVAL;
+    fy_spsc_shared *sh = mem;
+    memset(sh, 0, sizeof *sh);
+    sh->magic = FY_SPSC_MAGIC;
+    sh->version = FY_SPSC_VERSION;
+    sh->hdr_size = FY_SPSC_HDR_SIZE;
+    sh->capacity = capacity;
+    atomic_store_explicit(&sh->tail, 0, memory_order_relaxed);
+    atomic_store_explicit(&sh->head, 0, memory_order_relaxed);
+    /* release: the header is complete before whatever hand-off (socket message,
+     * thread start) tells the peer to attach; that hand-off supplies the acquire.
+     */
+    atomic_thread_fence(memory_order_release);
     return 0;
-  return FY_SPSC_HDR_SIZE + capacity;
-}
-
-int ferry_spsc_format(void *mem, size_t mem_size, size_t capacity) {
-  if (!mem || ((uintptr_t)mem & (FY_SPSC_LINE - 1)) != 0 ||
-      !fy_spsc_cap_ok(capacity) || mem_size < FY_SPSC_HDR_SIZE + capacity)
-    return FERRY_EINVAL;
-  fy_spsc_shared *sh = mem;
-  memset(sh, 0, sizeof *sh);
-  sh->magic = FY_SPSC_MAGIC;
-  sh->version = FY_SPSC_VERSION;
-  sh->hdr_size = FY_SPSC_HDR_SIZE;
-  sh->capacity = capacity;
-  atomic_store_explicit(&sh->tail, 0, memory_order_relaxed);
-  atomic_store_explicit(&sh->head, 0, memory_order_relaxed);
-  /* release: the header is complete before whatever hand-off (socket message,
-   * thread start) tells the peer to attach; that hand-off supplies the acquire.
-   */
-  atomic_thread_fence(memory_order_release);
-  return 0;
 }
 
 /* Validates the header of an untrusted ring and returns its capacity (0 if
  * invalid). */
-static uint64_t fy_spsc_check_header(void *mem, size_t mem_size, int *rc) {
-  *rc = FERRY_EINVAL;
-  if (!mem || ((uintptr_t)mem & 7) != 0 || mem_size < FY_SPSC_HDR_SIZE)
-    return 0;
-  *rc = FERRY_EPROTO;
-  const volatile fy_spsc_shared *sh = mem;
-  uint64_t cap = sh->capacity;
-  if (sh->magic != FY_SPSC_MAGIC || sh->version != FY_SPSC_VERSION ||
-      sh->hdr_size != FY_SPSC_HDR_SIZE || !fy_spsc_cap_ok(cap) ||
-      cap > (uint64_t)mem_size - FY_SPSC_HDR_SIZE)
-    return 0;
-  *rc = 0;
-  return cap;
+static uint64_t fy_spsc_check_header(void *mem, size_t mem_size, int *rc)
+{
+    *rc = FERRY_EINVAL;
+    if (!mem || ((uintptr_t)mem & 7) != 0 || mem_size < FY_SPSC_HDR_SIZE)
+        return 0;
+    *rc = FERRY_EPROTO;
+    const volatile fy_spsc_shared *sh = mem;
+    uint64_t cap = sh->capacity;
+    if (sh->magic != FY_SPSC_MAGIC || sh->version != FY_SPSC_VERSION ||
+        sh->hdr_size != FY_SPSC_HDR_SIZE || !fy_spsc_cap_ok(cap) ||
+        cap > (uint64_t)mem_size - FY_SPSC_HDR_SIZE)
+        return 0;
+    *rc = 0;
+    return cap;
 }
 
-int ferry_spsc_tx_init(ferry_spsc_tx *tx, void *mem, size_t mem_size) {
-  if (!tx)
-    return FERRY_EINVAL;
-  memset(tx, 0, sizeof *tx);
-  ferry_wait_policy_init(&tx->pol_);
-  int rc;
-  uint64_t cap = fy_spsc_check_header(mem, mem_size, &rc);
-  if (rc < 0) {
-    tx->err_ = rc;
-    return rc;
-  }
-  fy_spsc_shared *sh = mem;
-  /* acquire: pairs with the seq_cst stores in ferry_spsc_flush/rx_flush of an
-   * earlier endpoint, so a producer re-attaching continues from the published
-   * state. */
-  uint64_t tail = atomic_load_explicit(&sh->tail, memory_order_acquire);
-  uint64_t head = atomic_load_explicit(&sh->head, memory_order_acquire);
-  if ((tail & 7) != 0 || (head & 7) != 0 || tail - head > cap) {
-    tx->err_ = FERRY_EPROTO;
-    return FERRY_EPROTO;
-  }
-  tx->shared_ = sh;
-  tx->data_ = (uint8_t *)mem + FY_SPSC_HDR_SIZE;
-  tx->cap_ = cap;
-  tx->mask_ = cap - 1;
-  tx->max_record_ = FERRY_SPSC_MAX_RECORD(cap);
-  tx->tail_ = tail;
-  tx->published_ = tail;
-  tx->head_cache_ = head;
-  tx->tail_word_ = &sh->tail;
-  tx->head_word_ = &sh->head;
-  tx->readable_ = &sh->readable;
-  tx->writable_ = &sh->writable;
-  return 0;
-}
-
-int ferry_spsc_rx_init(ferry_spsc_rx *rx, void *mem, size_t mem_size) {
-  if (!rx)
-    return FERRY_EINVAL;
-  memset(rx, 0, sizeof *rx);
-  ferry_wait_policy_init(&rx->pol_);
-  int rc;
-  uint64_t cap = fy_spsc_check_header(mem, mem_size, &rc);
-  if (rc < 0) {
-    rx->err_ = rc;
-    return rc;
-  }
-  fy_spsc_shared *sh = mem;
-  /* acquire: pairs with the seq_cst store of head in ferry_spsc_rx_flush
-   * (re-attach). */
-  uint64_t head = atomic_load_explicit(&sh->head, memory_order_acquire);
-  if ((head & 7) != 0) {
-    rx->err_ = FERRY_EPROTO;
-    return FERRY_EPROTO;
-  }
-  rx->shared_ = sh;
-  rx->data_ = (uint8_t *)mem + FY_SPSC_HDR_SIZE;
-  rx->cap_ = cap;
-  rx->mask_ = cap - 1;
-  rx->head_ = head;
-  rx->published_ = head;
-  rx->tail_cache_ = head; /* forces a validated load of tail on first peek */
-  rx->tail_word_ = &sh->tail;
-  rx->head_word_ = &sh->head;
-  rx->readable_ = &sh->readable;
-  rx->writable_ = &sh->writable;
-  return 0;
-}
-
-void ferry_spsc_tx_set_wait(ferry_spsc_tx *tx, const ferry_wait_policy *pol) {
-  if (!tx)
-    return;
-  if (pol)
-    tx->pol_ = *pol;
-  else
+int ferry_spsc_tx_init(ferry_spsc_tx *tx, void *mem, size_t mem_size)
+{
+    if (!tx)
+        return FERRY_EINVAL;
+    memset(tx, 0, sizeof *tx);
     ferry_wait_policy_init(&tx->pol_);
+    int rc;
+    uint64_t cap = fy_spsc_check_header(mem, mem_size, &rc);
+    if (rc < 0) {
+        tx->err_ = rc;
+        return rc;
+    }
+    fy_spsc_shared *sh = mem;
+    /* acquire: pairs with the seq_cst stores in ferry_spsc_flush/rx_flush of an
+     * earlier endpoint, so a producer re-attaching continues from the published
+     * state. */
+    uint64_t tail = atomic_load_explicit(&sh->tail, memory_order_acquire);
+    uint64_t head = atomic_load_explicit(&sh->head, memory_order_acquire);
+    if ((tail & 7) != 0 || (head & 7) != 0 || tail - head > cap) {
+        tx->err_ = FERRY_EPROTO;
+        return FERRY_EPROTO;
+    }
+    tx->shared_ = sh;
+    tx->data_ = (uint8_t *)mem + FY_SPSC_HDR_SIZE;
+    tx->cap_ = cap;
+    tx->mask_ = cap - 1;
+    tx->max_record_ = FERRY_SPSC_MAX_RECORD(cap);
+    tx->tail_ = tail;
+    tx->published_ = tail;
+    tx->head_cache_ = head;
+    tx->tail_word_ = &sh->tail;
+    tx->head_word_ = &sh->head;
+    tx->readable_ = &sh->readable;
+    tx->writable_ = &sh->writable;
+    return 0;
 }
 
-void ferry_spsc_rx_set_wait(ferry_spsc_rx *rx, const ferry_wait_policy *pol) {
-  if (!rx)
-    return;
-  if (pol)
-    rx->pol_ = *pol;
-  else
+int ferry_spsc_rx_init(ferry_spsc_rx *rx, void *mem, size_t mem_size)
+{
+    if (!rx)
+        return FERRY_EINVAL;
+    memset(rx, 0, sizeof *rx);
     ferry_wait_policy_init(&rx->pol_);
+    int rc;
+    uint64_t cap = fy_spsc_check_header(mem, mem_size, &rc);
+    if (rc < 0) {
+        rx->err_ = rc;
+        return rc;
+    }
+    fy_spsc_shared *sh = mem;
+    /* acquire: pairs with the seq_cst store of head in ferry_spsc_rx_flush
+     * (re-attach). */
+    uint64_t head = atomic_load_explicit(&sh->head, memory_order_acquire);
+    if ((head & 7) != 0) {
+        rx->err_ = FERRY_EPROTO;
+        return FERRY_EPROTO;
+    }
+    rx->shared_ = sh;
+    rx->data_ = (uint8_t *)mem + FY_SPSC_HDR_SIZE;
+    rx->cap_ = cap;
+    rx->mask_ = cap - 1;
+    rx->head_ = head;
+    rx->published_ = head;
+    rx->tail_cache_ = head; /* forces a validated load of tail on first peek */
+    rx->tail_word_ = &sh->tail;
+    rx->head_word_ = &sh->head;
+    rx->readable_ = &sh->readable;
+    rx->writable_ = &sh->writable;
+    return 0;
+}
+
+void ferry_spsc_tx_set_wait(ferry_spsc_tx *tx, const ferry_wait_policy *pol)
+{
+    if (!tx)
+        return;
+    if (pol)
+        tx->pol_ = *pol;
+    else
+        ferry_wait_policy_init(&tx->pol_);
+}
+
+void ferry_spsc_rx_set_wait(ferry_spsc_rx *rx, const ferry_wait_policy *pol)
+{
+    if (!rx)
+        return;
+    if (pol)
+        rx->pol_ = *pol;
+    else
+        ferry_wait_policy_init(&rx->pol_);
 }
 
 /* ---- producer ---- */
 
 /* Ring bytes a record of len needs at the current tail, counting the padding
  * record at a wrap. */
-static uint64_t fy_spsc_tx_need(const ferry_spsc_tx *tx, size_t len) {
-  uint64_t sz = FERRY_SPSC_REC_SIZE_(len);
-  uint64_t off = tx->tail_ & tx->mask_;
-  return off + sz > tx->cap_ ? (tx->cap_ - off) + sz : sz;
+static uint64_t fy_spsc_tx_need(const ferry_spsc_tx *tx, size_t len)
+{
+    uint64_t sz = FERRY_SPSC_REC_SIZE_(len);
+    uint64_t off = tx->tail_ & tx->mask_;
+    return off + sz > tx->cap_ ? (tx->cap_ - off) + sz : sz;
 }
 
 /*
@@ -163,88 +172,91 @@ static uint64_t fy_spsc_tx_need(const ferry_spsc_tx *tx, size_t len) {
  * we saw last and never past what we published; anything else is a hostile or
  * corrupted consumer.
  */
-static int fy_spsc_tx_refresh(ferry_spsc_tx *tx, memory_order mo) {
-  /* acquire (or seq_cst from the waiter): pairs with the seq_cst store of head
-   * in ferry_spsc_rx_flush; the consumer is done with those bytes before we
-   * overwrite them. */
-  uint64_t head = atomic_load_explicit(tx->head_word_, mo);
-  if ((head & 7) != 0 ||
-      head - tx->head_cache_ > tx->published_ - tx->head_cache_) {
-    tx->err_ = FERRY_EPROTO;
-    return FERRY_EPROTO;
-  }
-  tx->head_cache_ = head;
-  return 0;
+static int fy_spsc_tx_refresh(ferry_spsc_tx *tx, memory_order mo)
+{
+    /* acquire (or seq_cst from the waiter): pairs with the seq_cst store of head
+     * in ferry_spsc_rx_flush; the consumer is done with those bytes before we
+     * overwrite them. */
+    uint64_t head = atomic_load_explicit(tx->head_word_, mo);
+    if ((head & 7) != 0 || head - tx->head_cache_ > tx->published_ - tx->head_cache_) {
+        tx->err_ = FERRY_EPROTO;
+        return FERRY_EPROTO;
+    }
+    tx->head_cache_ = head;
+    return 0;
 }
 
-int ferry_spsc_reserve_slow_(ferry_spsc_tx *tx, size_t len, void **out) {
-  if (!tx || !out)
-    return FERRY_EINVAL;
-  if (tx->err_)
-    return tx->err_;
-  if (tx->reserved_)
-    return FERRY_EBUSY;
-  if (len > tx->max_record_)
-    return FERRY_EMSGSIZE;
-  uint64_t sz = FERRY_SPSC_REC_SIZE_(len);
-  uint64_t need = fy_spsc_tx_need(tx, len);
-  if (tx->cap_ - (tx->tail_ - tx->head_cache_) < need) {
-    int rc = fy_spsc_tx_refresh(tx, memory_order_acquire);
-    if (rc < 0)
-      return rc;
-    if (tx->cap_ - (tx->tail_ - tx->head_cache_) < need)
-      return FERRY_EAGAIN;
-  }
-  uint64_t off = tx->tail_ & tx->mask_;
-  if (need != sz) {
-    /* The record would cross the end: fill the rest with a padding record and
-     * start at 0. */
-    uint64_t pad = tx->cap_ - off;
-    uint64_t hdr = (pad - 8) | ((uint64_t)FERRY_SPSC_REC_PAD_ << 32);
-    memcpy(tx->data_ + off, &hdr, 8);
-    tx->tail_ += pad;
-    off = 0;
-  }
-  tx->reserved_ = sz;
-  *out = tx->data_ + off + 8;
-  return 0;
+int ferry_spsc_reserve_slow_(ferry_spsc_tx *tx, size_t len, void **out)
+{
+    if (!tx || !out)
+        return FERRY_EINVAL;
+    if (tx->err_)
+        return tx->err_;
+    if (tx->reserved_)
+        return FERRY_EBUSY;
+    if (len > tx->max_record_)
+        return FERRY_EMSGSIZE;
+    uint64_t sz = FERRY_SPSC_REC_SIZE_(len);
+    uint64_t need = fy_spsc_tx_need(tx, len);
+    if (tx->cap_ - (tx->tail_ - tx->head_cache_) < need) {
+        int rc = fy_spsc_tx_refresh(tx, memory_order_acquire);
+        if (rc < 0)
+            return rc;
+        if (tx->cap_ - (tx->tail_ - tx->head_cache_) < need)
+            return FERRY_EAGAIN;
+    }
+    uint64_t off = tx->tail_ & tx->mask_;
+    if (need != sz) {
+        /* The record would cross the end: fill the rest with a padding record and
+         * start at 0. */
+        uint64_t pad = tx->cap_ - off;
+        uint64_t hdr = (pad - 8) | ((uint64_t)FERRY_SPSC_REC_PAD_ << 32);
+        memcpy(tx->data_ + off, &hdr, 8);
+        tx->tail_ += pad;
+        off = 0;
+    }
+    tx->reserved_ = sz;
+    tx->reserved_len_ = len;
+    *out = tx->data_ + off + 8;
+    return 0;
 }
 
 struct fy_spsc_tx_wait {
-  ferry_spsc_tx *tx;
-  uint64_t need;
+    ferry_spsc_tx *tx;
+    uint64_t need;
 };
 
-static bool fy_spsc_tx_ready(void *arg) {
-  struct fy_spsc_tx_wait *w = arg;
-  ferry_spsc_tx *tx = w->tx;
-  if (fy_spsc_tx_refresh(tx, memory_order_seq_cst) < 0)
-    return true; /* failed: stop waiting, the caller reports it */
-  return tx->cap_ - (tx->tail_ - tx->head_cache_) >= w->need;
+static bool fy_spsc_tx_ready(void *arg)
+{
+    struct fy_spsc_tx_wait *w = arg;
+    ferry_spsc_tx *tx = w->tx;
+    if (fy_spsc_tx_refresh(tx, memory_order_seq_cst) < 0)
+        return true; /* failed: stop waiting, the caller reports it */
+    return tx->cap_ - (tx->tail_ - tx->head_cache_) >= w->need;
 }
 
-int ferry_spsc_wait_writable(ferry_spsc_tx *tx, size_t len, int timeout_ms) {
-  if (!tx)
-    return FERRY_EINVAL;
-  if (tx->err_)
-    return tx->err_;
-  if (len > tx->max_record_)
-    return FERRY_EMSGSIZE;
-  if (tx->reserved_)
-    return FERRY_EBUSY;
-  /* A consumer asleep on data we have not published would never free room for
-   * us. */
-  int rc = ferry_spsc_flush(tx);
-  if (rc < 0)
+int ferry_spsc_wait_writable(ferry_spsc_tx *tx, size_t len, int timeout_ms)
+{
+    if (!tx)
+        return FERRY_EINVAL;
+    if (tx->err_)
+        return tx->err_;
+    if (len > tx->max_record_)
+        return FERRY_EMSGSIZE;
+    if (tx->reserved_)
+        return FERRY_EBUSY;
+    /* A consumer asleep on data we have not published would never free room for
+     * us. */
+    int rc = ferry_spsc_flush(tx);
+    if (rc < 0)
+        return rc;
+    struct fy_spsc_tx_wait w = {tx, fy_spsc_tx_need(tx, len)};
+    if (tx->cap_ - (tx->tail_ - tx->head_cache_) >= w.need)
+        return 0;
+    rc = ferry_wait_block(tx->writable_, fy_spsc_tx_ready, &w, &tx->pol_, timeout_ms);
+    if (tx->err_)
+        return tx->err_;
     return rc;
-  struct fy_spsc_tx_wait w = {tx, fy_spsc_tx_need(tx, len)};
-  if (tx->cap_ - (tx->tail_ - tx->head_cache_) >= w.need)
-    return 0;
-  rc = ferry_wait_block(tx->writable_, fy_spsc_tx_ready, &w, &tx->pol_,
-                        timeout_ms);
-  if (tx->err_)
-    return tx->err_;
-  return rc;
 }
 
 /* ---- consumer ---- */
@@ -254,119 +266,124 @@ int ferry_spsc_wait_writable(ferry_spsc_tx *tx, size_t len, int timeout_ms) {
  * we saw last and never more than one capacity ahead of what we have published
  * as consumed.
  */
-static int fy_spsc_rx_refresh(ferry_spsc_rx *rx, memory_order mo) {
-  /* acquire (or seq_cst from the waiter): pairs with the seq_cst store of tail
-   * in ferry_spsc_flush; the records up to tail are complete before we read
-   * them. */
-  uint64_t tail = atomic_load_explicit(rx->tail_word_, mo);
-  uint64_t d = tail - rx->published_;
-  if ((tail & 7) != 0 || d > rx->cap_ || d < rx->tail_cache_ - rx->published_) {
+static int fy_spsc_rx_refresh(ferry_spsc_rx *rx, memory_order mo)
+{
+    /* acquire (or seq_cst from the waiter): pairs with the seq_cst store of tail
+     * in ferry_spsc_flush; the records up to tail are complete before we read
+     * them. */
+    uint64_t tail = atomic_load_explicit(rx->tail_word_, mo);
+    uint64_t d = tail - rx->published_;
+    if ((tail & 7) != 0 || d > rx->cap_ || d < rx->tail_cache_ - rx->published_) {
+        rx->err_ = FERRY_EPROTO;
+        return FERRY_EPROTO;
+    }
+    rx->tail_cache_ = tail;
+    return 0;
+}
+
+static int fy_spsc_rx_fail(ferry_spsc_rx *rx)
+{
     rx->err_ = FERRY_EPROTO;
     return FERRY_EPROTO;
-  }
-  rx->tail_cache_ = tail;
-  return 0;
 }
 
-static int fy_spsc_rx_fail(ferry_spsc_rx *rx) {
-  rx->err_ = FERRY_EPROTO;
-  return FERRY_EPROTO;
+int ferry_spsc_peek_slow_(ferry_spsc_rx *rx, const void **data, size_t *len)
+{
+    if (!rx || !data || !len)
+        return FERRY_EINVAL;
+    if (rx->err_)
+        return rx->err_;
+    if (rx->peeked_)
+        return FERRY_EBUSY;
+    bool refreshed = false;
+    bool skipped_pad = false;
+    for (;;) {
+        uint64_t avail = rx->tail_cache_ - rx->head_;
+        if (avail == 0) {
+            if (refreshed) {
+                /* Only padding was published: hand its room back to the producer now.
+                 */
+                if (skipped_pad)
+                    return ferry_spsc_rx_flush(rx) < 0 ? rx->err_ : FERRY_EAGAIN;
+                return FERRY_EAGAIN;
+            }
+            int rc = fy_spsc_rx_refresh(rx, memory_order_acquire);
+            if (rc < 0)
+                return rc;
+            refreshed = true;
+            continue;
+        }
+        /* tail and head are 8-aligned, so avail >= 8 here: a whole header is
+         * published. */
+        uint64_t off = rx->head_ & rx->mask_;
+        uint64_t contig = rx->cap_ - off;
+        uint64_t hdr;
+        memcpy(&hdr, rx->data_ + off, 8); /* one load: the value we check is the value we use */
+        uint64_t n = (uint32_t)hdr;
+        uint64_t type = hdr >> 32;
+        if (type == FERRY_SPSC_REC_PAD_) {
+            if (n != contig - 8 || contig > avail)
+                return fy_spsc_rx_fail(rx);
+            rx->head_ += contig;
+            skipped_pad = true;
+            continue;
+        }
+        uint64_t sz = FERRY_SPSC_REC_SIZE_(n);
+        if (type != FERRY_SPSC_REC_DATA_ || sz > avail || sz > contig)
+            return fy_spsc_rx_fail(rx);
+        rx->peeked_ = sz;
+        *data = rx->data_ + off + 8;
+        *len = (size_t)n;
+        return 0;
+    }
 }
 
-int ferry_spsc_peek_slow_(ferry_spsc_rx *rx, const void **data, size_t *len) {
-  if (!rx || !data || !len)
-    return FERRY_EINVAL;
-  if (rx->err_)
-    return rx->err_;
-  if (rx->peeked_)
-    return FERRY_EBUSY;
-  bool refreshed = false;
-  bool skipped_pad = false;
-  for (;;) {
-    uint64_t avail = rx->tail_cache_ - rx->head_;
-    if (avail == 0) {
-      if (refreshed) {
-        /* Only padding was published: hand its room back to the producer now.
-         */
-        if (skipped_pad)
-          return ferry_spsc_rx_flush(rx) < 0 ? rx->err_ : FERRY_EAGAIN;
-        return FERRY_EAGAIN;
-      }
-      int rc = fy_spsc_rx_refresh(rx, memory_order_acquire);
-      if (rc < 0)
+static bool fy_spsc_rx_ready(void *arg)
+{
+    ferry_spsc_rx *rx = arg;
+    if (rx->tail_cache_ != rx->head_)
+        return true;
+    if (fy_spsc_rx_refresh(rx, memory_order_seq_cst) < 0)
+        return true; /* failed: stop waiting, the caller reports it */
+    return rx->tail_cache_ != rx->head_;
+}
+
+int ferry_spsc_wait_readable(ferry_spsc_rx *rx, int timeout_ms)
+{
+    if (!rx)
+        return FERRY_EINVAL;
+    if (rx->err_)
+        return rx->err_;
+    /* A producer asleep waiting for room we have consumed but not published would
+     * never fill. */
+    int rc = ferry_spsc_rx_flush(rx);
+    if (rc < 0)
         return rc;
-      refreshed = true;
-      continue;
+    rc = ferry_wait_block(rx->readable_, fy_spsc_rx_ready, rx, &rx->pol_, timeout_ms);
+    if (rx->err_)
+        return rx->err_;
+    return rc;
+}
+
+int ferry_spsc_rx_arm(ferry_spsc_rx *rx)
+{
+    if (!rx)
+        return FERRY_EINVAL;
+    if (rx->err_)
+        return rx->err_;
+    int rc = ferry_spsc_rx_flush(rx);
+    if (rc < 0)
+        return rc;
+    ferry_wait_arm(rx->readable_);
+    if (fy_spsc_rx_ready(rx)) {
+        ferry_wait_disarm(rx->readable_);
+        return rx->err_ ? rx->err_ : 1;
     }
-    /* tail and head are 8-aligned, so avail >= 8 here: a whole header is
-     * published. */
-    uint64_t off = rx->head_ & rx->mask_;
-    uint64_t contig = rx->cap_ - off;
-    uint64_t hdr;
-    memcpy(&hdr, rx->data_ + off,
-           8); /* one load: the value we check is the value we use */
-    uint64_t n = (uint32_t)hdr;
-    uint64_t type = hdr >> 32;
-    if (type == FERRY_SPSC_REC_PAD_) {
-      if (n != contig - 8 || contig > avail)
-        return fy_spsc_rx_fail(rx);
-      rx->head_ += contig;
-      skipped_pad = true;
-      continue;
-    }
-    uint64_t sz = FERRY_SPSC_REC_SIZE_(n);
-    if (type != FERRY_SPSC_REC_DATA_ || sz > avail || sz > contig)
-      return fy_spsc_rx_fail(rx);
-    rx->peeked_ = sz;
-    *data = rx->data_ + off + 8;
-    *len = (size_t)n;
     return 0;
-  }
 }
 
-static bool fy_spsc_rx_ready(void *arg) {
-  ferry_spsc_rx *rx = arg;
-  if (rx->tail_cache_ != rx->head_)
-    return true;
-  if (fy_spsc_rx_refresh(rx, memory_order_seq_cst) < 0)
-    return true; /* failed: stop waiting, the caller reports it */
-  return rx->tail_cache_ != rx->head_;
-}
-
-int ferry_spsc_wait_readable(ferry_spsc_rx *rx, int timeout_ms) {
-  if (!rx)
-    return FERRY_EINVAL;
-  if (rx->err_)
-    return rx->err_;
-  /* A producer asleep waiting for room we have consumed but not published would
-   * never fill. */
-  int rc = ferry_spsc_rx_flush(rx);
-  if (rc < 0)
-    return rc;
-  rc = ferry_wait_block(rx->readable_, fy_spsc_rx_ready, rx, &rx->pol_,
-                        timeout_ms);
-  if (rx->err_)
-    return rx->err_;
-  return rc;
-}
-
-int ferry_spsc_rx_arm(ferry_spsc_rx *rx) {
-  if (!rx)
-    return FERRY_EINVAL;
-  if (rx->err_)
-    return rx->err_;
-  int rc = ferry_spsc_rx_flush(rx);
-  if (rc < 0)
-    return rc;
-  ferry_wait_arm(rx->readable_);
-  if (fy_spsc_rx_ready(rx)) {
-    ferry_wait_disarm(rx->readable_);
-    return rx->err_ ? rx->err_ : 1;
-  }
-  return 0;
-}
-
-void ferry_spsc_rx_disarm(ferry_spsc_rx *rx) {
-  if (rx && rx->readable_)
-    ferry_wait_disarm(rx->readable_);
+void ferry_spsc_rx_disarm(ferry_spsc_rx *rx)
+{
+    if (rx && rx->readable_)
+        ferry_wait_disarm(rx->readable_);
 }
