@@ -22,10 +22,9 @@
 #include <string.h>
 #include <unistd.h>
 
-extern const bench_transport bench_tr_floor, bench_tr_memcpy, bench_tr_pipe,
-    bench_tr_pipe_batch, bench_tr_uds, bench_tr_uds_batch, bench_tr_seqpacket,
-    bench_tr_seqpacket_batch, bench_tr_tcp, bench_tr_tcp_batch,
-    bench_tr_zmq_ipc, bench_tr_zmq_tcp, bench_tr_zmq_inproc, bench_tr_nng_ipc,
+extern const bench_transport bench_tr_floor, bench_tr_memcpy, bench_tr_pipe, bench_tr_pipe_batch,
+    bench_tr_uds, bench_tr_uds_batch, bench_tr_seqpacket, bench_tr_seqpacket_batch, bench_tr_tcp,
+    bench_tr_tcp_batch, bench_tr_zmq_ipc, bench_tr_zmq_tcp, bench_tr_zmq_inproc, bench_tr_nng_ipc,
     bench_tr_nng_tcp, bench_tr_nng_inproc;
 
 const bench_transport *const bench_transports[] = {
@@ -50,498 +49,492 @@ const bench_transport *const bench_transports[] = {
 
 static const char *const bench_mode_names[BENCH_MODES] = {"rtt", "thr", "idle"};
 
-const char *bench_mode_name(int mode) {
-  return mode >= 0 && mode < BENCH_MODES ? bench_mode_names[mode] : "?";
+const char *bench_mode_name(int mode)
+{
+    return mode >= 0 && mode < BENCH_MODES ? bench_mode_names[mode] : "?";
 }
 
-const bench_transport *bench_transport_find(const char *name) {
-  for (const bench_transport *const *t = bench_transports; *t; t++)
-    if (!strcmp((*t)->name, name))
-      return *t;
-  return NULL;
+const bench_transport *bench_transport_find(const char *name)
+{
+    for (const bench_transport *const *t = bench_transports; *t; t++)
+        if (!strcmp((*t)->name, name))
+            return *t;
+    return NULL;
 }
 
 #define BENCH_DEFAULT_SIZES "8,64,1024,65536,1048576"
-#define BENCH_MAX_SIZE (16u << 20)
+#define BENCH_MAX_SIZE      (16u << 20)
 
-static void bench_usage(FILE *out) {
-  fprintf(
-      out,
-      "usage: ferry bench [--transport LIST] [--size LIST] [--mode LIST] "
-      "[--seconds S]\n"
-      "                   [--warmup S] [--cpus A,B] [--json] [--json-out FILE] "
-      "[--csv FILE]\n"
-      "                   [--plot FILE.png] [--quiet] [--list]\n"
-      "\n"
-      "Measures message passing between two processes pinned to two CPUs: "
-      "ferry's ring and\n"
-      "sockets, the kernel baselines and libzmq/nng (loaded with dlopen when "
-      "installed),\n"
-      "side by side with the hardware floor (a cache line ping-pong) and "
-      "memcpy bandwidth.\n"
-      "The producer writes every payload byte, the consumer reads every byte.\n"
-      "\n"
-      "  --transport LIST  comma-separated names (see --list) or groups: all, "
-      "kernel, zmq,\n"
-      "                    nng, peers; default: all installed\n"
-      "  --size LIST       message sizes in bytes, K/M suffixes allowed (1 B "
-      ".. 16 MiB);\n"
-      "                    default " BENCH_DEFAULT_SIZES "\n"
-      "  --mode LIST       rtt (ping-pong latency p50/p99/p999/max), thr "
-      "(one-way msgs/s,\n"
-      "                    bytes/s at the consumer), idle (CPU%% of a receiver "
-      "blocked 1 s\n"
-      "                    and the latency of the first message after it; "
-      "smallest size\n"
-      "                    only), all; default rtt,thr,idle\n"
-      "  --seconds S       measured time per row (default 0.25; 0.01 .. 60)\n"
-      "  --warmup S        unmeasured time before each row (default 0.05; 0 .. "
-      "10)\n"
-      "  --cpus A,B        the two CPUs to pin the two sides to (default 0,1)\n"
-      "  --json            print one JSON object per row on stdout instead of "
-      "the table\n"
-      "  --json-out FILE   also write the JSON lines to FILE (the table still "
-      "prints)\n"
-      "  --csv FILE        write the rows as CSV to FILE\n"
-      "  --plot FILE.png   draw latency and throughput vs size with gnuplot\n"
-      "  --quiet           no progress bar or notes on stderr\n"
-      "  --list            list the transports and exit\n"
-      "\n"
-      "JSON fields: transport, peer (ferry|zmq|nng|kernel|floor|memcpy), wait "
-      "(spin|poll|\n"
-      "blocking|-), mode, size, count, p50_ns, p99_ns, p999_ns, max_ns (rtt), "
-      "msgs_per_s,\n"
-      "bytes_per_s (thr), cold_ns, idle_cpu_pct (idle), status "
-      "(ok|failed|skipped), note.\n"
-      "Fields that do not apply to a row are null. Exit status: 0 when every "
-      "row ran (or was\n"
-      "skipped for a stated reason), 1 when a row failed, 2 on a usage "
-      "error.\n");
+static void bench_usage(FILE *out)
+{
+    fprintf(out, "usage: ferry bench [--transport LIST] [--size LIST] [--mode LIST] "
+                 "[--seconds S]\n"
+                 "                   [--warmup S] [--cpus A,B] [--json] [--json-out FILE] "
+                 "[--csv FILE]\n"
+                 "                   [--plot FILE.png] [--quiet] [--list]\n"
+                 "\n"
+                 "Measures message passing between two processes pinned to two CPUs: "
+                 "ferry's ring and\n"
+                 "sockets, the kernel baselines and libzmq/nng (loaded with dlopen when "
+                 "installed),\n"
+                 "side by side with the hardware floor (a cache line ping-pong) and "
+                 "memcpy bandwidth.\n"
+                 "The producer writes every payload byte, the consumer reads every byte.\n"
+                 "\n"
+                 "  --transport LIST  comma-separated names (see --list) or groups: all, "
+                 "kernel, zmq,\n"
+                 "                    nng, peers; default: all installed\n"
+                 "  --size LIST       message sizes in bytes, K/M suffixes allowed (1 B "
+                 ".. 16 MiB);\n"
+                 "                    default " BENCH_DEFAULT_SIZES "\n"
+                 "  --mode LIST       rtt (ping-pong latency p50/p99/p999/max), thr "
+                 "(one-way msgs/s,\n"
+                 "                    bytes/s at the consumer), idle (CPU%% of a receiver "
+                 "blocked 1 s\n"
+                 "                    and the latency of the first message after it; "
+                 "smallest size\n"
+                 "                    only), all; default rtt,thr,idle\n"
+                 "  --seconds S       measured time per row (default 0.25; 0.01 .. 60)\n"
+                 "  --warmup S        unmeasured time before each row (default 0.05; 0 .. "
+                 "10)\n"
+                 "  --cpus A,B        the two CPUs to pin the two sides to (default 0,1)\n"
+                 "  --json            print one JSON object per row on stdout instead of "
+                 "the table\n"
+                 "  --json-out FILE   also write the JSON lines to FILE (the table still "
+                 "prints)\n"
+                 "  --csv FILE        write the rows as CSV to FILE\n"
+                 "  --plot FILE.png   draw latency and throughput vs size with gnuplot\n"
+                 "  --quiet           no progress bar or notes on stderr\n"
+                 "  --list            list the transports and exit\n"
+                 "\n"
+                 "JSON fields: transport, peer (ferry|zmq|nng|kernel|floor|memcpy), wait "
+                 "(spin|poll|\n"
+                 "blocking|-), mode, size, count, p50_ns, p99_ns, p999_ns, max_ns (rtt), "
+                 "msgs_per_s,\n"
+                 "bytes_per_s (thr), cold_ns, idle_cpu_pct (idle), status "
+                 "(ok|failed|skipped), note.\n"
+                 "Fields that do not apply to a row are null. Exit status: 0 when every "
+                 "row ran (or was\n"
+                 "skipped for a stated reason), 1 when a row failed, 2 on a usage "
+                 "error.\n");
 }
 
-static void bench_list(void) {
-  for (const bench_transport *const *t = bench_transports; *t; t++) {
-    char why[160] = "";
-    bool ok = !(*t)->available || (*t)->available(why, sizeof why);
-    printf("  %-24s %-9s %s%s%s%s\n", (*t)->name, (*t)->wait, (*t)->help,
-           ok ? "" : " [", ok ? "" : why, ok ? "" : "]");
-  }
-}
-
-static int bench_add_tr(bench_cfg *cfg, const bench_transport *t) {
-  for (int i = 0; i < cfg->ntr; i++)
-    if (cfg->tr[i] == t)
-      return 0;
-  cfg->tr[cfg->ntr++] = t;
-  return 0;
-}
-
-static bool bench_in_group(const bench_transport *t, const char *g) {
-  if (!strcmp(g, "all"))
-    return true;
-  if (!strcmp(g, "peers"))
-    return !strcmp(t->peer, "zmq") || !strcmp(t->peer, "nng");
-  return !strcmp(t->peer, g);
-}
-
-static int bench_parse_transports(bench_cfg *cfg, const char *list) {
-  char *dup = strdup(list), *save = NULL;
-  if (!dup)
-    return -1;
-  int rc = 0;
-  for (char *tok = strtok_r(dup, ",", &save); tok;
-       tok = strtok_r(NULL, ",", &save)) {
-    const bench_transport *t = bench_transport_find(tok);
-    if (t) {
-      bench_add_tr(cfg, t);
-      continue;
+static void bench_list(void)
+{
+    for (const bench_transport *const *t = bench_transports; *t; t++) {
+        char why[160] = "";
+        bool ok = !(*t)->available || (*t)->available(why, sizeof why);
+        printf("  %-24s %-9s %s%s%s%s\n", (*t)->name, (*t)->wait, (*t)->help, ok ? "" : " [",
+               ok ? "" : why, ok ? "" : "]");
     }
-    bool any = false;
-    if (!strcmp(tok, "all") || !strcmp(tok, "kernel") || !strcmp(tok, "zmq") ||
-        !strcmp(tok, "nng") || !strcmp(tok, "peers") || !strcmp(tok, "ferry")) {
-      for (const bench_transport *const *p = bench_transports; *p; p++)
-        if (bench_in_group(*p, tok)) {
-          bench_add_tr(cfg, *p);
-          any = true;
+}
+
+static int bench_add_tr(bench_cfg *cfg, const bench_transport *t)
+{
+    for (int i = 0; i < cfg->ntr; i++)
+        if (cfg->tr[i] == t)
+            return 0;
+    cfg->tr[cfg->ntr++] = t;
+    return 0;
+}
+
+static bool bench_in_group(const bench_transport *t, const char *g)
+{
+    if (!strcmp(g, "all"))
+        return true;
+    if (!strcmp(g, "peers"))
+        return !strcmp(t->peer, "zmq") || !strcmp(t->peer, "nng");
+    return !strcmp(t->peer, g);
+}
+
+static int bench_parse_transports(bench_cfg *cfg, const char *list)
+{
+    char *dup = strdup(list), *save = NULL;
+    if (!dup)
+        return -1;
+    int rc = 0;
+    for (char *tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        const bench_transport *t = bench_transport_find(tok);
+        if (t) {
+            bench_add_tr(cfg, t);
+            continue;
         }
-      if (any)
-        continue;
+        bool any = false;
+        if (!strcmp(tok, "all") || !strcmp(tok, "kernel") || !strcmp(tok, "zmq") ||
+            !strcmp(tok, "nng") || !strcmp(tok, "peers") || !strcmp(tok, "ferry")) {
+            for (const bench_transport *const *p = bench_transports; *p; p++)
+                if (bench_in_group(*p, tok)) {
+                    bench_add_tr(cfg, *p);
+                    any = true;
+                }
+            if (any)
+                continue;
+        }
+        fprintf(stderr, "ferry bench: unknown transport '%s' (ferry bench --list shows them)\n",
+                tok);
+        rc = -1;
+        break;
     }
-    fprintf(
-        stderr,
-        "ferry bench: unknown transport '%s' (ferry bench --list shows them)\n",
-        tok);
-    rc = -1;
-    break;
-  }
-  free(dup);
-  if (rc == 0 && cfg->ntr == 0) {
-    fprintf(stderr, "ferry bench: --transport selects nothing\n");
-    rc = -1;
-  }
-  return rc;
-}
-
-static int bench_parse_size(const char *s, size_t *out) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (end == s || errno || *s == '-')
-    return -1;
-  if (*end == 'k' || *end == 'K')
-    v *= 1024, end++;
-  else if (*end == 'm' || *end == 'M')
-    v *= 1024 * 1024, end++;
-  if (*end == 'i' && (end[1] == 'B' || end[1] == 'b'))
-    end += 2;
-  else if (*end == 'B' || *end == 'b')
-    end++;
-  if (*end || v < 1 || v > BENCH_MAX_SIZE)
-    return -1;
-  *out = (size_t)v;
-  return 0;
-}
-
-static int bench_cmp_size(const void *a, const void *b) {
-  size_t x = *(const size_t *)a, y = *(const size_t *)b;
-  return x < y ? -1 : x > y;
-}
-
-static int bench_parse_sizes(bench_cfg *cfg, const char *list) {
-  char *dup = strdup(list), *save = NULL;
-  if (!dup)
-    return -1;
-  cfg->nsizes = 0;
-  int rc = 0;
-  for (char *tok = strtok_r(dup, ",", &save); tok;
-       tok = strtok_r(NULL, ",", &save)) {
-    size_t v;
-    if (bench_parse_size(tok, &v) != 0) {
-      fprintf(
-          stderr,
-          "ferry bench: bad size '%s' (1 .. 16M bytes, K/M suffixes allowed)\n",
-          tok);
-      rc = -1;
-      break;
+    free(dup);
+    if (rc == 0 && cfg->ntr == 0) {
+        fprintf(stderr, "ferry bench: --transport selects nothing\n");
+        rc = -1;
     }
-    if (cfg->nsizes == (int)(sizeof cfg->sizes / sizeof cfg->sizes[0])) {
-      fprintf(stderr, "ferry bench: at most %zu sizes\n",
-              sizeof cfg->sizes / sizeof cfg->sizes[0]);
-      rc = -1;
-      break;
-    }
-    bool dupl = false;
-    for (int i = 0; i < cfg->nsizes; i++)
-      dupl |= cfg->sizes[i] == v;
-    if (!dupl)
-      cfg->sizes[cfg->nsizes++] = v;
-  }
-  free(dup);
-  if (rc == 0 && cfg->nsizes == 0) {
-    fprintf(stderr, "ferry bench: --size selects nothing\n");
-    rc = -1;
-  }
-  qsort(cfg->sizes, (size_t)cfg->nsizes, sizeof cfg->sizes[0], bench_cmp_size);
-  return rc;
+    return rc;
 }
 
-static int bench_parse_modes(bench_cfg *cfg, const char *list) {
-  char *dup = strdup(list), *save = NULL;
-  if (!dup)
-    return -1;
-  cfg->modes = 0;
-  int rc = 0;
-  for (char *tok = strtok_r(dup, ",", &save); tok;
-       tok = strtok_r(NULL, ",", &save)) {
-    int m = -1;
-    for (int i = 0; i < BENCH_MODES; i++)
-      if (!strcmp(tok, bench_mode_names[i]))
-        m = i;
-    if (!strcmp(tok, "all")) {
-      cfg->modes = (1u << BENCH_MODES) - 1;
-      continue;
-    }
-    if (m < 0) {
-      fprintf(stderr, "ferry bench: unknown mode '%s' (rtt, thr, idle, all)\n",
-              tok);
-      rc = -1;
-      break;
-    }
-    cfg->modes |= BENCH_M(m);
-  }
-  free(dup);
-  if (rc == 0 && !cfg->modes) {
-    fprintf(stderr, "ferry bench: --mode selects nothing\n");
-    rc = -1;
-  }
-  return rc;
+static int bench_parse_size(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || errno || *s == '-')
+        return -1;
+    if (*end == 'k' || *end == 'K')
+        v *= 1024, end++;
+    else if (*end == 'm' || *end == 'M')
+        v *= 1024 * 1024, end++;
+    if (*end == 'i' && (end[1] == 'B' || end[1] == 'b'))
+        end += 2;
+    else if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end || v < 1 || v > BENCH_MAX_SIZE)
+        return -1;
+    *out = (size_t)v;
+    return 0;
 }
 
-static int bench_parse_double(const char *s, double lo, double hi,
-                              double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (end == s || *end || errno || !(v >= lo && v <= hi))
-    return -1;
-  *out = v;
-  return 0;
+static int bench_cmp_size(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? -1 : x > y;
 }
 
-static int bench_parse_cpus(bench_cfg *cfg, const char *s) {
-  int a, b, n = 0;
-  if (sscanf(s, "%d,%d%n", &a, &b, &n) != 2 || s[n] || a < 0 || b < 0 ||
-      a >= CPU_SETSIZE || b >= CPU_SETSIZE) {
-    fprintf(stderr, "ferry bench: --cpus wants two CPU numbers, e.g. 0,1\n");
-    return -1;
-  }
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0 &&
-      (!CPU_ISSET(a, &set) || !CPU_ISSET(b, &set))) {
-    fprintf(stderr, "ferry bench: CPU %d is not available to this process\n",
-            CPU_ISSET(a, &set) ? b : a);
-    return -1;
-  }
-  if (a == b) {
-    fprintf(stderr, "ferry bench: --cpus needs two different CPUs\n");
-    return -1;
-  }
-  cfg->cpu[0] = a;
-  cfg->cpu[1] = b;
-  return 0;
+static int bench_parse_sizes(bench_cfg *cfg, const char *list)
+{
+    char *dup = strdup(list), *save = NULL;
+    if (!dup)
+        return -1;
+    cfg->nsizes = 0;
+    int rc = 0;
+    for (char *tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        size_t v;
+        if (bench_parse_size(tok, &v) != 0) {
+            fprintf(stderr, "ferry bench: bad size '%s' (1 .. 16M bytes, K/M suffixes allowed)\n",
+                    tok);
+            rc = -1;
+            break;
+        }
+        if (cfg->nsizes == (int)(sizeof cfg->sizes / sizeof cfg->sizes[0])) {
+            fprintf(stderr, "ferry bench: at most %zu sizes\n",
+                    sizeof cfg->sizes / sizeof cfg->sizes[0]);
+            rc = -1;
+            break;
+        }
+        bool dupl = false;
+        for (int i = 0; i < cfg->nsizes; i++)
+            dupl |= cfg->sizes[i] == v;
+        if (!dupl)
+            cfg->sizes[cfg->nsizes++] = v;
+    }
+    free(dup);
+    if (rc == 0 && cfg->nsizes == 0) {
+        fprintf(stderr, "ferry bench: --size selects nothing\n");
+        rc = -1;
+    }
+    qsort(cfg->sizes, (size_t)cfg->nsizes, sizeof cfg->sizes[0], bench_cmp_size);
+    return rc;
+}
+
+static int bench_parse_modes(bench_cfg *cfg, const char *list)
+{
+    char *dup = strdup(list), *save = NULL;
+    if (!dup)
+        return -1;
+    cfg->modes = 0;
+    int rc = 0;
+    for (char *tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        int m = -1;
+        for (int i = 0; i < BENCH_MODES; i++)
+            if (!strcmp(tok, bench_mode_names[i]))
+                m = i;
+        if (!strcmp(tok, "all")) {
+            cfg->modes = (1u << BENCH_MODES) - 1;
+            continue;
+        }
+        if (m < 0) {
+            fprintf(stderr, "ferry bench: unknown mode '%s' (rtt, thr, idle, all)\n", tok);
+            rc = -1;
+            break;
+        }
+        cfg->modes |= BENCH_M(m);
+    }
+    free(dup);
+    if (rc == 0 && !cfg->modes) {
+        fprintf(stderr, "ferry bench: --mode selects nothing\n");
+        rc = -1;
+    }
+    return rc;
+}
+
+static int bench_parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !(v >= lo && v <= hi))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int bench_parse_cpus(bench_cfg *cfg, const char *s)
+{
+    int a, b, n = 0;
+    if (sscanf(s, "%d,%d%n", &a, &b, &n) != 2 || s[n] || a < 0 || b < 0 || a >= CPU_SETSIZE ||
+        b >= CPU_SETSIZE) {
+        fprintf(stderr, "ferry bench: --cpus wants two CPU numbers, e.g. 0,1\n");
+        return -1;
+    }
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 &&
+        (!CPU_ISSET(a, &set) || !CPU_ISSET(b, &set))) {
+        fprintf(stderr, "ferry bench: CPU %d is not available to this process\n",
+                CPU_ISSET(a, &set) ? b : a);
+        return -1;
+    }
+    if (a == b) {
+        fprintf(stderr, "ferry bench: --cpus needs two different CPUs\n");
+        return -1;
+    }
+    cfg->cpu[0] = a;
+    cfg->cpu[1] = b;
+    return 0;
 }
 
 /* Whether row (t, mode, size) belongs to the run. idle runs at the smallest
  * size only, the floor once, and modes a transport cannot do are not rows at
  * all. */
-static bool bench_wanted(const bench_cfg *cfg, const bench_transport *t,
-                         int mode, int size_idx) {
-  if (!(cfg->modes & BENCH_M(mode)) || !(t->modes & BENCH_M(mode)))
-    return false;
-  if (mode == BENCH_IDLE && size_idx != 0)
-    return false;
-  if (t == &bench_tr_floor && size_idx != 0)
-    return false;
-  return true;
+static bool bench_wanted(const bench_cfg *cfg, const bench_transport *t, int mode, int size_idx)
+{
+    if (!(cfg->modes & BENCH_M(mode)) || !(t->modes & BENCH_M(mode)))
+        return false;
+    if (mode == BENCH_IDLE && size_idx != 0)
+        return false;
+    if (t == &bench_tr_floor && size_idx != 0)
+        return false;
+    return true;
 }
 
-static void bench_progress(const bench_cfg *cfg, int done, int total,
-                           const bench_row *r) {
-  if (cfg->quiet || !isatty(2))
-    return;
-  if (!r) {
-    fprintf(stderr, "\r%*s\r", 100, "");
-    return;
-  }
-  int width = 30, fill = total ? done * width / total : width;
-  char bar[64];
-  for (int i = 0; i < width; i++)
-    bar[i] = i < fill ? '#' : '.';
-  bar[width] = 0;
-  fprintf(stderr, "\r[%s] %3d/%d  %-22s %-4s %8zu B   ", bar, done, total,
-          r->tr->name, bench_mode_name(r->mode), r->size);
+static void bench_progress(const bench_cfg *cfg, int done, int total, const bench_row *r)
+{
+    if (cfg->quiet || !isatty(2))
+        return;
+    if (!r) {
+        fprintf(stderr, "\r%*s\r", 100, "");
+        return;
+    }
+    int width = 30, fill = total ? done * width / total : width;
+    char bar[64];
+    for (int i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[width] = 0;
+    fprintf(stderr, "\r[%s] %3d/%d  %-22s %-4s %8zu B   ", bar, done, total, r->tr->name,
+            bench_mode_name(r->mode), r->size);
 }
 
-int bench_main(int argc, char **argv) {
-  static const struct option opts[] = {
-      {"transport", required_argument, NULL, 't'},
-      {"size", required_argument, NULL, 's'},
-      {"mode", required_argument, NULL, 'm'},
-      {"seconds", required_argument, NULL, 'S'},
-      {"warmup", required_argument, NULL, 'w'},
-      {"cpus", required_argument, NULL, 'c'},
-      {"json", no_argument, NULL, 'j'},
-      {"json-out", required_argument, NULL, 'J'},
-      {"csv", required_argument, NULL, 'C'},
-      {"plot", required_argument, NULL, 'p'},
-      {"quiet", no_argument, NULL, 'q'},
-      {"list", no_argument, NULL, 'l'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
-  };
-  const bench_transport *trs[64];
-  bench_cfg cfg;
-  memset(&cfg, 0, sizeof cfg);
-  cfg.tr = trs;
-  cfg.seconds = 0.25;
-  cfg.warmup = 0.05;
-  cfg.cpu[0] = 0;
-  cfg.cpu[1] = 1;
-  const char *tr_list = NULL, *size_list = BENCH_DEFAULT_SIZES,
-             *mode_list = "rtt,thr,idle";
-  const char *cpus = NULL;
-  optind = 1;
-  opterr = 0;
-  int c;
-  while ((c = getopt_long(argc, argv, ":t:s:m:S:w:c:jJ:C:p:qlh", opts, NULL)) !=
-         -1) {
-    switch (c) {
-    case 't':
-      tr_list = optarg;
-      break;
-    case 's':
-      size_list = optarg;
-      break;
-    case 'm':
-      mode_list = optarg;
-      break;
-    case 'S':
-      if (bench_parse_double(optarg, 0.01, 60, &cfg.seconds) != 0) {
-        fprintf(stderr,
-                "ferry bench: --seconds wants a number in 0.01 .. 60\n");
+int bench_main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"transport", required_argument, NULL, 't'},
+        {"size", required_argument, NULL, 's'},
+        {"mode", required_argument, NULL, 'm'},
+        {"seconds", required_argument, NULL, 'S'},
+        {"warmup", required_argument, NULL, 'w'},
+        {"cpus", required_argument, NULL, 'c'},
+        {"json", no_argument, NULL, 'j'},
+        {"json-out", required_argument, NULL, 'J'},
+        {"csv", required_argument, NULL, 'C'},
+        {"plot", required_argument, NULL, 'p'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"list", no_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const bench_transport *trs[64];
+    bench_cfg cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.tr = trs;
+    cfg.seconds = 0.25;
+    cfg.warmup = 0.05;
+    cfg.cpu[0] = 0;
+    cfg.cpu[1] = 1;
+    const char *tr_list = NULL, *size_list = BENCH_DEFAULT_SIZES, *mode_list = "rtt,thr,idle";
+    const char *cpus = NULL;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":t:s:m:S:w:c:jJ:C:p:qlh", opts, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            tr_list = optarg;
+            break;
+        case 's':
+            size_list = optarg;
+            break;
+        case 'm':
+            mode_list = optarg;
+            break;
+        case 'S':
+            if (bench_parse_double(optarg, 0.01, 60, &cfg.seconds) != 0) {
+                fprintf(stderr, "ferry bench: --seconds wants a number in 0.01 .. 60\n");
+                return 2;
+            }
+            break;
+        case 'w':
+            if (bench_parse_double(optarg, 0, 10, &cfg.warmup) != 0) {
+                fprintf(stderr, "ferry bench: --warmup wants a number in 0 .. 10\n");
+                return 2;
+            }
+            break;
+        case 'c':
+            cpus = optarg;
+            break;
+        case 'j':
+            cfg.json = true;
+            break;
+        case 'J':
+            cfg.json_out = optarg;
+            break;
+        case 'C':
+            cfg.csv = optarg;
+            break;
+        case 'p':
+            cfg.plot = optarg;
+            break;
+        case 'q':
+            cfg.quiet = true;
+            break;
+        case 'l':
+            bench_list();
+            return 0;
+        case 'h':
+            bench_usage(stdout);
+            return 0;
+        case ':':
+            fprintf(stderr, "ferry bench: option '%s' needs a value\n", argv[optind - 1]);
+            return 2;
+        default:
+            fprintf(stderr, "ferry bench: unknown option '%s' (ferry bench --help)\n",
+                    argv[optind - 1]);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ferry bench: unexpected argument '%s' (ferry bench --help)\n",
+                argv[optind]);
         return 2;
-      }
-      break;
-    case 'w':
-      if (bench_parse_double(optarg, 0, 10, &cfg.warmup) != 0) {
-        fprintf(stderr, "ferry bench: --warmup wants a number in 0 .. 10\n");
+    }
+    if (bench_parse_transports(&cfg, tr_list ? tr_list : "all") != 0 ||
+        bench_parse_sizes(&cfg, size_list) != 0 || bench_parse_modes(&cfg, mode_list) != 0 ||
+        (cpus && bench_parse_cpus(&cfg, cpus) != 0))
         return 2;
-      }
-      break;
-    case 'c':
-      cpus = optarg;
-      break;
-    case 'j':
-      cfg.json = true;
-      break;
-    case 'J':
-      cfg.json_out = optarg;
-      break;
-    case 'C':
-      cfg.csv = optarg;
-      break;
-    case 'p':
-      cfg.plot = optarg;
-      break;
-    case 'q':
-      cfg.quiet = true;
-      break;
-    case 'l':
-      bench_list();
-      return 0;
-    case 'h':
-      bench_usage(stdout);
-      return 0;
-    case ':':
-      fprintf(stderr, "ferry bench: option '%s' needs a value\n",
-              argv[optind - 1]);
-      return 2;
-    default:
-      fprintf(stderr, "ferry bench: unknown option '%s' (ferry bench --help)\n",
-              argv[optind - 1]);
-      return 2;
+    if (!cpus) {
+        cpu_set_t set;
+        if (sched_getaffinity(0, sizeof set, &set) == 0 &&
+            (!CPU_ISSET(0, &set) || !CPU_ISSET(1, &set))) {
+            fprintf(stderr, "ferry bench: CPUs 0 and 1 are not both available: pick two with "
+                            "--cpus A,B\n");
+            return 2;
+        }
     }
-  }
-  if (optind < argc) {
-    fprintf(stderr,
-            "ferry bench: unexpected argument '%s' (ferry bench --help)\n",
-            argv[optind]);
-    return 2;
-  }
-  if (bench_parse_transports(&cfg, tr_list ? tr_list : "all") != 0 ||
-      bench_parse_sizes(&cfg, size_list) != 0 ||
-      bench_parse_modes(&cfg, mode_list) != 0 ||
-      (cpus && bench_parse_cpus(&cfg, cpus) != 0))
-    return 2;
-  if (!cpus) {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0 &&
-        (!CPU_ISSET(0, &set) || !CPU_ISSET(1, &set))) {
-      fprintf(stderr,
-              "ferry bench: CPUs 0 and 1 are not both available: pick two with "
-              "--cpus A,B\n");
-      return 2;
+
+    FILE *jf = NULL;
+    if (cfg.json_out && !(jf = fopen(cfg.json_out, "w"))) {
+        fprintf(stderr, "ferry bench: cannot write %s: %s\n", cfg.json_out, strerror(errno));
+        return 2;
     }
-  }
 
-  FILE *jf = NULL;
-  if (cfg.json_out && !(jf = fopen(cfg.json_out, "w"))) {
-    fprintf(stderr, "ferry bench: cannot write %s: %s\n", cfg.json_out,
-            strerror(errno));
-    return 2;
-  }
-
-  /* Availability first: one note per missing peer, and its rows are left out.
-   */
-  const bench_transport *run_tr[64];
-  int nrun = 0;
-  for (int i = 0; i < cfg.ntr; i++) {
-    char why[160] = "";
-    if (cfg.tr[i]->available && !cfg.tr[i]->available(why, sizeof why)) {
-      if (!cfg.quiet)
-        fprintf(stderr, "ferry bench: skipping %s: %s\n", cfg.tr[i]->name, why);
-      continue;
+    /* Availability first: one note per missing peer, and its rows are left out.
+     */
+    const bench_transport *run_tr[64];
+    int nrun = 0;
+    for (int i = 0; i < cfg.ntr; i++) {
+        char why[160] = "";
+        if (cfg.tr[i]->available && !cfg.tr[i]->available(why, sizeof why)) {
+            if (!cfg.quiet)
+                fprintf(stderr, "ferry bench: skipping %s: %s\n", cfg.tr[i]->name, why);
+            continue;
+        }
+        run_tr[nrun++] = cfg.tr[i];
     }
-    run_tr[nrun++] = cfg.tr[i];
-  }
 
-  int total = 0;
-  for (int s = 0; s < cfg.nsizes; s++)
-    for (int t = 0; t < nrun; t++)
-      for (int m = 0; m < BENCH_MODES; m++)
-        total += bench_wanted(&cfg, run_tr[t], m, s);
-  bench_row *rows = calloc((size_t)total + 1, sizeof *rows);
-  if (!rows || bench_proc_init(&cfg) != 0) {
+    int total = 0;
+    for (int s = 0; s < cfg.nsizes; s++)
+        for (int t = 0; t < nrun; t++)
+            for (int m = 0; m < BENCH_MODES; m++)
+                total += bench_wanted(&cfg, run_tr[t], m, s);
+    bench_row *rows = calloc((size_t)total + 1, sizeof *rows);
+    if (!rows || bench_proc_init(&cfg) != 0) {
+        free(rows);
+        if (jf)
+            fclose(jf);
+        return 1;
+    }
+    int n = 0, failed = 0;
+    for (int s = 0; s < cfg.nsizes; s++) {
+        for (int t = 0; t < nrun; t++) {
+            for (int m = 0; m < BENCH_MODES; m++) {
+                if (!bench_wanted(&cfg, run_tr[t], m, s))
+                    continue;
+                bench_job job;
+                memset(&job, 0, sizeof job);
+                job.cfg = &cfg;
+                job.tr = run_tr[t];
+                job.mode = m;
+                /* The floor is one cache line whatever the message size. */
+                job.size = run_tr[t] == &bench_tr_floor ? 64 : cfg.sizes[s];
+                bench_row pr = {.tr = job.tr, .mode = m, .size = job.size};
+                bench_progress(&cfg, n, total, &pr);
+                bench_run_row(&job, &rows[n]);
+                failed += rows[n].status == 1;
+                char line[1024];
+                bench_out_json_line(line, sizeof line, &rows[n]);
+                if (cfg.json) {
+                    fputs(line, stdout);
+                    fflush(stdout);
+                }
+                if (jf) {
+                    fputs(line, jf);
+                    fflush(jf);
+                }
+                n++;
+            }
+        }
+    }
+    bench_progress(&cfg, n, total, NULL);
+    bench_proc_fini();
+    int rc = failed ? 1 : 0;
+    if (jf && fclose(jf) != 0) {
+        fprintf(stderr, "ferry bench: writing %s failed\n", cfg.json_out);
+        rc = 1;
+    }
+    if (!cfg.json)
+        bench_out_table(&cfg, rows, n);
+    if (cfg.csv && bench_out_csv(cfg.csv, rows, n) != 0) {
+        fprintf(stderr, "ferry bench: cannot write %s: %s\n", cfg.csv, strerror(errno));
+        rc = 1;
+    }
+    if (cfg.plot) {
+        char why[256] = "";
+        if (bench_plot(cfg.plot, rows, n, why, sizeof why) != 0) {
+            fprintf(stderr, "ferry bench: no plot: %s\n", why);
+        } else if (!cfg.quiet) {
+            fprintf(stderr, "ferry bench: plot written to %s\n", cfg.plot);
+        }
+    }
+    if (jf && !cfg.quiet)
+        fprintf(stderr, "ferry bench: JSON lines written to %s\n", cfg.json_out);
     free(rows);
-    if (jf)
-      fclose(jf);
-    return 1;
-  }
-  int n = 0, failed = 0;
-  for (int s = 0; s < cfg.nsizes; s++) {
-    for (int t = 0; t < nrun; t++) {
-      for (int m = 0; m < BENCH_MODES; m++) {
-        if (!bench_wanted(&cfg, run_tr[t], m, s))
-          continue;
-        bench_job job;
-        memset(&job, 0, sizeof job);
-        job.cfg = &cfg;
-        job.tr = run_tr[t];
-        job.mode = m;
-        /* The floor is one cache line whatever the message size. */
-        job.size = run_tr[t] == &bench_tr_floor ? 64 : cfg.sizes[s];
-        bench_row pr = {.tr = job.tr, .mode = m, .size = job.size};
-        bench_progress(&cfg, n, total, &pr);
-        bench_run_row(&job, &rows[n]);
-        failed += rows[n].status == 1;
-        char line[1024];
-        bench_out_json_line(line, sizeof line, &rows[n]);
-        if (cfg.json) {
-          fputs(line, stdout);
-          fflush(stdout);
-        }
-        if (jf) {
-          fputs(line, jf);
-          fflush(jf);
-        }
-        n++;
-      }
-    }
-  }
-  bench_progress(&cfg, n, total, NULL);
-  bench_proc_fini();
-  int rc = failed ? 1 : 0;
-  if (jf && fclose(jf) != 0) {
-    fprintf(stderr, "ferry bench: writing %s failed\n", cfg.json_out);
-    rc = 1;
-  }
-  if (!cfg.json)
-    bench_out_table(&cfg, rows, n);
-  if (cfg.csv && bench_out_csv(cfg.csv, rows, n) != 0) {
-    fprintf(stderr, "ferry bench: cannot write %s: %s\n", cfg.csv,
-            strerror(errno));
-    rc = 1;
-  }
-  if (cfg.plot) {
-    char why[256] = "";
-    if (bench_plot(cfg.plot, rows, n, why, sizeof why) != 0) {
-      fprintf(stderr, "ferry bench: no plot: %s\n", why);
-    } else if (!cfg.quiet) {
-      fprintf(stderr, "ferry bench: plot written to %s\n", cfg.plot);
-    }
-  }
-  if (jf && !cfg.quiet)
-    fprintf(stderr, "ferry bench: JSON lines written to %s\n", cfg.json_out);
-  free(rows);
-  return rc;
+    return rc;
 }

@@ -23,11 +23,11 @@
 #include <stdint.h>
 
 enum bench_mode {
-  BENCH_RTT = 0,  /* ping-pong round trips, latency histogram */
-  BENCH_THR = 1,  /* one-way stream, msgs/s and bytes/s at the consumer */
-  BENCH_IDLE = 2, /* receiver blocked 1 s: its CPU% and the latency of the first
-                     message after */
-  BENCH_MODES = 3,
+    BENCH_RTT = 0,  /* ping-pong round trips, latency histogram */
+    BENCH_THR = 1,  /* one-way stream, msgs/s and bytes/s at the consumer */
+    BENCH_IDLE = 2, /* receiver blocked 1 s: its CPU% and the latency of the first
+                       message after */
+    BENCH_MODES = 3,
 };
 #define BENCH_M(m) (1u << (m))
 
@@ -35,40 +35,40 @@ const char *bench_mode_name(int mode);
 
 /* Everything the command line chose. */
 typedef struct bench_cfg {
-  const struct bench_transport **tr; /* selected transports, in run order */
-  int ntr;
-  size_t sizes[32];
-  int nsizes;
-  unsigned modes; /* BENCH_M() bits */
-  double seconds; /* measured time per row */
-  double warmup;  /* unmeasured time before it */
-  int cpu[2];
-  bool json, quiet;
-  const char *json_out, *csv, *plot;
+    const struct bench_transport **tr; /* selected transports, in run order */
+    int ntr;
+    size_t sizes[32];
+    int nsizes;
+    unsigned modes; /* BENCH_M() bits */
+    double seconds; /* measured time per row */
+    double warmup;  /* unmeasured time before it */
+    int cpu[2];
+    bool json, quiet;
+    const char *json_out, *csv, *plot;
 } bench_cfg;
 
 /* One result row. */
 typedef struct bench_row {
-  const struct bench_transport *tr;
-  int mode;
-  size_t size;
-  int status; /* 0 ok, 1 failed, 2 skipped */
-  char note[160];
-  uint64_t count; /* round trips (rtt) or messages (thr) measured */
-  uint64_t p50, p99, p999, max;
-  double msgs_per_s, bytes_per_s;
-  double cold_ns, idle_cpu; /* BENCH_IDLE */
+    const struct bench_transport *tr;
+    int mode;
+    size_t size;
+    int status; /* 0 ok, 1 failed, 2 skipped */
+    char note[160];
+    uint64_t count; /* round trips (rtt) or messages (thr) measured */
+    uint64_t p50, p99, p999, max;
+    double msgs_per_s, bytes_per_s;
+    double cold_ns, idle_cpu; /* BENCH_IDLE */
 } bench_row;
 
 /* Per-role results written by a child into the control page. */
 typedef struct bench_result {
-  _Atomic int done;
-  int rc;         /* 0 ok, else failed */
-  char err[160];  /* reason when rc != 0 */
-  uint64_t count; /* messages or round trips measured */
-  uint64_t ns;    /* measured interval */
-  uint64_t bytes;
-  double cold_ns, idle_cpu;
+    _Atomic int done;
+    int rc;         /* 0 ok, else failed */
+    char err[160];  /* reason when rc != 0 */
+    uint64_t count; /* messages or round trips measured */
+    uint64_t ns;    /* measured interval */
+    uint64_t bytes;
+    double cold_ns, idle_cpu;
 } bench_result;
 
 /*
@@ -77,75 +77,73 @@ typedef struct bench_result {
  * floor's ping-pong line.
  */
 typedef struct bench_ctl {
-  _Alignas(128) _Atomic uint64_t floor_line; /* the floor's ping-pong counter */
-  _Alignas(128) _Atomic uint64_t
-      total;              /* messages role 0 will send; UINT64_MAX = not yet */
-  _Atomic uint64_t stamp; /* BENCH_IDLE: send time of the cold message */
-  _Atomic int ready[2];   /* role is set up (e.g. bound) */
-  _Atomic int go;
-  char endpoint[256]; /* role 1 publishes where it listens (zmq/nng tcp port) */
-  _Alignas(128) bench_result res[2];
-  bench_hist hist; /* rtt samples, written by role 0 */
+    _Alignas(128) _Atomic uint64_t floor_line; /* the floor's ping-pong counter */
+    _Alignas(128) _Atomic uint64_t total;      /* messages role 0 will send; UINT64_MAX = not yet */
+    _Atomic uint64_t stamp;                    /* BENCH_IDLE: send time of the cold message */
+    _Atomic int ready[2];                      /* role is set up (e.g. bound) */
+    _Atomic int go;
+    char endpoint[256]; /* role 1 publishes where it listens (zmq/nng tcp port) */
+    _Alignas(128) bench_result res[2];
+    bench_hist hist; /* rtt samples, written by role 0 */
 } bench_ctl;
 
 struct bench_job;
 
 /* A transport's message operations (one endpoint in one role). */
 typedef struct bench_msg_ops {
-  /* Opens the endpoint of `role` into *h. */
-  int (*open)(struct bench_job *j, int role, void **h);
-  /* Sends len bytes; 0 or an error (the err buffer names it). */
-  int (*send)(void *h, const void *buf, size_t len);
-  /* Receives exactly one message of up to cap bytes; returns its length or < 0.
-   */
-  long (*recv)(void *h, void *buf, size_t cap);
-  void (*close)(void *h);
+    /* Opens the endpoint of `role` into *h. */
+    int (*open)(struct bench_job *j, int role, void **h);
+    /* Sends len bytes; 0 or an error (the err buffer names it). */
+    int (*send)(void *h, const void *buf, size_t len);
+    /* Receives exactly one message of up to cap bytes; returns its length or < 0.
+     */
+    long (*recv)(void *h, void *buf, size_t cap);
+    void (*close)(void *h);
 } bench_msg_ops;
 
 typedef struct bench_transport {
-  const char *name;
-  const char *peer; /* floor, memcpy, kernel, ferry, zmq, nng */
-  const char *wait; /* spin, poll, blocking, - */
-  const char *help; /* one line for --help */
-  unsigned modes;   /* BENCH_M() bits it can measure */
-  bool threads;     /* both roles are threads of one process (inproc) */
-  bool solo;        /* only role 0 runs (memcpy) */
-  bool default_on;  /* part of the default run */
-  /* Optional: whether it can run here (dlopen ...). Returns false and fills why
-   * if not. */
-  bool (*available)(char *why, size_t cap);
-  /* Optional: why this row is not measured (e.g. size too big); NULL to measure
-   * it. */
-  const char *(*skip)(int mode, size_t size);
-  /* Optional: parent-side setup before fork (fds, segments) and teardown after
-   * reaping. */
-  int (*setup)(struct bench_job *j);
-  void (*teardown)(struct bench_job *j);
-  /* Optional, threads only: state both threads share (j->tstate), made in the
-   * child. */
-  int (*child_setup)(struct bench_job *j);
-  void (*child_teardown)(struct bench_job *j);
-  /* Either a custom body per role, or message ops driven by bench_loop.c. */
-  int (*run)(struct bench_job *j, int role);
-  const bench_msg_ops *ops;
-  void *priv; /* transport-specific constant (e.g. a socket type) */
+    const char *name;
+    const char *peer; /* floor, memcpy, kernel, ferry, zmq, nng */
+    const char *wait; /* spin, poll, blocking, - */
+    const char *help; /* one line for --help */
+    unsigned modes;   /* BENCH_M() bits it can measure */
+    bool threads;     /* both roles are threads of one process (inproc) */
+    bool solo;        /* only role 0 runs (memcpy) */
+    bool default_on;  /* part of the default run */
+    /* Optional: whether it can run here (dlopen ...). Returns false and fills why
+     * if not. */
+    bool (*available)(char *why, size_t cap);
+    /* Optional: why this row is not measured (e.g. size too big); NULL to measure
+     * it. */
+    const char *(*skip)(int mode, size_t size);
+    /* Optional: parent-side setup before fork (fds, segments) and teardown after
+     * reaping. */
+    int (*setup)(struct bench_job *j);
+    void (*teardown)(struct bench_job *j);
+    /* Optional, threads only: state both threads share (j->tstate), made in the
+     * child. */
+    int (*child_setup)(struct bench_job *j);
+    void (*child_teardown)(struct bench_job *j);
+    /* Either a custom body per role, or message ops driven by bench_loop.c. */
+    int (*run)(struct bench_job *j, int role);
+    const bench_msg_ops *ops;
+    void *priv; /* transport-specific constant (e.g. a socket type) */
 } bench_transport;
 
 /* The state of one row while it runs. The parent fills it, the children inherit
  * it by fork. */
 typedef struct bench_job {
-  const bench_cfg *cfg;
-  const bench_transport *tr;
-  int mode;
-  size_t size;
-  bench_ctl *ctl;
-  const char
-      *tmpdir;  /* private 0700 directory for ipc paths, removed at exit */
-  int fd[4];    /* transport fds created by setup, -1 when unused */
-  void *state;  /* transport state created by setup */
-  void *tstate; /* in-process (threads) state created in the child */
-  int role_cpu[2];
-  char *err; /* the current role's error buffer (ctl->res[role].err) */
+    const bench_cfg *cfg;
+    const bench_transport *tr;
+    int mode;
+    size_t size;
+    bench_ctl *ctl;
+    const char *tmpdir; /* private 0700 directory for ipc paths, removed at exit */
+    int fd[4];          /* transport fds created by setup, -1 when unused */
+    void *state;        /* transport state created by setup */
+    void *tstate;       /* in-process (threads) state created in the child */
+    int role_cpu[2];
+    char *err; /* the current role's error buffer (ctl->res[role].err) */
 } bench_job;
 
 /* The `ferry bench` command (argv[0] is "bench"). */
@@ -166,8 +164,7 @@ const char *bench_tmp_path(const char *what);
 
 /* Helpers for role bodies (bench_loop.c). */
 uint64_t bench_now_ns(void);
-int bench_fail(bench_job *j, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int bench_fail(bench_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Producer side: writes every byte of buf with the message's sequence byte. */
 void bench_fill(void *buf, size_t len, uint64_t seq);
 /* Consumer side: reads every byte (8 bytes at a time), returns a sum the caller
@@ -193,7 +190,6 @@ void bench_out_table(const bench_cfg *cfg, const bench_row *rows, int n);
 int bench_out_json_line(char *buf, size_t cap, const bench_row *r);
 int bench_out_csv(const char *path, const bench_row *rows, int n);
 /* Plot (bench_plot.c): 0, or < 0 with why filled. */
-int bench_plot(const char *png, const bench_row *rows, int n, char *why,
-               size_t cap);
+int bench_plot(const char *png, const bench_row *rows, int n, char *why, size_t cap);
 
 #endif

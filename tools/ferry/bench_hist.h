@@ -16,15 +16,14 @@
 #include <stdint.h>
 
 #define BENCH_HIST_SUB_BITS 6
-#define BENCH_HIST_SUB (1u << BENCH_HIST_SUB_BITS)
+#define BENCH_HIST_SUB      (1u << BENCH_HIST_SUB_BITS)
 /* 64 exact buckets, then 64 sub-buckets for each of the powers 2^6 .. 2^63. */
-#define BENCH_HIST_BUCKETS                                                     \
-  (BENCH_HIST_SUB + (64 - BENCH_HIST_SUB_BITS) * BENCH_HIST_SUB)
+#define BENCH_HIST_BUCKETS (BENCH_HIST_SUB + (64 - BENCH_HIST_SUB_BITS) * BENCH_HIST_SUB)
 
 typedef struct bench_hist {
-  uint64_t count;
-  uint64_t min, max; /* exact extremes; min is UINT64_MAX while empty */
-  uint64_t bucket[BENCH_HIST_BUCKETS];
+    uint64_t count;
+    uint64_t min, max; /* exact extremes; min is UINT64_MAX while empty */
+    uint64_t bucket[BENCH_HIST_BUCKETS];
 } bench_hist;
 
 void bench_hist_init(bench_hist *h);
@@ -34,13 +33,14 @@ unsigned bench_hist_index(uint64_t v);
 uint64_t bench_hist_lower(unsigned idx);
 uint64_t bench_hist_width(unsigned idx);
 
-static inline void bench_hist_record(bench_hist *h, uint64_t v) {
-  h->bucket[bench_hist_index(v)]++;
-  h->count++;
-  if (v < h->min)
-    h->min = v;
-  if (v > h->max)
-    h->max = v;
+static inline void bench_hist_record(bench_hist *h, uint64_t v)
+{
+    h->bucket[bench_hist_index(v)]++;
+    h->count++;
+    if (v < h->min)
+        h->min = v;
+    if (v > h->max)
+        h->max = v;
 }
 
 /*

@@ -30,250 +30,255 @@
 
 volatile uint64_t bench_sink;
 
-uint64_t bench_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+uint64_t bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-int bench_fail(bench_job *j, const char *fmt, ...) {
-  if (j->err && !j->err[0]) { /* keep the first (root) cause */
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(j->err, sizeof j->ctl->res[0].err, fmt, ap);
-    va_end(ap);
-  }
-  return -1;
-}
-
-void bench_fill(void *buf, size_t len, uint64_t seq) {
-  memset(buf, (int)(seq & 0xff), len);
-}
-
-uint64_t bench_touch(const void *buf, size_t len) {
-  const unsigned char *p = buf;
-  uint64_t s = 0;
-  size_t i = 0;
-  for (; i + 8 <= len; i += 8) {
-    uint64_t w;
-    memcpy(&w, p + i, 8);
-    s += w;
-  }
-  for (; i < len; i++)
-    s += p[i];
-  return s;
-}
-
-bool bench_check(const void *buf, size_t len, uint64_t seq) {
-  return len == 0 ||
-         ((const unsigned char *)buf)[0] == (unsigned char)(seq & 0xff);
-}
-
-int bench_await(_Atomic int *flag, double seconds) {
-  uint64_t end = bench_now_ns() + (uint64_t)(seconds * 1e9);
-  unsigned n = 0;
-  while (!atomic_load_explicit(flag, memory_order_acquire)) {
-    if ((++n & 1023) == 0) {
-      if (bench_now_ns() > end)
-        return -1;
-      sched_yield();
+int bench_fail(bench_job *j, const char *fmt, ...)
+{
+    if (j->err && !j->err[0]) { /* keep the first (root) cause */
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(j->err, sizeof j->ctl->res[0].err, fmt, ap);
+        va_end(ap);
     }
-  }
-  return 0;
+    return -1;
 }
 
-void *bench_buf(size_t len) {
-  size_t l = len ? len : 1;
-  void *p =
-      mmap(NULL, l, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED)
-    return NULL;
-  memset(p, 0, l); /* fault every page in now, not inside the measured loop */
-  return p;
+void bench_fill(void *buf, size_t len, uint64_t seq)
+{
+    memset(buf, (int)(seq & 0xff), len);
 }
 
-void bench_buf_free(void *p, size_t len) {
-  if (p)
-    munmap(p, len ? len : 1);
+uint64_t bench_touch(const void *buf, size_t len)
+{
+    const unsigned char *p = buf;
+    uint64_t s = 0;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        s += w;
+    }
+    for (; i < len; i++)
+        s += p[i];
+    return s;
+}
+
+bool bench_check(const void *buf, size_t len, uint64_t seq)
+{
+    return len == 0 || ((const unsigned char *)buf)[0] == (unsigned char)(seq & 0xff);
+}
+
+int bench_await(_Atomic int *flag, double seconds)
+{
+    uint64_t end = bench_now_ns() + (uint64_t)(seconds * 1e9);
+    unsigned n = 0;
+    while (!atomic_load_explicit(flag, memory_order_acquire)) {
+        if ((++n & 1023) == 0) {
+            if (bench_now_ns() > end)
+                return -1;
+            sched_yield();
+        }
+    }
+    return 0;
+}
+
+void *bench_buf(size_t len)
+{
+    size_t l = len ? len : 1;
+    void *p = mmap(NULL, l, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    memset(p, 0, l); /* fault every page in now, not inside the measured loop */
+    return p;
+}
+
+void bench_buf_free(void *p, size_t len)
+{
+    if (p)
+        munmap(p, len ? len : 1);
 }
 
 /* How many messages between two clock reads: often enough for ~1 ms precision,
  * rarely enough that the clock does not dominate small messages. */
-static uint64_t bench_clock_mask(size_t size) {
-  return size >= 4096 ? 0 : size >= 256 ? 7 : 63;
+static uint64_t bench_clock_mask(size_t size)
+{
+    return size >= 4096 ? 0 : size >= 256 ? 7 : 63;
 }
 
-static int msg_rtt(bench_job *j, int role, const bench_msg_ops *ops, void *h,
-                   void *buf) {
-  bench_ctl *c = j->ctl;
-  size_t size = j->size;
-  if (role == 1) {
+static int msg_rtt(bench_job *j, int role, const bench_msg_ops *ops, void *h, void *buf)
+{
+    bench_ctl *c = j->ctl;
+    size_t size = j->size;
+    if (role == 1) {
+        for (uint64_t r = 1;; r++) {
+            long n = ops->recv(h, buf, size);
+            if (n < 0)
+                return bench_fail(j, "recv of ping %llu failed", (unsigned long long)r);
+            if ((size_t)n != size || !bench_check(buf, size, r))
+                return bench_fail(j, "ping %llu: wrong length %ld or payload",
+                                  (unsigned long long)r, n);
+            bench_sink += bench_touch(buf, size);
+            bench_fill(buf, size, r);
+            if (ops->send(h, buf, size) < 0)
+                return bench_fail(j, "send of pong %llu failed", (unsigned long long)r);
+            if (r >= atomic_load_explicit(&c->total, memory_order_acquire))
+                return 0;
+        }
+    }
+    uint64_t start = bench_now_ns();
+    uint64_t warm_end = start + (uint64_t)(j->cfg->warmup * 1e9);
+    uint64_t end = warm_end + (uint64_t)(j->cfg->seconds * 1e9);
+    uint64_t prev = start;
     for (uint64_t r = 1;; r++) {
-      long n = ops->recv(h, buf, size);
-      if (n < 0)
-        return bench_fail(j, "recv of ping %llu failed", (unsigned long long)r);
-      if ((size_t)n != size || !bench_check(buf, size, r))
-        return bench_fail(j, "ping %llu: wrong length %ld or payload",
-                          (unsigned long long)r, n);
-      bench_sink += bench_touch(buf, size);
-      bench_fill(buf, size, r);
-      if (ops->send(h, buf, size) < 0)
-        return bench_fail(j, "send of pong %llu failed", (unsigned long long)r);
-      if (r >= atomic_load_explicit(&c->total, memory_order_acquire))
-        return 0;
+        bool last = prev >= end;
+        if (last)
+            atomic_store_explicit(&c->total, r, memory_order_seq_cst);
+        bench_fill(buf, size, r);
+        if (ops->send(h, buf, size) < 0)
+            return bench_fail(j, "send of ping %llu failed", (unsigned long long)r);
+        long n = ops->recv(h, buf, size);
+        if (n < 0)
+            return bench_fail(j, "recv of pong %llu failed", (unsigned long long)r);
+        if ((size_t)n != size || !bench_check(buf, size, r))
+            return bench_fail(j, "pong %llu: wrong length %ld or payload", (unsigned long long)r,
+                              n);
+        bench_sink += bench_touch(buf, size);
+        uint64_t now = bench_now_ns();
+        if (prev >= warm_end)
+            bench_hist_record(&c->hist, now - prev);
+        prev = now;
+        if (last)
+            break;
     }
-  }
-  uint64_t start = bench_now_ns();
-  uint64_t warm_end = start + (uint64_t)(j->cfg->warmup * 1e9);
-  uint64_t end = warm_end + (uint64_t)(j->cfg->seconds * 1e9);
-  uint64_t prev = start;
-  for (uint64_t r = 1;; r++) {
-    bool last = prev >= end;
-    if (last)
-      atomic_store_explicit(&c->total, r, memory_order_seq_cst);
-    bench_fill(buf, size, r);
-    if (ops->send(h, buf, size) < 0)
-      return bench_fail(j, "send of ping %llu failed", (unsigned long long)r);
-    long n = ops->recv(h, buf, size);
-    if (n < 0)
-      return bench_fail(j, "recv of pong %llu failed", (unsigned long long)r);
-    if ((size_t)n != size || !bench_check(buf, size, r))
-      return bench_fail(j, "pong %llu: wrong length %ld or payload",
-                        (unsigned long long)r, n);
-    bench_sink += bench_touch(buf, size);
-    uint64_t now = bench_now_ns();
-    if (prev >= warm_end)
-      bench_hist_record(&c->hist, now - prev);
-    prev = now;
-    if (last)
-      break;
-  }
-  c->res[0].count = c->hist.count;
-  c->res[0].ns = prev - warm_end;
-  return 0;
+    c->res[0].count = c->hist.count;
+    c->res[0].ns = prev - warm_end;
+    return 0;
 }
 
-static int msg_thr(bench_job *j, int role, const bench_msg_ops *ops, void *h,
-                   void *buf) {
-  bench_ctl *c = j->ctl;
-  size_t size = j->size;
-  uint64_t mask = bench_clock_mask(size);
-  if (role == 0) {
-    uint64_t end =
-        bench_now_ns() + (uint64_t)((j->cfg->warmup + j->cfg->seconds) * 1e9);
+static int msg_thr(bench_job *j, int role, const bench_msg_ops *ops, void *h, void *buf)
+{
+    bench_ctl *c = j->ctl;
+    size_t size = j->size;
+    uint64_t mask = bench_clock_mask(size);
+    if (role == 0) {
+        uint64_t end = bench_now_ns() + (uint64_t)((j->cfg->warmup + j->cfg->seconds) * 1e9);
+        for (uint64_t i = 1;; i++) {
+            bool last = (i & mask) == 0 && bench_now_ns() >= end;
+            if (last)
+                atomic_store_explicit(&c->total, i, memory_order_seq_cst);
+            bench_fill(buf, size, i);
+            if (ops->send(h, buf, size) < 0)
+                return bench_fail(j, "send of message %llu failed", (unsigned long long)i);
+            if (last)
+                return 0;
+        }
+    }
+    uint64_t warm = (uint64_t)(j->cfg->warmup * 1e9);
+    uint64_t t_first = 0, t0 = 0, k0 = 0, sum = 0;
     for (uint64_t i = 1;; i++) {
-      bool last = (i & mask) == 0 && bench_now_ns() >= end;
-      if (last)
-        atomic_store_explicit(&c->total, i, memory_order_seq_cst);
-      bench_fill(buf, size, i);
-      if (ops->send(h, buf, size) < 0)
-        return bench_fail(j, "send of message %llu failed",
-                          (unsigned long long)i);
-      if (last)
-        return 0;
+        long n = ops->recv(h, buf, size);
+        if (n < 0)
+            return bench_fail(j, "recv of message %llu failed", (unsigned long long)i);
+        if ((size_t)n != size || !bench_check(buf, size, i))
+            return bench_fail(j, "message %llu: wrong length %ld or payload (lost or reordered)",
+                              (unsigned long long)i, n);
+        sum += bench_touch(buf, size);
+        if (i == 1) {
+            t_first = bench_now_ns();
+        } else if (!k0 && (i & mask) == 0 && bench_now_ns() >= t_first + warm) {
+            k0 = i;
+            t0 = bench_now_ns();
+        }
+        if (i >= atomic_load_explicit(&c->total, memory_order_acquire)) {
+            uint64_t t1 = bench_now_ns();
+            if (!k0) { /* the whole stream fit in the warm-up: measure all of it */
+                k0 = 1;
+                t0 = t_first;
+            }
+            bench_sink += sum;
+            c->res[1].count = i - k0;
+            c->res[1].ns = t1 - t0;
+            c->res[1].bytes = (i - k0) * size;
+            return 0;
+        }
     }
-  }
-  uint64_t warm = (uint64_t)(j->cfg->warmup * 1e9);
-  uint64_t t_first = 0, t0 = 0, k0 = 0, sum = 0;
-  for (uint64_t i = 1;; i++) {
-    long n = ops->recv(h, buf, size);
-    if (n < 0)
-      return bench_fail(j, "recv of message %llu failed",
-                        (unsigned long long)i);
-    if ((size_t)n != size || !bench_check(buf, size, i))
-      return bench_fail(
-          j, "message %llu: wrong length %ld or payload (lost or reordered)",
-          (unsigned long long)i, n);
-    sum += bench_touch(buf, size);
-    if (i == 1) {
-      t_first = bench_now_ns();
-    } else if (!k0 && (i & mask) == 0 && bench_now_ns() >= t_first + warm) {
-      k0 = i;
-      t0 = bench_now_ns();
-    }
-    if (i >= atomic_load_explicit(&c->total, memory_order_acquire)) {
-      uint64_t t1 = bench_now_ns();
-      if (!k0) { /* the whole stream fit in the warm-up: measure all of it */
-        k0 = 1;
-        t0 = t_first;
-      }
-      bench_sink += sum;
-      c->res[1].count = i - k0;
-      c->res[1].ns = t1 - t0;
-      c->res[1].bytes = (i - k0) * size;
-      return 0;
-    }
-  }
 }
 
-static double bench_cpu_ns(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e9 +
-         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e3;
+static double bench_cpu_ns(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e9 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e3;
 }
 
 /* Role 1 blocks in recv for a second: its CPU use over that second, then how
  * late the first message arrives (one-way, both sides read the same system-wide
  * CLOCK_MONOTONIC). */
-static int msg_idle(bench_job *j, int role, const bench_msg_ops *ops, void *h,
-                    void *buf) {
-  bench_ctl *c = j->ctl;
-  size_t size = j->size;
-  if (role == 0) {
-    bench_fill(buf, size, 1);
-    if (ops->send(h, buf, size) < 0)
-      return bench_fail(j, "send of the connect message failed");
-    if (bench_await(&c->go, 10.0) < 0)
-      return bench_fail(j, "receiver never armed");
-    struct timespec ts = {1, 0};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-      ;
-    bench_fill(buf, size, 2);
-    atomic_store_explicit(&c->stamp, bench_now_ns(), memory_order_seq_cst);
-    if (ops->send(h, buf, size) < 0)
-      return bench_fail(j, "send of the cold message failed");
+static int msg_idle(bench_job *j, int role, const bench_msg_ops *ops, void *h, void *buf)
+{
+    bench_ctl *c = j->ctl;
+    size_t size = j->size;
+    if (role == 0) {
+        bench_fill(buf, size, 1);
+        if (ops->send(h, buf, size) < 0)
+            return bench_fail(j, "send of the connect message failed");
+        if (bench_await(&c->go, 10.0) < 0)
+            return bench_fail(j, "receiver never armed");
+        struct timespec ts = {1, 0};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+        bench_fill(buf, size, 2);
+        atomic_store_explicit(&c->stamp, bench_now_ns(), memory_order_seq_cst);
+        if (ops->send(h, buf, size) < 0)
+            return bench_fail(j, "send of the cold message failed");
+        return 0;
+    }
+    long n = ops->recv(h, buf, size);
+    if (n < 0 || (size_t)n != size)
+        return bench_fail(j, "recv of the connect message failed");
+    double cpu0 = bench_cpu_ns();
+    uint64_t t0 = bench_now_ns();
+    atomic_store_explicit(&c->go, 1, memory_order_release);
+    n = ops->recv(h, buf, size);
+    uint64_t t1 = bench_now_ns();
+    double cpu1 = bench_cpu_ns();
+    if (n < 0 || (size_t)n != size || !bench_check(buf, size, 2))
+        return bench_fail(j, "recv of the cold message failed");
+    bench_sink += bench_touch(buf, size);
+    uint64_t stamp = atomic_load_explicit(&c->stamp, memory_order_acquire);
+    c->res[1].cold_ns = stamp && t1 > stamp ? (double)(t1 - stamp) : 0.0;
+    c->res[1].idle_cpu = 100.0 * (cpu1 - cpu0) / (double)(t1 - t0);
+    c->res[1].count = 1;
     return 0;
-  }
-  long n = ops->recv(h, buf, size);
-  if (n < 0 || (size_t)n != size)
-    return bench_fail(j, "recv of the connect message failed");
-  double cpu0 = bench_cpu_ns();
-  uint64_t t0 = bench_now_ns();
-  atomic_store_explicit(&c->go, 1, memory_order_release);
-  n = ops->recv(h, buf, size);
-  uint64_t t1 = bench_now_ns();
-  double cpu1 = bench_cpu_ns();
-  if (n < 0 || (size_t)n != size || !bench_check(buf, size, 2))
-    return bench_fail(j, "recv of the cold message failed");
-  bench_sink += bench_touch(buf, size);
-  uint64_t stamp = atomic_load_explicit(&c->stamp, memory_order_acquire);
-  c->res[1].cold_ns = stamp && t1 > stamp ? (double)(t1 - stamp) : 0.0;
-  c->res[1].idle_cpu = 100.0 * (cpu1 - cpu0) / (double)(t1 - t0);
-  c->res[1].count = 1;
-  return 0;
 }
 
-int bench_msg_run(bench_job *j, int role) {
-  const bench_msg_ops *ops = j->tr->ops;
-  void *h = NULL;
-  void *buf = bench_buf(j->size);
-  if (!buf)
-    return bench_fail(j, "out of memory for a %zu-byte buffer", j->size);
-  int rc = ops->open(j, role, &h);
-  if (rc == 0) {
-    if (j->mode == BENCH_RTT)
-      rc = msg_rtt(j, role, ops, h, buf);
-    else if (j->mode == BENCH_THR)
-      rc = msg_thr(j, role, ops, h, buf);
-    else
-      rc = msg_idle(j, role, ops, h, buf);
-    /* Closing role 0 early could discard messages still queued for role 1
-     * (libzmq linger), so it waits for the peer to finish first. */
-    if (role == 0 && rc == 0 && bench_await(&j->ctl->res[1].done, 30.0) < 0)
-      rc = bench_fail(j, "peer did not finish");
-    ops->close(h);
-  }
-  bench_buf_free(buf, j->size);
-  return rc;
+int bench_msg_run(bench_job *j, int role)
+{
+    const bench_msg_ops *ops = j->tr->ops;
+    void *h = NULL;
+    void *buf = bench_buf(j->size);
+    if (!buf)
+        return bench_fail(j, "out of memory for a %zu-byte buffer", j->size);
+    int rc = ops->open(j, role, &h);
+    if (rc == 0) {
+        if (j->mode == BENCH_RTT)
+            rc = msg_rtt(j, role, ops, h, buf);
+        else if (j->mode == BENCH_THR)
+            rc = msg_thr(j, role, ops, h, buf);
+        else
+            rc = msg_idle(j, role, ops, h, buf);
+        /* Closing role 0 early could discard messages still queued for role 1
+         * (libzmq linger), so it waits for the peer to finish first. */
+        if (role == 0 && rc == 0 && bench_await(&j->ctl->res[1].done, 30.0) < 0)
+            rc = bench_fail(j, "peer did not finish");
+        ops->close(h);
+    }
+    bench_buf_free(buf, j->size);
+    return rc;
 }

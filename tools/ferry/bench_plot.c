@@ -19,226 +19,217 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static bool plot_have_gnuplot(void) {
-  const char *path = getenv("PATH");
-  if (!path)
-    path = "/usr/bin:/bin";
-  char dir[512];
-  while (*path) {
-    size_t l = strcspn(path, ":");
-    if (l && l < sizeof dir - 10) {
-      char f[600];
-      memcpy(dir, path, l);
-      dir[l] = 0;
-      snprintf(f, sizeof f, "%s/gnuplot", dir);
-      if (access(f, X_OK) == 0)
-        return true;
+static bool plot_have_gnuplot(void)
+{
+    const char *path = getenv("PATH");
+    if (!path)
+        path = "/usr/bin:/bin";
+    char dir[512];
+    while (*path) {
+        size_t l = strcspn(path, ":");
+        if (l && l < sizeof dir - 10) {
+            char f[600];
+            memcpy(dir, path, l);
+            dir[l] = 0;
+            snprintf(f, sizeof f, "%s/gnuplot", dir);
+            if (access(f, X_OK) == 0)
+                return true;
+        }
+        path += l;
+        if (*path == ':')
+            path++;
     }
-    path += l;
-    if (*path == ':')
-      path++;
-  }
-  return false;
+    return false;
 }
 
-static void plot_style(FILE *g, const bench_transport *t, int color,
-                       int lw_extra) {
-  static const char *const pal[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
-                                    "#9467bd", "#8c564b", "#e377c2", "#17becf",
-                                    "#bcbd22", "#7f7f7f", "#393b79", "#637939",
-                                    "#8c6d31", "#843c39", "#7b4173"};
-  const char *col = pal[color % (int)(sizeof pal / sizeof pal[0])];
-  int dt = 1;
-  double lw = 1.5;
-  const char *pt = "7";
-  if (!strcmp(t->peer, "floor") || !strcmp(t->peer, "memcpy")) {
-    col = "#000000";
-    lw = 2.5;
-    dt = 1;
-  } else if (!strcmp(t->peer, "ferry")) {
-    lw = 3.0;
-  } else if (!strcmp(t->peer, "kernel")) {
-    dt = 2;
-    pt = "5";
-  } else if (!strcmp(t->peer, "zmq")) {
-    dt = 3;
-    pt = "9";
-  } else if (!strcmp(t->peer, "nng")) {
-    dt = 4;
-    pt = "11";
-  }
-  fprintf(g, " lc rgb '%s' dt %d lw %.1f pt %s ps 0.9", col, dt, lw + lw_extra,
-          pt);
+static void plot_style(FILE *g, const bench_transport *t, int color, int lw_extra)
+{
+    static const char *const pal[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+                                      "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
+                                      "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"};
+    const char *col = pal[color % (int)(sizeof pal / sizeof pal[0])];
+    int dt = 1;
+    double lw = 1.5;
+    const char *pt = "7";
+    if (!strcmp(t->peer, "floor") || !strcmp(t->peer, "memcpy")) {
+        col = "#000000";
+        lw = 2.5;
+        dt = 1;
+    } else if (!strcmp(t->peer, "ferry")) {
+        lw = 3.0;
+    } else if (!strcmp(t->peer, "kernel")) {
+        dt = 2;
+        pt = "5";
+    } else if (!strcmp(t->peer, "zmq")) {
+        dt = 3;
+        pt = "9";
+    } else if (!strcmp(t->peer, "nng")) {
+        dt = 4;
+        pt = "11";
+    }
+    fprintf(g, " lc rgb '%s' dt %d lw %.1f pt %s ps 0.9", col, dt, lw + lw_extra, pt);
 }
 
-int bench_plot(const char *png, const bench_row *rows, int n, char *why,
-               size_t cap) {
-  if (!plot_have_gnuplot()) {
-    snprintf(why, cap,
-             "gnuplot is not installed (Debian: apt-get install gnuplot-nox)");
-    return -1;
-  }
-  if (strchr(png, '\'') || strchr(png, '\n')) {
-    snprintf(why, cap, "the plot file name may not contain quotes or newlines");
-    return -1;
-  }
-  /* Transports in run order, and the size range for the floor's horizontal
-   * line. */
-  const bench_transport *trs[64];
-  int ntr = 0;
-  size_t smin = SIZE_MAX, smax = 0;
-  for (int i = 0; i < n; i++) {
-    if (rows[i].status || rows[i].mode == BENCH_IDLE)
-      continue;
-    if (strcmp(rows[i].tr->name, "floor")) {
-      if (rows[i].size < smin)
-        smin = rows[i].size;
-      if (rows[i].size > smax)
-        smax = rows[i].size;
+int bench_plot(const char *png, const bench_row *rows, int n, char *why, size_t cap)
+{
+    if (!plot_have_gnuplot()) {
+        snprintf(why, cap, "gnuplot is not installed (Debian: apt-get install gnuplot-nox)");
+        return -1;
     }
-    bool seen = false;
-    for (int k = 0; k < ntr; k++)
-      seen |= trs[k] == rows[i].tr;
-    if (!seen && ntr < 64)
-      trs[ntr++] = rows[i].tr;
-  }
-  if (!ntr) {
-    snprintf(why, cap, "no row was measured");
-    return -1;
-  }
-  if (smax == 0)
-    smin = smax = 64;
+    if (strchr(png, '\'') || strchr(png, '\n')) {
+        snprintf(why, cap, "the plot file name may not contain quotes or newlines");
+        return -1;
+    }
+    /* Transports in run order, and the size range for the floor's horizontal
+     * line. */
+    const bench_transport *trs[64];
+    int ntr = 0;
+    size_t smin = SIZE_MAX, smax = 0;
+    for (int i = 0; i < n; i++) {
+        if (rows[i].status || rows[i].mode == BENCH_IDLE)
+            continue;
+        if (strcmp(rows[i].tr->name, "floor")) {
+            if (rows[i].size < smin)
+                smin = rows[i].size;
+            if (rows[i].size > smax)
+                smax = rows[i].size;
+        }
+        bool seen = false;
+        for (int k = 0; k < ntr; k++)
+            seen |= trs[k] == rows[i].tr;
+        if (!seen && ntr < 64)
+            trs[ntr++] = rows[i].tr;
+    }
+    if (!ntr) {
+        snprintf(why, cap, "no row was measured");
+        return -1;
+    }
+    if (smax == 0)
+        smin = smax = 64;
 
-  fflush(stdout);
-  FILE *g = popen("gnuplot 2>&1", "w");
-  if (!g) {
-    snprintf(why, cap, "cannot run gnuplot: %s", strerror(errno));
-    return -1;
-  }
-  /* Data blocks: $r<i> rtt p50 (ns) and $t<i> bytes/s, "size value" per line.
-   */
-  for (int k = 0; k < ntr; k++) {
-    for (int mode = BENCH_RTT; mode <= BENCH_THR; mode++) {
-      fprintf(g, "$%c%d << EOD\n", mode == BENCH_RTT ? 'r' : 't', k);
-      for (int i = 0; i < n; i++) {
-        const bench_row *r = &rows[i];
-        if (r->tr != trs[k] || r->mode != mode || r->status)
-          continue;
-        if (mode == BENCH_RTT && !strcmp(r->tr->name, "floor"))
-          fprintf(g, "%zu %llu\n%zu %llu\n", smin, (unsigned long long)r->p50,
-                  smax, (unsigned long long)r->p50);
-        else if (mode == BENCH_RTT)
-          fprintf(g, "%zu %llu\n", r->size, (unsigned long long)r->p50);
+    fflush(stdout);
+    FILE *g = popen("gnuplot 2>&1", "w");
+    if (!g) {
+        snprintf(why, cap, "cannot run gnuplot: %s", strerror(errno));
+        return -1;
+    }
+    /* Data blocks: $r<i> rtt p50 (ns) and $t<i> bytes/s, "size value" per line.
+     */
+    for (int k = 0; k < ntr; k++) {
+        for (int mode = BENCH_RTT; mode <= BENCH_THR; mode++) {
+            fprintf(g, "$%c%d << EOD\n", mode == BENCH_RTT ? 'r' : 't', k);
+            for (int i = 0; i < n; i++) {
+                const bench_row *r = &rows[i];
+                if (r->tr != trs[k] || r->mode != mode || r->status)
+                    continue;
+                if (mode == BENCH_RTT && !strcmp(r->tr->name, "floor"))
+                    fprintf(g, "%zu %llu\n%zu %llu\n", smin, (unsigned long long)r->p50, smax,
+                            (unsigned long long)r->p50);
+                else if (mode == BENCH_RTT)
+                    fprintf(g, "%zu %llu\n", r->size, (unsigned long long)r->p50);
+                else
+                    fprintf(g, "%zu %.6g\n", r->size, r->bytes_per_s);
+            }
+            fprintf(g, "EOD\n");
+        }
+    }
+    fprintf(g,
+            "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
+            "  set terminal pngcairo size 1400,1500 font 'sans,11' linewidth 1\n"
+            "} else {\n"
+            "  set terminal png size 1400,1500\n"
+            "}\n"
+            "set output '%s'\n"
+            "set multiplot layout 2,1 title 'ferry bench: two processes pinned "
+            "to two CPUs, "
+            "payload written and read in full' font ',13'\n"
+            "set logscale xy\n"
+            "set grid xtics ytics mxtics mytics lc rgb '#dddddd'\n"
+            "set key outside right top Left reverse samplen 4 spacing 1.1 font "
+            "',10'\n"
+            "set xlabel 'message size (bytes, log)'\n"
+            "set lmargin 12\n"
+            "set rmargin 30\n",
+            png);
+    /* x tics at the measured sizes, labelled in binary units. */
+    fprintf(g, "set xtics (");
+    size_t sizes[64];
+    int ns = 0;
+    for (int i = 0; i < n && ns < 64; i++) {
+        if (rows[i].status || rows[i].mode == BENCH_IDLE || !strcmp(rows[i].tr->name, "floor"))
+            continue;
+        bool seen = false;
+        for (int k = 0; k < ns; k++)
+            seen |= sizes[k] == rows[i].size;
+        if (seen)
+            continue;
+        sizes[ns++] = rows[i].size;
+        size_t s = rows[i].size;
+        if (s >= 1048576 && s % 1048576 == 0)
+            fprintf(g, "%s'%zuMiB' %zu", ns > 1 ? ", " : "", s / 1048576, s);
+        else if (s >= 1024 && s % 1024 == 0)
+            fprintf(g, "%s'%zuKiB' %zu", ns > 1 ? ", " : "", s / 1024, s);
         else
-          fprintf(g, "%zu %.6g\n", r->size, r->bytes_per_s);
-      }
-      fprintf(g, "EOD\n");
+            fprintf(g, "%s'%zuB' %zu", ns > 1 ? ", " : "", s, s);
     }
-  }
-  fprintf(g,
-          "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
-          "  set terminal pngcairo size 1400,1500 font 'sans,11' linewidth 1\n"
-          "} else {\n"
-          "  set terminal png size 1400,1500\n"
-          "}\n"
-          "set output '%s'\n"
-          "set multiplot layout 2,1 title 'ferry bench: two processes pinned "
-          "to two CPUs, "
-          "payload written and read in full' font ',13'\n"
-          "set logscale xy\n"
-          "set grid xtics ytics mxtics mytics lc rgb '#dddddd'\n"
-          "set key outside right top Left reverse samplen 4 spacing 1.1 font "
-          "',10'\n"
-          "set xlabel 'message size (bytes, log)'\n"
-          "set lmargin 12\n"
-          "set rmargin 30\n",
-          png);
-  /* x tics at the measured sizes, labelled in binary units. */
-  fprintf(g, "set xtics (");
-  size_t sizes[64];
-  int ns = 0;
-  for (int i = 0; i < n && ns < 64; i++) {
-    if (rows[i].status || rows[i].mode == BENCH_IDLE ||
-        !strcmp(rows[i].tr->name, "floor"))
-      continue;
-    bool seen = false;
-    for (int k = 0; k < ns; k++)
-      seen |= sizes[k] == rows[i].size;
-    if (seen)
-      continue;
-    sizes[ns++] = rows[i].size;
-    size_t s = rows[i].size;
-    if (s >= 1048576 && s % 1048576 == 0)
-      fprintf(g, "%s'%zuMiB' %zu", ns > 1 ? ", " : "", s / 1048576, s);
-    else if (s >= 1024 && s % 1024 == 0)
-      fprintf(g, "%s'%zuKiB' %zu", ns > 1 ? ", " : "", s / 1024, s);
+    if (!ns)
+        fprintf(g, "'64B' 64");
+    fprintf(g, ")\n");
+    if (smin == smax)
+        fprintf(g, "set xrange [%g:%g]\n", (double)smin / 2, (double)smax * 2);
     else
-      fprintf(g, "%s'%zuB' %zu", ns > 1 ? ", " : "", s, s);
-  }
-  if (!ns)
-    fprintf(g, "'64B' 64");
-  fprintf(g, ")\n");
-  if (smin == smax)
-    fprintf(g, "set xrange [%g:%g]\n", (double)smin / 2, (double)smax * 2);
-  else
-    fprintf(g, "set xrange [%g:%g]\n", (double)smin / 1.5, (double)smax * 1.5);
-  /* Panel 1: latency. */
-  fprintf(
-      g,
-      "set title 'round-trip latency, p50 (lower is better)'\n"
-      "set ylabel 'round trip p50 (ns, log)'\n"
-      "set format y '%%.0s%%cs'\n"
-      "set ytics ('1ns' 1, '10ns' 10, '100ns' 100, '1us' 1000, '10us' 10000, "
-      "'100us' 100000, '1ms' 1000000, '10ms' 10000000, '100ms' 100000000)\n"
-      "plot ");
-  int first = 1;
-  for (int k = 0; k < ntr; k++) {
-    bool has = false;
-    for (int i = 0; i < n; i++)
-      has |=
-          rows[i].tr == trs[k] && rows[i].mode == BENCH_RTT && !rows[i].status;
-    if (!has)
-      continue;
-    fprintf(g, "%s$r%d using 1:2 with linespoints title '%s (%s)'",
-            first ? "" : ", \\\n  ", k, trs[k]->name, trs[k]->wait);
-    plot_style(g, trs[k], k, 0);
-    first = 0;
-  }
-  if (first)
-    fprintf(g, "NaN title 'no round-trip rows'");
-  fprintf(g, "\n");
-  /* Panel 2: throughput. */
-  fprintf(g,
-          "set title 'one-way throughput at the consumer (higher is better)'\n"
-          "set ylabel 'bytes per second (log)'\n"
-          "set ytics auto\n"
-          "set format y '%%.0s%%cB/s'\n"
-          "plot ");
-  first = 1;
-  for (int k = 0; k < ntr; k++) {
-    bool has = false;
-    for (int i = 0; i < n; i++)
-      has |=
-          rows[i].tr == trs[k] && rows[i].mode == BENCH_THR && !rows[i].status;
-    if (!has)
-      continue;
-    fprintf(g, "%s$t%d using 1:2 with linespoints title '%s (%s)'",
-            first ? "" : ", \\\n  ", k, trs[k]->name, trs[k]->wait);
-    plot_style(g, trs[k], k, 0);
-    first = 0;
-  }
-  if (first)
-    fprintf(g, "NaN title 'no throughput rows'");
-  fprintf(g, "\nunset multiplot\nset output\n");
-  int st = pclose(g);
-  if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-    snprintf(why, cap, "gnuplot failed (status %d)",
-             st == -1 ? -1 : WEXITSTATUS(st));
-    return -1;
-  }
-  if (access(png, F_OK) != 0) {
-    snprintf(why, cap, "gnuplot wrote no %s", png);
-    return -1;
-  }
-  return 0;
+        fprintf(g, "set xrange [%g:%g]\n", (double)smin / 1.5, (double)smax * 1.5);
+    /* Panel 1: latency. */
+    fprintf(g, "set title 'round-trip latency, p50 (lower is better)'\n"
+               "set ylabel 'round trip p50 (ns, log)'\n"
+               "set format y '%%.0s%%cs'\n"
+               "set ytics ('1ns' 1, '10ns' 10, '100ns' 100, '1us' 1000, '10us' 10000, "
+               "'100us' 100000, '1ms' 1000000, '10ms' 10000000, '100ms' 100000000)\n"
+               "plot ");
+    int first = 1;
+    for (int k = 0; k < ntr; k++) {
+        bool has = false;
+        for (int i = 0; i < n; i++)
+            has |= rows[i].tr == trs[k] && rows[i].mode == BENCH_RTT && !rows[i].status;
+        if (!has)
+            continue;
+        fprintf(g, "%s$r%d using 1:2 with linespoints title '%s (%s)'", first ? "" : ", \\\n  ", k,
+                trs[k]->name, trs[k]->wait);
+        plot_style(g, trs[k], k, 0);
+        first = 0;
+    }
+    if (first)
+        fprintf(g, "NaN title 'no round-trip rows'");
+    fprintf(g, "\n");
+    /* Panel 2: throughput. */
+    fprintf(g, "set title 'one-way throughput at the consumer (higher is better)'\n"
+               "set ylabel 'bytes per second (log)'\n"
+               "set ytics auto\n"
+               "set format y '%%.0s%%cB/s'\n"
+               "plot ");
+    first = 1;
+    for (int k = 0; k < ntr; k++) {
+        bool has = false;
+        for (int i = 0; i < n; i++)
+            has |= rows[i].tr == trs[k] && rows[i].mode == BENCH_THR && !rows[i].status;
+        if (!has)
+            continue;
+        fprintf(g, "%s$t%d using 1:2 with linespoints title '%s (%s)'", first ? "" : ", \\\n  ", k,
+                trs[k]->name, trs[k]->wait);
+        plot_style(g, trs[k], k, 0);
+        first = 0;
+    }
+    if (first)
+        fprintf(g, "NaN title 'no throughput rows'");
+    fprintf(g, "\nunset multiplot\nset output\n");
+    int st = pclose(g);
+    if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        snprintf(why, cap, "gnuplot failed (status %d)", st == -1 ? -1 : WEXITSTATUS(st));
+        return -1;
+    }
+    if (access(png, F_OK) != 0) {
+        snprintf(why, cap, "gnuplot wrote no %s", png);
+        return -1;
+    }
+    return 0;
 }

@@ -35,354 +35,360 @@ static volatile pid_t g_kids[2] = {-1, -1};
 static char g_paths[8][200];
 static volatile int g_npaths;
 
-const char *bench_tmp_path(const char *what) {
-  static unsigned serial;
-  if (g_npaths >= 8)
-    return NULL;
-  char *p = g_paths[g_npaths];
-  snprintf(p, sizeof g_paths[0], "%s/%s-%u", g_tmpdir, what, serial++);
-  g_npaths++;
-  return p;
+const char *bench_tmp_path(const char *what)
+{
+    static unsigned serial;
+    if (g_npaths >= 8)
+        return NULL;
+    char *p = g_paths[g_npaths];
+    snprintf(p, sizeof g_paths[0], "%s/%s-%u", g_tmpdir, what, serial++);
+    g_npaths++;
+    return p;
 }
 
-static void bench_tmp_clear(void) {
-  for (int i = 0; i < g_npaths; i++)
-    unlink(g_paths[i]);
-  g_npaths = 0;
+static void bench_tmp_clear(void)
+{
+    for (int i = 0; i < g_npaths; i++)
+        unlink(g_paths[i]);
+    g_npaths = 0;
 }
 
-const char *bench_tmpdir(void) { return g_tmpdir; }
+const char *bench_tmpdir(void)
+{
+    return g_tmpdir;
+}
 
-static void bench_rmtree(const char *dir) {
-  DIR *d = opendir(dir);
-  if (!d)
-    return;
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-      continue;
-    char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    unlink(p);
-  }
-  closedir(d);
-  rmdir(dir);
+static void bench_rmtree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char p[512];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
 }
 
 /* Ctrl-C or a kill: children die with the run and the temp directory goes. Only
  * async-signal- safe calls here (kill, waitpid, unlink, rmdir, write): the
  * directory holds only the paths registered with bench_tmp_path for the current
  * row. */
-static void bench_on_signal(int sig) {
-  for (int i = 0; i < 2; i++)
-    if (g_kids[i] > 0)
-      kill(g_kids[i], SIGKILL);
-  for (int i = 0; i < 2; i++)
-    if (g_kids[i] > 0)
-      waitpid(g_kids[i], NULL, 0);
-  for (int i = 0; i < g_npaths; i++)
-    unlink(g_paths[i]);
-  rmdir(g_tmpdir);
-  static const char msg[] = "\nferry bench: interrupted\n";
-  ssize_t w = write(2, msg, sizeof msg - 1);
-  (void)w;
-  signal(sig, SIG_DFL);
-  raise(sig);
-}
-
-int bench_proc_init(const bench_cfg *cfg) {
-  (void)cfg;
-  const char *base = getenv("TMPDIR");
-  if (!base || !*base || strlen(base) > 64)
-    base = "/tmp";
-  snprintf(g_tmpdir, sizeof g_tmpdir, "%s/ferry-bench-XXXXXX", base);
-  if (!mkdtemp(g_tmpdir)) {
-    fprintf(stderr, "ferry bench: cannot create a temp directory in %s: %s\n",
-            base, strerror(errno));
-    return -1;
-  }
-  void *p = mmap(NULL, sizeof(bench_ctl), PROT_READ | PROT_WRITE,
-                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) {
-    fprintf(stderr, "ferry bench: cannot map the control page: %s\n",
-            strerror(errno));
+static void bench_on_signal(int sig)
+{
+    for (int i = 0; i < 2; i++)
+        if (g_kids[i] > 0)
+            kill(g_kids[i], SIGKILL);
+    for (int i = 0; i < 2; i++)
+        if (g_kids[i] > 0)
+            waitpid(g_kids[i], NULL, 0);
+    for (int i = 0; i < g_npaths; i++)
+        unlink(g_paths[i]);
     rmdir(g_tmpdir);
-    return -1;
-  }
-  g_ctl = p;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = bench_on_signal;
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGHUP, &sa, NULL);
-  return 0;
+    static const char msg[] = "\nferry bench: interrupted\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
-void bench_proc_fini(void) {
-  if (g_tmpdir[0])
-    bench_rmtree(g_tmpdir);
-  g_tmpdir[0] = 0;
-  if (g_ctl)
-    munmap(g_ctl, sizeof(bench_ctl));
-  g_ctl = NULL;
+int bench_proc_init(const bench_cfg *cfg)
+{
+    (void)cfg;
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base || strlen(base) > 64)
+        base = "/tmp";
+    snprintf(g_tmpdir, sizeof g_tmpdir, "%s/ferry-bench-XXXXXX", base);
+    if (!mkdtemp(g_tmpdir)) {
+        fprintf(stderr, "ferry bench: cannot create a temp directory in %s: %s\n", base,
+                strerror(errno));
+        return -1;
+    }
+    void *p =
+        mmap(NULL, sizeof(bench_ctl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        fprintf(stderr, "ferry bench: cannot map the control page: %s\n", strerror(errno));
+        rmdir(g_tmpdir);
+        return -1;
+    }
+    g_ctl = p;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = bench_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    return 0;
 }
 
-static void bench_ctl_reset(bench_ctl *c) {
-  atomic_store(&c->floor_line, 0);
-  atomic_store(&c->total, UINT64_MAX);
-  atomic_store(&c->stamp, 0);
-  for (int i = 0; i < 2; i++) {
-    atomic_store(&c->ready[i], 0);
-    atomic_store(&c->res[i].done, 0);
-    c->res[i].rc = 0;
-    c->res[i].err[0] = 0;
-    c->res[i].count = c->res[i].ns = c->res[i].bytes = 0;
-    c->res[i].cold_ns = c->res[i].idle_cpu = 0;
-  }
-  atomic_store(&c->go, 0);
-  c->endpoint[0] = 0;
-  bench_hist_init(&c->hist);
+void bench_proc_fini(void)
+{
+    if (g_tmpdir[0])
+        bench_rmtree(g_tmpdir);
+    g_tmpdir[0] = 0;
+    if (g_ctl)
+        munmap(g_ctl, sizeof(bench_ctl));
+    g_ctl = NULL;
 }
 
-static int bench_pin(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  return sched_setaffinity(0, sizeof set, &set); /* 0 = the calling thread */
+static void bench_ctl_reset(bench_ctl *c)
+{
+    atomic_store(&c->floor_line, 0);
+    atomic_store(&c->total, UINT64_MAX);
+    atomic_store(&c->stamp, 0);
+    for (int i = 0; i < 2; i++) {
+        atomic_store(&c->ready[i], 0);
+        atomic_store(&c->res[i].done, 0);
+        c->res[i].rc = 0;
+        c->res[i].err[0] = 0;
+        c->res[i].count = c->res[i].ns = c->res[i].bytes = 0;
+        c->res[i].cold_ns = c->res[i].idle_cpu = 0;
+    }
+    atomic_store(&c->go, 0);
+    c->endpoint[0] = 0;
+    bench_hist_init(&c->hist);
 }
 
-static void bench_role(bench_job *j, int role) {
-  bench_job jr = *j; /* the role's own copy: err points at its own result */
-  jr.err = j->ctl->res[role].err;
-  int rc;
-  if (bench_pin(j->role_cpu[role]) != 0)
-    rc = bench_fail(&jr, "cannot pin to CPU %d: %s", j->role_cpu[role],
-                    strerror(errno));
-  else
-    rc = j->tr->run ? j->tr->run(&jr, role) : bench_msg_run(&jr, role);
-  j->ctl->res[role].rc = rc ? 1 : 0;
-  if (rc && !jr.err[0])
-    bench_fail(&jr, "failed");
-  atomic_store_explicit(&j->ctl->res[role].done, 1, memory_order_release);
+static int bench_pin(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(0, sizeof set, &set); /* 0 = the calling thread */
 }
 
-static void *bench_thread(void *arg) {
-  bench_role(arg, 1);
-  return NULL;
+static void bench_role(bench_job *j, int role)
+{
+    bench_job jr = *j; /* the role's own copy: err points at its own result */
+    jr.err = j->ctl->res[role].err;
+    int rc;
+    if (bench_pin(j->role_cpu[role]) != 0)
+        rc = bench_fail(&jr, "cannot pin to CPU %d: %s", j->role_cpu[role], strerror(errno));
+    else
+        rc = j->tr->run ? j->tr->run(&jr, role) : bench_msg_run(&jr, role);
+    j->ctl->res[role].rc = rc ? 1 : 0;
+    if (rc && !jr.err[0])
+        bench_fail(&jr, "failed");
+    atomic_store_explicit(&j->ctl->res[role].done, 1, memory_order_release);
+}
+
+static void *bench_thread(void *arg)
+{
+    bench_role(arg, 1);
+    return NULL;
 }
 
 /* The body of a forked child: one role, or both as threads of this process. */
-static void bench_child(bench_job *j, int role) {
-  sigset_t all;
-  sigemptyset(&all);
-  sigprocmask(SIG_SETMASK, &all, NULL);
-  signal(SIGINT, SIG_DFL);
-  signal(SIGTERM, SIG_DFL);
-  signal(SIGHUP, SIG_DFL);
-  signal(SIGPIPE,
-         SIG_IGN); /* a dead peer must be an EPIPE error, not a silent death */
-  if (j->tr->threads) {
-    if (j->tr->child_setup && j->tr->child_setup(j) != 0) {
-      for (int i = 0; i < 2; i++) {
-        snprintf(j->ctl->res[i].err, sizeof j->ctl->res[i].err,
-                 "in-process setup failed");
-        j->ctl->res[i].rc = 1;
-        atomic_store(&j->ctl->res[i].done, 1);
-      }
-      _exit(1);
-    }
-    pthread_t t;
-    int e = pthread_create(&t, NULL, bench_thread, j);
-    if (e) {
-      snprintf(j->ctl->res[1].err, sizeof j->ctl->res[1].err,
-               "pthread_create: %s", strerror(e));
-      j->ctl->res[1].rc = 1;
-      atomic_store(&j->ctl->res[1].done, 1);
-      _exit(1);
-    }
-    bench_role(j, 0);
-    pthread_join(t, NULL);
-    if (j->tr->child_teardown)
-      j->tr->child_teardown(j);
-    _exit(j->ctl->res[0].rc || j->ctl->res[1].rc);
-  }
-  bench_role(j, role);
-  _exit(j->ctl->res[role].rc);
-}
-
-static void bench_describe_status(char *buf, size_t cap, int role, int st) {
-  if (WIFSIGNALED(st))
-    snprintf(buf, cap, "role %d killed by signal %d (%s)", role, WTERMSIG(st),
-             strsignal(WTERMSIG(st)));
-  else
-    snprintf(buf, cap, "role %d exited with status %d without a result", role,
-             WEXITSTATUS(st));
-}
-
-void bench_run_row(bench_job *j, bench_row *r) {
-  memset(r, 0, sizeof *r);
-  r->tr = j->tr;
-  r->mode = j->mode;
-  r->size = j->size;
-  const char *why = j->tr->skip ? j->tr->skip(j->mode, j->size) : NULL;
-  if (why) {
-    r->status = 2;
-    snprintf(r->note, sizeof r->note, "%s", why);
-    return;
-  }
-  bench_ctl *c = g_ctl;
-  bench_ctl_reset(c);
-  j->ctl = c;
-  j->tmpdir = g_tmpdir;
-  j->state = j->tstate = NULL;
-  for (int i = 0; i < 4; i++)
-    j->fd[i] = -1;
-  j->role_cpu[0] = j->cfg->cpu[0];
-  j->role_cpu[1] = j->cfg->cpu[1];
-  char setup_err[160] = "";
-  j->err = setup_err;
-  if (j->tr->setup && j->tr->setup(j) != 0) {
-    r->status = 1;
-    snprintf(r->note, sizeof r->note, "setup: %s",
-             setup_err[0] ? setup_err : "failed");
-    if (j->tr->teardown)
-      j->tr->teardown(j);
-    bench_tmp_clear();
-    return;
-  }
-  j->err = NULL;
-
-  bool solo = j->tr->solo;
-  int nkids = (j->tr->threads || solo) ? 1 : 2;
-  sigset_t chld, old;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
-  sigprocmask(SIG_BLOCK, &chld, &old);
-  fflush(stdout);
-  fflush(stderr);
-  int st[2] = {0, 0};
-  bool exited[2] = {false, false};
-  for (int i = 0; i < nkids; i++) {
-    pid_t p = fork();
-    if (p == 0)
-      bench_child(j, i);
-    if (p < 0) {
-      r->status = 1;
-      snprintf(r->note, sizeof r->note, "fork: %s", strerror(errno));
-      exited[i] = true;
-      for (int k = i + 1; k < nkids; k++)
-        exited[k] = true;
-      break;
-    }
-    g_kids[i] = p;
-  }
-  for (int i = nkids; i < 2; i++)
-    exited[i] = true;
-
-  double budget =
-      j->cfg->warmup + j->cfg->seconds + (j->mode == BENCH_IDLE ? 1.0 : 0.0);
-  /* Slack for setup, connection and draining backlog; generous because a 2-vCPU
-   * VM is noisy. */
-  uint64_t deadline = bench_now_ns() + (uint64_t)((budget * 2 + 10.0) * 1e9);
-  bool killed = false, timed_out = false;
-  char reason[160] = "";
-  for (;;) {
-    for (int i = 0; i < 2; i++) {
-      if (exited[i])
-        continue;
-      pid_t w = waitpid(g_kids[i], &st[i], WNOHANG);
-      if (w == g_kids[i]) {
-        exited[i] = true;
-        g_kids[i] = -1;
-        bool clean = WIFEXITED(st[i]) && WEXITSTATUS(st[i]) == 0;
-        if (!clean && !killed) {
-          /* Its partner would wait forever for a dead peer: end it now. */
-          if (!atomic_load(&c->res[i].done) || !c->res[i].err[0])
-            bench_describe_status(reason, sizeof reason, i, st[i]);
-          for (int k = 0; k < 2; k++)
-            if (!exited[k])
-              kill(g_kids[k], SIGKILL);
-          killed = true;
+static void bench_child(bench_job *j, int role)
+{
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    signal(SIGPIPE, SIG_IGN); /* a dead peer must be an EPIPE error, not a silent death */
+    if (j->tr->threads) {
+        if (j->tr->child_setup && j->tr->child_setup(j) != 0) {
+            for (int i = 0; i < 2; i++) {
+                snprintf(j->ctl->res[i].err, sizeof j->ctl->res[i].err, "in-process setup failed");
+                j->ctl->res[i].rc = 1;
+                atomic_store(&j->ctl->res[i].done, 1);
+            }
+            _exit(1);
         }
-      }
+        pthread_t t;
+        int e = pthread_create(&t, NULL, bench_thread, j);
+        if (e) {
+            snprintf(j->ctl->res[1].err, sizeof j->ctl->res[1].err, "pthread_create: %s",
+                     strerror(e));
+            j->ctl->res[1].rc = 1;
+            atomic_store(&j->ctl->res[1].done, 1);
+            _exit(1);
+        }
+        bench_role(j, 0);
+        pthread_join(t, NULL);
+        if (j->tr->child_teardown)
+            j->tr->child_teardown(j);
+        _exit(j->ctl->res[0].rc || j->ctl->res[1].rc);
     }
-    if (exited[0] && exited[1])
-      break;
-    uint64_t now = bench_now_ns();
-    if (now >= deadline && !killed) {
-      for (int k = 0; k < 2; k++)
-        if (!exited[k])
-          kill(g_kids[k], SIGKILL);
-      killed = true;
-      timed_out = true;
-      deadline =
-          now + 5000000000ull; /* SIGKILL is not ignorable: reaping follows */
-      continue;
-    }
-    uint64_t left = deadline > now ? deadline - now : 1000000;
-    if (left > 200000000ull)
-      left = 200000000ull;
-    struct timespec ts = {(time_t)(left / 1000000000ull),
-                          (long)(left % 1000000000ull)};
-    sigtimedwait(&chld, NULL, &ts);
-  }
-  sigprocmask(SIG_SETMASK, &old, NULL);
-  if (j->tr->teardown)
-    j->tr->teardown(j);
-  bench_tmp_clear();
-  if (r->status)
-    return;
+    bench_role(j, role);
+    _exit(j->ctl->res[role].rc);
+}
 
-  /* Reasons, most specific first: a role's own error, then how it died, then
-   * the timeout. */
-  for (int i = 0; i < 2; i++) {
-    if (c->res[i].rc || (atomic_load(&c->res[i].done) && c->res[i].err[0])) {
-      r->status = 1;
-      snprintf(r->note, sizeof r->note, "%s: %s",
-               i == 0 ? (j->mode == BENCH_RTT ? "pinger" : "sender")
-                      : (j->mode == BENCH_RTT ? "ponger" : "receiver"),
-               c->res[i].err[0] ? c->res[i].err : "failed");
-      return;
+static void bench_describe_status(char *buf, size_t cap, int role, int st)
+{
+    if (WIFSIGNALED(st))
+        snprintf(buf, cap, "role %d killed by signal %d (%s)", role, WTERMSIG(st),
+                 strsignal(WTERMSIG(st)));
+    else
+        snprintf(buf, cap, "role %d exited with status %d without a result", role, WEXITSTATUS(st));
+}
+
+void bench_run_row(bench_job *j, bench_row *r)
+{
+    memset(r, 0, sizeof *r);
+    r->tr = j->tr;
+    r->mode = j->mode;
+    r->size = j->size;
+    const char *why = j->tr->skip ? j->tr->skip(j->mode, j->size) : NULL;
+    if (why) {
+        r->status = 2;
+        snprintf(r->note, sizeof r->note, "%s", why);
+        return;
     }
-  }
-  if (reason[0]) {
-    r->status = 1;
-    snprintf(r->note, sizeof r->note, "%s", reason);
-    return;
-  }
-  if (timed_out) {
-    r->status = 1;
-    snprintf(r->note, sizeof r->note,
-             "timed out after %.0f s (a child hung; killed)",
-             budget * 2 + 10.0);
-    return;
-  }
-  if (j->mode == BENCH_RTT) {
-    if (c->hist.count == 0) {
-      r->status = 1;
-      snprintf(r->note, sizeof r->note, "no round trip was measured");
-      return;
+    bench_ctl *c = g_ctl;
+    bench_ctl_reset(c);
+    j->ctl = c;
+    j->tmpdir = g_tmpdir;
+    j->state = j->tstate = NULL;
+    for (int i = 0; i < 4; i++)
+        j->fd[i] = -1;
+    j->role_cpu[0] = j->cfg->cpu[0];
+    j->role_cpu[1] = j->cfg->cpu[1];
+    char setup_err[160] = "";
+    j->err = setup_err;
+    if (j->tr->setup && j->tr->setup(j) != 0) {
+        r->status = 1;
+        snprintf(r->note, sizeof r->note, "setup: %s", setup_err[0] ? setup_err : "failed");
+        if (j->tr->teardown)
+            j->tr->teardown(j);
+        bench_tmp_clear();
+        return;
     }
-    r->count = c->hist.count;
-    r->p50 = bench_hist_quantile(&c->hist, 0.50);
-    r->p99 = bench_hist_quantile(&c->hist, 0.99);
-    r->p999 = bench_hist_quantile(&c->hist, 0.999);
-    r->max = c->hist.max;
-  } else if (j->mode == BENCH_THR) {
-    const bench_result *res = &c->res[solo ? 0 : 1];
-    if (res->count == 0 || res->ns == 0) {
-      r->status = 1;
-      snprintf(r->note, sizeof r->note, "no message was measured");
-      return;
+    j->err = NULL;
+
+    bool solo = j->tr->solo;
+    int nkids = (j->tr->threads || solo) ? 1 : 2;
+    sigset_t chld, old;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, &old);
+    fflush(stdout);
+    fflush(stderr);
+    int st[2] = {0, 0};
+    bool exited[2] = {false, false};
+    for (int i = 0; i < nkids; i++) {
+        pid_t p = fork();
+        if (p == 0)
+            bench_child(j, i);
+        if (p < 0) {
+            r->status = 1;
+            snprintf(r->note, sizeof r->note, "fork: %s", strerror(errno));
+            exited[i] = true;
+            for (int k = i + 1; k < nkids; k++)
+                exited[k] = true;
+            break;
+        }
+        g_kids[i] = p;
     }
-    r->count = res->count;
-    r->msgs_per_s = (double)res->count * 1e9 / (double)res->ns;
-    r->bytes_per_s = (double)(res->bytes ? res->bytes : res->count * j->size) *
-                     1e9 / (double)res->ns;
-  } else {
-    r->count = c->res[1].count;
-    r->cold_ns = c->res[1].cold_ns;
-    r->idle_cpu = c->res[1].idle_cpu;
-  }
+    for (int i = nkids; i < 2; i++)
+        exited[i] = true;
+
+    double budget = j->cfg->warmup + j->cfg->seconds + (j->mode == BENCH_IDLE ? 1.0 : 0.0);
+    /* Slack for setup, connection and draining backlog; generous because a 2-vCPU
+     * VM is noisy. */
+    uint64_t deadline = bench_now_ns() + (uint64_t)((budget * 2 + 10.0) * 1e9);
+    bool killed = false, timed_out = false;
+    char reason[160] = "";
+    for (;;) {
+        for (int i = 0; i < 2; i++) {
+            if (exited[i])
+                continue;
+            pid_t w = waitpid(g_kids[i], &st[i], WNOHANG);
+            if (w == g_kids[i]) {
+                exited[i] = true;
+                g_kids[i] = -1;
+                bool clean = WIFEXITED(st[i]) && WEXITSTATUS(st[i]) == 0;
+                if (!clean && !killed) {
+                    /* Its partner would wait forever for a dead peer: end it now. */
+                    if (!atomic_load(&c->res[i].done) || !c->res[i].err[0])
+                        bench_describe_status(reason, sizeof reason, i, st[i]);
+                    for (int k = 0; k < 2; k++)
+                        if (!exited[k])
+                            kill(g_kids[k], SIGKILL);
+                    killed = true;
+                }
+            }
+        }
+        if (exited[0] && exited[1])
+            break;
+        uint64_t now = bench_now_ns();
+        if (now >= deadline && !killed) {
+            for (int k = 0; k < 2; k++)
+                if (!exited[k])
+                    kill(g_kids[k], SIGKILL);
+            killed = true;
+            timed_out = true;
+            deadline = now + 5000000000ull; /* SIGKILL is not ignorable: reaping follows */
+            continue;
+        }
+        uint64_t left = deadline > now ? deadline - now : 1000000;
+        if (left > 200000000ull)
+            left = 200000000ull;
+        struct timespec ts = {(time_t)(left / 1000000000ull), (long)(left % 1000000000ull)};
+        sigtimedwait(&chld, NULL, &ts);
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (j->tr->teardown)
+        j->tr->teardown(j);
+    bench_tmp_clear();
+    if (r->status)
+        return;
+
+    /* Reasons, most specific first: a role's own error, then how it died, then
+     * the timeout. */
+    for (int i = 0; i < 2; i++) {
+        if (c->res[i].rc || (atomic_load(&c->res[i].done) && c->res[i].err[0])) {
+            r->status = 1;
+            snprintf(r->note, sizeof r->note, "%s: %s",
+                     i == 0 ? (j->mode == BENCH_RTT ? "pinger" : "sender")
+                            : (j->mode == BENCH_RTT ? "ponger" : "receiver"),
+                     c->res[i].err[0] ? c->res[i].err : "failed");
+            return;
+        }
+    }
+    if (reason[0]) {
+        r->status = 1;
+        snprintf(r->note, sizeof r->note, "%s", reason);
+        return;
+    }
+    if (timed_out) {
+        r->status = 1;
+        snprintf(r->note, sizeof r->note, "timed out after %.0f s (a child hung; killed)",
+                 budget * 2 + 10.0);
+        return;
+    }
+    if (j->mode == BENCH_RTT) {
+        if (c->hist.count == 0) {
+            r->status = 1;
+            snprintf(r->note, sizeof r->note, "no round trip was measured");
+            return;
+        }
+        r->count = c->hist.count;
+        r->p50 = bench_hist_quantile(&c->hist, 0.50);
+        r->p99 = bench_hist_quantile(&c->hist, 0.99);
+        r->p999 = bench_hist_quantile(&c->hist, 0.999);
+        r->max = c->hist.max;
+    } else if (j->mode == BENCH_THR) {
+        const bench_result *res = &c->res[solo ? 0 : 1];
+        if (res->count == 0 || res->ns == 0) {
+            r->status = 1;
+            snprintf(r->note, sizeof r->note, "no message was measured");
+            return;
+        }
+        r->count = res->count;
+        r->msgs_per_s = (double)res->count * 1e9 / (double)res->ns;
+        r->bytes_per_s =
+            (double)(res->bytes ? res->bytes : res->count * j->size) * 1e9 / (double)res->ns;
+    } else {
+        r->count = c->res[1].count;
+        r->cold_ns = c->res[1].cold_ns;
+        r->idle_cpu = c->res[1].idle_cpu;
+    }
 }
