@@ -305,13 +305,6 @@ static void test_stall(void)
 
 /* ---- hostile scribbler -------------------------------------------------------------------- */
 
-typedef struct scribble_arg {
-    uint8_t *mem;
-    size_t words;
-    _Atomic bool stop;
-    uint64_t rng;
-} scribble_arg;
-
 static uint64_t xorshift(uint64_t *s)
 {
     uint64_t x = *s;
@@ -320,6 +313,14 @@ static uint64_t xorshift(uint64_t *s)
     x ^= x << 17;
     return *s = x;
 }
+
+#ifndef TEST_TSAN
+typedef struct scribble_arg {
+    uint8_t *mem;
+    size_t words;
+    _Atomic bool stop;
+    uint64_t rng;
+} scribble_arg;
 
 static void *scribbler(void *p)
 {
@@ -349,6 +350,8 @@ static void *scribbler(void *p)
     }
     return NULL;
 }
+
+#endif /* !TEST_TSAN */
 
 static void test_hostile(void)
 {
@@ -610,7 +613,7 @@ int main(void)
         n = strtoull(env, NULL, 10);
 #ifdef TEST_SANITIZED
     if (!n)
-        n = 40000;
+        n = 100000;
 #else
     if (!n)
         n = 400000;

@@ -362,6 +362,7 @@ static void test_stall(void)
 
 /* ---- hostile scribbler -------------------------------------------------------------------- */
 
+#ifndef TEST_TSAN
 typedef struct scribble_arg {
     uint8_t *mem;
     size_t words;
@@ -400,6 +401,8 @@ static void *scribbler(void *p)
     }
     return NULL;
 }
+
+#endif /* !TEST_TSAN */
 
 static void test_hostile(void)
 {
@@ -609,7 +612,7 @@ int main(void)
         n = strtoull(env, NULL, 10);
 #ifdef TEST_SANITIZED
     if (!n)
-        n = 40000;
+        n = 100000;
 #else
     if (!n)
         n = 400000;
