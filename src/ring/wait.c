@@ -22,29 +22,32 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FY_WAIT_DEFAULT_SPIN_NS 20000u
+#define FY_WAIT_DEFAULT_SPIN_NS  20000u
 #define FY_WAIT_DEFAULT_YIELD_NS 20000u
 
-static inline void fy_cpu_relax(void) {
+static inline void fy_cpu_relax(void)
+{
 #if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
+    __builtin_ia32_pause();
 #elif defined(__aarch64__)
-  __asm__ __volatile__("yield" ::: "memory");
+    __asm__ __volatile__("yield" ::: "memory");
 #endif
 }
 
-static uint64_t fy_wait_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+static uint64_t fy_wait_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-void ferry_wait_policy_init(ferry_wait_policy *pol) {
-  if (!pol)
-    return;
-  pol->spin_ns = FY_WAIT_DEFAULT_SPIN_NS;
-  pol->yield_ns = FY_WAIT_DEFAULT_YIELD_NS;
-  pol->eventfd = -1;
+void ferry_wait_policy_init(ferry_wait_policy *pol)
+{
+    if (!pol)
+        return;
+    pol->spin_ns = FY_WAIT_DEFAULT_SPIN_NS;
+    pol->yield_ns = FY_WAIT_DEFAULT_YIELD_NS;
+    pol->eventfd = -1;
 }
 
 /*
@@ -52,140 +55,144 @@ void ferry_wait_policy_init(ferry_wait_policy *pol) {
  * interrupted and resumed any number of times never extends the caller's
  * timeout. deadline_ns == 0 means forever.
  */
-static int fy_futex_wait(_Atomic uint32_t *word, uint32_t expect,
-                         uint64_t deadline_ns) {
-  struct timespec ts, *tsp = NULL;
-  if (deadline_ns) {
-    ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
-    ts.tv_nsec = (long)(deadline_ns % 1000000000u);
-    tsp = &ts;
-  }
-  long r = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, expect, tsp,
-                   NULL, FUTEX_BITSET_MATCH_ANY);
-  if (r == 0)
-    return 0;
-  switch (errno) {
-  case EAGAIN: /* seq moved before we slept: a wake-up happened, re-check */
-    return 0;
-  case ETIMEDOUT:
-    return FERRY_ETIMEDOUT;
-  case EINTR:
-    return FERRY_EINTR;
-  default:
-    return -errno;
-  }
+static int fy_futex_wait(_Atomic uint32_t *word, uint32_t expect, uint64_t deadline_ns)
+{
+    struct timespec ts, *tsp = NULL;
+    if (deadline_ns) {
+        ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
+        ts.tv_nsec = (long)(deadline_ns % 1000000000u);
+        tsp = &ts;
+    }
+    long r = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_BITSET, expect, tsp, NULL,
+                     FUTEX_BITSET_MATCH_ANY);
+    if (r == 0)
+        return 0;
+    switch (errno) {
+    case EAGAIN: /* seq moved before we slept: a wake-up happened, re-check */
+        return 0;
+    case ETIMEDOUT:
+        return FERRY_ETIMEDOUT;
+    case EINTR:
+        return FERRY_EINTR;
+    default:
+        return -errno;
+    }
 }
 
-void ferry_wait_arm(ferry_waitword *w) {
-  /* seq_cst RMW + fence: pairs with the seq_cst fence in ferry_wait_wake (and
-   * the seq_cst publish + sleepers load in the SPSC fast paths). Whatever the
-   * caller checks after this call is ordered after the announcement, so the
-   * waker either sees sleepers != 0 or the caller sees the waker's change. */
-  atomic_fetch_add_explicit(&w->sleepers, 1, memory_order_seq_cst);
-  atomic_thread_fence(memory_order_seq_cst);
+void ferry_wait_arm(ferry_waitword *w)
+{
+    /* seq_cst RMW + fence: pairs with the seq_cst fence in ferry_wait_wake (and
+     * the seq_cst publish + sleepers load in the SPSC fast paths). Whatever the
+     * caller checks after this call is ordered after the announcement, so the
+     * waker either sees sleepers != 0 or the caller sees the waker's change. */
+    atomic_fetch_add_explicit(&w->sleepers, 1, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst);
 }
 
-void ferry_wait_disarm(ferry_waitword *w) {
-  /* relaxed: only the count matters; a stale non-zero costs the waker one
-   * spurious wake. A hostile peer may have zeroed it, so never take it below
-   * zero. */
-  uint32_t cur = atomic_load_explicit(&w->sleepers, memory_order_relaxed);
-  while (cur != 0 && !atomic_compare_exchange_weak_explicit(
-                         &w->sleepers, &cur, cur - 1, memory_order_relaxed,
-                         memory_order_relaxed)) {
-  }
+void ferry_wait_disarm(ferry_waitword *w)
+{
+    /* relaxed: only the count matters; a stale non-zero costs the waker one
+     * spurious wake. A hostile peer may have zeroed it, so never take it below
+     * zero. */
+    uint32_t cur = atomic_load_explicit(&w->sleepers, memory_order_relaxed);
+    while (cur != 0 &&
+           !atomic_compare_exchange_weak_explicit(&w->sleepers, &cur, cur - 1, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+    }
 }
 
 int ferry_wait_block(ferry_waitword *w, ferry_wait_ready_fn ready, void *arg,
-                     const ferry_wait_policy *pol, int timeout_ms) {
-  if (!w || !ready)
-    return FERRY_EINVAL;
-  if (ready(arg))
-    return 0;
-  if (timeout_ms == 0)
-    return FERRY_ETIMEDOUT;
-
-  ferry_wait_policy defpol;
-  if (!pol) {
-    ferry_wait_policy_init(&defpol);
-    pol = &defpol;
-  }
-  uint64_t start = fy_wait_now_ns();
-  uint64_t deadline =
-      timeout_ms > 0 ? start + (uint64_t)timeout_ms * 1000000u : 0;
-  uint64_t spin_end = start + pol->spin_ns;
-  uint64_t yield_end = spin_end + pol->yield_ns;
-
-  /* Spin: the clock is read only every 64 checks to keep the reaction time
-   * short. */
-  for (unsigned i = 1;; i++) {
+                     const ferry_wait_policy *pol, int timeout_ms)
+{
+    if (!w || !ready)
+        return FERRY_EINVAL;
     if (ready(arg))
-      return 0;
-    fy_cpu_relax();
-    if ((i & 63) == 0) {
-      uint64_t now = fy_wait_now_ns();
-      if (deadline && now >= deadline)
+        return 0;
+    if (timeout_ms == 0)
         return FERRY_ETIMEDOUT;
-      if (now >= spin_end)
-        break;
-    }
-  }
-  for (;;) {
-    if (ready(arg))
-      return 0;
-    uint64_t now = fy_wait_now_ns();
-    if (deadline && now >= deadline)
-      return FERRY_ETIMEDOUT;
-    if (now >= yield_end)
-      break;
-    sched_yield();
-  }
 
-  for (;;) {
-    /* acquire: pairs with the seq_cst increment of seq in ferry_wait_wake;
-     * taken before the re-check so a wake that lands between the check and the
-     * futex call changes the value and makes FUTEX_WAIT return at once. */
-    uint32_t seq = atomic_load_explicit(&w->seq, memory_order_acquire);
-    ferry_wait_arm(w);
-    if (ready(arg)) {
-      ferry_wait_disarm(w);
-      return 0;
+    ferry_wait_policy defpol;
+    if (!pol) {
+        ferry_wait_policy_init(&defpol);
+        pol = &defpol;
     }
-    int rc = fy_futex_wait(&w->seq, seq, deadline);
-    ferry_wait_disarm(w);
-    if (ready(arg))
-      return 0;
-    if (rc == FERRY_ETIMEDOUT || rc == FERRY_EINTR)
-      return rc;
-    if (rc < 0 && rc != FERRY_EAGAIN)
-      return rc;
-    if (deadline && fy_wait_now_ns() >= deadline)
-      return FERRY_ETIMEDOUT;
-  }
+    uint64_t start = fy_wait_now_ns();
+    uint64_t deadline = timeout_ms > 0 ? start + (uint64_t)timeout_ms * 1000000u : 0;
+    uint64_t spin_end = start + pol->spin_ns;
+    uint64_t yield_end = spin_end + pol->yield_ns;
+
+    /* Spin: the clock is read only every 64 checks to keep the reaction time
+     * short. */
+    for (unsigned i = 1;; i++) {
+        if (ready(arg))
+            return 0;
+        fy_cpu_relax();
+        if ((i & 63) == 0) {
+            uint64_t now = fy_wait_now_ns();
+            if (deadline && now >= deadline)
+                return FERRY_ETIMEDOUT;
+            if (now >= spin_end)
+                break;
+        }
+    }
+    for (;;) {
+        if (ready(arg))
+            return 0;
+        uint64_t now = fy_wait_now_ns();
+        if (deadline && now >= deadline)
+            return FERRY_ETIMEDOUT;
+        if (now >= yield_end)
+            break;
+        sched_yield();
+    }
+
+    for (;;) {
+        /* acquire: pairs with the seq_cst increment of seq in ferry_wait_wake;
+         * taken before the re-check so a wake that lands between the check and the
+         * futex call changes the value and makes FUTEX_WAIT return at once. */
+        uint32_t seq = atomic_load_explicit(&w->seq, memory_order_acquire);
+        ferry_wait_arm(w);
+        if (ready(arg)) {
+            ferry_wait_disarm(w);
+            return 0;
+        }
+        int rc = fy_futex_wait(&w->seq, seq, deadline);
+        ferry_wait_disarm(w);
+        if (ready(arg))
+            return 0;
+        if (rc == FERRY_ETIMEDOUT || rc == FERRY_EINTR)
+            return rc;
+        if (rc < 0 && rc != FERRY_EAGAIN)
+            return rc;
+        if (deadline && fy_wait_now_ns() >= deadline)
+            return FERRY_ETIMEDOUT;
+    }
 }
 
-void ferry_wait_wake_slow_(ferry_waitword *w, const ferry_wait_policy *pol) {
-  /* seq_cst: pairs with the acquire load of seq in ferry_wait_block; a sleeper
-   * that read the old value sees FUTEX_WAIT fail with EAGAIN or is woken below.
-   */
-  atomic_fetch_add_explicit(&w->seq, 1, memory_order_seq_cst);
-  syscall(SYS_futex, (uint32_t *)&w->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-  if (pol && pol->eventfd >= 0) {
-    uint64_t one = 1;
-    /* A full eventfd counter (EAGAIN on a non-blocking fd) already means
-     * "readable". */
-    ssize_t r = write(pol->eventfd, &one, sizeof one);
-    (void)r;
-  }
+void ferry_wait_wake_slow_(ferry_waitword *w, const ferry_wait_policy *pol)
+{
+    /* seq_cst: pairs with the acquire load of seq in ferry_wait_block; a sleeper
+     * that read the old value sees FUTEX_WAIT fail with EAGAIN or is woken below.
+     */
+    atomic_fetch_add_explicit(&w->seq, 1, memory_order_seq_cst);
+    syscall(SYS_futex, (uint32_t *)&w->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    if (pol && pol->eventfd >= 0) {
+        uint64_t one = 1;
+        /* A full eventfd counter (EAGAIN on a non-blocking fd) already means
+         * "readable". */
+        ssize_t r = write(pol->eventfd, &one, sizeof one);
+        (void)r;
+    }
 }
 
-void ferry_wait_wake(ferry_waitword *w, const ferry_wait_policy *pol) {
-  if (!w)
-    return;
-  /* seq_cst fence: pairs with the fence in ferry_wait_arm. The caller's change
-   * to the condition (made before this call) is ordered before the sleepers
-   * load. */
-  atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&w->sleepers, memory_order_relaxed) != 0)
-    ferry_wait_wake_slow_(w, pol);
+void ferry_wait_wake(ferry_waitword *w, const ferry_wait_policy *pol)
+{
+    if (!w)
+        return;
+    /* seq_cst fence: pairs with the fence in ferry_wait_arm. The caller's change
+     * to the condition (made before this call) is ordered before the sleepers
+     * load. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&w->sleepers, memory_order_relaxed) != 0)
+        ferry_wait_wake_slow_(w, pol);
 }
