@@ -22,14 +22,18 @@
 #include <string.h>
 #include <unistd.h>
 
-extern const bench_transport bench_tr_floor, bench_tr_memcpy, bench_tr_pipe, bench_tr_pipe_batch,
-    bench_tr_uds, bench_tr_uds_batch, bench_tr_seqpacket, bench_tr_seqpacket_batch, bench_tr_tcp,
-    bench_tr_tcp_batch, bench_tr_zmq_ipc, bench_tr_zmq_tcp, bench_tr_zmq_inproc, bench_tr_nng_ipc,
-    bench_tr_nng_tcp, bench_tr_nng_inproc;
+extern const bench_transport bench_tr_floor, bench_tr_memcpy, bench_tr_ring, bench_tr_ring_poll,
+    bench_tr_ring_block, bench_tr_pipe, bench_tr_pipe_batch, bench_tr_uds, bench_tr_uds_batch,
+    bench_tr_seqpacket, bench_tr_seqpacket_batch, bench_tr_tcp, bench_tr_tcp_batch,
+    bench_tr_zmq_ipc, bench_tr_zmq_tcp, bench_tr_zmq_inproc, bench_tr_nng_ipc, bench_tr_nng_tcp,
+    bench_tr_nng_inproc;
 
 const bench_transport *const bench_transports[] = {
     &bench_tr_floor,
     &bench_tr_memcpy,
+    &bench_tr_ring,
+    &bench_tr_ring_poll,
+    &bench_tr_ring_block,
     &bench_tr_pipe,
     &bench_tr_pipe_batch,
     &bench_tr_uds,
@@ -83,7 +87,7 @@ static void bench_usage(FILE *out)
                  "\n"
                  "  --transport LIST  comma-separated names (see --list) or groups: all, "
                  "kernel, zmq,\n"
-                 "                    nng, peers; default: all installed\n"
+                 "                    nng, peers, ferry; default: every transport but ring:poll\n"
                  "  --size LIST       message sizes in bytes, K/M suffixes allowed (1 B "
                  ".. 16 MiB);\n"
                  "                    default " BENCH_DEFAULT_SIZES "\n"
@@ -435,7 +439,11 @@ int bench_main(int argc, char **argv)
                 argv[optind]);
         return 2;
     }
-    if (bench_parse_transports(&cfg, tr_list ? tr_list : "all") != 0 ||
+    if (!tr_list)
+        for (const bench_transport *const *t = bench_transports; *t; t++)
+            if ((*t)->default_on)
+                bench_add_tr(&cfg, *t);
+    if ((tr_list && bench_parse_transports(&cfg, tr_list) != 0) ||
         bench_parse_sizes(&cfg, size_list) != 0 || bench_parse_modes(&cfg, mode_list) != 0 ||
         (cpus && bench_parse_cpus(&cfg, cpus) != 0))
         return 2;
