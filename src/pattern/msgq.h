@@ -1,0 +1,44 @@
+/*
+ * msgq.h - a FIFO of frames owned by a pattern (XPUB's subscription notices and
+ * upstream messages waiting for the application).
+ *
+ * A growable ring of fy_msg: frames are moved in and out (no copies of bodies),
+ * and after the ring has grown to the working size pushes no longer allocate.
+ * It counts complete messages (frames without FY_MSG_MORE) so a pattern can
+ * apply RCVHWM in messages, as libzmq does.
+ */
+#ifndef FY_PATTERN_MSGQ_H
+#define FY_PATTERN_MSGQ_H
+
+#include "core/msg.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct fy_msgq {
+  fy_msg *v;
+  size_t cap; /* 0 or a power of two */
+  size_t head, count;
+  size_t
+      msgs; /* complete messages (a trailing partial message is not counted) */
+} fy_msgq;
+
+/* Zeroed storage is an empty queue; fini releases every frame and the array.
+ * Accepts NULL. */
+void fy_msgq_fini(fy_msgq *q);
+/* Moves m's content to the tail (m is left empty). FERRY_ENOMEM leaves m
+ * untouched. */
+int fy_msgq_push(fy_msgq *q, fy_msg *m);
+/* Moves the head frame into m (old content released). Returns 0 or FERRY_EAGAIN
+ * when empty. */
+int fy_msgq_pop(fy_msgq *q, fy_msg *m);
+/* Whether the last queued frame has FY_MSG_MORE (a message is still being
+ * appended). */
+bool fy_msgq_tail_more(const fy_msgq *q);
+/* Clears FY_MSG_MORE on the last queued frame, ending a message whose sender
+ * vanished. */
+void fy_msgq_end_tail(fy_msgq *q);
+
+static inline bool fy_msgq_empty(const fy_msgq *q) { return q->count == 0; }
+
+#endif

@@ -1,0 +1,57 @@
+/*
+ * pubside.h - the publishing side shared by PUB and XPUB: per-peer subscription
+ * sets, fan-out by prefix match, and the processing of what subscribers send
+ * upstream.
+ *
+ * Subscribers send subscriptions in two encodings (ZMTP 3.1 SUBSCRIBE/CANCEL
+ * commands, which the engine hands over as frames flagged FY_MSG_SUB,
+ * and 3.0-style single-frame messages starting with 0x01/0x00); both are
+ * applied the same way. Each peer's set has set semantics, as in libzmq's
+ * mtrie: a peer subscribing twice to one prefix holds it once. `all` counts,
+ * per prefix, how many peers hold it, which is what XPUB needs to report a
+ * subscription only when it is new and a cancel only when the last holder
+ * leaves (libzmq's default, non-verbose XPUB).
+ *
+ * The application's thread is the only one that runs pattern code, so upstream
+ * traffic is read when the application calls: on every recv/poll (XPUB), and on
+ * send at most every FY_PUBSIDE_PUMP_MSGS messages or FY_PUBSIDE_PUMP_NS
+ * nanoseconds, which bounds the cost of polling every peer on a hot publishing
+ * loop while keeping subscription latency small.
+ */
+#ifndef FY_PATTERN_PUBSIDE_H
+#define FY_PATTERN_PUBSIDE_H
+
+#include "pattern/dist.h"
+#include "pattern/msgq.h"
+#include "pattern/pattern.h"
+#include "pattern/subs.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define FY_PUBSIDE_PUMP_MSGS 64u
+#define FY_PUBSIDE_PUMP_NS 200000u
+
+typedef struct fy_pubside {
+  fy_pipelist pipes;
+  fy_dist dist;
+  fy_subs all;   /* prefix -> number of peers holding it */
+  bool xpub;     /* queue notices and upstream messages for the application */
+  fy_msgq queue; /* XPUB: frames for the application */
+  uint64_t last_pump_ns;
+  uint32_t sends_since_pump;
+} fy_pubside;
+
+int fy_pubside_init(fy_pubside *ps, bool xpub);
+void fy_pubside_fini(fy_pubside *ps);
+int fy_pubside_attach(fy_pubside *ps, fy_pipe *p);
+void fy_pubside_detach(fy_pubside *ps, fy_pipe *p);
+/* Publishes one frame (never blocks; drops per peer at SNDHWM). */
+int fy_pubside_send(fy_pubside *ps, fy_socket *s, fy_msg *m);
+/* XPUB: the next frame for the application, or FERRY_EAGAIN. */
+int fy_pubside_recv(fy_pubside *ps, fy_socket *s, fy_msg *m);
+/* Reads what peers sent until nothing is left (or, for XPUB, RCVHWM messages
+ * are queued). */
+int fy_pubside_pump(fy_pubside *ps, fy_socket *s);
+
+#endif
