@@ -162,8 +162,29 @@ static int bench_pin(int cpu)
     return sched_setaffinity(0, sizeof set, &set); /* 0 = the calling thread */
 }
 
+/*
+ * Fault injection for the tests: FERRY_BENCH_INJECT="crash:<transport>" makes role 1 of that
+ * transport's rows die by SIGKILL, "hang:<transport>" makes it block forever, so the tests can
+ * check that such a row fails with its reason and the run goes on.
+ */
+static void bench_inject(const bench_job *j, int role)
+{
+    const char *v = getenv("FERRY_BENCH_INJECT");
+    if (!v || role != 1)
+        return;
+    const char *colon = strchr(v, ':');
+    if (!colon || strcmp(colon + 1, j->tr->name))
+        return;
+    if (!strncmp(v, "crash:", 6))
+        raise(SIGKILL);
+    if (!strncmp(v, "hang:", 5))
+        for (;;)
+            pause();
+}
+
 static void bench_role(bench_job *j, int role)
 {
+    bench_inject(j, role);
     bench_job jr = *j; /* the role's own copy: err points at its own result */
     jr.err = j->ctl->res[role].err;
     int rc;
@@ -293,7 +314,11 @@ void bench_run_row(bench_job *j, bench_row *r)
     double budget = j->cfg->warmup + j->cfg->seconds + (j->mode == BENCH_IDLE ? 1.0 : 0.0);
     /* Slack for setup, connection and draining backlog; generous because a 2-vCPU
      * VM is noisy. */
-    uint64_t deadline = bench_now_ns() + (uint64_t)((budget * 2 + 10.0) * 1e9);
+    double limit = budget * 2 + 10.0;
+    const char *dl = getenv("FERRY_BENCH_DEADLINE"); /* seconds; lets the tests fail fast */
+    if (dl && atof(dl) > 0)
+        limit = atof(dl);
+    uint64_t deadline = bench_now_ns() + (uint64_t)(limit * 1e9);
     bool killed = false, timed_out = false;
     char reason[160] = "";
     for (;;) {
@@ -360,8 +385,7 @@ void bench_run_row(bench_job *j, bench_row *r)
     }
     if (timed_out) {
         r->status = 1;
-        snprintf(r->note, sizeof r->note, "timed out after %.0f s (a child hung; killed)",
-                 budget * 2 + 10.0);
+        snprintf(r->note, sizeof r->note, "timed out after %.1f s (a child hung; killed)", limit);
         return;
     }
     if (j->mode == BENCH_RTT) {
