@@ -1,0 +1,313 @@
+/*
+ * test_bench_cli.c - `ferry bench` as a user meets it: runs the built tool (FERRY_BIN) and checks
+ * the usage errors (exit 2 with a message), the JSON line format of real short runs, --json-out
+ * and --csv files, and that a row whose child crashes or hangs is reported as failed with its
+ * reason while the run goes on, every child is reaped and the private temp directory is removed.
+ */
+#include "testutil.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *g_bin;
+static char g_out[512], g_err[512], g_tmp[512];
+
+/* Runs `ferry bench <args...>` with stdout/stderr captured to files; returns the exit status
+ * (or 128+signal). env: NULL-terminated extra "K=V" strings. */
+static int run(const char *const *env, ...)
+{
+    const char *argv[64];
+    int n = 0;
+    argv[n++] = g_bin;
+    argv[n++] = "bench";
+    va_list ap;
+    va_start(ap, env);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && n < 62)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    pid_t p = fork();
+    CHECK(p >= 0);
+    if (p == 0) {
+        int o = open(g_out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int e = open(g_err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (o < 0 || e < 0)
+            _exit(126);
+        dup2(o, 1);
+        dup2(e, 2);
+        setenv("TMPDIR", g_tmp, 1);
+        for (int i = 0; env && env[i]; i++)
+            putenv((char *)env[i]);
+        execv(g_bin, (char *const *)argv);
+        _exit(127);
+    }
+    int st;
+    uint64_t deadline = tu_now_ns() + 60ull * 1000000000ull;
+    for (;;) {
+        pid_t w = waitpid(p, &st, WNOHANG);
+        CHECK(w >= 0);
+        if (w == p)
+            break;
+        if (tu_now_ns() > deadline) {
+            kill(p, SIGKILL);
+            waitpid(p, &st, 0);
+            fprintf(stderr, "ferry bench did not finish in 60 s\n");
+            exit(1);
+        }
+        usleep(2000); /* waiting for a process to exit: there is no state to poll but its pid */
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    CHECK(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+/* The value text after "key": in a JSON line (up to the next , or }), or NULL. */
+static const char *jget(const char *line, const char *key, char *val, size_t cap)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(line, pat);
+    if (!p)
+        return NULL;
+    p += strlen(pat);
+    size_t i = 0;
+    if (*p == '"') {
+        val[i++] = *p++;
+        while (*p && *p != '"' && i < cap - 2)
+            val[i++] = *p++;
+        val[i++] = '"';
+    } else {
+        while (*p && *p != ',' && *p != '}' && i < cap - 1)
+            val[i++] = *p++;
+    }
+    val[i] = 0;
+    return val;
+}
+
+static bool is_number(const char *v)
+{
+    if (!*v)
+        return false;
+    for (const char *p = v; *p; p++)
+        if (!strchr("0123456789.e+-", *p))
+            return false;
+    return true;
+}
+
+/* Checks the schema of one JSON line and returns its mode. */
+static void check_line(const char *line, const char *want_tr, const char *want_mode)
+{
+    char v[256];
+    CHECK(line[0] == '{');
+    static const char *const keys[] = {"transport", "peer",       "wait",       "mode",   "size",
+                                       "status",    "count",      "p50_ns",     "p99_ns", "p999_ns",
+                                       "max_ns",    "msgs_per_s", "bytes_per_s"};
+    for (unsigned i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        CHECK(jget(line, keys[i], v, sizeof v));
+    char tr[64], mode[16];
+    snprintf(tr, sizeof tr, "\"%s\"", want_tr);
+    snprintf(mode, sizeof mode, "\"%s\"", want_mode);
+    CHECK(!strcmp(jget(line, "transport", v, sizeof v), tr));
+    CHECK(!strcmp(jget(line, "mode", v, sizeof v), mode));
+    CHECK(!strcmp(jget(line, "status", v, sizeof v), "\"ok\""));
+    CHECK(is_number(jget(line, "count", v, sizeof v)) && atof(v) > 0);
+    bool rtt = !strcmp(want_mode, "rtt");
+    static const char *const lat[] = {"p50_ns", "p99_ns", "p999_ns", "max_ns"};
+    double prev = 0;
+    for (int i = 0; i < 4; i++) {
+        jget(line, lat[i], v, sizeof v);
+        if (rtt) {
+            CHECK(is_number(v));
+            CHECK(atof(v) > 0 && atof(v) >= prev); /* p50 <= p99 <= p999 <= max */
+            prev = atof(v);
+        } else {
+            CHECK(!strcmp(v, "null"));
+        }
+    }
+    jget(line, "msgs_per_s", v, sizeof v);
+    CHECK(rtt ? !strcmp(v, "null") : (is_number(v) && atof(v) > 0));
+    double mps = atof(v);
+    jget(line, "bytes_per_s", v, sizeof v);
+    CHECK(rtt ? !strcmp(v, "null") : (is_number(v) && atof(v) > 0));
+    if (!rtt) {
+        char sz[32];
+        jget(line, "size", sz, sizeof sz);
+        /* bytes/s is msgs/s times the size (both rounded to integers). */
+        CHECK(atof(v) > mps * atof(sz) * 0.999 && atof(v) < mps * atof(sz) * 1.001 + 2);
+    }
+}
+
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    CHECK(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    return n;
+}
+
+static void expect_usage_error(const char *what, const char *needle, ...)
+{
+    const char *args[16] = {0};
+    int n = 0;
+    va_list ap;
+    va_start(ap, needle);
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && n < 15)
+        args[n++] = a;
+    va_end(ap);
+    args[n] = NULL;
+    int rc = run(NULL, args[0], args[1], args[2], args[3], args[4], args[5], NULL);
+    if (rc != 2 || !strstr(slurp(g_err), needle)) {
+        fprintf(stderr, "%s: rc %d, stderr: %s\n", what, rc, slurp(g_err));
+        exit(1);
+    }
+    CHECK(slurp(g_out)[0] == 0); /* nothing measured, nothing printed */
+}
+
+int main(void)
+{
+    tu_deadline(120);
+    g_bin = getenv("FERRY_BIN");
+    if (!g_bin || access(g_bin, X_OK) != 0) {
+        fprintf(stderr, "FERRY_BIN not set or not executable: skipped\n");
+        return TEST_SKIP;
+    }
+    snprintf(g_out, sizeof g_out, "%s/out", tu_tmpdir());
+    snprintf(g_err, sizeof g_err, "%s/err", tu_tmpdir());
+    snprintf(g_tmp, sizeof g_tmp, "%s/tmp", tu_tmpdir());
+    CHECK(mkdir(g_tmp, 0700) == 0);
+
+    /* --help documents every option. */
+    CHECK(run(NULL, "--help", NULL) == 0);
+    const char *help = slurp(g_out);
+    static const char *const opts[] = {"--transport", "--size", "--mode",     "--seconds",
+                                       "--cpus",      "--json", "--json-out", "--csv",
+                                       "--plot",      "--quiet"};
+    for (unsigned i = 0; i < sizeof opts / sizeof opts[0]; i++)
+        CHECK(strstr(help, opts[i]));
+    CHECK(run(NULL, "--list", NULL) == 0);
+    CHECK(strstr(slurp(g_out), "kernel:tcp") && strstr(slurp(g_out), "floor"));
+
+    /* Usage errors: exit 2 and a message naming the problem. */
+    expect_usage_error("unknown transport", "unknown transport 'bogus'", "--transport", "bogus",
+                       NULL);
+    expect_usage_error("unknown mode", "unknown mode 'fast'", "--mode", "fast", NULL);
+    expect_usage_error("size 0", "bad size '0'", "--size", "0", NULL);
+    expect_usage_error("size too big", "bad size '17M'", "--size", "64,17M", NULL);
+    expect_usage_error("size not a number", "bad size 'x'", "--size", "x", NULL);
+    expect_usage_error("seconds", "--seconds", "--seconds", "0", NULL);
+    expect_usage_error("seconds text", "--seconds", "--seconds", "fast", NULL);
+    expect_usage_error("cpus", "--cpus", "--cpus", "0", NULL);
+    expect_usage_error("same cpus", "two different CPUs", "--cpus", "1,1", NULL);
+    expect_usage_error("unknown option", "unknown option", "--frobnicate", NULL);
+    expect_usage_error("missing value", "needs a value", "--size", NULL);
+    expect_usage_error("stray argument", "unexpected argument", "floor", NULL);
+
+    /* A short real run: one JSON object per row, in run order, with the right fields. */
+    char jout[600], csv[600];
+    snprintf(jout, sizeof jout, "%s/rows.json", tu_tmpdir());
+    snprintf(csv, sizeof csv, "%s/rows.csv", tu_tmpdir());
+    int rc = run(NULL, "--json", "--json-out", jout, "--csv", csv, "--transport",
+                 "floor,memcpy,kernel:pipe,kernel:uds+batch", "--size", "64,4K", "--mode",
+                 "rtt,thr", "--seconds", "0.02", "--warmup", "0", NULL);
+    if (rc != 0) {
+        fprintf(stderr, "short run: rc %d\n%s\n%s\n", rc, slurp(g_out), slurp(g_err));
+        exit(1);
+    }
+    static const char *const want[][3] = {
+        {"floor", "rtt", "64"},
+        {"memcpy", "thr", "64"},
+        {"kernel:pipe", "rtt", "64"},
+        {"kernel:pipe", "thr", "64"},
+        {"kernel:uds+batch", "thr", "64"},
+        {"memcpy", "thr", "4096"},
+        {"kernel:pipe", "rtt", "4096"},
+        {"kernel:pipe", "thr", "4096"},
+        {"kernel:uds+batch", "thr", "4096"},
+    };
+    char out[1 << 16];
+    snprintf(out, sizeof out, "%s", slurp(g_out));
+    CHECK(!strcmp(out, slurp(jout))); /* --json-out holds the same lines */
+    char *save = NULL, *line = strtok_r(out, "\n", &save);
+    for (unsigned i = 0; i < sizeof want / sizeof want[0]; i++) {
+        CHECK(line);
+        check_line(line, want[i][0], want[i][1]);
+        char v[32];
+        CHECK(!strcmp(jget(line, "size", v, sizeof v), want[i][2]));
+        line = strtok_r(NULL, "\n", &save);
+    }
+    CHECK(line == NULL);
+    /* CSV: a header and one line per row. */
+    const char *c = slurp(csv);
+    CHECK(!strncmp(c, "transport,peer,wait,mode,size,status,", 37));
+    int lines = 0;
+    for (const char *p = c; *p; p++)
+        lines += *p == '\n';
+    CHECK(lines == 1 + (int)(sizeof want / sizeof want[0]));
+    CHECK(count_entries(g_tmp) == 0); /* the private temp directory is gone */
+
+    /* The table: grouped by size, with the floor and ratios. */
+    CHECK(run(NULL, "--quiet", "--transport", "floor,memcpy,kernel:pipe", "--size", "64", "--mode",
+              "rtt,thr", "--seconds", "0.02", "--warmup", "0", NULL) == 0);
+    const char *t = slurp(g_out);
+    CHECK(strstr(t, "floor (one cache line ping-pong)"));
+    CHECK(strstr(t, "== 64 B"));
+    CHECK(strstr(t, "p50/floor") && strstr(t, "/memcpy"));
+    CHECK(strstr(t, "kernel:pipe"));
+
+    /* A child that dies: its row fails with the reason, the next row still runs, exit 1. */
+    const char *crash[] = {"FERRY_BENCH_INJECT=crash:kernel:pipe", NULL};
+    rc = run(crash, "--json", "--transport", "kernel:pipe,kernel:uds", "--size", "64", "--mode",
+             "rtt", "--seconds", "0.02", "--warmup", "0", NULL);
+    CHECK(rc == 1);
+    snprintf(out, sizeof out, "%s", slurp(g_out));
+    CHECK(strstr(out, "\"transport\":\"kernel:pipe\"") && strstr(out, "\"status\":\"failed\"") &&
+          strstr(out, "killed by signal 9"));
+    line = strstr(out, "\"transport\":\"kernel:uds\"");
+    CHECK(line && strstr(line, "\"status\":\"ok\""));
+    CHECK(count_entries(g_tmp) == 0);
+
+    /* A child that hangs: killed at the row's deadline, reported, the run goes on. */
+    const char *hang[] = {"FERRY_BENCH_INJECT=hang:kernel:uds", "FERRY_BENCH_DEADLINE=1", NULL};
+    rc = run(hang, "--json", "--transport", "kernel:uds,kernel:pipe", "--size", "64", "--mode",
+             "thr", "--seconds", "0.02", "--warmup", "0", NULL);
+    CHECK(rc == 1);
+    snprintf(out, sizeof out, "%s", slurp(g_out));
+    CHECK(strstr(out, "timed out after 1.0 s"));
+    line = strstr(out, "\"transport\":\"kernel:pipe\"");
+    CHECK(line && strstr(line, "\"status\":\"ok\""));
+    CHECK(count_entries(g_tmp) == 0);
+
+    /* A peer over ipc leaves no socket file behind (skipped quietly when libzmq is absent). */
+    rc = run(NULL, "--json", "--transport", "zmq:ipc", "--size", "64", "--mode", "rtt", "--seconds",
+             "0.02", "--warmup", "0", NULL);
+    CHECK(rc == 0);
+    if (strstr(slurp(g_out), "zmq:ipc"))
+        check_line(slurp(g_out), "zmq:ipc", "rtt");
+    CHECK(count_entries(g_tmp) == 0);
+
+    rmdir(g_tmp);
+    printf("test_bench_cli: ok\n");
+    return 0;
+}
