@@ -521,6 +521,19 @@ static void *map_shared(size_t size)
     return p;
 }
 
+/* In a child process: map the ring's segment again from its fd, at an address of its own, so the
+ * ring is used exactly as an unrelated process would use it (nothing in it may hold a pointer). */
+static void attach_own_mapping(stress_ctx *x, const ferry_segment *seg)
+{
+    int fd = dup(ferry_segment_fd(seg));
+    CHECK(fd >= 0);
+    ferry_segment *mine;
+    CHECK_OK(ferry_segment_attach(&mine, fd, 0));
+    CHECK(ferry_segment_base(mine) != x->ring);
+    x->ring = ferry_segment_base(mine);
+    x->ring_size = ferry_segment_size(mine);
+}
+
 static void stress(bool processes, uint64_t total_messages, size_t slots)
 {
     uint64_t per = total_messages / NPROD;
@@ -529,14 +542,19 @@ static void stress(bool processes, uint64_t total_messages, size_t slots)
     size_t fp = ferry_mpmc_footprint(slots, SLOT);
     size_t map_bytes = (size_t)(per + 7) / 8;
     size_t bm_size = (size_t)NCONS * NPROD * map_bytes;
-    void *ring = map_shared(fp);
+    ferry_segment *seg;
+    ferry_segment_opts so = {.size = fp};
+    CHECK_OK(ferry_segment_open(&seg, &so));
+    void *ring = ferry_segment_base(seg);
+    size_t ring_size = ferry_segment_size(seg);
+    CHECK(ring_size >= fp);
     stress_shared *st = map_shared(sizeof *st);
     uint8_t *bitmaps = map_shared(bm_size);
-    CHECK_OK(ferry_mpmc_format(ring, fp, slots, SLOT));
+    CHECK_OK(ferry_mpmc_format(ring, ring_size, slots, SLOT));
     stress_ctx ctx[NPROD + NCONS];
     for (int i = 0; i < NPROD + NCONS; i++)
         ctx[i] = (stress_ctx){.ring = ring,
-                              .ring_size = fp,
+                              .ring_size = ring_size,
                               .st = st,
                               .bitmaps = bitmaps,
                               .per_producer = per,
@@ -549,6 +567,7 @@ static void stress(bool processes, uint64_t total_messages, size_t slots)
             CHECK(pids[i] >= 0);
             if (pids[i] == 0) {
                 tu_deadline(100);
+                attach_own_mapping(&ctx[i], seg);
                 if (i < NPROD)
                     produce(&ctx[i]);
                 else
@@ -584,7 +603,7 @@ static void stress(bool processes, uint64_t total_messages, size_t slots)
     }
     /* Nothing left behind, and the indices agree. */
     ferry_mpmc q;
-    CHECK_OK(ferry_mpmc_init(&q, ring, fp));
+    CHECK_OK(ferry_mpmc_init(&q, ring, ring_size));
     uint8_t out[SLOT];
     CHECK_RC(ferry_mpmc_pop(&q, out, sizeof out), FERRY_EAGAIN);
     fy_mpmc_hdr *h = ring;
@@ -592,7 +611,7 @@ static void stress(bool processes, uint64_t total_messages, size_t slots)
     fprintf(stderr, "stress (%s, %zu slots): %llu messages, %d producers, %d consumers, %.0f ms\n",
             processes ? "processes" : "threads", slots, (unsigned long long)(per * NPROD), NPROD,
             NCONS, (double)dt / 1e6);
-    munmap(ring, fp);
+    ferry_segment_close(seg);
     munmap(st, sizeof *st);
     munmap(bitmaps, bm_size);
 }

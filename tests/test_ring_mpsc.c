@@ -18,7 +18,6 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -545,18 +544,35 @@ static void *produce_thread(void *p)
     return NULL;
 }
 
+/* In a child process: map the ring's segment again from its fd, at an address of its own, so the
+ * ring is used exactly as an unrelated process would use it (nothing in it may hold a pointer). */
+static void attach_own_mapping(stress_ctx *x, const ferry_segment *seg)
+{
+    int fd = dup(ferry_segment_fd(seg));
+    CHECK(fd >= 0);
+    ferry_segment *mine;
+    CHECK_OK(ferry_segment_attach(&mine, fd, 0));
+    CHECK(ferry_segment_base(mine) != x->ring);
+    x->ring = ferry_segment_base(mine);
+    x->ring_size = ferry_segment_size(mine);
+}
+
 static void stress(bool processes, uint64_t total_messages, size_t cap)
 {
     uint64_t per = total_messages / NPROD;
     if (per == 0)
         per = 1;
     size_t fp = ferry_mpsc_footprint(cap);
-    void *ring = mmap(NULL, fp, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    CHECK(ring != MAP_FAILED);
-    CHECK_OK(ferry_mpsc_format(ring, fp, cap));
+    ferry_segment *seg;
+    ferry_segment_opts so = {.size = fp};
+    CHECK_OK(ferry_segment_open(&seg, &so));
+    void *ring = ferry_segment_base(seg);
+    size_t ring_size = ferry_segment_size(seg);
+    CHECK(ring_size >= fp);
+    CHECK_OK(ferry_mpsc_format(ring, ring_size, cap));
     stress_ctx ctx[NPROD + 1];
     for (int i = 0; i <= NPROD; i++)
-        ctx[i] = (stress_ctx){.ring = ring, .ring_size = fp, .per_producer = per, .id = i};
+        ctx[i] = (stress_ctx){.ring = ring, .ring_size = ring_size, .per_producer = per, .id = i};
     uint64_t t0 = tu_now_ns();
     if (processes) {
         pid_t pids[NPROD + 1];
@@ -565,6 +581,7 @@ static void stress(bool processes, uint64_t total_messages, size_t cap)
             CHECK(pids[i] >= 0);
             if (pids[i] == 0) {
                 tu_deadline(100);
+                attach_own_mapping(&ctx[i], seg);
                 if (i < NPROD)
                     produce(&ctx[i]);
                 else
@@ -593,7 +610,7 @@ static void stress(bool processes, uint64_t total_messages, size_t cap)
             "stress (%s, %zu-byte ring): %llu messages, %d producers, 1 consumer, %.0f ms\n",
             processes ? "processes" : "threads", cap, (unsigned long long)(per * NPROD), NPROD,
             (double)dt / 1e6);
-    munmap(ring, fp);
+    ferry_segment_close(seg);
 }
 
 int main(void)
