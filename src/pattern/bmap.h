@@ -15,18 +15,18 @@
 #include <stdint.h>
 
 typedef struct fy_bmap_entry {
-  struct fy_bmap_entry *next; /* bucket chain */
-  uint64_t hash;
-  uint64_t value;
-  size_t len;
-  unsigned char key[]; /* len bytes */
+    struct fy_bmap_entry *next; /* bucket chain */
+    uint64_t hash;
+    uint64_t value;
+    size_t len;
+    unsigned char key[]; /* len bytes */
 } fy_bmap_entry;
 
 typedef struct fy_bmap {
-  fy_bmap_entry **buckets; /* NULL until the first insert */
-  size_t nbuckets;         /* 0 or a power of two */
-  size_t count;
-  uint64_t seed;
+    fy_bmap_entry **buckets; /* NULL until the first insert */
+    size_t nbuckets;         /* 0 or a power of two */
+    size_t count;
+    uint64_t seed;
 } fy_bmap;
 
 /* Initialises an empty map in caller storage; never fails (no allocation until
@@ -43,14 +43,12 @@ fy_bmap_entry *fy_bmap_find(const fy_bmap *m, const void *key, size_t len);
  * existed (its value is left unchanged and *out points at it), FERRY_ENOMEM.
  * *out (if non-NULL) receives the entry.
  */
-int fy_bmap_put(fy_bmap *m, const void *key, size_t len, uint64_t value,
-                fy_bmap_entry **out);
+int fy_bmap_put(fy_bmap *m, const void *key, size_t len, uint64_t value, fy_bmap_entry **out);
 /* Removes key. Returns 0, or FERRY_ENOENT when absent. */
 int fy_bmap_del(fy_bmap *m, const void *key, size_t len);
 
 /* Calls fn for every entry in unspecified order until fn returns non-zero
  * (which is returned). fn must not insert into or delete from the map. */
-int fy_bmap_foreach(const fy_bmap *m,
-                    int (*fn)(void *ctx, const fy_bmap_entry *e), void *ctx);
+int fy_bmap_foreach(const fy_bmap *m, int (*fn)(void *ctx, const fy_bmap_entry *e), void *ctx);
 
 #endif

@@ -24,7 +24,7 @@
 typedef bool fy_dist_want_fn(void *ctx, fy_pipe *p, const fy_msg *first);
 
 typedef struct fy_dist {
-  bool in_msg; /* a message's first frame went out and its last has not yet */
+    bool in_msg; /* a message's first frame went out and its last has not yet */
 } fy_dist;
 
 /*
@@ -32,7 +32,7 @@ typedef struct fy_dist {
  * message want(ctx, p, m) selects pipes (NULL want = all). Always consumes m
  * (returns 0): nothing blocks a fan-out.
  */
-int fy_dist_send(fy_dist *d, fy_socket *s, fy_pipelist *l, fy_msg *m,
-                 fy_dist_want_fn *want, void *ctx);
+int fy_dist_send(fy_dist *d, fy_socket *s, fy_pipelist *l, fy_msg *m, fy_dist_want_fn *want,
+                 void *ctx);
 
 #endif

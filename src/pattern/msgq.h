@@ -16,11 +16,10 @@
 #include <stddef.h>
 
 typedef struct fy_msgq {
-  fy_msg *v;
-  size_t cap; /* 0 or a power of two */
-  size_t head, count;
-  size_t
-      msgs; /* complete messages (a trailing partial message is not counted) */
+    fy_msg *v;
+    size_t cap; /* 0 or a power of two */
+    size_t head, count;
+    size_t msgs; /* complete messages (a trailing partial message is not counted) */
 } fy_msgq;
 
 /* Zeroed storage is an empty queue; fini releases every frame and the array.
@@ -39,6 +38,9 @@ bool fy_msgq_tail_more(const fy_msgq *q);
  * vanished. */
 void fy_msgq_end_tail(fy_msgq *q);
 
-static inline bool fy_msgq_empty(const fy_msgq *q) { return q->count == 0; }
+static inline bool fy_msgq_empty(const fy_msgq *q)
+{
+    return q->count == 0;
+}
 
 #endif

@@ -30,16 +30,16 @@
 #include <stdint.h>
 
 #define FY_PUBSIDE_PUMP_MSGS 64u
-#define FY_PUBSIDE_PUMP_NS 200000u
+#define FY_PUBSIDE_PUMP_NS   200000u
 
 typedef struct fy_pubside {
-  fy_pipelist pipes;
-  fy_dist dist;
-  fy_subs all;   /* prefix -> number of peers holding it */
-  bool xpub;     /* queue notices and upstream messages for the application */
-  fy_msgq queue; /* XPUB: frames for the application */
-  uint64_t last_pump_ns;
-  uint32_t sends_since_pump;
+    fy_pipelist pipes;
+    fy_dist dist;
+    fy_subs all;   /* prefix -> number of peers holding it */
+    bool xpub;     /* queue notices and upstream messages for the application */
+    fy_msgq queue; /* XPUB: frames for the application */
+    uint64_t last_pump_ns;
+    uint32_t sends_since_pump;
 } fy_pubside;
 
 int fy_pubside_init(fy_pubside *ps, bool xpub);
@@ -50,8 +50,8 @@ void fy_pubside_detach(fy_pubside *ps, fy_pipe *p);
 int fy_pubside_send(fy_pubside *ps, fy_socket *s, fy_msg *m);
 /* XPUB: the next frame for the application, or FERRY_EAGAIN. */
 int fy_pubside_recv(fy_pubside *ps, fy_socket *s, fy_msg *m);
-/* Reads what peers sent until nothing is left (or, for XPUB, RCVHWM messages
- * are queued). */
+/* Reads everything peers sent (subscriptions applied; XPUB queues notices and, below RCVHWM
+ * queued messages, upstream messages). */
 int fy_pubside_pump(fy_pubside *ps, fy_socket *s);
 
 #endif

@@ -17,12 +17,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FY_ROUTING_ID_MAX 255u
+#define FY_ROUTING_ID_MAX  255u
 #define FY_ROUTING_GEN_LEN 5u
 
 typedef struct fy_routing {
-  fy_bmap ids; /* id bytes -> (uintptr_t)peer */
-  uint32_t next;
+    fy_bmap ids; /* id bytes -> (uintptr_t)peer */
+    uint32_t next;
 } fy_routing;
 
 /* Initialises an empty table in caller storage (no allocation). */
@@ -40,8 +40,7 @@ int fy_routing_add(fy_routing *t, const void *id, size_t len, void *peer);
  * Generates a free 5-byte id, maps it to peer and copies it to out. Returns 0,
  * FERRY_EINVAL for a NULL peer, FERRY_ENOMEM.
  */
-int fy_routing_generate(fy_routing *t, void *peer,
-                        unsigned char out[FY_ROUTING_GEN_LEN]);
+int fy_routing_generate(fy_routing *t, void *peer, unsigned char out[FY_ROUTING_GEN_LEN]);
 /* The peer for id, or NULL when unknown (any length is accepted: unknown
  * lengths find nothing). */
 void *fy_routing_find(const fy_routing *t, const void *id, size_t len);

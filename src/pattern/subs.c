@@ -14,118 +14,129 @@
 #include <stdlib.h>
 #include <string.h>
 
-void fy_subs_init(fy_subs *s) {
-  fy_bmap_init(&s->prefixes);
-  s->lens = NULL;
-  s->nlens = 0;
-  s->caplens = 0;
+void fy_subs_init(fy_subs *s)
+{
+    fy_bmap_init(&s->prefixes);
+    s->lens = NULL;
+    s->nlens = 0;
+    s->caplens = 0;
 }
 
-void fy_subs_fini(fy_subs *s) {
-  if (!s)
-    return;
-  fy_bmap_fini(&s->prefixes);
-  free(s->lens);
-  s->lens = NULL;
-  s->nlens = 0;
-  s->caplens = 0;
+void fy_subs_fini(fy_subs *s)
+{
+    if (!s)
+        return;
+    fy_bmap_fini(&s->prefixes);
+    free(s->lens);
+    s->lens = NULL;
+    s->nlens = 0;
+    s->caplens = 0;
 }
 
 /* Index of the first length >= len (binary search). */
-static size_t subs_len_pos(const fy_subs *s, size_t len) {
-  size_t lo = 0, hi = s->nlens;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (s->lens[mid].len < len)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo;
+static size_t subs_len_pos(const fy_subs *s, size_t len)
+{
+    size_t lo = 0, hi = s->nlens;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->lens[mid].len < len)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
 /* Makes room for one more length before the prefix is inserted, so a failed
  * allocation leaves the set unchanged. */
-static int subs_reserve_len(fy_subs *s) {
-  if (s->nlens < s->caplens)
+static int subs_reserve_len(fy_subs *s)
+{
+    if (s->nlens < s->caplens)
+        return 0;
+    size_t cap = s->caplens ? s->caplens * 2 : 8;
+    fy_subs_len *n = realloc(s->lens, cap * sizeof *n);
+    if (!n)
+        return FERRY_ENOMEM;
+    s->lens = n;
+    s->caplens = cap;
     return 0;
-  size_t cap = s->caplens ? s->caplens * 2 : 8;
-  fy_subs_len *n = realloc(s->lens, cap * sizeof *n);
-  if (!n)
-    return FERRY_ENOMEM;
-  s->lens = n;
-  s->caplens = cap;
-  return 0;
 }
 
-int fy_subs_add(fy_subs *s, const void *prefix, size_t len) {
-  fy_bmap_entry *e = fy_bmap_find(&s->prefixes, prefix, len);
-  if (e) {
-    e->value++;
-    return 0;
-  }
-  int rc = subs_reserve_len(s);
-  if (rc < 0)
-    return rc;
-  rc = fy_bmap_put(&s->prefixes, prefix, len, 1, NULL);
-  if (rc < 0)
-    return rc;
-  size_t i = subs_len_pos(s, len);
-  if (i < s->nlens && s->lens[i].len == len) {
-    s->lens[i].count++;
-  } else {
-    memmove(&s->lens[i + 1], &s->lens[i], (s->nlens - i) * sizeof s->lens[0]);
-    s->lens[i].len = len;
-    s->lens[i].count = 1;
-    s->nlens++;
-  }
-  return 1;
+int fy_subs_add(fy_subs *s, const void *prefix, size_t len)
+{
+    fy_bmap_entry *e = fy_bmap_find(&s->prefixes, prefix, len);
+    if (e) {
+        e->value++;
+        return 0;
+    }
+    int rc = subs_reserve_len(s);
+    if (rc < 0)
+        return rc;
+    rc = fy_bmap_put(&s->prefixes, prefix, len, 1, NULL);
+    if (rc < 0)
+        return rc;
+    size_t i = subs_len_pos(s, len);
+    if (i < s->nlens && s->lens[i].len == len) {
+        s->lens[i].count++;
+    } else {
+        memmove(&s->lens[i + 1], &s->lens[i], (s->nlens - i) * sizeof s->lens[0]);
+        s->lens[i].len = len;
+        s->lens[i].count = 1;
+        s->nlens++;
+    }
+    return 1;
 }
 
-int fy_subs_rm(fy_subs *s, const void *prefix, size_t len) {
-  fy_bmap_entry *e = fy_bmap_find(&s->prefixes, prefix, len);
-  if (!e)
-    return FERRY_ENOENT;
-  if (--e->value > 0)
-    return 0;
-  fy_bmap_del(&s->prefixes, prefix, len);
-  size_t i = subs_len_pos(s, len);
-  /* The length is present: every prefix in the map has its length recorded. */
-  if (--s->lens[i].count == 0) {
-    memmove(&s->lens[i], &s->lens[i + 1],
-            (s->nlens - i - 1) * sizeof s->lens[0]);
-    s->nlens--;
-  }
-  return 1;
+int fy_subs_rm(fy_subs *s, const void *prefix, size_t len)
+{
+    fy_bmap_entry *e = fy_bmap_find(&s->prefixes, prefix, len);
+    if (!e)
+        return FERRY_ENOENT;
+    if (--e->value > 0)
+        return 0;
+    fy_bmap_del(&s->prefixes, prefix, len);
+    size_t i = subs_len_pos(s, len);
+    /* The length is present: every prefix in the map has its length recorded. */
+    if (--s->lens[i].count == 0) {
+        memmove(&s->lens[i], &s->lens[i + 1], (s->nlens - i - 1) * sizeof s->lens[0]);
+        s->nlens--;
+    }
+    return 1;
 }
 
-uint64_t fy_subs_refs(const fy_subs *s, const void *prefix, size_t len) {
-  const fy_bmap_entry *e = fy_bmap_find(&s->prefixes, prefix, len);
-  return e ? e->value : 0;
+uint64_t fy_subs_refs(const fy_subs *s, const void *prefix, size_t len)
+{
+    const fy_bmap_entry *e = fy_bmap_find(&s->prefixes, prefix, len);
+    return e ? e->value : 0;
 }
 
-bool fy_subs_match(const fy_subs *s, const void *data, size_t len) {
-  for (size_t i = 0; i < s->nlens && s->lens[i].len <= len; i++)
-    if (fy_bmap_find(&s->prefixes, data, s->lens[i].len))
-      return true;
-  return false;
+bool fy_subs_match(const fy_subs *s, const void *data, size_t len)
+{
+    for (size_t i = 0; i < s->nlens && s->lens[i].len <= len; i++)
+        if (fy_bmap_find(&s->prefixes, data, s->lens[i].len))
+            return true;
+    return false;
 }
 
-size_t fy_subs_size(const fy_subs *s) { return s->prefixes.count; }
+size_t fy_subs_size(const fy_subs *s)
+{
+    return s->prefixes.count;
+}
 
 struct subs_foreach_ctx {
-  int (*fn)(void *ctx, const void *prefix, size_t len);
-  void *ctx;
+    int (*fn)(void *ctx, const void *prefix, size_t len);
+    void *ctx;
 };
 
-static int subs_foreach_tramp(void *ctx, const fy_bmap_entry *e) {
-  struct subs_foreach_ctx *c = ctx;
-  return c->fn(c->ctx, e->key, e->len);
+static int subs_foreach_tramp(void *ctx, const fy_bmap_entry *e)
+{
+    struct subs_foreach_ctx *c = ctx;
+    return c->fn(c->ctx, e->key, e->len);
 }
 
-int fy_subs_foreach(const fy_subs *s,
-                    int (*fn)(void *ctx, const void *prefix, size_t len),
-                    void *ctx) {
-  struct subs_foreach_ctx c = {fn, ctx};
-  return fy_bmap_foreach(&s->prefixes, subs_foreach_tramp, &c);
+int fy_subs_foreach(const fy_subs *s, int (*fn)(void *ctx, const void *prefix, size_t len),
+                    void *ctx)
+{
+    struct subs_foreach_ctx c = {fn, ctx};
+    return fy_bmap_foreach(&s->prefixes, subs_foreach_tramp, &c);
 }

@@ -19,14 +19,14 @@
 #include <stdint.h>
 
 typedef struct fy_subs_len {
-  size_t len;   /* a prefix length present in the set */
-  size_t count; /* how many distinct prefixes have it */
+    size_t len;   /* a prefix length present in the set */
+    size_t count; /* how many distinct prefixes have it */
 } fy_subs_len;
 
 typedef struct fy_subs {
-  fy_bmap prefixes;  /* prefix -> reference count */
-  fy_subs_len *lens; /* sorted ascending by len, no duplicates */
-  size_t nlens, caplens;
+    fy_bmap prefixes;  /* prefix -> reference count */
+    fy_subs_len *lens; /* sorted ascending by len, no duplicates */
+    size_t nlens, caplens;
 } fy_subs;
 
 /* Initialises an empty set in caller storage (no allocation). */
@@ -54,8 +54,7 @@ bool fy_subs_match(const fy_subs *s, const void *data, size_t len);
 size_t fy_subs_size(const fy_subs *s);
 /* Calls fn once per distinct prefix (unspecified order) until it returns
  * non-zero, which is returned. fn must not modify the set. */
-int fy_subs_foreach(const fy_subs *s,
-                    int (*fn)(void *ctx, const void *prefix, size_t len),
+int fy_subs_foreach(const fy_subs *s, int (*fn)(void *ctx, const void *prefix, size_t len),
                     void *ctx);
 
 #endif

@@ -22,14 +22,13 @@
 #include <stdbool.h>
 
 typedef struct fy_subside {
-  fy_pipelist pipes;
-  fy_subs subs;
-  fy_dist dist; /* XSUB: upstream messages */
-  fy_msg
-      pre; /* the next deliverable frame, fetched ahead (events, filtering) */
-  bool has_pre;
-  bool in_msg;     /* frames of a matched message are being delivered */
-  bool discarding; /* dropping the rest of a message that did not match */
+    fy_pipelist pipes;
+    fy_subs subs;
+    fy_dist dist; /* XSUB: upstream messages */
+    fy_msg pre;   /* the next deliverable frame, fetched ahead (events, filtering) */
+    bool has_pre;
+    bool in_msg;     /* frames of a matched message are being delivered */
+    bool discarding; /* dropping the rest of a message that did not match */
 } fy_subside;
 
 int fy_subside_init(fy_subside *ss);
@@ -38,8 +37,7 @@ int fy_subside_attach(fy_subside *ss, fy_pipe *p);
 void fy_subside_detach(fy_subside *ss, fy_pipe *p);
 /* Changes a local subscription and tells the publishers (libzmq rules, see
  * above). */
-int fy_subside_subscribe(fy_subside *ss, int subscribe, const void *prefix,
-                         size_t len);
+int fy_subside_subscribe(fy_subside *ss, int subscribe, const void *prefix, size_t len);
 /* The next frame of a matching message, or FERRY_EAGAIN. */
 int fy_subside_recv(fy_subside *ss, fy_msg *m);
 /* 1 when a frame is ready for fy_subside_recv (fetches ahead), 0 when not, < 0
