@@ -422,6 +422,10 @@ static void test_libzmq_dealer_identity_and_ping(void)
     int ivl = 50, ttl = 2000;
     CHECK(zmq_setsockopt(dealer, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) == 0);
     CHECK(zmq_setsockopt(dealer, ZMQ_HEARTBEAT_TTL, &ttl, sizeof ttl) == 0);
+    /* libzmq drops the link when no traffic follows its PING within this timeout (default:
+     * the interval); a loaded machine can stall us longer than 50 ms, so make it generous. */
+    int hb_timeout = WAIT_MS;
+    CHECK(zmq_setsockopt(dealer, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout) == 0);
     char ep[64];
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%u", port);
     CHECK(zmq_connect(dealer, ep) == 0);
