@@ -59,8 +59,9 @@ int fy_zmtp_greeting_encode(uint8_t out[FY_ZMTP_GREETING_SIZE], uint8_t minor,
  *   FERRY_EPROTONOSUPPORT   major version < 3 (ZMTP 1.0/2.0 peers);
  *   FERRY_ENOTSUP           a well-formed mechanism other than NULL (PLAIN, CURVE, ...).
  * On FERRY_ENOTSUP *out is still filled in so the caller can log which mechanism was asked for.
- * Padding, as-server and filler bytes are not significant and are not checked. Major versions
- * above 3 are accepted (RFC 23: the higher peer talks down to us).
+ * Padding, as-server and filler bytes are not significant and are not checked (libzmq puts its
+ * identity length + 1 in the padding); of byte 9 only the low bit is checked, as libzmq does.
+ * Major versions above 3 are accepted (RFC 37: the higher peer talks down to us).
  */
 int fy_zmtp_greeting_check(const uint8_t *buf, size_t len, fy_zmtp_greeting *out);
 
@@ -134,8 +135,10 @@ static inline int fy_zmtp_frame_is_command(const fy_zmtp_frame *f)
  * Returns:
  *   1  the whole frame is present: header f->header_len bytes, then f->size body bytes; the next
  *      frame starts at buf + f->header_len + f->size.
- *   0  incomplete: *need (>= 1) more bytes are required. If f->header_len != 0 the header is
- *      complete and validated (f->size, f->flags are final), so the engine may allocate the
+ *   0  incomplete: at least *need (>= 1) more bytes are required. While the header itself is
+ *      incomplete (f->header_len == 0) that is a lower bound (a LONG flag seen later asks for
+ *      more); once f->header_len != 0 the header is complete and validated (f->size, f->flags
+ *      are final) and *need is exactly the missing body, so the engine may allocate the
  *      destination and read the remaining body straight into it.
  *   FERRY_EPROTO    reserved flag bits set, COMMAND together with MORE, a LONG size >= 2^63, or a
  *                   command body above lim->max_command_size;
