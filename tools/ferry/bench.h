@@ -30,6 +30,8 @@ enum bench_mode {
     BENCH_MODES = 3,
 };
 #define BENCH_M(m) (1u << (m))
+/* A one-way row sends at least this many messages, so even a slow 1 MiB row has a rate. */
+#define BENCH_MIN_MSGS 16
 
 const char *bench_mode_name(int mode);
 
@@ -53,7 +55,7 @@ typedef struct bench_row {
     int mode;
     size_t size;
     int status; /* 0 ok, 1 failed, 2 skipped */
-    char note[160];
+    char note[256];
     uint64_t count; /* round trips (rtt) or messages (thr) measured */
     uint64_t p50, p99, p999, max;
     double msgs_per_s, bytes_per_s;
@@ -82,7 +84,8 @@ typedef struct bench_ctl {
     _Atomic uint64_t stamp;                    /* BENCH_IDLE: send time of the cold message */
     _Atomic int ready[2];                      /* role is set up (e.g. bound) */
     _Atomic int go;
-    char endpoint[256]; /* role 1 publishes where it listens (zmq/nng tcp port) */
+    _Atomic int finished[2]; /* role's body is over: its last message was sent and received */
+    char endpoint[256];      /* role 1 publishes where it listens (zmq/nng tcp port) */
     _Alignas(128) bench_result res[2];
     bench_hist hist; /* rtt samples, written by role 0 */
 } bench_ctl;

@@ -218,7 +218,7 @@ static int kern_batch_run(bench_job *j, int role)
         int fd = j->fd[1];
         uint64_t end = bench_now_ns() + (uint64_t)((j->cfg->warmup + j->cfg->seconds) * 1e9);
         for (uint64_t sent = 0;;) {
-            bool last = bench_now_ns() >= end;
+            bool last = sent + per >= BENCH_MIN_MSGS && bench_now_ns() >= end;
             if (last)
                 atomic_store_explicit(&c->total, sent + per, memory_order_seq_cst);
             for (uint64_t m = 0; m < per; m++)

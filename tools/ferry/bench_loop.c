@@ -19,7 +19,6 @@
 #include "bench.h"
 
 #include <errno.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -75,14 +74,16 @@ bool bench_check(const void *buf, size_t len, uint64_t seq)
 
 int bench_await(_Atomic int *flag, double seconds)
 {
+    /* Spin briefly, then sleep in short steps: a waiter must not steal the CPU its own peer's
+     * helper threads (libzmq's I/O thread, pinned alongside) need to finish. */
     uint64_t end = bench_now_ns() + (uint64_t)(seconds * 1e9);
-    unsigned n = 0;
-    while (!atomic_load_explicit(flag, memory_order_acquire)) {
-        if ((++n & 1023) == 0) {
-            if (bench_now_ns() > end)
-                return -1;
-            sched_yield();
-        }
+    for (unsigned n = 0; !atomic_load_explicit(flag, memory_order_acquire); n++) {
+        if (n < 2000)
+            continue;
+        if (bench_now_ns() > end)
+            return -1;
+        struct timespec ts = {0, 20000};
+        nanosleep(&ts, NULL);
     }
     return 0;
 }
@@ -168,7 +169,7 @@ static int msg_thr(bench_job *j, int role, const bench_msg_ops *ops, void *h, vo
     if (role == 0) {
         uint64_t end = bench_now_ns() + (uint64_t)((j->cfg->warmup + j->cfg->seconds) * 1e9);
         for (uint64_t i = 1;; i++) {
-            bool last = (i & mask) == 0 && bench_now_ns() >= end;
+            bool last = i >= BENCH_MIN_MSGS && (i & mask) == 0 && bench_now_ns() >= end;
             if (last)
                 atomic_store_explicit(&c->total, i, memory_order_seq_cst);
             bench_fill(buf, size, i);
@@ -273,9 +274,12 @@ int bench_msg_run(bench_job *j, int role)
             rc = msg_thr(j, role, ops, h, buf);
         else
             rc = msg_idle(j, role, ops, h, buf);
-        /* Closing role 0 early could discard messages still queued for role 1
-         * (libzmq linger), so it waits for the peer to finish first. */
-        if (role == 0 && rc == 0 && bench_await(&j->ctl->res[1].done, 30.0) < 0)
+        /* Closing a libzmq socket (linger 0) discards messages still queued in its I/O thread,
+         * so neither side closes before the other has finished: then every message it sent has
+         * been received (rtt: role 0 got the last pong; thr and idle: role 1 got the last
+         * message). A failed side finishes too, and the supervisor kills a peer stuck in recv. */
+        atomic_store_explicit(&j->ctl->finished[role], 1, memory_order_release);
+        if (rc == 0 && bench_await(&j->ctl->finished[1 - role], 30.0) < 0)
             rc = bench_fail(j, "peer did not finish");
         ops->close(h);
     }

@@ -143,6 +143,7 @@ static void bench_ctl_reset(bench_ctl *c)
     atomic_store(&c->stamp, 0);
     for (int i = 0; i < 2; i++) {
         atomic_store(&c->ready[i], 0);
+        atomic_store(&c->finished[i], 0);
         atomic_store(&c->res[i].done, 0);
         c->res[i].rc = 0;
         c->res[i].err[0] = 0;

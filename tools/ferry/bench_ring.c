@@ -187,7 +187,7 @@ static int ring_thr(bench_job *j, int role, enum ring_wait w, ferry_spsc_tx *tx,
     if (role == 0) {
         uint64_t end = bench_now_ns() + (uint64_t)((j->cfg->warmup + j->cfg->seconds) * 1e9);
         for (uint64_t i = 1;; i++) {
-            bool last = (i & mask) == 0 && bench_now_ns() >= end;
+            bool last = i >= BENCH_MIN_MSGS && (i & mask) == 0 && bench_now_ns() >= end;
             if (last)
                 atomic_store_explicit(&c->total, i, memory_order_seq_cst);
             void *out;
