@@ -173,11 +173,10 @@ typedef struct ferry_spsc_tx {
     uint64_t mask_;
     uint64_t cap_;
     uint64_t max_record_;
-    uint64_t tail_;         /* authoritative write index */
-    uint64_t head_cache_;   /* last consumer index seen (validated) */
-    uint64_t reserved_;     /* ring bytes of the open reservation, 0 if none */
-    uint64_t reserved_len_; /* payload bytes asked for by the open reservation */
-    uint64_t published_;    /* last tail made visible to the consumer */
+    uint64_t tail_;       /* authoritative write index */
+    uint64_t head_cache_; /* last consumer index seen (validated) */
+    uint64_t rsv_;        /* 1 + payload bytes of the open reservation, 0 if none (or failed) */
+    uint64_t published_;  /* last tail made visible to the consumer */
     _Atomic uint64_t *tail_word_;
     _Atomic uint64_t *head_word_;
     ferry_waitword *readable_; /* the consumer sleeps here; we wake it */
@@ -240,13 +239,11 @@ FERRY_API ssize_t ferry_spsc_read(ferry_spsc_rx *rx, void *buf, size_t cap, unsi
 FERRY_SPSC_FAST_ int ferry_spsc_reserve(ferry_spsc_tx *tx, size_t len, void **out)
 {
     uint64_t sz = FERRY_SPSC_REC_SIZE_(len);
-    if (__builtin_expect(((tx->reserved_ | (uint64_t)tx->err_) == 0) & (len <= tx->max_record_),
-                         1)) {
+    if (__builtin_expect(((tx->rsv_ | (uint64_t)tx->err_) == 0) & (len <= tx->max_record_), 1)) {
         uint64_t off = tx->tail_ & tx->mask_;
         if (__builtin_expect(
                 (off + sz <= tx->cap_) & (tx->cap_ - (tx->tail_ - tx->head_cache_) >= sz), 1)) {
-            tx->reserved_ = sz;
-            tx->reserved_len_ = len;
+            tx->rsv_ = (uint64_t)len + 1;
             *out = tx->data_ + off + 8;
             return 0;
         }
@@ -278,11 +275,12 @@ FERRY_SPSC_FAST_ int ferry_spsc_flush(ferry_spsc_tx *tx)
  * Returns 0, FERRY_EINVAL (no reservation, or len larger than reserved) or FERRY_EPROTO. */
 FERRY_SPSC_FAST_ int ferry_spsc_commit(ferry_spsc_tx *tx, size_t len, unsigned flags)
 {
-    if (__builtin_expect((tx->reserved_ != 0) & (len <= tx->reserved_len_) & (tx->err_ == 0), 1)) {
+    /* A failed endpoint never has a reservation open, so rsv_ alone decides. */
+    if (__builtin_expect(len < tx->rsv_, 1)) {
         uint64_t hdr = (uint64_t)len | ((uint64_t)FERRY_SPSC_REC_DATA_ << 32);
         __builtin_memcpy(tx->data_ + (tx->tail_ & tx->mask_), &hdr, 8);
         tx->tail_ += FERRY_SPSC_REC_SIZE_(len);
-        tx->reserved_ = 0;
+        tx->rsv_ = 0;
         return (flags & FERRY_RING_DEFER) ? 0 : ferry_spsc_flush(tx);
     }
     return tx->err_ ? tx->err_ : FERRY_EINVAL;
@@ -313,7 +311,8 @@ FERRY_API int ferry_spsc_wait_writable(ferry_spsc_tx *tx, size_t len, int timeou
 FERRY_SPSC_FAST_ int ferry_spsc_peek(ferry_spsc_rx *rx, const void **data, size_t *len)
 {
     uint64_t avail = rx->tail_cache_ - rx->head_;
-    if (__builtin_expect(((rx->peeked_ | (uint64_t)rx->err_) == 0) & (avail >= 8), 1)) {
+    /* A failed endpoint has tail_cache_ == head_ (avail 0), so the slow path reports it. */
+    if (__builtin_expect((rx->peeked_ == 0) & (avail >= 8), 1)) {
         uint64_t off = rx->head_ & rx->mask_;
         uint64_t hdr;
         __builtin_memcpy(&hdr, rx->data_ + off, 8);
@@ -353,7 +352,8 @@ FERRY_SPSC_FAST_ int ferry_spsc_rx_flush(ferry_spsc_rx *rx)
  * or FERRY_EPROTO. */
 FERRY_SPSC_FAST_ int ferry_spsc_release(ferry_spsc_rx *rx, unsigned flags)
 {
-    if (__builtin_expect((rx->peeked_ != 0) & (rx->err_ == 0), 1)) {
+    /* A failed endpoint never has a record peeked, so peeked_ alone decides. */
+    if (__builtin_expect(rx->peeked_ != 0, 1)) {
         rx->head_ += rx->peeked_;
         rx->peeked_ = 0;
         return (flags & FERRY_RING_DEFER) ? 0 : ferry_spsc_rx_flush(rx);

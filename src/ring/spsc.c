@@ -192,7 +192,7 @@ int ferry_spsc_reserve_slow_(ferry_spsc_tx *tx, size_t len, void **out)
         return FERRY_EINVAL;
     if (tx->err_)
         return tx->err_;
-    if (tx->reserved_)
+    if (tx->rsv_)
         return FERRY_EBUSY;
     if (len > tx->max_record_)
         return FERRY_EMSGSIZE;
@@ -215,8 +215,7 @@ int ferry_spsc_reserve_slow_(ferry_spsc_tx *tx, size_t len, void **out)
         tx->tail_ += pad;
         off = 0;
     }
-    tx->reserved_ = sz;
-    tx->reserved_len_ = len;
+    tx->rsv_ = (uint64_t)len + 1;
     *out = tx->data_ + off + 8;
     return 0;
 }
@@ -243,7 +242,7 @@ int ferry_spsc_wait_writable(ferry_spsc_tx *tx, size_t len, int timeout_ms)
         return tx->err_;
     if (len > tx->max_record_)
         return FERRY_EMSGSIZE;
-    if (tx->reserved_)
+    if (tx->rsv_)
         return FERRY_EBUSY;
     /* A consumer asleep on data we have not published would never free room for
      * us. */
@@ -261,6 +260,16 @@ int ferry_spsc_wait_writable(ferry_spsc_tx *tx, size_t len, int timeout_ms)
 
 /* ---- consumer ---- */
 
+/* Fails the consumer for good; the inline fast paths see an empty ring and no peeked record, so
+ * every later call reaches a slow path that reports the error. */
+static int fy_spsc_rx_fail(ferry_spsc_rx *rx)
+{
+    rx->err_ = FERRY_EPROTO;
+    rx->tail_cache_ = rx->head_;
+    rx->peeked_ = 0;
+    return FERRY_EPROTO;
+}
+
 /*
  * Loads and validates the producer's tail: it may only move forward from what
  * we saw last and never more than one capacity ahead of what we have published
@@ -273,18 +282,10 @@ static int fy_spsc_rx_refresh(ferry_spsc_rx *rx, memory_order mo)
      * them. */
     uint64_t tail = atomic_load_explicit(rx->tail_word_, mo);
     uint64_t d = tail - rx->published_;
-    if ((tail & 7) != 0 || d > rx->cap_ || d < rx->tail_cache_ - rx->published_) {
-        rx->err_ = FERRY_EPROTO;
-        return FERRY_EPROTO;
-    }
+    if ((tail & 7) != 0 || d > rx->cap_ || d < rx->tail_cache_ - rx->published_)
+        return fy_spsc_rx_fail(rx);
     rx->tail_cache_ = tail;
     return 0;
-}
-
-static int fy_spsc_rx_fail(ferry_spsc_rx *rx)
-{
-    rx->err_ = FERRY_EPROTO;
-    return FERRY_EPROTO;
 }
 
 int ferry_spsc_peek_slow_(ferry_spsc_rx *rx, const void **data, size_t *len)
