@@ -260,6 +260,8 @@ typedef struct peer {
     size_t identity_len;
     int has_identity;
     int ferry;
+    uint8_t ready[600]; /* the peer's READY frame exactly as received (header + body) */
+    size_t ready_len;
 } peer_t;
 
 /* Reads the peer's greeting with the incremental decoder, whatever the split.
@@ -315,6 +317,10 @@ static int handshake(rx_t *r, uint8_t minor, int our_type, const char *identity,
         CHECK_OK(prc);
     }
     p->socket_type = info.socket_type;
+    if (f.header_len + f.size <= sizeof p->ready) {
+        p->ready_len = f.header_len + (size_t)f.size;
+        memcpy(p->ready, r->buf, p->ready_len);
+    }
     p->ferry = info.ferry;
     const void *idv;
     size_t idlen;
@@ -435,6 +441,10 @@ static void test_libzmq_dealer_identity_and_ping(void)
     CHECK(handshake(&r, 1, FERRY_ROUTER, NULL, &p) == 1);
     CHECK(p.socket_type == FERRY_DEALER);
     CHECK(p.has_identity && p.identity_len == 8 && memcmp(p.identity, "dealer-1", 8) == 0);
+    /* libzmq's READY is byte for byte what our encoder writes for the same socket */
+    uint8_t ours[600];
+    ssize_t on = fy_zmtp_ready_encode(ours, sizeof ours, FERRY_DEALER, "dealer-1", 8, NULL);
+    CHECK(on > 0 && (size_t)on == p.ready_len && memcmp(ours, p.ready, p.ready_len) == 0);
     /* libzmq heartbeats: a PING whose TTL is ZMQ_HEARTBEAT_TTL in deciseconds */
     fy_zmtp_frame f;
     CHECK_RC(rx_frame(&r, &f), 1);
@@ -476,6 +486,9 @@ static void test_libzmq_req_envelope(void)
     peer_t p;
     CHECK(handshake(&r, 1, FERRY_REP, NULL, &p) == 1);
     CHECK(p.socket_type == FERRY_REQ);
+    uint8_t ours[600];
+    ssize_t on = fy_zmtp_ready_encode(ours, sizeof ours, FERRY_REQ, NULL, 0, NULL);
+    CHECK(on > 0 && (size_t)on == p.ready_len && memcmp(ours, p.ready, p.ready_len) == 0);
     CHECK(zmq_send(req, "q", 1, 0) == 1);
     fy_zmtp_frame f;
     CHECK_RC(rx_data_frame(&r, &f), 1);
