@@ -197,7 +197,7 @@ static int msg_thr(bench_job *j, int role, const bench_msg_ops *ops, void *h, vo
         }
         if (i >= atomic_load_explicit(&c->total, memory_order_acquire)) {
             uint64_t t1 = bench_now_ns();
-            if (i - k0 < BENCH_MIN_MSGS / 2) { /* the stream (nearly) fit in the warm-up */
+            if (!k0 || i - k0 < BENCH_MIN_MSGS / 2) { /* (nearly) all of it was warm-up */
                 k0 = 1;
                 t0 = t_first;
             }

@@ -220,7 +220,7 @@ static int ring_thr(bench_job *j, int role, enum ring_wait w, ferry_spsc_tx *tx,
         if (i >= atomic_load_explicit(&c->total, memory_order_acquire)) {
             uint64_t t1 = bench_now_ns();
             ferry_spsc_rx_flush(rx);
-            if (i - k0 < BENCH_MIN_MSGS / 2) { /* the stream (nearly) fit in the warm-up */
+            if (!k0 || i - k0 < BENCH_MIN_MSGS / 2) { /* (nearly) all of it was warm-up */
                 k0 = 1;
                 t0 = t_first;
             }
