@@ -252,7 +252,7 @@ static int kern_batch_run(bench_job *j, int role)
             }
             uint64_t total = atomic_load_explicit(&c->total, memory_order_acquire);
             if (total != UINT64_MAX && got >= total * size) {
-                if (got - b0 < 2 * (uint64_t)size) { /* (nearly) all of it was warm-up */
+                if (!t0 || got - b0 < 2 * (uint64_t)size) { /* (nearly) all of it was warm-up */
                     t0 = t_first;
                     b0 = 0;
                 }
