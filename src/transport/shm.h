@@ -1,0 +1,153 @@
+/*
+ * shm.h - the shared-memory transport (shm://name and the ipc:// upgrade), private to the library.
+ *
+ * Three pieces, one file each:
+ *  - shm_dir.c: where shm:// Unix sockets live ($XDG_RUNTIME_DIR/ferry/ or /tmp/ferry-$UID/, a
+ *    0700 directory we own, 0600 socket files), listening with stale-socket replacement,
+ *    connecting, and the SO_PEERCRED policy check.
+ *  - shm_link.c: the link segment (one sealed memfd: a control header plus one SPSC ring per
+ *    direction) and the small private exchange on the Unix socket that hands it over together with
+ *    the two wake eventfds (SCM_RIGHTS). It runs after the ZMTP handshake, once both READYs said
+ *    X-Ferry with the "shm" capability.
+ *  - shm_pipe.c: the fy_pipe_ops over the two rings (frames as ring records, large frames streamed
+ *    in chunks, HWM, waking the peer only when it sleeps, validation of everything the peer wrote).
+ *
+ * Roles: side 0 is the listener (it creates the segment), side 1 the connector. Ring i carries
+ * data from side i to side 1 - i. Eventfd i wakes side i; the peer signals it only when side i
+ * announced in the ring's wait word that it is about to sleep.
+ */
+#ifndef FERRY_TRANSPORT_SHM_H
+#define FERRY_TRANSPORT_SHM_H
+
+#include "core/pipe.h"
+#include "ferry/ring.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- runtime directory and sockets (shm_dir.c) ---- */
+
+/* sizeof(sun_path) */
+#define FY_SHM_PATH_MAX 108
+
+/*
+ * Resolves the runtime directory ($XDG_RUNTIME_DIR/ferry when XDG_RUNTIME_DIR is an absolute path
+ * to an existing directory, else /tmp/ferry-$UID), creating it 0700 if missing. An existing
+ * directory must be a real directory (not a symlink) owned by our effective uid with no group or
+ * other permission bits: anything else is refused with FERRY_EACCES (someone could watch or
+ * replace our sockets). Writes the NUL-terminated path to buf. FERRY_ENAMETOOLONG when it does not
+ * fit cap.
+ */
+int fy_shm_dir(char *buf, size_t cap);
+/* The socket path for shm://name: <dir>/<name>. name: 1..64 bytes, no '/', not "." or "..".
+ * FERRY_EINVAL, FERRY_ENAMETOOLONG (does not fit a sun_path), or fy_shm_dir's errors. */
+int fy_shm_path(const char *name, char *buf, size_t cap);
+/*
+ * Creates a listening, non-blocking, close-on-exec Unix socket at path with mode 0600. A socket
+ * file left by a dead listener (connect to it is refused) is replaced; a live one is
+ * FERRY_EADDRINUSE, and a path that exists but is not a socket is FERRY_EEXIST.
+ */
+int fy_shm_listen_path(const char *path, int *fd);
+/* Removes the socket file if it is (still) a socket, and closes fd (either may be unset: NULL/-1).
+ */
+void fy_shm_unlisten_path(const char *path, int fd);
+/* Starts a non-blocking connect to path: 0 (connected), FERRY_EINPROGRESS, or FERRY_E*
+ * (FERRY_ENOENT: nobody bound it; FERRY_ECONNREFUSED: stale file; FERRY_EAGAIN: the listener's
+ * backlog is full, retry later). */
+int fy_shm_connect_path(const char *path, int *fd);
+/*
+ * SO_PEERCRED policy on a connected Unix socket: the peer's uid must equal our effective uid or
+ * peer_uid (when >= 0). Returns 0 or FERRY_EACCES (FERRY_E* if the kernel cannot tell).
+ */
+int fy_shm_peer_check(int fd, int peer_uid);
+
+/* ---- the link segment and its hand-over (shm_link.c) ---- */
+
+#define FY_SHM_DEFAULT_RING (4u << 20) /* bytes per direction: a 1 MiB message fits 4 times */
+#define FY_SHM_CAP          "shm"      /* X-Ferry capability name */
+
+typedef struct fy_shm_link fy_shm_link;
+
+/* Shared counters each consumer publishes (messages consumed from its ring) for the producer's
+ * HWM accounting. Untrusted like everything else in the segment. */
+typedef struct fy_shm_link_view {
+    void *ring[2]; /* ring i: side i -> side 1 - i */
+    size_t ring_bytes;
+    _Atomic uint64_t *consumed[2]; /* consumed[i]: messages side 1 - i took out of ring i */
+} fy_shm_link_view;
+
+/* Rounds a requested ring size to a valid capacity (power of two in [64 KiB, 1 GiB]); 0 means
+ * the default. FERRY_EINVAL for negative or absurd values. */
+int fy_shm_ring_capacity(int64_t requested, size_t *cap);
+/* The side's view of the mapped segment. */
+void fy_shm_link_view_get(const fy_shm_link *l, fy_shm_link_view *v);
+/* Eventfd that wakes `side` (owned by the link; non-blocking). */
+int fy_shm_link_efd(const fy_shm_link *l, int side);
+int fy_shm_link_side(const fy_shm_link *l);
+/* Unmaps the segment and closes the eventfds. Accepts NULL. */
+void fy_shm_link_free(fy_shm_link *l);
+
+/*
+ * The hand-over on the Unix socket, as a non-blocking state machine (the control thread drives
+ * it from epoll; tests drive it with poll). The connector sends a request, the listener answers
+ * with the segment memfd and both eventfds (SCM_RIGHTS), the connector validates and maps them
+ * and acknowledges. The request exists so that the connector has stopped reading the socket with
+ * plain read() (which would discard passed descriptors) before any descriptor is in flight.
+ */
+typedef struct fy_shm_hs {
+    int side; /* 0 listener, 1 connector */
+    int state;
+    size_t ring_cap; /* listener: capacity to create */
+    uint8_t buf[32]; /* bytes of the current message */
+    size_t have;     /* bytes of buf done (sent or received) */
+    int got_fds[3];  /* connector: descriptors received with the offer, -1 when none */
+    fy_shm_link *link;
+    const char *why; /* static reason of the failure */
+} fy_shm_hs;
+
+/* Prepares a hand-over (side 0 or 1; ring_cap from fy_shm_ring_capacity, used by side 0). */
+void fy_shm_hs_init(fy_shm_hs *hs, int side, size_t ring_cap);
+/*
+ * Advances the hand-over on fd. Returns 1 when done (take the link with fy_shm_hs_take), 0 when it
+ * needs fd readable (*want_out false) or writable (*want_out true), < 0 on failure: FERRY_EPROTO
+ * (the peer sent something invalid; hs->why says what), FERRY_ECONNRESET (the peer hung up),
+ * FERRY_ENOMEM/ENOSPC/EMFILE (resources), FERRY_ECONNREFUSED (the peer declined).
+ */
+int fy_shm_hs_step(fy_shm_hs *hs, int fd, bool *want_out);
+/* Hands the finished link to the caller (NULL before success). */
+fy_shm_link *fy_shm_hs_take(fy_shm_hs *hs);
+/* Releases whatever an unfinished hand-over holds. */
+void fy_shm_hs_fini(fy_shm_hs *hs);
+
+/* ---- the pipe (shm_pipe.c) ---- */
+
+typedef struct fy_shm_pipe_cfg {
+    int sndhwm;       /* messages; <= 0 = no limit beyond the ring */
+    uint64_t max_msg; /* largest frame accepted from the peer; 0 = FY_ZMTP_DEFAULT_MAX_MSG */
+} fy_shm_pipe_cfg;
+
+/*
+ * Creates a pipe over a finished link. The pipe owns link and usock (also on failure: freed and
+ * closed). p->rfd is the eventfd that wakes this side (put it in the socket's epoll); usock is the
+ * Unix socket whose hang-up means the peer is gone (watch it and call fy_shm_pipe_kill).
+ */
+int fy_shm_pipe_new(fy_pipe **out, fy_socket *s, fy_shm_link *link, int usock,
+                    const fy_shm_pipe_cfg *cfg);
+bool fy_pipe_is_shm(const fy_pipe *p);
+int fy_shm_pipe_usock(const fy_pipe *p);
+/* Any thread: the peer is gone (hang-up) or broke the protocol; idempotent. Input already in the
+ * ring is still delivered. */
+void fy_shm_pipe_kill(fy_pipe *p, int err);
+/* Why the pipe died (0 while alive). */
+int fy_shm_pipe_error(const fy_pipe *p);
+/*
+ * Owner, right before sleeping in epoll on p->rfd: announces the sleep to the peer (ring wait
+ * words) and clears stale wake-ups. Returns 1 when sleeping is safe, 0 when something became
+ * ready meanwhile (do not sleep; call recv/send again).
+ */
+int fy_shm_pipe_prepare_wait(fy_pipe *p, bool want_in, bool want_out);
+/* Frees the pipe: unmaps, closes fds. Accepts NULL. */
+void fy_shm_pipe_free(fy_pipe *p);
+
+#endif
