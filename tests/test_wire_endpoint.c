@@ -9,6 +9,7 @@
 #include "core/endpoint.h"
 
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/un.h>
@@ -309,6 +310,18 @@ static void test_resolve(void)
     CHECK_OK(fy_endpoint_resolve(&ep, 0, &ss, &len));
     CHECK(un->sun_path[0] == 0 && memcmp(un->sun_path + 1, "abs", 3) == 0);
     CHECK(len == offsetof(struct sockaddr_un, sun_path) + 4);
+
+    /* an IPv6 zone resolves to the interface's scope id */
+    CHECK_OK(fy_endpoint_parse("tcp://[fe80::1%lo]:5", 0, &ep, NULL));
+    CHECK_OK(fy_endpoint_resolve(&ep, 0, &ss, &len));
+    CHECK(in6->sin6_family == AF_INET6 && in6->sin6_scope_id == if_nametoindex("lo"));
+
+    /* bind to an interface by name (libzmq's tcp://eth0:port); the loopback always exists */
+    CHECK_OK(fy_endpoint_parse("tcp://lo:5001", FY_EP_BIND, &ep, NULL));
+    CHECK(ep.host_kind == FY_HOST_NAME);
+    CHECK_OK(fy_endpoint_resolve(&ep, 1, &ss, &len));
+    CHECK(in->sin_family == AF_INET && in->sin_addr.s_addr == htonl(INADDR_LOOPBACK) &&
+          ntohs(in->sin_port) == 5001);
 
     CHECK_OK(fy_endpoint_parse("shm://x", 0, &ep, NULL));
     CHECK_RC(fy_endpoint_resolve(&ep, 0, &ss, &len), FERRY_EINVAL);

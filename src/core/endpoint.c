@@ -10,6 +10,8 @@
 #include "core/endpoint.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -401,6 +403,44 @@ static int ep_gai_error(int rc)
     }
 }
 
+/*
+ * For bind, libzmq accepts an interface name as the host (tcp://eth0:5555) and tries it before
+ * DNS. Returns 1 when `name` is an interface with an address (IPv4 preferred), 0 when not.
+ */
+static int ep_interface_addr(const char *name, uint16_t port, struct sockaddr_storage *addr,
+                             socklen_t *addrlen)
+{
+    struct ifaddrs *list = NULL;
+    const struct ifaddrs *v6 = NULL, *v4 = NULL;
+    if (strlen(name) >= IF_NAMESIZE || getifaddrs(&list) != 0)
+        return 0;
+    for (const struct ifaddrs *i = list; i != NULL; i = i->ifa_next) {
+        if (i->ifa_addr == NULL || strcmp(i->ifa_name, name) != 0)
+            continue;
+        if (i->ifa_addr->sa_family == AF_INET && v4 == NULL)
+            v4 = i;
+        else if (i->ifa_addr->sa_family == AF_INET6 && v6 == NULL)
+            v6 = i;
+    }
+    int found = 1;
+    memset(addr, 0, sizeof *addr);
+    if (v4 != NULL) {
+        struct sockaddr_in *in = (struct sockaddr_in *)addr;
+        memcpy(in, v4->ifa_addr, sizeof *in);
+        in->sin_port = htons(port);
+        *addrlen = sizeof *in;
+    } else if (v6 != NULL) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)addr;
+        memcpy(in6, v6->ifa_addr, sizeof *in6);
+        in6->sin6_port = htons(port);
+        *addrlen = sizeof *in6;
+    } else {
+        found = 0;
+    }
+    freeifaddrs(list);
+    return found;
+}
+
 int fy_endpoint_resolve(const fy_endpoint *ep, int passive, struct sockaddr_storage *addr,
                         socklen_t *addrlen)
 {
@@ -434,6 +474,9 @@ int fy_endpoint_resolve(const fy_endpoint *ep, int passive, struct sockaddr_stor
         *addrlen = sizeof *in;
         return 0;
     }
+    if (passive && ep->host_kind == FY_HOST_NAME &&
+        ep_interface_addr(ep->host, ep->port, addr, addrlen))
+        return 0;
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = ep->host_kind == FY_HOST_IPV4   ? AF_INET

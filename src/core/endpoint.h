@@ -77,8 +77,10 @@ int fy_endpoint_format(const fy_endpoint *ep, char *buf, size_t cap);
 /*
  * Resolves a tcp or ipc endpoint to a socket address (tcp names use getaddrinfo, so this may
  * block and may do I/O; IPv4 is preferred when a name has both). passive: for bind ("*" becomes
- * 0.0.0.0). Returns 0, FERRY_ENOENT (name does not resolve), FERRY_EAGAIN (temporary resolver
- * failure), FERRY_ENOMEM, FERRY_EINVAL (not tcp/ipc, or wildcard without passive).
+ * 0.0.0.0, and a host that names a network interface, e.g. tcp://lo:5555, binds to that
+ * interface's address (IPv4 preferred), as libzmq does). Returns 0, FERRY_ENOENT (name does not
+ * resolve), FERRY_EAGAIN (temporary resolver failure), FERRY_ENOMEM, FERRY_EINVAL (not tcp/ipc, or
+ * wildcard without passive).
  */
 int fy_endpoint_resolve(const fy_endpoint *ep, int passive, struct sockaddr_storage *addr,
                         socklen_t *addrlen);
