@@ -1,18 +1,18 @@
 /*
- * test_interop_wire.c - the ZMTP codec against the real libzmq, byte for byte,
- * over raw TCP on 127.0.0.1. No ferry sockets are involved: this test speaks
- * ZMTP by hand with fy_zmtp_* so a codec bug cannot be hidden by a matching bug
- * on the other side. (a) libzmq connects to our raw listener: its staged
- * greeting and READY decode, Socket-Type and Identity are right, frames it
- * sends (short, 255, 256, 1 MiB, multipart, empty) decode exactly, and its
- * heartbeat PING carries the TTL it was configured with. (b) we connect raw to
- * a bound libzmq socket: libzmq receives exactly the frames the codec built
- * (including a LONG header with a small size), REP answers a REQ envelope, SUB
- * gets what matches its subscription, and PING is answered with PONG echoing
- * the context. (c) which subscription form libzmq's SUB sends when we
- * announce 3.1 and when we announce 3.0. (d) libzmq's socket-type validation
- * agrees with fy_zmtp_socket_types_compatible for all 121 pairs. All waits are
- * poll() with deadlines; nothing sleeps.
+ * test_interop_wire.c - the ZMTP codec against the real libzmq, byte for byte, over raw TCP on
+ * 127.0.0.1. No ferry sockets are involved: this test speaks ZMTP by hand with fy_zmtp_* so a
+ * codec bug cannot be hidden by a matching bug on the other side.
+ *  (a) libzmq connects to our raw listener: its staged greeting and READY decode, its READY equals
+ *      ours byte for byte, Socket-Type and Identity are right, frames it sends (short, 255, 256,
+ *      1 MiB, multipart, empty) decode exactly, and its heartbeat PING carries the configured TTL.
+ *  (b) we connect raw to a bound libzmq socket: libzmq receives exactly the frames the codec
+ *      built (including a LONG header with a small size), REP answers a REQ envelope, SUB gets
+ *      what matches its subscription, and PING is answered with PONG echoing the context.
+ *  (c) which subscription form libzmq's SUB and XSUB send when we announce 3.1 and when we
+ *      announce 3.0, and that other XSUB upstream messages are not taken for subscriptions.
+ *  (d) libzmq's socket-type validation agrees with fy_zmtp_socket_types_compatible for all 121
+ *      pairs.
+ * All waits are poll() with deadlines; nothing sleeps.
  */
 #include "testutil.h"
 
@@ -55,11 +55,9 @@ static void *ctx;
 /* A libzmq socket to service while waiting on raw bytes (see rx_read), or NULL. */
 static void *pump_sock;
 
-/* ----------------------------------------------------------------------------------------
- */
+/* ---------------------------------------------------------------------------------------- */
 /* Raw socket helpers */
-/* ----------------------------------------------------------------------------------------
- */
+/* ---------------------------------------------------------------------------------------- */
 
 static int tcp_listener(uint16_t *port)
 {
@@ -358,11 +356,9 @@ static void fill(uint8_t *b, size_t n, unsigned seed)
         b[i] = (uint8_t)(i * 31u + seed);
 }
 
-/* ----------------------------------------------------------------------------------------
- */
+/* ---------------------------------------------------------------------------------------- */
 /* (a) libzmq connects to us */
-/* ----------------------------------------------------------------------------------------
- */
+/* ---------------------------------------------------------------------------------------- */
 
 static void test_libzmq_push_to_raw_pull(void)
 {
@@ -506,11 +502,9 @@ static void test_libzmq_req_envelope(void)
     close(lfd);
 }
 
-/* ----------------------------------------------------------------------------------------
- */
+/* ---------------------------------------------------------------------------------------- */
 /* (b) we connect to libzmq */
-/* ----------------------------------------------------------------------------------------
- */
+/* ---------------------------------------------------------------------------------------- */
 
 static void *zbind(int type)
 {
@@ -704,11 +698,65 @@ static void test_subscription_forms(void)
 #endif
 }
 
-/* ----------------------------------------------------------------------------------------
+/*
+ * libzmq XSUB connecting to our raw XPUB: subscriptions the application sends as 0x01/0x00
+ * messages reach us in the peer's form, and other upstream messages pass as plain messages that
+ * fy_zmtp_subscription_decode reports as "not a subscription".
  */
+static int xsub_upstream(uint8_t minor)
+{
+    uint16_t port;
+    int lfd = tcp_listener(&port);
+    void *xsub = zsock(ZMQ_XSUB);
+    pump_sock = xsub;
+    char ep[64];
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%u", port);
+    CHECK(zmq_connect(xsub, ep) == 0);
+    rx_t r;
+    rx_init(&r, tcp_accept(lfd));
+    peer_t p;
+    CHECK(handshake(&r, minor, FERRY_XPUB, NULL, &p) == 1);
+    CHECK(p.socket_type == FERRY_XSUB);
+    CHECK(zmq_send(xsub, "\x01news", 5, 0) == 5);
+    CHECK(zmq_send(xsub, "hello", 5, 0) == 5);
+    CHECK(zmq_send(xsub, "\x00news", 5, 0) == 5);
+    fy_zmtp_subscription s;
+    char prefix[16];
+    int form = rx_subscription(&r, &s, prefix, sizeof prefix);
+    CHECK(s.subscribe == 1 && s.len == 4 && memcmp(prefix, "news", 4) == 0);
+    CHECK(minor >= 1 || form == 0);
+    fy_zmtp_frame f;
+    CHECK_RC(rx_data_frame(&r, &f), 1);
+    CHECK(!fy_zmtp_frame_is_command(&f) && f.size == 5 && memcmp(r.buf + 2, "hello", 5) == 0);
+    CHECK_RC(fy_zmtp_subscription_decode(&f, r.buf + f.header_len, &s), 0);
+    rx_drop(&r, 7);
+    int cform = rx_subscription(&r, &s, prefix, sizeof prefix);
+    CHECK(s.subscribe == 0 && s.len == 4 && cform == form);
+    pump_sock = NULL;
+    zmq_close(xsub);
+    rx_fini(&r);
+    close(lfd);
+    return form;
+}
+
+static void test_xsub_upstream(void)
+{
+    int f31 = xsub_upstream(1);
+    int f30 = xsub_upstream(0);
+    printf("libzmq %d.%d.%d XSUB forwards application subscriptions as %s to a 3.1 peer, as %s "
+           "to a 3.0 peer\n",
+           ZMQ_VERSION_MAJOR, ZMQ_VERSION_MINOR, ZMQ_VERSION_PATCH,
+           f31 ? "SUBSCRIBE/CANCEL commands" : "0x01/0x00 messages",
+           f30 ? "SUBSCRIBE/CANCEL commands" : "0x01/0x00 messages");
+#if ZMQ_VERSION_MAJOR == 4 && ZMQ_VERSION_MINOR == 3 && ZMQ_VERSION_PATCH == 4
+    /* Unlike SUB's setsockopt path, 4.3.4's XSUB sends what the application wrote: messages. */
+    CHECK(f31 == 0);
+#endif
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* (d) socket-type validation matches libzmq */
-/* ----------------------------------------------------------------------------------------
- */
+/* ---------------------------------------------------------------------------------------- */
 
 static void test_type_matrix(void)
 {
@@ -775,6 +823,7 @@ int main(void)
     test_raw_push_to_libzmq_pull();
     test_raw_req_to_libzmq_rep();
     test_subscription_forms();
+    test_xsub_upstream();
     test_type_matrix();
     zmq_ctx_term(ctx);
     printf("test_interop_wire: ok\n");
