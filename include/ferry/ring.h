@@ -14,8 +14,9 @@
  * causes an out-of-bounds access. After FERRY_EPROTO an endpoint stays failed (every later call
  * returns FERRY_EPROTO).
  *
- * Thread safety: an SPSC endpoint (tx or rx) belongs to one thread at a time. MPMC/MPSC producer
- * calls may run concurrently from any thread or process.
+ * Thread safety: an endpoint (SPSC tx or rx, MPMC or MPSC endpoint) belongs to one thread at a
+ * time. Any number of MPMC/MPSC producer endpoints (and MPMC consumer endpoints) may work on the
+ * same ring concurrently from any thread or process.
  *
  * This header is the contract written before the implementation; see docs/ring.md for the layout.
  */
@@ -410,9 +411,9 @@ FERRY_API void ferry_spsc_rx_set_wait(ferry_spsc_rx *rx, const ferry_wait_policy
 /*
  * Bounded MPMC queue of `slots` fixed-size slots of `slot_size` bytes (Vyukov's per-cell sequence
  * numbers). slots: a power of two in [2, 2^30]; slot_size: [1, 2^30]. Each slot also remembers
- * the length pushed into it (0..slot_size). Any number of producers and consumers, in any threads
- * or processes, may call push/pop concurrently, each through its own ferry_mpmc (or a shared one:
- * the struct is only read after init).
+ * the length pushed into it (0..slot_size). Any number of producers and consumers in any threads
+ * or processes may push/pop concurrently, each thread through its own ferry_mpmc endpoint
+ * (ferry_mpmc_init is cheap and allocates nothing; an endpoint belongs to one thread at a time).
  *
  * Dead producers: a producer killed between claiming a slot and publishing it blocks every
  * consumer at that slot (pop returns FERRY_EAGAIN forever, then push too once the ring is full).
@@ -432,17 +433,27 @@ typedef struct ferry_mpmc {
     uint8_t *cells_;
     uint64_t slots_, mask_, slot_size_, stride_;
     int err_;
+    ferry_wait_policy pol_;
 } ferry_mpmc;
 
 /* Attaches to a formatted queue; validates the shared header (untrusted): FERRY_EPROTO. */
 FERRY_API int ferry_mpmc_init(ferry_mpmc *q, void *mem, size_t mem_size);
-/* Copies len <= slot_size bytes in (len 0 is a valid message). Returns 0, FERRY_EAGAIN when full,
- * FERRY_EMSGSIZE when len > slot_size, FERRY_EINVAL, FERRY_EPROTO. */
+/* Copies len <= slot_size bytes in (len 0 is a valid message) and wakes a sleeping consumer.
+ * Returns 0, FERRY_EAGAIN when full, FERRY_EMSGSIZE when len > slot_size, FERRY_EINVAL or
+ * FERRY_EPROTO. */
 FERRY_API int ferry_mpmc_push(ferry_mpmc *q, const void *buf, size_t len);
-/* Copies one slot out; returns its length, FERRY_EAGAIN when empty (or when the oldest slot is
- * claimed but not yet published), FERRY_EMSGSIZE if cap is too small (the message stays queued),
- * FERRY_EINVAL or FERRY_EPROTO (a length or header word in shared memory is corrupt). */
+/* Copies one slot out and wakes a producer waiting for room; returns its length, FERRY_EAGAIN
+ * when empty (or when the oldest slot is claimed but not yet published), FERRY_EMSGSIZE if cap is
+ * too small (the message stays queued), FERRY_EINVAL or FERRY_EPROTO (a length or header word in
+ * shared memory is corrupt). */
 FERRY_API ssize_t ferry_mpmc_pop(ferry_mpmc *q, void *buf, size_t cap);
+/* Block (ferry_wait: spin, yield, shared futex) until the oldest slot is published / a slot is
+ * free. Another consumer (producer) may still win the race, so pop (push) can return FERRY_EAGAIN
+ * afterwards: loop. Returns 0, FERRY_ETIMEDOUT, FERRY_EINTR, FERRY_EINVAL or FERRY_EPROTO. */
+FERRY_API int ferry_mpmc_wait_readable(ferry_mpmc *q, int timeout_ms);
+FERRY_API int ferry_mpmc_wait_writable(ferry_mpmc *q, int timeout_ms);
+/* This endpoint's wait policy (NULL: defaults); its eventfd is signalled when it wakes sleepers. */
+FERRY_API void ferry_mpmc_set_wait(ferry_mpmc *q, const ferry_wait_policy *pol);
 /* Diagnostic snapshot: returns 1 if the oldest position (stored in *pos if pos is non-NULL) is
  * claimed by a producer but not published, 0 if not, or a FERRY_E* code. See "Dead producers". */
 FERRY_API int ferry_mpmc_stalled(ferry_mpmc *q, uint64_t *pos);
@@ -451,9 +462,9 @@ FERRY_API int ferry_mpmc_stalled(ferry_mpmc *q, uint64_t *pos);
  * MPSC byte ring of variable-length records: producers claim space with a CAS on a shared
  * reservation index and commit by writing the record's header word last; a single consumer reads
  * records in reservation order. capacity: data bytes, a power of two in [256, 2^32]; the largest
- * record is FERRY_MPSC_MAX_RECORD(capacity) bytes. Producer calls may run concurrently from any
- * thread or process; exactly one consumer (one ferry_mpsc used by one thread at a time) may call
- * ferry_mpsc_read/ferry_mpsc_stalled.
+ * record is FERRY_MPSC_MAX_RECORD(capacity) bytes. Any number of producers in any threads or
+ * processes, each thread with its own ferry_mpsc endpoint; exactly one consumer endpoint (used by
+ * one thread at a time) calls ferry_mpsc_read, ferry_mpsc_wait_readable and ferry_mpsc_stalled.
  *
  * Dead producers: as with the MPMC queue, a producer killed between reservation and commit leaves
  * a hole the consumer can never pass (ferry_mpsc_read returns FERRY_EAGAIN forever). Detect it with
@@ -471,20 +482,29 @@ typedef struct ferry_mpsc {
     void *shared_;
     uint8_t *data_;
     uint64_t cap_, mask_;
-    uint64_t head_; /* consumer only */
+    uint64_t head_;       /* consumer: authoritative read index */
+    uint64_t head_cache_; /* producer: last consumer index seen */
     int err_;
+    ferry_wait_policy pol_;
 } ferry_mpsc;
 
 /* Attaches a producer or the consumer to a formatted ring; validates the shared header
  * (untrusted): FERRY_EPROTO. */
 FERRY_API int ferry_mpsc_init(ferry_mpsc *r, void *mem, size_t mem_size);
-/* Any producer: copy a record in (len 0 is valid). Returns 0, FERRY_EAGAIN when full,
- * FERRY_EMSGSIZE when too large, FERRY_EINVAL or FERRY_EPROTO. */
+/* Any producer: copy a record in (len 0 is valid) and wake a sleeping consumer. Returns 0,
+ * FERRY_EAGAIN when full, FERRY_EMSGSIZE when too large, FERRY_EINVAL or FERRY_EPROTO. */
 FERRY_API int ferry_mpsc_write(ferry_mpsc *r, const void *buf, size_t len);
 /* The single consumer: copy a record out; returns its length, FERRY_EAGAIN when empty (or the next
  * record is not committed yet), FERRY_EMSGSIZE if cap is too small (the record stays in the ring),
- * FERRY_EINVAL or FERRY_EPROTO. */
+ * FERRY_EINVAL or FERRY_EPROTO. Wakes producers waiting for room. */
 FERRY_API ssize_t ferry_mpsc_read(ferry_mpsc *r, void *buf, size_t cap);
+/* Consumer: block until the next record is committed. Producer: block until len bytes fit
+ * (another producer may take the room first: loop). Return 0, FERRY_ETIMEDOUT, FERRY_EINTR,
+ * FERRY_EINVAL, FERRY_EMSGSIZE (writable: len too large) or FERRY_EPROTO. */
+FERRY_API int ferry_mpsc_wait_readable(ferry_mpsc *r, int timeout_ms);
+FERRY_API int ferry_mpsc_wait_writable(ferry_mpsc *r, size_t len, int timeout_ms);
+/* This endpoint's wait policy (NULL: defaults); its eventfd is signalled when it wakes sleepers. */
+FERRY_API void ferry_mpsc_set_wait(ferry_mpsc *r, const ferry_wait_policy *pol);
 /* Consumer-side diagnostic snapshot: returns 1 if space at the consumer's position (stored in *pos
  * if non-NULL) is reserved but not committed, 0 if not, or a FERRY_E* code. */
 FERRY_API int ferry_mpsc_stalled(ferry_mpsc *r, uint64_t *pos);
