@@ -107,7 +107,18 @@ int ferry_mpmc_init(ferry_mpmc *q, void *mem, size_t mem_size)
     q->slot_size_ = slot_size;
     q->stride_ = fy_mpmc_stride(slot_size);
     q->err_ = 0;
+    ferry_wait_policy_init(&q->pol_);
     return 0;
+}
+
+void ferry_mpmc_set_wait(ferry_mpmc *q, const ferry_wait_policy *pol)
+{
+    if (!q)
+        return;
+    if (pol)
+        q->pol_ = *pol;
+    else
+        ferry_wait_policy_init(&q->pol_);
 }
 
 static int fy_mpmc_fail(ferry_mpmc *q)
@@ -176,9 +187,13 @@ int ferry_mpmc_push(ferry_mpmc *q, const void *buf, size_t len)
     atomic_store_explicit(&c->len, (uint64_t)len, memory_order_relaxed);
     if (len)
         memcpy((uint8_t *)c + FY_MPMC_CELL_HDR, buf, len);
-    /* Publish: pairs with the consumer's acquire load of seq in ferry_mpmc_pop, which then sees
-     * the len and payload written above. */
-    atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+    /* Publish. Its release half pairs with the consumer's acquire load of seq in ferry_mpmc_pop
+     * (which then sees the len and payload written above); seq_cst so that, with the seq_cst load
+     * of sleepers below, it forms the waker's half of the Dekker pair with ferry_wait_arm in a
+     * consumer going to sleep: either we see its sleepers count or it sees this publish. */
+    atomic_store_explicit(&c->seq, pos + 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&h->readable.sleepers, memory_order_seq_cst) != 0)
+        ferry_wait_wake_slow_(&h->readable, &q->pol_);
     return 0;
 }
 
@@ -247,10 +262,61 @@ ssize_t ferry_mpmc_pop(ferry_mpmc *q, void *buf, size_t cap)
         rc = (ssize_t)len;
     }
     /* Free the cell for the producer of the next lap, even on failure, so that other endpoints
-     * on a corrupt queue are not left waiting on this cell. Pairs with the acquire load of seq
-     * in ferry_mpmc_push: our reads above are complete before the producer overwrites the cell. */
-    atomic_store_explicit(&c->seq, pos + q->slots_, memory_order_release);
+     * on a corrupt queue are not left waiting on this cell. Release half: pairs with the acquire
+     * load of seq in ferry_mpmc_push (our reads above are complete before the producer overwrites
+     * the cell). seq_cst + the seq_cst sleepers load: the Dekker pair with ferry_wait_arm in a
+     * producer waiting for room, as in push. */
+    atomic_store_explicit(&c->seq, pos + q->slots_, memory_order_seq_cst);
+    if (atomic_load_explicit(&h->writable.sleepers, memory_order_seq_cst) != 0)
+        ferry_wait_wake_slow_(&h->writable, &q->pol_);
     return rc;
+}
+
+/* Wait conditions: cheap looks at the cell an index points to. They only decide whether to keep
+ * sleeping; push/pop re-validate everything, so a scribbled word costs a spurious wake-up at
+ * most. The acquire loads of seq pair with the release (seq_cst) stores in push/pop. */
+static bool fy_mpmc_readable(void *arg)
+{
+    const ferry_mpmc *q = arg;
+    fy_mpmc_hdr *h = q->shared_;
+    uint64_t pos = atomic_load_explicit(&h->deq, memory_order_relaxed);
+    uint64_t seq = atomic_load_explicit(&fy_mpmc_cell_at(q, pos)->seq, memory_order_acquire);
+    /* seq == pos: empty or claimed-not-published. Anything else: published, or deq is stale. */
+    return seq != pos;
+}
+
+static bool fy_mpmc_writable(void *arg)
+{
+    const ferry_mpmc *q = arg;
+    fy_mpmc_hdr *h = q->shared_;
+    uint64_t pos = atomic_load_explicit(&h->enq, memory_order_relaxed);
+    uint64_t seq = atomic_load_explicit(&fy_mpmc_cell_at(q, pos)->seq, memory_order_acquire);
+    /* seq < pos: the cell still holds the previous lap (full). */
+    return (int64_t)(seq - pos) >= 0;
+}
+
+int ferry_mpmc_wait_readable(ferry_mpmc *q, int timeout_ms)
+{
+    if (!q || !q->shared_)
+        return FERRY_EINVAL;
+    if (q->err_)
+        return q->err_;
+    if (!fy_mpmc_shape_intact(q))
+        return fy_mpmc_fail(q);
+    fy_mpmc_hdr *h = q->shared_;
+    return ferry_wait_block(&h->readable, fy_mpmc_readable, q, &q->pol_, timeout_ms);
+}
+
+int ferry_mpmc_wait_writable(ferry_mpmc *q, int timeout_ms)
+{
+    if (!q || !q->shared_)
+        return FERRY_EINVAL;
+    if (q->err_)
+        return q->err_;
+    if (!fy_mpmc_shape_intact(q))
+        return fy_mpmc_fail(q);
+    fy_mpmc_hdr *h = q->shared_;
+    return ferry_wait_block(&h->writable, fy_mpmc_writable, q, &q->pol_, timeout_ms);
 }
 
 int ferry_mpmc_stalled(ferry_mpmc *q, uint64_t *pos)

@@ -98,8 +98,20 @@ int ferry_mpsc_init(ferry_mpsc *r, void *mem, size_t mem_size)
     r->cap_ = cap;
     r->mask_ = cap - 1;
     r->head_ = head;
+    r->head_cache_ = head;
     r->err_ = 0;
+    ferry_wait_policy_init(&r->pol_);
     return 0;
+}
+
+void ferry_mpsc_set_wait(ferry_mpsc *r, const ferry_wait_policy *pol)
+{
+    if (!r)
+        return;
+    if (pol)
+        r->pol_ = *pol;
+    else
+        ferry_wait_policy_init(&r->pol_);
 }
 
 static int fy_mpsc_fail(ferry_mpsc *r)
@@ -120,6 +132,20 @@ static _Atomic uint64_t *fy_mpsc_word(const ferry_mpsc *r, uint64_t off)
     return (_Atomic uint64_t *)(void *)(r->data_ + off);
 }
 
+/* Pairs with the consumer's release (seq_cst) store of head in fy_mpsc_publish_head: everything
+ * before the head we read has been read and zeroed, so we may write there. */
+static uint64_t fy_mpsc_load_head(fy_mpsc_hdr *h)
+{
+    return atomic_load_explicit(&h->head, memory_order_acquire);
+}
+
+/* Ring bytes a record of `total` bytes takes when reserved at data offset off: itself, plus the
+ * padding to the end of the data area when it would not fit before it. */
+static uint64_t fy_mpsc_need(uint64_t cap, uint64_t off, uint64_t total)
+{
+    return total > cap - off ? (cap - off) + total : total;
+}
+
 int ferry_mpsc_write(ferry_mpsc *r, const void *buf, size_t len)
 {
     if (!r || !r->shared_ || (!buf && len))
@@ -134,17 +160,25 @@ int ferry_mpsc_write(ferry_mpsc *r, const void *buf, size_t len)
     const uint64_t cap = r->cap_;
     const uint64_t total = fy_mpsc_total(len);
     uint64_t tail, off, need;
+    /* The room check starts from our cached head (a lower bound of the real one, so the check is
+     * conservative) and loads the consumer's line only when the cache says "no room": with a
+     * consumer keeping up, producers rarely touch its line. `fresh` records that head was loaded
+     * after tail, which the corruption test below relies on. */
+    uint64_t head = r->head_cache_;
+    bool fresh = false;
     /* Acquire: pairs with the acq_rel CAS of the producer that wrote this tail, so the head that
-     * producer checked against is visible to our head load below (see the corruption test). */
+     * producer checked against is visible to our head loads (see the corruption test). */
     tail = atomic_load_explicit(&h->tail, memory_order_acquire);
     for (unsigned tries = 0;; tries++) {
         if (tries >= FY_MPSC_MAX_TRIES)
             return FERRY_EAGAIN;
-        /* Pairs with the consumer's release store of head in ferry_mpsc_read: the consumer has
-         * finished reading and zeroing everything before head, so we may write there. */
-        uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
         uint64_t used = tail - head;
         if (used > cap || (tail & 7) != 0) {
+            if (!fresh) {
+                head = fy_mpsc_load_head(h);
+                fresh = true;
+                continue;
+            }
             /* Legitimately our tail can be stale (head already moved past it); then a reload
              * returns a newer tail, because the head we saw was published after the records
              * below it were reserved. An unchanged tail means the shared words are corrupt. */
@@ -152,43 +186,62 @@ int ferry_mpsc_write(ferry_mpsc *r, const void *buf, size_t len)
             if (now == tail)
                 return fy_mpsc_fail(r);
             tail = now;
+            fresh = false;
             continue;
         }
         off = tail & r->mask_;
-        need = total;
-        if (total > cap - off)
-            need = (cap - off) + total; /* padding to the end, then the record at offset 0 */
-        if (need > cap - used)
+        need = fy_mpsc_need(cap, off, total);
+        if (need > cap - used) {
+            if (!fresh) {
+                head = fy_mpsc_load_head(h);
+                fresh = true;
+                continue;
+            }
+            r->head_cache_ = head;
             return FERRY_EAGAIN;
+        }
         /* acq_rel on success: release so the next producer reading this tail also sees the head
          * we checked against (pairs with the acquire loads of tail above); acquire on failure
          * for the same reason with the winner's tail. */
         if (atomic_compare_exchange_weak_explicit(&h->tail, &tail, tail + need,
                                                   memory_order_acq_rel, memory_order_acquire))
             break;
+        fresh = false; /* tail moved on: our head is no longer younger than it */
     }
+    r->head_cache_ = head;
     uint64_t at = need == total ? off : 0;
     if (len)
         memcpy(r->data_ + at + FY_MPSC_HDR, buf, len);
-    /* Commit: pairs with the consumer's acquire load of the header word in ferry_mpsc_read,
-     * which then sees the payload copied above. */
-    atomic_store_explicit(fy_mpsc_word(r, at), FY_MPSC_COMMIT | (uint64_t)len,
-                          memory_order_release);
+    _Atomic uint64_t *last = fy_mpsc_word(r, at);
+    uint64_t last_word = FY_MPSC_COMMIT | (uint64_t)len;
     if (need != total) {
-        /* Pairs with the same acquire load: the consumer skips the padding and moves on. */
-        atomic_store_explicit(fy_mpsc_word(r, off), FY_MPSC_COMMIT | FY_MPSC_PAD | (cap - off),
-                              memory_order_release);
+        /* The record first (pairs with the consumer's acquire load of the header word in
+         * ferry_mpsc_read, which then sees the payload copied above), the padding in front of
+         * it last, by the commit below. */
+        atomic_store_explicit(last, last_word, memory_order_release);
+        last = fy_mpsc_word(r, off);
+        last_word = FY_MPSC_COMMIT | FY_MPSC_PAD | (cap - off);
     }
+    /* Commit. Release half: pairs with the consumer's acquire load of the header word in
+     * ferry_mpsc_read (payload visible before the header says so). seq_cst + the seq_cst load of
+     * sleepers: the waker's half of the Dekker pair with ferry_wait_arm in a consumer going to
+     * sleep (either we see its sleepers count or it sees this header). */
+    atomic_store_explicit(last, last_word, memory_order_seq_cst);
+    if (atomic_load_explicit(&h->readable.sleepers, memory_order_seq_cst) != 0)
+        ferry_wait_wake_slow_(&h->readable, &r->pol_);
     return 0;
 }
 
-/* Makes the consumer's progress visible to producers. Release pairs with the acquire load of head
- * in ferry_mpsc_write: our reads of the consumed records and the zeroing of them are complete
- * before any producer can reserve that space again. */
+/* Makes the consumer's progress visible to producers. Release half: pairs with the acquire load
+ * of head in fy_mpsc_load_head (our reads of the consumed records and the zeroing of them are
+ * complete before any producer can reserve that space again). seq_cst + the seq_cst load of
+ * sleepers: the Dekker pair with ferry_wait_arm in a producer waiting for room. */
 static void fy_mpsc_publish_head(ferry_mpsc *r)
 {
     fy_mpsc_hdr *h = r->shared_;
-    atomic_store_explicit(&h->head, r->head_, memory_order_release);
+    atomic_store_explicit(&h->head, r->head_, memory_order_seq_cst);
+    if (atomic_load_explicit(&h->writable.sleepers, memory_order_seq_cst) != 0)
+        ferry_wait_wake_slow_(&h->writable, &r->pol_);
 }
 
 ssize_t ferry_mpsc_read(ferry_mpsc *r, void *buf, size_t cap)
@@ -266,4 +319,57 @@ int ferry_mpsc_stalled(ferry_mpsc *r, uint64_t *pos)
     if (pos)
         *pos = r->head_;
     return w == 0 && tail != r->head_ ? 1 : 0;
+}
+
+/* Wait conditions: cheap looks at shared words that only decide whether to keep sleeping; read
+ * and write re-validate everything, so a scribbled word costs a spurious wake-up at most. */
+static bool fy_mpsc_readable(void *arg)
+{
+    const ferry_mpsc *r = arg;
+    /* Pairs with the producers' seq_cst commit store in ferry_mpsc_write. */
+    return atomic_load_explicit(fy_mpsc_word(r, r->head_ & r->mask_), memory_order_acquire) != 0;
+}
+
+typedef struct fy_mpsc_room {
+    const ferry_mpsc *r;
+    uint64_t total;
+} fy_mpsc_room;
+
+static bool fy_mpsc_writable(void *arg)
+{
+    const fy_mpsc_room *w = arg;
+    fy_mpsc_hdr *h = w->r->shared_;
+    uint64_t cap = w->r->cap_;
+    uint64_t tail = atomic_load_explicit(&h->tail, memory_order_acquire);
+    uint64_t used = tail - fy_mpsc_load_head(h);
+    if (used > cap)
+        return true; /* stale or corrupt: let ferry_mpsc_write sort it out */
+    return fy_mpsc_need(cap, tail & w->r->mask_, w->total) <= cap - used;
+}
+
+int ferry_mpsc_wait_readable(ferry_mpsc *r, int timeout_ms)
+{
+    if (!r || !r->shared_)
+        return FERRY_EINVAL;
+    if (r->err_)
+        return r->err_;
+    if (!fy_mpsc_shape_intact(r))
+        return fy_mpsc_fail(r);
+    fy_mpsc_hdr *h = r->shared_;
+    return ferry_wait_block(&h->readable, fy_mpsc_readable, r, &r->pol_, timeout_ms);
+}
+
+int ferry_mpsc_wait_writable(ferry_mpsc *r, size_t len, int timeout_ms)
+{
+    if (!r || !r->shared_)
+        return FERRY_EINVAL;
+    if (r->err_)
+        return r->err_;
+    if ((uint64_t)len > fy_mpsc_max_record(r->cap_))
+        return FERRY_EMSGSIZE;
+    if (!fy_mpsc_shape_intact(r))
+        return fy_mpsc_fail(r);
+    fy_mpsc_hdr *h = r->shared_;
+    fy_mpsc_room w = {.r = r, .total = fy_mpsc_total(len)};
+    return ferry_wait_block(&h->writable, fy_mpsc_writable, &w, &r->pol_, timeout_ms);
 }

@@ -8,10 +8,14 @@
  * Both layouts start with three 128-byte lines: a read-mostly shape line (magic, version, sizes),
  * then the producers' index, then the consumers' index, each alone on its line so that producers
  * and consumers do not invalidate each other's lines (128 rather than 64 because Intel's adjacent
- * line prefetcher pulls lines in pairs).
+ * line prefetcher pulls lines in pairs). The wait word the other side sleeps on shares the line of
+ * the index whose change ends that sleep: the waker has just written that line anyway, and the
+ * sleeper writes it only when it goes to sleep.
  */
 #ifndef FERRY_RING_MULTI_LAYOUT_H
 #define FERRY_RING_MULTI_LAYOUT_H
+
+#include "ferry/ring.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
@@ -34,10 +38,12 @@ typedef struct fy_mpmc_hdr {
     _Atomic uint64_t slots;     /* power of two, >= 2 */
     _Atomic uint64_t slot_size; /* payload bytes per cell */
     uint8_t pad0_[FY_MULTI_LINE - 4 * sizeof(uint64_t)];
-    _Atomic uint64_t enq; /* next position a producer claims */
-    uint8_t pad1_[FY_MULTI_LINE - sizeof(uint64_t)];
-    _Atomic uint64_t deq; /* next position a consumer claims */
-    uint8_t pad2_[FY_MULTI_LINE - sizeof(uint64_t)];
+    _Atomic uint64_t enq;    /* next position a producer claims */
+    ferry_waitword readable; /* consumers sleep here when empty; producers wake them */
+    uint8_t pad1_[FY_MULTI_LINE - 16];
+    _Atomic uint64_t deq;    /* next position a consumer claims */
+    ferry_waitword writable; /* producers sleep here when full; consumers wake them */
+    uint8_t pad2_[FY_MULTI_LINE - 16];
 } fy_mpmc_hdr;
 
 /* One cell: the sequence word, the length of the stored payload, then slot_size payload bytes. */
@@ -67,10 +73,12 @@ typedef struct fy_mpsc_hdr {
     _Atomic uint64_t version;
     _Atomic uint64_t capacity; /* data bytes, power of two */
     uint8_t pad0_[FY_MULTI_LINE - 3 * sizeof(uint64_t)];
-    _Atomic uint64_t tail; /* reservation index: producers claim [tail, tail+n) by CAS */
-    uint8_t pad1_[FY_MULTI_LINE - sizeof(uint64_t)];
-    _Atomic uint64_t head; /* consumer index: everything before it is free (and zeroed) */
-    uint8_t pad2_[FY_MULTI_LINE - sizeof(uint64_t)];
+    _Atomic uint64_t tail;   /* reservation index: producers claim [tail, tail+n) by CAS */
+    ferry_waitword readable; /* the consumer sleeps here when empty; producers wake it */
+    uint8_t pad1_[FY_MULTI_LINE - 16];
+    _Atomic uint64_t head;   /* consumer index: everything before it is free (and zeroed) */
+    ferry_waitword writable; /* producers sleep here when full; the consumer wakes them */
+    uint8_t pad2_[FY_MULTI_LINE - 16];
 } fy_mpsc_hdr;
 
 /*
