@@ -216,9 +216,11 @@ FERRY_API int ferry_spsc_peek_slow_(ferry_spsc_rx *rx, const void **data, size_t
 /*
  * The fast paths (reserve, commit, flush, write, peek, release, rx_flush, read) are static inline
  * so a record costs a few nanoseconds. The library also exports each of them as an ordinary
- * symbol of the same name for FFI users (dlsym, ctypes); C callers get the inline copies.
+ * symbol of the same name for FFI users (dlsym, ctypes). C callers get the inline copies unless
+ * they define FERRY_SPSC_NO_INLINE before including this header: then the names refer to the
+ * exported functions (the inline copies are compiled under private names and unused).
  */
-#ifdef FERRY_SPSC_EXPORT_
+#if defined(FERRY_SPSC_EXPORT_)
 #define FERRY_SPSC_FAST_ FERRY_API
 FERRY_API int ferry_spsc_reserve(ferry_spsc_tx *tx, size_t len, void **out);
 FERRY_API int ferry_spsc_commit(ferry_spsc_tx *tx, size_t len, unsigned flags);
@@ -230,6 +232,16 @@ FERRY_API int ferry_spsc_rx_flush(ferry_spsc_rx *rx);
 FERRY_API ssize_t ferry_spsc_read(ferry_spsc_rx *rx, void *buf, size_t cap, unsigned flags);
 #else
 #define FERRY_SPSC_FAST_ static inline
+#if defined(FERRY_SPSC_NO_INLINE)
+#define ferry_spsc_reserve  ferry_spsc_reserve_inl_
+#define ferry_spsc_commit   ferry_spsc_commit_inl_
+#define ferry_spsc_flush    ferry_spsc_flush_inl_
+#define ferry_spsc_write    ferry_spsc_write_inl_
+#define ferry_spsc_peek     ferry_spsc_peek_inl_
+#define ferry_spsc_release  ferry_spsc_release_inl_
+#define ferry_spsc_rx_flush ferry_spsc_rx_flush_inl_
+#define ferry_spsc_read     ferry_spsc_read_inl_
+#endif
 #endif
 
 /*
@@ -383,6 +395,25 @@ FERRY_SPSC_FAST_ ssize_t ferry_spsc_read(ferry_spsc_rx *rx, void *buf, size_t ca
     rc = ferry_spsc_release(rx, flags);
     return rc < 0 ? rc : (ssize_t)len;
 }
+
+#if defined(FERRY_SPSC_NO_INLINE) && !defined(FERRY_SPSC_EXPORT_)
+#undef ferry_spsc_reserve
+#undef ferry_spsc_commit
+#undef ferry_spsc_flush
+#undef ferry_spsc_write
+#undef ferry_spsc_peek
+#undef ferry_spsc_release
+#undef ferry_spsc_rx_flush
+#undef ferry_spsc_read
+FERRY_API int ferry_spsc_reserve(ferry_spsc_tx *tx, size_t len, void **out);
+FERRY_API int ferry_spsc_commit(ferry_spsc_tx *tx, size_t len, unsigned flags);
+FERRY_API int ferry_spsc_flush(ferry_spsc_tx *tx);
+FERRY_API int ferry_spsc_write(ferry_spsc_tx *tx, const void *buf, size_t len, unsigned flags);
+FERRY_API int ferry_spsc_peek(ferry_spsc_rx *rx, const void **data, size_t *len);
+FERRY_API int ferry_spsc_release(ferry_spsc_rx *rx, unsigned flags);
+FERRY_API int ferry_spsc_rx_flush(ferry_spsc_rx *rx);
+FERRY_API ssize_t ferry_spsc_read(ferry_spsc_rx *rx, void *buf, size_t cap, unsigned flags);
+#endif
 
 /* Blocks until a record is available; publishes deferred releases first. Returns 0,
  * FERRY_ETIMEDOUT, FERRY_EINTR or FERRY_EPROTO. */
