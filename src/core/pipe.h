@@ -29,7 +29,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-typedef struct fy_socket fy_socket;
+typedef struct ferry_socket fy_socket; /* the public ferry_socket */
 typedef struct fy_pipe fy_pipe;
 
 /* What the peer announced in its handshake. */
@@ -47,7 +47,14 @@ typedef struct fy_pipe_ops {
     int (*recv)(fy_pipe *p, fy_msg *m);
     int (*poll_in)(fy_pipe *p);
     bool (*can_send)(fy_pipe *p);
+    /* Owner: hand queued output to the transport now, never blocking. 1 = output still pending
+     * (wait for wfd writable), 0 = all out, < 0 = dead. */
     int (*flush)(fy_pipe *p);
+    /* Owner: a complete frame waits in user space (keeps the pollfd readable). */
+    bool (*has_input)(fy_pipe *p);
+    /* Owner: the pipe was detached; dispose of it (engine pipes are freed by the control thread).
+     */
+    void (*release)(fy_pipe *p);
 } fy_pipe_ops;
 
 struct fy_pipe {
@@ -62,13 +69,19 @@ struct fy_pipe {
 
     /* ---- core-private below this line: patterns must not touch ---- */
     const fy_pipe_ops *ops;
-    uint32_t out_msgs;    /* complete messages queued and not yet handed to the transport */
-    bool out_mid;         /* a message was started (a MORE frame sent) and not finished */
-    bool in_mid;          /* the last frame received had MORE */
-    bool saw_epipe;       /* the owner got FERRY_EPIPE: detach at the next sync */
-    _Atomic int dead;     /* set by whoever notices the link is gone */
-    fy_pipe *sock_next;   /* the socket's list of attached pipes (owner thread) */
-    void *transport_data; /* the transport's own state */
+    int rfd, wfd;       /* kernel fds to wait on (-1: none, e.g. inproc) */
+    _Atomic int dead;   /* set by whoever notices the link is gone */
+    bool saw_epipe;     /* owner got FERRY_EPIPE/EPROTO from it: detach at the next sync */
+    bool dirty;         /* owner: output was deferred (flush before blocking) */
+    bool out_armed;     /* owner: EPOLLOUT is armed in the socket's epoll */
+    bool attached;      /* owner: the pattern accepted it */
+    fy_pipe *sock_next; /* the socket's incoming / attached list */
+    /* control thread only */
+    fy_pipe *ctl_next, *ctl_prev;
+    void *ctl_connecter; /* the connecter that made it, to reconnect when it dies */
+    uint32_t ctl_events; /* events registered in the control epoll (rfd) */
+    bool ctl_published;
+    void *transport_data;
 };
 
 /*
@@ -101,8 +114,9 @@ static inline int fy_pipe_recv(fy_pipe *p, fy_msg *m)
     return p->ops->recv(p, m);
 }
 
-/* 1 when fy_pipe_recv would not return FERRY_EAGAIN (a frame, or the pipe's death, is ready),
- * else 0. May read from the kernel (non-blocking). For a pattern's events() op. */
+/* 1 when a frame is ready for fy_pipe_recv, else 0 (nothing yet, or the peer is gone). May read
+ * from the kernel (non-blocking) and keeps what it read for the next fy_pipe_recv. For a pattern's
+ * events() op. */
 static inline int fy_pipe_poll_in(fy_pipe *p)
 {
     return p->ops->poll_in(p);

@@ -1,0 +1,1123 @@
+/*
+ * socket.c - the public socket API: open/close, options, bind/connect dispatch, send/recv with
+ * waiting, the pollfd, ferry_poll and statistics.
+ *
+ * The pattern (src/pattern/) decides which pipe a frame goes to or comes from and never blocks;
+ * this file turns its FERRY_EAGAIN into waiting: first a bounded busy-poll window (SPIN_NS, the
+ * non-blocking sockets are polled directly: a busy-polled Unix-socket round trip is an order of
+ * magnitude faster than waking a sleeping vCPU), then a sleep in the socket's own epoll set, which
+ * holds every pipe fd plus an eventfd (sigfd) for pipe-set changes and fd-less pipes (inproc).
+ * The same epoll fd is the user's level-triggered pollfd.
+ */
+#include "core/socket.h"
+#include "core/ctl.h"
+#include "core/endpoint.h"
+#include "transport/transport.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- fork detection without a getpid() system call per operation ---- */
+
+static _Atomic unsigned fy_fork_generation;
+static pthread_once_t fy_fork_once = PTHREAD_ONCE_INIT;
+
+static void fy_fork_child(void)
+{
+    atomic_fetch_add(&fy_fork_generation, 1);
+}
+
+static void fy_fork_init(void)
+{
+    pthread_atfork(NULL, NULL, fy_fork_child);
+}
+
+uint64_t fy_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline void fy_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static int sock_check(ferry_socket *s)
+{
+    if (!s)
+        return FERRY_EBADF;
+    if (s->fork_gen != atomic_load_explicit(&fy_fork_generation, memory_order_relaxed))
+        return FERRY_ECHILD_FORK;
+    return 0;
+}
+
+/* ---- pattern-facing accessors (pattern.h) ---- */
+
+int fy_socket_type(const fy_socket *s)
+{
+    return s->type;
+}
+
+const fy_sockopts *fy_socket_opts(const fy_socket *s)
+{
+    return &s->popts;
+}
+
+void fy_socket_count_drop(fy_socket *s, uint64_t n)
+{
+    atomic_fetch_add_explicit(&s->drops_hwm, n, memory_order_relaxed);
+}
+
+/* ---- cross-thread signalling ---- */
+
+void fy_socket_raise(fy_socket *s)
+{
+    uint64_t one = 1;
+    ssize_t r = write(s->sigfd, &one, sizeof one);
+    (void)r; /* a saturated eventfd is readable anyway */
+}
+
+void fy_socket_wake(fy_socket *s)
+{
+    /* Pairs with the seq_cst store of `sleeping` before the owner's last check: either the owner
+     * sees the new data in that check, or we see it sleeping here. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load(&s->sleeping) || atomic_load_explicit(&s->pollfd_on, memory_order_relaxed))
+        fy_socket_raise(s);
+}
+
+void fy_socket_notify(fy_socket *s)
+{
+    atomic_fetch_add_explicit(&s->gen, 1, memory_order_release);
+    fy_socket_raise(s);
+}
+
+void fy_socket_publish_pipe(fy_socket *s, fy_pipe *p)
+{
+    pthread_mutex_lock(&s->lock);
+    p->sock_next = s->incoming;
+    s->incoming = p;
+    pthread_mutex_unlock(&s->lock);
+    fy_socket_notify(s);
+}
+
+/* ---- pipe set ---- */
+
+static void sock_epoll_add(fy_socket *s, fy_pipe *p)
+{
+    if (p->rfd < 0)
+        return;
+    struct epoll_event e = {.events = EPOLLIN, .data.ptr = p};
+    epoll_ctl(s->epfd, EPOLL_CTL_ADD, p->rfd, &e);
+}
+
+static void sock_disarm(fy_socket *s, fy_pipe *p)
+{
+    if (!p->out_armed)
+        return;
+    p->out_armed = false;
+    if (p->wfd == p->rfd) {
+        struct epoll_event e = {.events = EPOLLIN, .data.ptr = p};
+        epoll_ctl(s->epfd, EPOLL_CTL_MOD, p->rfd, &e);
+    } else {
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, p->wfd, NULL);
+    }
+}
+
+static void sock_arm(fy_socket *s, fy_pipe *p)
+{
+    if (p->out_armed || p->wfd < 0)
+        return;
+    p->out_armed = true;
+    if (p->wfd == p->rfd) {
+        struct epoll_event e = {.events = EPOLLIN | EPOLLOUT, .data.ptr = p};
+        epoll_ctl(s->epfd, EPOLL_CTL_MOD, p->rfd, &e);
+    } else {
+        struct epoll_event e = {.events = EPOLLOUT, .data.u64 = (uint64_t)(uintptr_t)p | 1u};
+        epoll_ctl(s->epfd, EPOLL_CTL_ADD, p->wfd, &e);
+    }
+}
+
+static void sock_epoll_del(fy_socket *s, fy_pipe *p)
+{
+    sock_disarm(s, p);
+    if (p->rfd >= 0)
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, p->rfd, NULL);
+}
+
+static void sock_detach(fy_socket *s, fy_pipe *p)
+{
+    for (fy_pipe **pp = &s->pipes; *pp; pp = &(*pp)->sock_next) {
+        if (*pp == p) {
+            *pp = p->sock_next;
+            break;
+        }
+    }
+    s->npipes--;
+    s->ops->detach(s, s->pstate, p);
+    sock_epoll_del(s, p);
+    p->sock_next = NULL;
+    p->ops->release(p);
+}
+
+/* A dead pipe goes once the pattern has consumed what the peer sent before dying. */
+static bool sock_reapable(fy_socket *s, fy_pipe *p)
+{
+    if (p->saw_epipe || !s->ops->recv)
+        return true;
+    if (!fy_pipe_poll_in(p))
+        return true;
+    return !p->ops->has_input(p);
+}
+
+void fy_socket_sync(fy_socket *s)
+{
+    uint64_t g = atomic_load_explicit(&s->gen, memory_order_acquire);
+    if (g == s->seen_gen && !s->reap_pending)
+        return;
+    s->seen_gen = g;
+    s->reap_pending = false;
+    for (fy_pipe *p = s->pipes, *n; p; p = n) {
+        n = p->sock_next;
+        if (!atomic_load_explicit(&p->dead, memory_order_acquire) && !p->saw_epipe)
+            continue;
+        if (sock_reapable(s, p))
+            sock_detach(s, p);
+        else
+            s->reap_pending = true;
+    }
+    pthread_mutex_lock(&s->lock);
+    fy_pipe *in = s->incoming;
+    s->incoming = NULL;
+    pthread_mutex_unlock(&s->lock);
+    while (in) {
+        fy_pipe *p = in;
+        in = p->sock_next;
+        p->sock_next = NULL;
+        p->pattern_data = NULL;
+        p->pattern_u64 = 0;
+        if (atomic_load(&p->dead) || s->ops->attach(s, s->pstate, p) != 0) {
+            if (!atomic_load(&p->dead))
+                fy_ctl_note_error(s, "peer refused by the socket pattern (e.g. PAIR is taken)");
+            p->ops->release(p);
+            continue;
+        }
+        p->attached = true;
+        p->sock_next = s->pipes;
+        s->pipes = p;
+        s->npipes++;
+        sock_epoll_add(s, p);
+    }
+}
+
+/* ---- waiting ---- */
+
+static void sock_flush_all(fy_socket *s)
+{
+    for (fy_pipe *p = s->pipes; p; p = p->sock_next)
+        if (p->dirty)
+            p->ops->flush(p);
+}
+
+static int sock_op(fy_socket *s, bool out, fy_msg *m)
+{
+    fy_socket_sync(s);
+    return out ? s->ops->send(s, s->pstate, m) : s->ops->recv(s, s->pstate, m);
+}
+
+static void sock_drain_sig(fy_socket *s)
+{
+    uint64_t v;
+    ssize_t r = read(s->sigfd, &v, sizeof v);
+    (void)r;
+}
+
+/* Sleeps in the socket's epoll until something may have changed or the deadline passes. Returns
+ * 0 or FERRY_EINTR. */
+static int sock_sleep(fy_socket *s, uint64_t deadline)
+{
+    for (fy_pipe *p = s->pipes; p; p = p->sock_next)
+        if (p->dirty && p->ops->flush(p) == 1)
+            sock_arm(s, p);
+    struct timespec ts, *tsp = NULL;
+    if (deadline != UINT64_MAX) {
+        uint64_t now = fy_now_ns();
+        uint64_t d = deadline > now ? deadline - now : 0;
+        ts.tv_sec = (time_t)(d / 1000000000ull);
+        ts.tv_nsec = (long)(d % 1000000000ull);
+        tsp = &ts;
+    }
+    struct epoll_event evs[32];
+    int n = epoll_pwait2(s->epfd, evs, 32, tsp, NULL);
+    atomic_store(&s->sleeping, 0);
+    if (n < 0)
+        return errno == EINTR ? FERRY_EINTR : 0;
+    for (int i = 0; i < n; i++) {
+        uint64_t d = evs[i].data.u64;
+        if (d == 0) {
+            sock_drain_sig(s);
+            continue;
+        }
+        fy_pipe *p = (fy_pipe *)(uintptr_t)(d & ~(uint64_t)1u);
+        if (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+            if (p->ops->flush(p) != 1)
+                sock_disarm(s, p);
+        }
+    }
+    return 0;
+}
+
+/* Runs a send (out) or recv op until it makes progress, honouring the timeout (ms, -1 forever,
+ * 0 never wait). Timeouts report FERRY_EAGAIN, as libzmq does. */
+static int sock_run(fy_socket *s, bool out, int timeout_ms, fy_msg *m)
+{
+    int rc = sock_op(s, out, m);
+    if (rc != FERRY_EAGAIN || timeout_ms == 0)
+        return rc;
+    uint64_t now = fy_now_ns();
+    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms * 1000000ull;
+    sock_flush_all(s);
+    uint64_t spin_end = now + (uint64_t)(s->spin_ns > 0 ? s->spin_ns : 0);
+    for (;;) {
+        now = fy_now_ns();
+        if (now >= deadline)
+            return FERRY_EAGAIN;
+        if (now < spin_end) {
+            fy_cpu_relax();
+            rc = sock_op(s, out, m);
+            if (rc != FERRY_EAGAIN)
+                return rc;
+            continue;
+        }
+        atomic_store(&s->sleeping, 1);
+        /* Pairs with the fence in fy_socket_wake: check once more after announcing the sleep. */
+        rc = sock_op(s, out, m);
+        if (rc != FERRY_EAGAIN) {
+            atomic_store(&s->sleeping, 0);
+            return rc;
+        }
+        rc = sock_sleep(s, deadline);
+        if (rc != 0)
+            return rc;
+        rc = sock_op(s, out, m);
+        if (rc != FERRY_EAGAIN)
+            return rc;
+    }
+}
+
+/* Keeps the pollfd (epfd) readable exactly while input waits in user space (when in use). */
+static void sock_pollfd_upkeep(fy_socket *s)
+{
+    if (!atomic_load_explicit(&s->pollfd_on, memory_order_relaxed))
+        return;
+    sock_drain_sig(s);
+    fy_socket_sync(s);
+    for (fy_pipe *p = s->pipes; p; p = p->sock_next) {
+        if (p->ops->has_input(p) || (atomic_load(&p->dead) && s->ops->recv)) {
+            fy_socket_raise(s);
+            return;
+        }
+    }
+    if (atomic_load_explicit(&s->gen, memory_order_acquire) != s->seen_gen)
+        fy_socket_raise(s);
+}
+
+/* ---- open / close ---- */
+
+int ferry_socket_open(ferry_socket **out, int type)
+{
+    if (!out)
+        return FERRY_EINVAL;
+    *out = NULL;
+    const fy_pattern_ops *ops = fy_pattern_lookup(type);
+    if (!ops)
+        return FERRY_EINVAL;
+    pthread_once(&fy_fork_once, fy_fork_init);
+    fy_socket *s = calloc(1, sizeof *s);
+    if (!s)
+        return FERRY_ENOMEM;
+    s->ops = ops;
+    s->type = type;
+    s->fork_gen = atomic_load(&fy_fork_generation);
+    s->popts.sndhwm = s->popts.rcvhwm = FY_DEFAULT_HWM;
+    s->sndtimeo = s->rcvtimeo = -1;
+    s->linger = 0;
+    s->reconnect_ivl = 100;
+    s->reconnect_ivl_max = 0;
+    s->spin_ns = FY_DEFAULT_SPIN_NS;
+    s->shm_upgrade = 1;
+    s->shm_ring_size = 1 << 20;
+    s->peer_uid = -1;
+    s->epfd = s->sigfd = -1;
+    pthread_mutex_init(&s->lock, NULL);
+    int rc = FERRY_ENOMEM;
+    if (ops->state_size && !(s->pstate = calloc(1, ops->state_size)))
+        goto fail;
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (s->epfd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    s->sigfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s->sigfd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    struct epoll_event e = {.events = EPOLLIN, .data.u64 = 0};
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->sigfd, &e) != 0) {
+        rc = -errno;
+        goto fail;
+    }
+    if ((rc = fy_ctl_sock_new(s)) != 0)
+        goto fail;
+    if (ops->init && (rc = ops->init(s, s->pstate)) != 0)
+        goto fail;
+    *out = s;
+    return 0;
+fail:
+    if (s->epfd >= 0)
+        close(s->epfd);
+    if (s->sigfd >= 0)
+        close(s->sigfd);
+    free(s->ctl);
+    free(s->pstate);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    return rc;
+}
+
+/* Delivers queued output for up to LINGER ms (0: one non-blocking attempt, handing to the
+ * kernel whatever it takes without waiting). */
+static void sock_linger(fy_socket *s)
+{
+    uint64_t deadline = s->linger < 0 ? UINT64_MAX : fy_now_ns() + (uint64_t)s->linger * 1000000ull;
+    for (;;) {
+        bool pending = false;
+        for (fy_pipe *p = s->pipes; p; p = p->sock_next)
+            if (!atomic_load(&p->dead) && p->ops->flush(p) == 1)
+                pending = true;
+        if (!pending || fy_now_ns() >= deadline)
+            return;
+        atomic_store(&s->sleeping, 1);
+        if (sock_sleep(s, deadline) != 0)
+            return;
+        fy_socket_sync(s);
+    }
+}
+
+void ferry_socket_close(ferry_socket *s)
+{
+    if (!s)
+        return;
+    if (sock_check(s) == FERRY_ECHILD_FORK) {
+        /* Inherited across fork: the parent still owns the connections; release only what is
+         * ours to release without talking to anyone. */
+        close(s->epfd);
+        close(s->sigfd);
+        return;
+    }
+    fy_socket_sync(s);
+    sock_linger(s);
+    while (s->pipes)
+        sock_detach(s, s->pipes);
+    fy_inproc_socket_closed(s);
+    fy_ctl_socket_close(s);
+    /* Only fd-less (inproc) pipes can still be waiting here. */
+    pthread_mutex_lock(&s->lock);
+    fy_pipe *in = s->incoming;
+    s->incoming = NULL;
+    pthread_mutex_unlock(&s->lock);
+    while (in) {
+        fy_pipe *n = in->sock_next;
+        in->ops->release(in);
+        in = n;
+    }
+    if (s->ops->fini)
+        s->ops->fini(s, s->pstate);
+    close(s->epfd);
+    close(s->sigfd);
+    free(s->pstate);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+/* ---- bind / connect ---- */
+
+static void sock_link_cfg(fy_socket *s, fy_link_cfg *c)
+{
+    memset(c, 0, sizeof *c);
+    c->type = s->type;
+    c->sndhwm = s->popts.sndhwm;
+    c->rcvhwm = s->popts.rcvhwm;
+    c->routing_id_len = s->popts.routing_id_len;
+    memcpy(c->routing_id, s->popts.routing_id, s->popts.routing_id_len);
+    c->hb_ivl = s->hb_ivl;
+    c->hb_ttl = s->hb_ttl;
+    c->hb_timeout = s->hb_timeout;
+    c->reconnect_ivl = s->reconnect_ivl;
+    c->reconnect_ivl_max = s->reconnect_ivl_max;
+    c->peer_uid = s->peer_uid;
+}
+
+static const fy_transport_ops *sock_transport(int scheme)
+{
+    switch (scheme) {
+    case FY_EP_TCP:
+        return &fy_transport_tcp;
+    case FY_EP_IPC:
+        return &fy_transport_ipc;
+    default:
+        return NULL;
+    }
+}
+
+static int sock_adopt(fy_socket *s, int rfd, int wfd)
+{
+    fy_link_cfg cfg;
+    sock_link_cfg(s, &cfg);
+    return fy_ctl_adopt(s, rfd, wfd, &cfg);
+}
+
+/* fd:// URLs name fds the caller hands over; validate them before adopting. */
+static int sock_adopt_checked(fy_socket *s, int rfd, int wfd)
+{
+    if (fcntl(rfd, F_GETFD) < 0 || fcntl(wfd, F_GETFD) < 0)
+        return FERRY_EBADF;
+    int fl = fcntl(rfd, F_GETFL);
+    if (fl < 0 || fcntl(rfd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return FERRY_EBADF;
+    if (wfd != rfd) {
+        fl = fcntl(wfd, F_GETFL);
+        if (fl < 0 || fcntl(wfd, F_SETFL, fl | O_NONBLOCK) < 0)
+            return FERRY_EBADF;
+    }
+    return sock_adopt(s, rfd, wfd);
+}
+
+static int sock_bind_connect(ferry_socket *s, const char *url, bool bind)
+{
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    fy_endpoint ep;
+    const char *why = NULL;
+    rc = fy_endpoint_parse(url, bind ? FY_EP_BIND : 0, &ep, &why);
+    if (rc != 0) {
+        fy_ctl_note_error(s, why);
+        return rc;
+    }
+    fy_link_cfg cfg;
+    sock_link_cfg(s, &cfg);
+    switch (ep.scheme) {
+    case FY_EP_TCP:
+    case FY_EP_IPC: {
+        const fy_transport_ops *t = sock_transport(ep.scheme);
+        if (bind) {
+            char resolved[FY_ENDPOINT_MAX];
+            rc = fy_ctl_bind(s, t, &ep, url, &cfg, resolved, sizeof resolved);
+            if (rc == 0)
+                snprintf(s->last_endpoint, sizeof s->last_endpoint, "%s", resolved);
+            return rc;
+        }
+        rc = fy_ctl_connect(s, t, &ep, url, &cfg);
+        if (rc == 0)
+            snprintf(s->last_endpoint, sizeof s->last_endpoint, "%s", url);
+        return rc;
+    }
+    case FY_EP_INPROC:
+        rc = bind ? fy_inproc_bind(s, ep.name, &cfg) : fy_inproc_connect(s, ep.name, &cfg);
+        if (rc == 0)
+            snprintf(s->last_endpoint, sizeof s->last_endpoint, "%s", url);
+        return rc;
+    case FY_EP_FD:
+        rc = sock_adopt_checked(s, ep.rfd, ep.wfd);
+        if (rc == 0)
+            snprintf(s->last_endpoint, sizeof s->last_endpoint, "%s", url);
+        return rc;
+    default:
+        fy_ctl_note_error(s, "shm:// is not available in this build");
+        return FERRY_EPROTONOSUPPORT;
+    }
+}
+
+int ferry_socket_bind(ferry_socket *s, const char *url)
+{
+    return sock_bind_connect(s, url, true);
+}
+
+int ferry_socket_connect(ferry_socket *s, const char *url)
+{
+    return sock_bind_connect(s, url, false);
+}
+
+int ferry_socket_unbind(ferry_socket *s, const char *url)
+{
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    if (!url)
+        return FERRY_EINVAL;
+    if (strncmp(url, "inproc://", 9) == 0)
+        return fy_inproc_unbind(s, url + 9);
+    return fy_ctl_unbind(s, url);
+}
+
+int ferry_socket_disconnect(ferry_socket *s, const char *url)
+{
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    if (!url)
+        return FERRY_EINVAL;
+    return fy_ctl_disconnect(s, url);
+}
+
+int ferry_socket_adopt(ferry_socket *s, int rfd, int wfd)
+{
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    if (rfd < 0 || wfd < 0)
+        return FERRY_EBADF;
+    /* On error the caller keeps the fds: check them before the engine takes them. */
+    if (fcntl(rfd, F_GETFD) < 0 || fcntl(wfd, F_GETFD) < 0)
+        return FERRY_EBADF;
+    return sock_adopt_checked(s, rfd, wfd);
+}
+
+int ferry_socket_last_endpoint(ferry_socket *s, char *buf, size_t cap)
+{
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    if (!buf || cap == 0)
+        return FERRY_EINVAL;
+    size_t n = strlen(s->last_endpoint);
+    if (n + 1 > cap)
+        return FERRY_EMSGSIZE;
+    memcpy(buf, s->last_endpoint, n + 1);
+    return 0;
+}
+
+/* ---- send / recv ---- */
+
+static int sock_send_msg(fy_socket *s, fy_msg *m, int flags)
+{
+    if (!s->ops->send)
+        return FERRY_ENOTSUP;
+    if (flags & ~(FERRY_DONTWAIT | FERRY_MORE))
+        return FERRY_EINVAL;
+    m->flags = (flags & FERRY_MORE) ? FY_MSG_MORE : 0;
+    size_t size = fy_msg_size(m);
+    int rc = sock_run(s, true, (flags & FERRY_DONTWAIT) ? 0 : s->sndtimeo, m);
+    if (rc == 0) {
+        s->bytes_out += size;
+        if (!(flags & FERRY_MORE))
+            s->msgs_out++;
+        s->sndmore = (flags & FERRY_MORE) != 0;
+    }
+    return rc;
+}
+
+int ferry_socket_send(ferry_socket *s, const void *buf, size_t len, int flags)
+{
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    if (!buf && len)
+        return FERRY_EFAULT;
+    fy_msg m;
+    rc = fy_msg_init_copy(&m, buf, len);
+    if (rc)
+        return rc;
+    rc = sock_send_msg(s, &m, flags);
+    fy_msg_fini(&m);
+    return rc;
+}
+
+static int sock_recv_msg(fy_socket *s, fy_msg *m, int flags)
+{
+    if (!s->ops->recv)
+        return FERRY_ENOTSUP;
+    if (flags & ~FERRY_DONTWAIT)
+        return FERRY_EINVAL;
+    int rc = sock_run(s, false, (flags & FERRY_DONTWAIT) ? 0 : s->rcvtimeo, m);
+    if (rc == 0) {
+        m->flags &= FY_MSG_MORE;
+        s->rcvmore = fy_msg_more(m);
+        s->bytes_in += fy_msg_size(m);
+        if (!s->rcvmore)
+            s->msgs_in++;
+    }
+    sock_pollfd_upkeep(s);
+    return rc;
+}
+
+ssize_t ferry_socket_recv(ferry_socket *s, void *buf, size_t cap, int flags, int *more)
+{
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    if (!buf && cap)
+        return FERRY_EFAULT;
+    fy_msg m;
+    fy_msg_init(&m);
+    rc = sock_recv_msg(s, &m, flags);
+    if (rc) {
+        fy_msg_fini(&m);
+        return rc;
+    }
+    size_t size = fy_msg_size(&m);
+    if (size && cap)
+        memcpy(buf, fy_msg_data(&m), size < cap ? size : cap);
+    if (more)
+        *more = fy_msg_more(&m);
+    fy_msg_fini(&m);
+    return (ssize_t)size;
+}
+
+int ferry_msg_send(ferry_socket *s, ferry_msg *msg, int flags)
+{
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    if (!msg)
+        return FERRY_EINVAL;
+    fy_msg *m = (fy_msg *)msg;
+    rc = sock_send_msg(s, m, flags);
+    if (rc == 0)
+        fy_msg_init(m); /* content moved to the library */
+    return rc;
+}
+
+int ferry_msg_recv(ferry_socket *s, ferry_msg *msg, int flags)
+{
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    if (!msg)
+        return FERRY_EINVAL;
+    fy_msg *m = (fy_msg *)msg;
+    fy_msg_fini(m);
+    return sock_recv_msg(s, m, flags);
+}
+
+int ferry_socket_subscribe(ferry_socket *s, const void *prefix, size_t len)
+{
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    if (!prefix && len)
+        return FERRY_EFAULT;
+    if (!s->ops->setopt)
+        return FERRY_ENOTSUP;
+    fy_socket_sync(s);
+    return s->ops->setopt(s, s->pstate, FY_OPT_SUBSCRIBE, prefix, len);
+}
+
+int ferry_socket_unsubscribe(ferry_socket *s, const void *prefix, size_t len)
+{
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    if (!prefix && len)
+        return FERRY_EFAULT;
+    if (!s->ops->setopt)
+        return FERRY_ENOTSUP;
+    fy_socket_sync(s);
+    return s->ops->setopt(s, s->pstate, FY_OPT_UNSUBSCRIBE, prefix, len);
+}
+
+/* ---- options ---- */
+
+static int opt_ms(int64_t v, int *dst, bool allow_neg)
+{
+    if (v < (allow_neg ? -1 : 0) || v > INT32_MAX)
+        return FERRY_EINVAL;
+    *dst = (int)v;
+    return 0;
+}
+
+int ferry_socket_setopt_int(ferry_socket *s, int opt, int64_t v)
+{
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    switch (opt) {
+    case FERRY_OPT_SNDHWM:
+        return opt_ms(v, &s->popts.sndhwm, false);
+    case FERRY_OPT_RCVHWM:
+        return opt_ms(v, &s->popts.rcvhwm, false);
+    case FERRY_OPT_SNDTIMEO:
+        return opt_ms(v, &s->sndtimeo, true);
+    case FERRY_OPT_RCVTIMEO:
+        return opt_ms(v, &s->rcvtimeo, true);
+    case FERRY_OPT_LINGER:
+        return opt_ms(v, &s->linger, true);
+    case FERRY_OPT_RECONNECT_IVL:
+        if (v < 1)
+            return FERRY_EINVAL;
+        return opt_ms(v, &s->reconnect_ivl, false);
+    case FERRY_OPT_RECONNECT_IVL_MAX:
+        return opt_ms(v, &s->reconnect_ivl_max, false);
+    case FERRY_OPT_HEARTBEAT_IVL:
+        return opt_ms(v, &s->hb_ivl, false);
+    case FERRY_OPT_HEARTBEAT_TTL:
+        /* ZMTP carries the TTL in deciseconds in 16 bits. */
+        if (v > 6553500)
+            return FERRY_EINVAL;
+        return opt_ms(v, &s->hb_ttl, false);
+    case FERRY_OPT_HEARTBEAT_TIMEOUT:
+        return opt_ms(v, &s->hb_timeout, false);
+    case FERRY_OPT_IMMEDIATE:
+        if (v != 0 && v != 1)
+            return FERRY_EINVAL;
+        s->immediate = (int)v;
+        return 0;
+    case FERRY_OPT_SPIN_NS:
+        if (v < 0 || v > 1000000000)
+            return FERRY_EINVAL;
+        s->spin_ns = (int)v;
+        return 0;
+    case FERRY_OPT_SHM_UPGRADE:
+        if (v != 0 && v != 1)
+            return FERRY_EINVAL;
+        s->shm_upgrade = (int)v;
+        return 0;
+    case FERRY_OPT_SHM_RING_SIZE:
+        if (v < 4096 || v > (int64_t)1 << 30 || (v & (v - 1)))
+            return FERRY_EINVAL;
+        s->shm_ring_size = (int)v;
+        return 0;
+    case FERRY_OPT_PEER_UID:
+        if (v < -1 || v > INT32_MAX)
+            return FERRY_EINVAL;
+        s->peer_uid = (int)v;
+        return 0;
+    case FERRY_OPT_RCVMORE:
+    case FERRY_OPT_TYPE:
+        return FERRY_EINVAL; /* read-only */
+    case FERRY_OPT_ROUTING_ID:
+        return FERRY_EINVAL; /* bytes option */
+    default:
+        if (s->ops->setopt)
+            return s->ops->setopt(s, s->pstate, opt, &v, sizeof v);
+        return FERRY_EINVAL;
+    }
+}
+
+int ferry_socket_getopt_int(ferry_socket *s, int opt, int64_t *v)
+{
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    if (!v)
+        return FERRY_EINVAL;
+    switch (opt) {
+    case FERRY_OPT_SNDHWM:
+        *v = s->popts.sndhwm;
+        return 0;
+    case FERRY_OPT_RCVHWM:
+        *v = s->popts.rcvhwm;
+        return 0;
+    case FERRY_OPT_SNDTIMEO:
+        *v = s->sndtimeo;
+        return 0;
+    case FERRY_OPT_RCVTIMEO:
+        *v = s->rcvtimeo;
+        return 0;
+    case FERRY_OPT_LINGER:
+        *v = s->linger;
+        return 0;
+    case FERRY_OPT_RECONNECT_IVL:
+        *v = s->reconnect_ivl;
+        return 0;
+    case FERRY_OPT_RECONNECT_IVL_MAX:
+        *v = s->reconnect_ivl_max;
+        return 0;
+    case FERRY_OPT_HEARTBEAT_IVL:
+        *v = s->hb_ivl;
+        return 0;
+    case FERRY_OPT_HEARTBEAT_TTL:
+        *v = s->hb_ttl;
+        return 0;
+    case FERRY_OPT_HEARTBEAT_TIMEOUT:
+        *v = s->hb_timeout;
+        return 0;
+    case FERRY_OPT_IMMEDIATE:
+        *v = s->immediate;
+        return 0;
+    case FERRY_OPT_RCVMORE:
+        *v = s->rcvmore;
+        return 0;
+    case FERRY_OPT_TYPE:
+        *v = s->type;
+        return 0;
+    case FERRY_OPT_SPIN_NS:
+        *v = s->spin_ns;
+        return 0;
+    case FERRY_OPT_SHM_UPGRADE:
+        *v = s->shm_upgrade;
+        return 0;
+    case FERRY_OPT_SHM_RING_SIZE:
+        *v = s->shm_ring_size;
+        return 0;
+    case FERRY_OPT_PEER_UID:
+        *v = s->peer_uid;
+        return 0;
+    default:
+        if (s->ops->getopt) {
+            size_t len = sizeof *v;
+            return s->ops->getopt(s, s->pstate, opt, v, &len);
+        }
+        return FERRY_EINVAL;
+    }
+}
+
+int ferry_socket_setopt_bytes(ferry_socket *s, int opt, const void *val, size_t len)
+{
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    if (!val && len)
+        return FERRY_EFAULT;
+    if (opt == FERRY_OPT_ROUTING_ID) {
+        /* libzmq: 1..255 bytes, and ids starting with a zero byte are reserved for generated
+         * ids. */
+        if (len < 1 || len > 255 || ((const uint8_t *)val)[0] == 0)
+            return FERRY_EINVAL;
+        memcpy(s->popts.routing_id, val, len);
+        s->popts.routing_id_len = (uint8_t)len;
+        return 0;
+    }
+    if (opt >= FERRY_OPT_SNDHWM && opt <= FERRY_OPT_PEER_UID) {
+        if (len != sizeof(int64_t) && len != sizeof(int))
+            return FERRY_EINVAL;
+        int64_t v;
+        if (len == sizeof(int)) {
+            int i;
+            memcpy(&i, val, sizeof i);
+            v = i;
+        } else {
+            memcpy(&v, val, sizeof v);
+        }
+        return ferry_socket_setopt_int(s, opt, v);
+    }
+    if (s->ops->setopt)
+        return s->ops->setopt(s, s->pstate, opt, val, len);
+    return FERRY_EINVAL;
+}
+
+int ferry_socket_getopt_bytes(ferry_socket *s, int opt, void *buf, size_t *len)
+{
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    if (!len || (!buf && *len))
+        return FERRY_EINVAL;
+    if (opt == FERRY_OPT_ROUTING_ID) {
+        size_t n = s->popts.routing_id_len;
+        if (*len < n) {
+            *len = n;
+            return FERRY_EMSGSIZE;
+        }
+        memcpy(buf, s->popts.routing_id, n);
+        *len = n;
+        return 0;
+    }
+    if (opt >= FERRY_OPT_SNDHWM && opt <= FERRY_OPT_PEER_UID) {
+        int64_t v;
+        rc = ferry_socket_getopt_int(s, opt, &v);
+        if (rc)
+            return rc;
+        if (*len < sizeof v) {
+            *len = sizeof v;
+            return FERRY_EMSGSIZE;
+        }
+        memcpy(buf, &v, sizeof v);
+        *len = sizeof v;
+        return 0;
+    }
+    if (s->ops->getopt)
+        return s->ops->getopt(s, s->pstate, opt, buf, len);
+    return FERRY_EINVAL;
+}
+
+/* ---- polling and statistics ---- */
+
+int ferry_socket_pollfd(ferry_socket *s)
+{
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    if (!atomic_exchange(&s->pollfd_on, 1))
+        sock_pollfd_upkeep(s);
+    return s->epfd;
+}
+
+int ferry_socket_events(ferry_socket *s)
+{
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    fy_socket_sync(s);
+    int ev = s->ops->events ? s->ops->events(s, s->pstate) : 0;
+    /* Output the owner left queued must not wait for the next send. */
+    sock_flush_all(s);
+    sock_pollfd_upkeep(s);
+    return ev;
+}
+
+int ferry_poll(ferry_pollitem *items, int n, int timeout_ms)
+{
+    if (n < 0 || (n > 0 && !items))
+        return FERRY_EINVAL;
+    struct pollfd stack[32];
+    struct pollfd *pfd = n <= 32 ? stack : calloc((size_t)n, sizeof *pfd);
+    if (!pfd)
+        return FERRY_ENOMEM;
+    uint64_t start = fy_now_ns();
+    uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : start + (uint64_t)timeout_ms * 1000000ull;
+    uint64_t spin = 0;
+    int ready = 0;
+    for (int i = 0; i < n; i++) {
+        if (items[i].socket) {
+            int rc = ferry_socket_pollfd(items[i].socket);
+            if (rc < 0) {
+                ready = rc;
+                goto out;
+            }
+            if ((uint64_t)items[i].socket->spin_ns > spin)
+                spin = (uint64_t)items[i].socket->spin_ns;
+        }
+    }
+    for (;;) {
+        ready = 0;
+        for (int i = 0; i < n; i++) {
+            items[i].revents = 0;
+            pfd[i].events = 0;
+            pfd[i].revents = 0;
+            if (items[i].socket) {
+                int ev = ferry_socket_events(items[i].socket);
+                if (ev < 0) {
+                    ready = ev;
+                    goto out;
+                }
+                items[i].revents = (short)(ev & items[i].events);
+                pfd[i].fd = items[i].socket->epfd;
+                pfd[i].events = POLLIN;
+                if ((items[i].events & FERRY_POLLOUT) && !(ev & FERRY_POLLOUT)) {
+                    for (fy_pipe *p = items[i].socket->pipes; p; p = p->sock_next)
+                        if (p->dirty)
+                            sock_arm(items[i].socket, p);
+                }
+            } else {
+                pfd[i].fd = items[i].fd;
+                if (items[i].events & FERRY_POLLIN)
+                    pfd[i].events |= POLLIN;
+                if (items[i].events & FERRY_POLLOUT)
+                    pfd[i].events |= POLLOUT;
+            }
+            if (items[i].revents)
+                ready++;
+        }
+        uint64_t now = fy_now_ns();
+        int wait_ms;
+        if (ready > 0 || now >= deadline) {
+            wait_ms = 0;
+        } else if (now < start + spin) {
+            wait_ms = 0;
+        } else {
+            uint64_t d = deadline == UINT64_MAX ? UINT64_MAX : deadline - now;
+            wait_ms = d == UINT64_MAX ? -1 : (int)((d + 999999) / 1000000);
+        }
+        int r = poll(pfd, (nfds_t)n, wait_ms);
+        if (r < 0) {
+            if (errno == EINTR) {
+                ready = FERRY_EINTR;
+                goto out;
+            }
+            ready = -errno;
+            goto out;
+        }
+        for (int i = 0; i < n; i++) {
+            if (items[i].socket)
+                continue;
+            short re = 0;
+            if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
+                re |= FERRY_POLLIN & items[i].events;
+            if (pfd[i].revents & (POLLOUT | POLLERR))
+                re |= FERRY_POLLOUT & items[i].events;
+            if (pfd[i].revents & POLLNVAL) {
+                ready = FERRY_EBADF;
+                goto out;
+            }
+            if (re && !items[i].revents) {
+                items[i].revents = re;
+                ready++;
+            }
+        }
+        if (ready > 0 || fy_now_ns() >= deadline)
+            break;
+        if (r > 0) {
+            /* A socket's epoll fired: flush what became writable, then re-evaluate. */
+            for (int i = 0; i < n; i++) {
+                fy_socket *s = items[i].socket;
+                if (!s || !(pfd[i].revents & POLLIN))
+                    continue;
+                for (fy_pipe *p = s->pipes; p; p = p->sock_next)
+                    if (p->out_armed && p->ops->flush(p) != 1)
+                        sock_disarm(s, p);
+            }
+        }
+    }
+out:
+    for (int i = 0; i < n; i++) {
+        fy_socket *s = items[i].socket;
+        if (!s || s->fork_gen != atomic_load(&fy_fork_generation))
+            continue;
+        for (fy_pipe *p = s->pipes; p; p = p->sock_next)
+            sock_disarm(s, p);
+    }
+    if (pfd != stack)
+        free(pfd);
+    return ready;
+}
+
+int ferry_socket_stats(ferry_socket *s, ferry_stats *out)
+{
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    if (!out)
+        return FERRY_EINVAL;
+    fy_socket_sync(s);
+    memset(out, 0, sizeof *out);
+    out->msgs_in = s->msgs_in;
+    out->msgs_out = s->msgs_out;
+    out->bytes_in = s->bytes_in;
+    out->bytes_out = s->bytes_out;
+    out->drops_hwm = atomic_load_explicit(&s->drops_hwm, memory_order_relaxed);
+    uint32_t live = 0;
+    for (fy_pipe *p = s->pipes; p; p = p->sock_next)
+        if (!atomic_load(&p->dead))
+            live++;
+    out->peers = live;
+    out->peers_shm = 0;
+    return 0;
+}

@@ -1,0 +1,1058 @@
+/*
+ * engine.c - the ZMTP 3.1 stream engine shared by tcp://, ipc:// and fd://.
+ *
+ * One engine is one peer connection over a byte stream. The control thread runs the handshake
+ * (greeting + READY are queued together the moment the connection exists, so no round trip is
+ * spent waiting for the peer's greeting) and then publishes the engine as a pipe. From then on the
+ * socket's owner thread reads and writes the fds directly:
+ *  - output: frames up to FY_ENG_COPY_MAX bytes are copied into one output buffer, larger bodies
+ *    are queued by reference; one sendmsg/writev hands many frames to the kernel. A frame is
+ *    written at once when the link has been quiet for FY_ENG_BATCH_NS, otherwise it is batched;
+ *    the socket flushes before it blocks, and the control thread drains a batch the application
+ *    left behind (tail flush) so nothing accepted is stranded in user space.
+ *  - input: reads of up to FY_ENG_IN_CAP bytes are parsed into many frames; bodies too large for
+ *    the read buffer are read straight into their own message buffer, which grows with the bytes
+ *    that actually arrive (a peer's size claim never drives a large allocation on its own).
+ * Both directions have a mutex because the control thread also writes (PING, PONG, tail flush)
+ * and reads (answering PINGs while the application is not receiving); in steady state only the
+ * owner takes them, so they are uncontended.
+ */
+#include "core/ctl.h"
+#include "core/socket.h"
+#include "transport/transport.h"
+#include "wire/zmtp.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FY_ENG_IN_CAP          (64u * 1024u)
+#define FY_ENG_BIG_MIN         (FY_ENG_IN_CAP / 2) /* bodies above this bypass the read buffer */
+#define FY_ENG_COPY_MAX        8192u               /* bodies up to this are copied on send */
+#define FY_ENG_OUT_HIGH        (64u * 1024u)       /* write at once above this many bytes */
+#define FY_ENG_BATCH_NS        10000u              /* link quiet this long: write at once */
+#define FY_ENG_BIG_FIRST_ALLOC (256u * 1024u)      /* first allocation for a large body */
+#define FY_ENG_IOV             64
+#define FY_ENG_HANDSHAKE_NS    (30ull * 1000000000ull)
+#define FY_ENG_IDLE_SCAN_NS    (100ull * 1000000ull)
+
+enum { ENG_GREETING, ENG_READY, ENG_LIVE };
+
+typedef struct eng_seg {
+    uint64_t len;  /* bytes still to send from this segment */
+    uint64_t done; /* message segments: body bytes already sent */
+    fy_msg m;      /* message segments: the body; buffer segments: empty */
+    bool is_msg;
+} eng_seg;
+
+typedef struct fy_engine {
+    fy_pipe pipe; /* first: a fy_pipe * is a fy_engine * */
+    fy_socket *sock;
+    fy_link_cfg cfg;
+    bool is_sock; /* sockets get MSG_NOSIGNAL; pipes need SIGPIPE blocked around writes */
+    int state;    /* control thread until live */
+    int err;      /* why it died */
+    uint64_t handshake_deadline;
+    fy_zmtp_greeting_decoder gd;
+    fy_zmtp_limits lim;
+
+    /* input, under in_lock */
+    pthread_mutex_t in_lock;
+    uint8_t *in;
+    size_t in_r, in_w;
+    uint64_t in_abs;   /* stream offset of in[in_r] */
+    uint64_t scan_abs; /* PINGs before this offset were answered by the control thread */
+    fy_msg big;        /* large body being read in place */
+    uint64_t big_have, big_alloc;
+    bool big_on;
+    fy_msg peeked; /* a frame poll_in took out already */
+    bool has_peeked;
+    bool in_eof;
+    bool in_mid; /* the last frame delivered had MORE */
+    _Atomic uint64_t last_rx_ns;
+    _Atomic uint64_t owner_in_seq; /* bumped by every owner receive */
+    uint64_t ctl_seen_in_seq;
+
+    /* output, under out_lock */
+    pthread_mutex_t out_lock;
+    uint8_t *out;
+    size_t out_r, out_w, out_cap;
+    eng_seg *segs;
+    uint32_t seg_head, seg_n, seg_cap;
+    uint64_t *ends; /* stream offsets where queued messages end (SNDHWM accounting) */
+    uint32_t ends_head, ends_n, ends_cap;
+    uint64_t out_total, out_sent;
+    uint64_t last_write_ns, last_append_ns;
+    bool out_mid;
+    bool out_dead;
+
+    /* heartbeats (control thread) */
+    uint64_t next_ping_ns, ping_deadline_ns, ping_sent_ns, next_scan_ns;
+    _Atomic uint64_t peer_ttl_ns;
+} fy_engine;
+
+static const fy_pipe_ops fy_engine_ops;
+
+static fy_engine *eng(fy_pipe *p)
+{
+    return (fy_engine *)p;
+}
+
+bool fy_pipe_is_engine(const fy_pipe *p)
+{
+    return p->ops == &fy_engine_ops;
+}
+
+int fy_engine_rfd(const fy_pipe *p)
+{
+    return p->rfd;
+}
+
+int fy_engine_wfd(const fy_pipe *p)
+{
+    return p->wfd;
+}
+
+bool fy_engine_live(const fy_pipe *p)
+{
+    return ((const fy_engine *)p)->state == ENG_LIVE;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* output                                                                                      */
+/* ------------------------------------------------------------------------------------------- */
+
+static size_t eng_out_pending(const fy_engine *e)
+{
+    return (size_t)(e->out_total - e->out_sent);
+}
+
+static int eng_out_room(fy_engine *e, size_t need)
+{
+    if (e->out_cap - e->out_w >= need)
+        return 0;
+    if (e->out_r > 0) {
+        memmove(e->out, e->out + e->out_r, e->out_w - e->out_r);
+        e->out_w -= e->out_r;
+        e->out_r = 0;
+        if (e->out_cap - e->out_w >= need)
+            return 0;
+    }
+    size_t cap = e->out_cap ? e->out_cap : 16384;
+    while (cap - e->out_w < need) {
+        if (cap > SIZE_MAX / 2)
+            return FERRY_ENOMEM;
+        cap *= 2;
+    }
+    uint8_t *n = realloc(e->out, cap);
+    if (!n)
+        return FERRY_ENOMEM;
+    e->out = n;
+    e->out_cap = cap;
+    return 0;
+}
+
+static eng_seg *eng_seg_push(fy_engine *e)
+{
+    if (e->seg_head + e->seg_n == e->seg_cap) {
+        if (e->seg_head > 0) {
+            memmove(e->segs, e->segs + e->seg_head, e->seg_n * sizeof *e->segs);
+            e->seg_head = 0;
+        } else {
+            uint32_t cap = e->seg_cap ? e->seg_cap * 2 : 16;
+            eng_seg *n = realloc(e->segs, cap * sizeof *n);
+            if (!n)
+                return NULL;
+            e->segs = n;
+            e->seg_cap = cap;
+        }
+    }
+    eng_seg *g = &e->segs[e->seg_head + e->seg_n++];
+    memset(g, 0, sizeof *g);
+    return g;
+}
+
+/* Appends len bytes (written by the caller at the returned pointer) to the byte stream. */
+static uint8_t *eng_out_append(fy_engine *e, size_t len)
+{
+    if (eng_out_room(e, len) != 0)
+        return NULL;
+    eng_seg *last = e->seg_n ? &e->segs[e->seg_head + e->seg_n - 1] : NULL;
+    if (!last || last->is_msg) {
+        last = eng_seg_push(e);
+        if (!last)
+            return NULL;
+    }
+    uint8_t *at = e->out + e->out_w;
+    e->out_w += len;
+    last->len += len;
+    e->out_total += len;
+    return at;
+}
+
+static int eng_out_bytes(fy_engine *e, const void *data, size_t len)
+{
+    uint8_t *at = eng_out_append(e, len);
+    if (!at)
+        return FERRY_ENOMEM;
+    memcpy(at, data, len);
+    return 0;
+}
+
+static int eng_end_push(fy_engine *e)
+{
+    if (e->cfg.sndhwm <= 0)
+        return 0;
+    if (e->ends_n == e->ends_cap) {
+        uint32_t cap = e->ends_cap ? e->ends_cap * 2 : 64;
+        uint64_t *n = malloc(cap * sizeof *n);
+        if (!n)
+            return FERRY_ENOMEM;
+        for (uint32_t i = 0; i < e->ends_n; i++)
+            n[i] = e->ends[(e->ends_head + i) & (e->ends_cap - 1)];
+        free(e->ends);
+        e->ends = n;
+        e->ends_cap = cap;
+        e->ends_head = 0;
+    }
+    e->ends[(e->ends_head + e->ends_n) & (e->ends_cap - 1)] = e->out_total;
+    e->ends_n++;
+    return 0;
+}
+
+static void eng_out_advance(fy_engine *e, uint64_t n)
+{
+    e->out_sent += n;
+    while (n > 0 && e->seg_n > 0) {
+        eng_seg *g = &e->segs[e->seg_head];
+        uint64_t take = n < g->len ? n : g->len;
+        if (g->is_msg)
+            g->done += take;
+        else
+            e->out_r += take;
+        g->len -= take;
+        n -= take;
+        if (g->len == 0) {
+            if (g->is_msg)
+                fy_msg_fini(&g->m);
+            e->seg_head++;
+            e->seg_n--;
+        }
+    }
+    if (e->seg_n == 0) {
+        e->seg_head = 0;
+        e->out_r = e->out_w = 0;
+    }
+    while (e->ends_n > 0 && e->ends[e->ends_head & (e->ends_cap - 1)] <= e->out_sent) {
+        e->ends_head = (e->ends_head + 1) & (e->ends_cap - 1);
+        e->ends_n--;
+    }
+}
+
+static ssize_t eng_sys_write(fy_engine *e, struct iovec *iov, int n)
+{
+    if (e->is_sock) {
+        struct msghdr mh;
+        memset(&mh, 0, sizeof mh);
+        mh.msg_iov = iov;
+        mh.msg_iovlen = (size_t)n;
+        return sendmsg(e->pipe.wfd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    /* A pipe raises SIGPIPE when its reader is gone; keep it from killing the application. */
+    sigset_t set, old;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    ssize_t r = writev(e->pipe.wfd, iov, n);
+    if (r < 0 && errno == EPIPE) {
+        int saved = errno;
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&set, NULL, &zero) > 0) {
+        }
+        errno = saved;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return r;
+}
+
+/* Writes queued output until done or the kernel is full. Under out_lock. 0 = all out,
+ * 1 = pending, < 0 = dead. */
+static int eng_write(fy_engine *e, uint64_t now)
+{
+    if (e->out_dead)
+        return FERRY_EPIPE;
+    while (e->seg_n > 0) {
+        struct iovec iov[FY_ENG_IOV];
+        int n = 0;
+        size_t pos = e->out_r;
+        for (uint32_t i = 0; i < e->seg_n && n < FY_ENG_IOV; i++) {
+            eng_seg *g = &e->segs[e->seg_head + i];
+            if (g->is_msg) {
+                iov[n].iov_base = fy_msg_data(&g->m) + g->done;
+            } else {
+                iov[n].iov_base = e->out + pos;
+                pos += g->len;
+            }
+            iov[n].iov_len = g->len;
+            n++;
+        }
+        ssize_t r = eng_sys_write(e, iov, n);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return 1;
+            e->out_dead = true;
+            return FERRY_EPIPE;
+        }
+        e->last_write_ns = now;
+        eng_out_advance(e, (uint64_t)r);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* death                                                                                       */
+/* ------------------------------------------------------------------------------------------- */
+
+void fy_engine_kill(fy_pipe *p, int err)
+{
+    fy_engine *e = eng(p);
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&p->dead, &expected, 1))
+        return;
+    e->err = err;
+    /* Shutting the socket down makes the control thread's epoll report the hang-up, so the
+     * control thread learns of deaths the owner found (protocol errors) and reconnects. */
+    if (e->is_sock)
+        shutdown(p->rfd, SHUT_RDWR);
+    if (e->state == ENG_LIVE && p->ctl_published)
+        fy_socket_notify(e->sock);
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* input                                                                                       */
+/* ------------------------------------------------------------------------------------------- */
+
+/* Reads more bytes into the input buffer. Under in_lock. > 0 bytes, 0 EOF, FERRY_EAGAIN, < 0. */
+static ssize_t eng_read(fy_engine *e)
+{
+    if (e->in_eof)
+        return 0;
+    if (e->in_r > 0 && (e->in_r == e->in_w || e->in_w == FY_ENG_IN_CAP)) {
+        memmove(e->in, e->in + e->in_r, e->in_w - e->in_r);
+        e->in_w -= e->in_r;
+        e->in_r = 0;
+    }
+    if (e->in_w == FY_ENG_IN_CAP)
+        return FERRY_EAGAIN; /* full of unconsumed frames */
+    for (;;) {
+        ssize_t r = read(e->pipe.rfd, e->in + e->in_w, FY_ENG_IN_CAP - e->in_w);
+        if (r > 0) {
+            e->in_w += (size_t)r;
+            atomic_store_explicit(&e->last_rx_ns, fy_now_ns(), memory_order_relaxed);
+            return r;
+        }
+        if (r == 0) {
+            e->in_eof = true;
+            return 0;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return FERRY_EAGAIN;
+        e->in_eof = true;
+        return errno == ECONNRESET ? FERRY_ECONNRESET : FERRY_EIO;
+    }
+}
+
+static void eng_consume(fy_engine *e, size_t n)
+{
+    e->in_r += n;
+    e->in_abs += n;
+}
+
+static int eng_queue_pong(fy_engine *e, const fy_zmtp_command *c)
+{
+    uint8_t buf[64];
+    ssize_t n = fy_zmtp_pong_encode(buf, sizeof buf, c->arg, c->arg_len);
+    if (n < 0)
+        return (int)n;
+    pthread_mutex_lock(&e->out_lock);
+    int rc = eng_out_bytes(e, buf, (size_t)n);
+    if (rc == 0)
+        rc = eng_write(e, fy_now_ns()) < 0 ? FERRY_EPIPE : 0;
+    pthread_mutex_unlock(&e->out_lock);
+    return rc;
+}
+
+/* A command frame arrived on a live link. Returns 1 when it must be delivered as a frame
+ * (subscriptions for PUB/XPUB, in *m), 0 when handled, < 0 when the link must die. */
+static int eng_command(fy_engine *e, const uint8_t *body, size_t len, uint64_t abs, fy_msg *m,
+                       bool from_ctl)
+{
+    fy_zmtp_command c;
+    int rc = fy_zmtp_command_decode(body, len, &c);
+    if (rc < 0)
+        return FERRY_EPROTO;
+    switch (c.type) {
+    case FY_ZMTP_CMD_PING:
+        if (c.ttl_ds)
+            atomic_store_explicit(&e->peer_ttl_ns, (uint64_t)c.ttl_ds * 100000000ull,
+                                  memory_order_relaxed);
+        if (!from_ctl && abs < e->scan_abs)
+            return 0; /* the control thread answered this one already */
+        return eng_queue_pong(e, &c) < 0 ? FERRY_EPIPE : 0;
+    case FY_ZMTP_CMD_PONG:
+    case FY_ZMTP_CMD_UNKNOWN:
+        return 0;
+    case FY_ZMTP_CMD_SUBSCRIBE:
+    case FY_ZMTP_CMD_CANCEL:
+        if (from_ctl || (e->cfg.type != FERRY_PUB && e->cfg.type != FERRY_XPUB))
+            return 0;
+        if (fy_msg_init_size(m, c.arg_len + 1) != 0)
+            return FERRY_ENOMEM;
+        fy_msg_data(m)[0] = c.type == FY_ZMTP_CMD_SUBSCRIBE ? 1 : 0;
+        if (c.arg_len)
+            memcpy(fy_msg_data(m) + 1, c.arg, c.arg_len);
+        m->flags = FY_MSG_SUB;
+        return 1;
+    case FY_ZMTP_CMD_ERROR:
+        return FERRY_ECONNABORTED;
+    default: /* READY twice */
+        return FERRY_EPROTO;
+    }
+}
+
+static void eng_big_free(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+/* Reads the rest of a large body straight into its buffer. Under in_lock. 0 complete,
+ * FERRY_EAGAIN, or < 0. */
+static int eng_big_fill(fy_engine *e)
+{
+    uint64_t size = e->big.size;
+    while (e->big_have < size) {
+        if (e->big_have == e->big_alloc) {
+            uint64_t na = e->big_alloc * 2;
+            if (na > size)
+                na = size;
+            uint8_t *n = realloc(e->big.content->data, (size_t)na);
+            if (!n)
+                return FERRY_ENOMEM;
+            e->big.content->data = n;
+            e->big_alloc = na;
+        }
+        ssize_t r = read(e->pipe.rfd, e->big.content->data + e->big_have,
+                         (size_t)(e->big_alloc - e->big_have));
+        if (r > 0) {
+            e->big_have += (uint64_t)r;
+            e->in_abs += (uint64_t)r;
+            atomic_store_explicit(&e->last_rx_ns, fy_now_ns(), memory_order_relaxed);
+            continue;
+        }
+        if (r == 0) {
+            e->in_eof = true;
+            return FERRY_EPIPE;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return FERRY_EAGAIN;
+        e->in_eof = true;
+        return FERRY_EPIPE;
+    }
+    return 0;
+}
+
+/*
+ * The next frame for the owner. Under in_lock. 0 (frame in *m), FERRY_EAGAIN, FERRY_EPIPE (peer
+ * gone, input drained) or FERRY_EPROTO (and the link is killed).
+ */
+static int eng_next(fy_engine *e, fy_msg *m)
+{
+    for (;;) {
+        if (e->big_on) {
+            int rc = eng_big_fill(e);
+            if (rc == FERRY_EAGAIN)
+                return rc;
+            if (rc < 0) {
+                fy_msg_fini(&e->big);
+                e->big_on = false;
+                return rc == FERRY_ENOMEM ? rc : FERRY_EPIPE;
+            }
+            e->big_on = false;
+            fy_msg_move(m, &e->big);
+            return 0;
+        }
+        fy_zmtp_frame f;
+        uint64_t need = 0;
+        size_t avail = e->in_w - e->in_r;
+        int rc = avail ? fy_zmtp_frame_decode(e->in + e->in_r, avail, &e->lim, &f, &need) : 0;
+        if (avail == 0)
+            f.header_len = 0;
+        if (rc < 0)
+            return FERRY_EPROTO;
+        if (rc == 1) {
+            const uint8_t *body = e->in + e->in_r + f.header_len;
+            size_t total = f.header_len + (size_t)f.size;
+            uint64_t abs = e->in_abs;
+            if (fy_zmtp_frame_is_command(&f)) {
+                int c = eng_command(e, body, (size_t)f.size, abs, m, false);
+                eng_consume(e, total);
+                if (c == 1)
+                    return 0;
+                if (c < 0)
+                    return c == FERRY_ENOMEM ? c : FERRY_EPROTO;
+                continue;
+            }
+            if (fy_msg_init_copy(m, body, (size_t)f.size) != 0)
+                return FERRY_ENOMEM;
+            m->flags = fy_zmtp_frame_more(&f) ? FY_MSG_MORE : 0;
+            eng_consume(e, total);
+            return 0;
+        }
+        /* Incomplete. A large message body is read in place rather than through the buffer. */
+        if (f.header_len && !fy_zmtp_frame_is_command(&f) && f.size > FY_ENG_BIG_MIN) {
+            uint64_t first = f.size < FY_ENG_BIG_FIRST_ALLOC ? f.size : FY_ENG_BIG_FIRST_ALLOC;
+            uint8_t *buf = malloc((size_t)first);
+            if (!buf)
+                return FERRY_ENOMEM;
+            if (fy_msg_init_data(&e->big, buf, (size_t)f.size, eng_big_free, NULL) != 0) {
+                free(buf);
+                return FERRY_ENOMEM;
+            }
+            e->big.flags = fy_zmtp_frame_more(&f) ? FY_MSG_MORE : 0;
+            size_t have = avail - f.header_len;
+            memcpy(buf, e->in + e->in_r + f.header_len, have);
+            e->big_have = have;
+            e->big_alloc = first;
+            e->big_on = true;
+            eng_consume(e, avail);
+            continue;
+        }
+        ssize_t r = eng_read(e);
+        if (r > 0)
+            continue;
+        if (r == FERRY_EAGAIN)
+            return FERRY_EAGAIN;
+        return FERRY_EPIPE; /* EOF or error with no complete frame left */
+    }
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* pipe ops (owner thread)                                                                     */
+/* ------------------------------------------------------------------------------------------- */
+
+static int eng_pipe_send(fy_pipe *p, fy_msg *m)
+{
+    fy_engine *e = eng(p);
+    if (atomic_load_explicit(&p->dead, memory_order_relaxed))
+        return FERRY_EPIPE;
+    bool sub = (m->flags & FY_MSG_SUB) != 0;
+    bool more = (m->flags & FY_MSG_MORE) != 0;
+    size_t size = fy_msg_size(m);
+    pthread_mutex_lock(&e->out_lock);
+    int rc = 0;
+    if (e->out_dead) {
+        rc = FERRY_EPIPE;
+        goto out;
+    }
+    if (!e->out_mid && !sub && e->cfg.sndhwm > 0 && e->ends_n >= (uint32_t)e->cfg.sndhwm) {
+        rc = FERRY_EAGAIN;
+        goto out;
+    }
+    if (sub && size >= 1 && !more &&
+        fy_zmtp_version_has_sub_commands(FY_ZMTP_MAJOR, (uint8_t)p->peer.zmtp_minor)) {
+        const uint8_t *d = fy_msg_data(m);
+        ssize_t n = fy_zmtp_subscription_encode(NULL, 0, FY_ZMTP_MAJOR, (uint8_t)p->peer.zmtp_minor,
+                                                d[0] == 1, d + 1, size - 1);
+        uint8_t *at = n > 0 ? eng_out_append(e, (size_t)n) : NULL;
+        if (!at) {
+            rc = n < 0 ? (int)n : FERRY_ENOMEM;
+            goto out;
+        }
+        fy_zmtp_subscription_encode(at, (size_t)n, FY_ZMTP_MAJOR, (uint8_t)p->peer.zmtp_minor,
+                                    d[0] == 1, d + 1, size - 1);
+    } else {
+        uint8_t hdr[FY_ZMTP_MAX_HEADER];
+        int hl = fy_zmtp_frame_header_encode(hdr, more ? FY_ZMTP_FLAG_MORE : 0, size);
+        if (hl < 0) {
+            rc = hl;
+            goto out;
+        }
+        if (size <= FY_ENG_COPY_MAX) {
+            uint8_t *at = eng_out_append(e, (size_t)hl + size);
+            if (!at) {
+                rc = FERRY_ENOMEM;
+                goto out;
+            }
+            memcpy(at, hdr, (size_t)hl);
+            if (size)
+                memcpy(at + hl, fy_msg_data(m), size);
+            fy_msg_fini(m);
+        } else {
+            if (eng_out_bytes(e, hdr, (size_t)hl) != 0) {
+                rc = FERRY_ENOMEM;
+                goto out;
+            }
+            eng_seg *g = eng_seg_push(e);
+            if (!g) {
+                rc = FERRY_ENOMEM;
+                goto out;
+            }
+            g->is_msg = true;
+            g->len = size;
+            fy_msg_move(&g->m, m);
+            e->out_total += size;
+        }
+    }
+    fy_msg_init(m);
+    e->out_mid = more;
+    if (!more && eng_end_push(e) != 0) {
+        rc = FERRY_ENOMEM;
+        goto out;
+    }
+    uint64_t now = fy_now_ns();
+    e->last_append_ns = now;
+    size_t pending = eng_out_pending(e);
+    if (pending >= FY_ENG_OUT_HIGH || (!more && now - e->last_write_ns >= FY_ENG_BATCH_NS)) {
+        if (eng_write(e, now) < 0) {
+            /* The frame was accepted; the loss is reported as the pipe's death. */
+            pthread_mutex_unlock(&e->out_lock);
+            fy_engine_kill(p, FERRY_EPIPE);
+            return 0;
+        }
+    }
+    if (eng_out_pending(e) > 0) {
+        p->dirty = true;
+        pthread_mutex_unlock(&e->out_lock);
+        fy_ctl_flush_watch();
+        return 0;
+    }
+out:
+    pthread_mutex_unlock(&e->out_lock);
+    return rc;
+}
+
+static int eng_pipe_recv(fy_pipe *p, fy_msg *m)
+{
+    fy_engine *e = eng(p);
+    pthread_mutex_lock(&e->in_lock);
+    int rc;
+    if (e->has_peeked) {
+        fy_msg_move(m, &e->peeked);
+        e->has_peeked = false;
+        rc = 0;
+    } else {
+        fy_msg_fini(m);
+        rc = eng_next(e, m);
+    }
+    if (rc == 0)
+        e->in_mid = fy_msg_more(m);
+    atomic_store_explicit(&e->owner_in_seq,
+                          atomic_load_explicit(&e->owner_in_seq, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    pthread_mutex_unlock(&e->in_lock);
+    if (rc < 0 && rc != FERRY_EAGAIN) {
+        p->saw_epipe = true;
+        fy_engine_kill(p, rc);
+        if (rc != FERRY_EPROTO)
+            rc = FERRY_EPIPE;
+    }
+    return rc;
+}
+
+static int eng_pipe_poll_in(fy_pipe *p)
+{
+    fy_engine *e = eng(p);
+    pthread_mutex_lock(&e->in_lock);
+    int rc = 0;
+    if (!e->has_peeked) {
+        fy_msg_init(&e->peeked);
+        rc = eng_next(e, &e->peeked);
+        if (rc == 0)
+            e->has_peeked = true;
+    }
+    bool ready = e->has_peeked;
+    pthread_mutex_unlock(&e->in_lock);
+    if (rc < 0 && rc != FERRY_EAGAIN)
+        fy_engine_kill(p, rc);
+    return ready;
+}
+
+static bool eng_pipe_can_send(fy_pipe *p)
+{
+    fy_engine *e = eng(p);
+    if (atomic_load_explicit(&p->dead, memory_order_relaxed))
+        return true;
+    pthread_mutex_lock(&e->out_lock);
+    bool ok = e->out_dead || e->cfg.sndhwm <= 0 || e->ends_n < (uint32_t)e->cfg.sndhwm;
+    pthread_mutex_unlock(&e->out_lock);
+    return ok;
+}
+
+static int eng_pipe_flush(fy_pipe *p)
+{
+    fy_engine *e = eng(p);
+    pthread_mutex_lock(&e->out_lock);
+    int rc = e->seg_n ? eng_write(e, fy_now_ns()) : 0;
+    if (rc == 0)
+        p->dirty = false;
+    pthread_mutex_unlock(&e->out_lock);
+    if (rc < 0)
+        fy_engine_kill(p, rc);
+    return rc;
+}
+
+static bool eng_pipe_has_input(fy_pipe *p)
+{
+    fy_engine *e = eng(p);
+    pthread_mutex_lock(&e->in_lock);
+    bool any = e->has_peeked;
+    if (!any && !e->big_on && e->in_w > e->in_r) {
+        fy_zmtp_frame f;
+        any = fy_zmtp_frame_decode(e->in + e->in_r, e->in_w - e->in_r, &e->lim, &f, NULL) != 0;
+    }
+    pthread_mutex_unlock(&e->in_lock);
+    return any;
+}
+
+static void eng_pipe_release(fy_pipe *p)
+{
+    fy_ctl_release_pipe(p);
+}
+
+static const fy_pipe_ops fy_engine_ops = {
+    .send = eng_pipe_send,
+    .recv = eng_pipe_recv,
+    .poll_in = eng_pipe_poll_in,
+    .can_send = eng_pipe_can_send,
+    .flush = eng_pipe_flush,
+    .has_input = eng_pipe_has_input,
+    .release = eng_pipe_release,
+};
+
+/* ------------------------------------------------------------------------------------------- */
+/* life cycle and control thread                                                               */
+/* ------------------------------------------------------------------------------------------- */
+
+static uint64_t fy_engine_next_id(void)
+{
+    static _Atomic uint64_t next = 1;
+    return atomic_fetch_add_explicit(&next, 1, memory_order_relaxed);
+}
+
+int fy_engine_new(fy_pipe **out, fy_socket *s, int rfd, int wfd, const fy_link_cfg *cfg)
+{
+    *out = NULL;
+    fy_engine *e = calloc(1, sizeof *e);
+    uint8_t *in = malloc(FY_ENG_IN_CAP);
+    if (!e || !in) {
+        free(e);
+        free(in);
+        close(rfd);
+        if (wfd != rfd)
+            close(wfd);
+        return FERRY_ENOMEM;
+    }
+    e->in = in;
+    e->pipe.ops = &fy_engine_ops;
+    e->pipe.sock = s;
+    e->pipe.id = fy_engine_next_id();
+    e->pipe.rfd = rfd;
+    e->pipe.wfd = wfd;
+    e->sock = s;
+    e->cfg = *cfg;
+    int st;
+    socklen_t sl = sizeof st;
+    e->is_sock = getsockopt(wfd, SOL_SOCKET, SO_TYPE, &st, &sl) == 0;
+    e->state = ENG_GREETING;
+    fy_zmtp_greeting_decoder_init(&e->gd);
+    e->lim.max_msg_size = FY_ZMTP_DEFAULT_MAX_MSG;
+    e->lim.max_command_size = FY_ENG_BIG_MIN; /* a command must fit the read buffer */
+    pthread_mutex_init(&e->in_lock, NULL);
+    pthread_mutex_init(&e->out_lock, NULL);
+    fy_msg_init(&e->big);
+    fy_msg_init(&e->peeked);
+    uint64_t now = fy_now_ns();
+    e->handshake_deadline = now + FY_ENG_HANDSHAKE_NS;
+    atomic_store(&e->last_rx_ns, now);
+
+    uint8_t greet[FY_ZMTP_GREETING_SIZE];
+    uint8_t ready[600];
+    int rc = fy_zmtp_greeting_encode(greet, FY_ZMTP_MINOR, "NULL", 0);
+    ssize_t rl = rc < 0 ? rc
+                        : fy_zmtp_ready_encode(ready, sizeof ready, cfg->type, cfg->routing_id,
+                                               cfg->routing_id_len, "1;stream");
+    if (rc < 0 || rl < 0 || eng_out_bytes(e, greet, sizeof greet) != 0 ||
+        eng_out_bytes(e, ready, (size_t)rl) != 0) {
+        fy_engine_free(&e->pipe);
+        return rc < 0 ? rc : rl < 0 ? (int)rl : FERRY_ENOMEM;
+    }
+    *out = &e->pipe;
+    return 0;
+}
+
+/* The handshake's input side, on the control thread. 0 = more needed, 1 = done, < 0 = fail. */
+static int eng_handshake_input(fy_engine *e)
+{
+    for (;;) {
+        if (e->state == ENG_GREETING) {
+            size_t used = 0;
+            int g = fy_zmtp_greeting_feed(&e->gd, e->in + e->in_r, e->in_w - e->in_r, &used);
+            eng_consume(e, used);
+            if (g < 0) {
+                fy_ctl_note_error(e->sock, "peer greeting rejected (not ZMTP 3.x with NULL)");
+                return g;
+            }
+            if (g == 1) {
+                e->state = ENG_READY;
+                e->pipe.peer.zmtp_minor = e->gd.greeting.major > 3 ? 1 : e->gd.greeting.minor;
+                if (e->pipe.peer.zmtp_minor > 1)
+                    e->pipe.peer.zmtp_minor = 1;
+                continue;
+            }
+        } else {
+            fy_zmtp_frame f;
+            int rc = fy_zmtp_frame_decode(e->in + e->in_r, e->in_w - e->in_r, &e->lim, &f, NULL);
+            if (rc < 0)
+                return FERRY_EPROTO;
+            if (rc == 1) {
+                if (!fy_zmtp_frame_is_command(&f)) {
+                    fy_ctl_note_error(e->sock, "peer sent data before READY");
+                    return FERRY_EPROTO;
+                }
+                fy_zmtp_command c;
+                if (fy_zmtp_command_decode(e->in + e->in_r + f.header_len, (size_t)f.size, &c) < 0)
+                    return FERRY_EPROTO;
+                if (c.type == FY_ZMTP_CMD_ERROR) {
+                    fy_ctl_note_error(e->sock, "peer refused the handshake (ERROR)");
+                    return FERRY_ECONNABORTED;
+                }
+                fy_zmtp_peer_info info;
+                const char *why = NULL;
+                rc = fy_zmtp_ready_peer(&c, e->cfg.type, &info, &why);
+                if (rc < 0) {
+                    fy_ctl_note_error(e->sock, why ? why : "bad READY");
+                    return rc;
+                }
+                e->pipe.peer.type = info.socket_type;
+                e->pipe.peer.is_ferry = info.ferry != 0;
+                e->pipe.peer.id_len = (uint8_t)info.identity_len;
+                if (info.identity_len)
+                    memcpy(e->pipe.peer.id, info.identity, info.identity_len);
+                eng_consume(e, f.header_len + (size_t)f.size);
+                e->state = ENG_LIVE;
+                return 1;
+            }
+        }
+        ssize_t r = eng_read(e);
+        if (r > 0)
+            continue;
+        if (r == FERRY_EAGAIN)
+            return 0;
+        return FERRY_ECONNRESET;
+    }
+}
+
+int fy_engine_ctl_event(fy_pipe *p, uint32_t events, bool on_wfd)
+{
+    fy_engine *e = eng(p);
+    if (atomic_load(&p->dead))
+        return FERRY_EPIPE;
+    int rc = 0;
+    if (events & EPOLLOUT) {
+        pthread_mutex_lock(&e->out_lock);
+        int w = eng_write(e, fy_now_ns());
+        pthread_mutex_unlock(&e->out_lock);
+        if (w < 0)
+            return w;
+        fy_ctl_want_out(p, w == 1);
+    }
+    if (e->state != ENG_LIVE) {
+        if (!on_wfd && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
+            pthread_mutex_lock(&e->in_lock);
+            rc = eng_handshake_input(e);
+            pthread_mutex_unlock(&e->in_lock);
+        }
+        if (rc == 0 && (events & (EPOLLHUP | EPOLLERR)))
+            rc = FERRY_ECONNRESET;
+        return rc;
+    }
+    if (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+        return FERRY_EPIPE;
+    return 0;
+}
+
+int fy_engine_ctl_flush(fy_pipe *p)
+{
+    fy_engine *e = eng(p);
+    if (atomic_load(&p->dead))
+        return 0;
+    pthread_mutex_lock(&e->out_lock);
+    int pending = e->seg_n > 0;
+    if (pending) {
+        uint64_t now = fy_now_ns();
+        /* Leave the batch to the owner while it is still appending to it. */
+        if (now - e->last_append_ns >= FY_ENG_BATCH_NS) {
+            int w = eng_write(e, now);
+            if (w < 0) {
+                pthread_mutex_unlock(&e->out_lock);
+                fy_engine_kill(p, w);
+                return 0;
+            }
+            pending = w;
+            fy_ctl_want_out(p, w == 1);
+        }
+    }
+    pthread_mutex_unlock(&e->out_lock);
+    return pending;
+}
+
+/* Control thread: the owner has not read for a while; read what waits and answer PINGs so the
+ * peer's heartbeat does not declare us dead while the application is busy elsewhere. */
+static void eng_idle_scan(fy_engine *e)
+{
+    if (pthread_mutex_trylock(&e->in_lock) != 0)
+        return;
+    size_t before = e->in_w - e->in_r;
+    if (!e->big_on && !e->has_peeked)
+        (void)eng_read(e);
+    size_t off = 0;
+    /* Walk the buffered frames; answer PINGs not answered yet. */
+    while (!e->big_on) {
+        size_t avail = e->in_w - e->in_r - off;
+        fy_zmtp_frame f;
+        if (avail == 0 ||
+            fy_zmtp_frame_decode(e->in + e->in_r + off, avail, &e->lim, &f, NULL) != 1)
+            break;
+        uint64_t abs = e->in_abs + off;
+        if (fy_zmtp_frame_is_command(&f) && abs >= e->scan_abs) {
+            fy_msg dummy;
+            fy_msg_init(&dummy);
+            (void)eng_command(e, e->in + e->in_r + off + f.header_len, (size_t)f.size, abs, &dummy,
+                              true);
+            fy_msg_fini(&dummy);
+        }
+        off += f.header_len + (size_t)f.size;
+        if (abs + f.header_len + f.size > e->scan_abs)
+            e->scan_abs = abs + f.header_len + f.size;
+    }
+    bool grew = e->in_w - e->in_r > before;
+    pthread_mutex_unlock(&e->in_lock);
+    if (grew)
+        fy_socket_raise(e->sock);
+}
+
+int fy_engine_ctl_tick(fy_pipe *p, uint64_t now, uint64_t *next_ns)
+{
+    fy_engine *e = eng(p);
+    if (atomic_load(&p->dead))
+        return 0;
+    if (e->state != ENG_LIVE) {
+        if (now >= e->handshake_deadline) {
+            fy_ctl_note_error(e->sock, "handshake timed out");
+            return FERRY_ETIMEDOUT;
+        }
+        if (e->handshake_deadline < *next_ns)
+            *next_ns = e->handshake_deadline;
+        return 0;
+    }
+    uint64_t last_rx = atomic_load_explicit(&e->last_rx_ns, memory_order_relaxed);
+    if (e->cfg.hb_ivl > 0) {
+        uint64_t ivl = (uint64_t)e->cfg.hb_ivl * 1000000ull;
+        if (e->ping_deadline_ns && last_rx > e->ping_sent_ns)
+            e->ping_deadline_ns = 0;
+        if (e->ping_deadline_ns && now >= e->ping_deadline_ns) {
+            int avail = 0;
+            if (ioctl(p->rfd, FIONREAD, &avail) == 0 && avail > 0) {
+                e->ping_deadline_ns = 0;
+            } else {
+                fy_ctl_note_error(e->sock, "heartbeat timeout: peer silent");
+                return FERRY_ETIMEDOUT;
+            }
+        }
+        if (e->next_ping_ns == 0)
+            e->next_ping_ns = now + ivl;
+        if (now >= e->next_ping_ns) {
+            uint8_t buf[32];
+            uint16_t ttl = (uint16_t)(e->cfg.hb_ttl > 0 ? e->cfg.hb_ttl / 100 : 0);
+            ssize_t n = fy_zmtp_ping_encode(buf, sizeof buf, ttl, NULL, 0);
+            if (n > 0) {
+                pthread_mutex_lock(&e->out_lock);
+                if (eng_out_bytes(e, buf, (size_t)n) == 0) {
+                    int w = eng_write(e, now);
+                    if (w >= 0)
+                        fy_ctl_want_out(p, w == 1);
+                }
+                pthread_mutex_unlock(&e->out_lock);
+            }
+            e->ping_sent_ns = now;
+            if (!e->ping_deadline_ns) {
+                uint64_t to = (uint64_t)(e->cfg.hb_timeout > 0 ? e->cfg.hb_timeout : e->cfg.hb_ivl);
+                e->ping_deadline_ns = now + to * 1000000ull;
+            }
+            e->next_ping_ns = now + ivl;
+        }
+        if (e->next_ping_ns < *next_ns)
+            *next_ns = e->next_ping_ns;
+        if (e->ping_deadline_ns && e->ping_deadline_ns < *next_ns)
+            *next_ns = e->ping_deadline_ns;
+    }
+    uint64_t ttl = atomic_load_explicit(&e->peer_ttl_ns, memory_order_relaxed);
+    if (ttl && now > last_rx + ttl) {
+        int avail = 0;
+        if (!(ioctl(p->rfd, FIONREAD, &avail) == 0 && avail > 0)) {
+            fy_ctl_note_error(e->sock, "peer heartbeat TTL expired");
+            return FERRY_ETIMEDOUT;
+        }
+    }
+    if (ttl && last_rx + ttl < *next_ns)
+        *next_ns = last_rx + ttl + 1;
+    if (e->next_scan_ns == 0)
+        e->next_scan_ns = now + FY_ENG_IDLE_SCAN_NS;
+    if (now >= e->next_scan_ns) {
+        uint64_t seq = atomic_load_explicit(&e->owner_in_seq, memory_order_relaxed);
+        if (seq == e->ctl_seen_in_seq)
+            eng_idle_scan(e);
+        e->ctl_seen_in_seq = seq;
+        e->next_scan_ns = now + FY_ENG_IDLE_SCAN_NS;
+    }
+    if (e->next_scan_ns < *next_ns)
+        *next_ns = e->next_scan_ns;
+    return 0;
+}
+
+void fy_engine_free(fy_pipe *p)
+{
+    if (!p)
+        return;
+    fy_engine *e = eng(p);
+    if (p->rfd >= 0)
+        close(p->rfd);
+    if (p->wfd >= 0 && p->wfd != p->rfd)
+        close(p->wfd);
+    for (uint32_t i = 0; i < e->seg_n; i++)
+        fy_msg_fini(&e->segs[e->seg_head + i].m);
+    fy_msg_fini(&e->big);
+    fy_msg_fini(&e->peeked);
+    free(e->segs);
+    free(e->ends);
+    free(e->out);
+    free(e->in);
+    pthread_mutex_destroy(&e->in_lock);
+    pthread_mutex_destroy(&e->out_lock);
+    free(e);
+}

@@ -1,0 +1,87 @@
+/*
+ * transport.h - how a transport gets a connected byte stream, and the stream engine on top.
+ *
+ * tcp://, ipc:// (and fd://) differ only in how a connected fd comes to exist: one ops table per
+ * transport (one file each). Everything after that - ZMTP handshake, framing, batching, heartbeats
+ * - is the single stream engine (engine.c). inproc:// has no fd at all and is its own pipe type
+ * (inproc.c). The control thread (core/ctl.c) drives listen/accept/connect/reconnect through these
+ * ops; none of them is called on the hot path.
+ */
+#ifndef FERRY_TRANSPORT_TRANSPORT_H
+#define FERRY_TRANSPORT_TRANSPORT_H
+
+#include "core/endpoint.h"
+#include "core/pipe.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Options snapshotted when bind/connect is called (libzmq semantics: later option changes apply
+ * to later bind/connect calls). */
+typedef struct fy_link_cfg {
+    int type; /* our socket type */
+    int sndhwm, rcvhwm;
+    uint8_t routing_id_len;
+    uint8_t routing_id[255];
+    int hb_ivl, hb_ttl, hb_timeout; /* ms; 0 = off */
+    int reconnect_ivl, reconnect_ivl_max;
+    int peer_uid; /* ipc: uid allowed besides ours, -1 = ours only */
+} fy_link_cfg;
+
+typedef struct fy_transport_ops {
+    int scheme; /* enum fy_endpoint_scheme */
+    const char *name;
+    /*
+     * Creates a listening, non-blocking, close-on-exec fd for ep and writes the resolved URL
+     * (real port, etc.) into resolved. Returns 0 or FERRY_E* (EADDRINUSE, EACCES, ...).
+     */
+    int (*listen)(const fy_endpoint *ep, int *fd, char *resolved, size_t cap);
+    /* Starts a non-blocking connect. Returns 0 (connected), FERRY_EINPROGRESS, or FERRY_E*. */
+    int (*connect)(const fy_endpoint *ep, int *fd);
+    /* Called on every accepted or connected fd: tune it (TCP_NODELAY) and check policy (ipc:
+     * SO_PEERCRED uid). Returns 0 or FERRY_EACCES (the link is dropped). */
+    int (*prepare)(int fd, const fy_link_cfg *cfg);
+    /* Undoes listen: closes fd, removes the ipc socket file. */
+    void (*unlisten)(const fy_endpoint *ep, int fd);
+} fy_transport_ops;
+
+extern const fy_transport_ops fy_transport_tcp;
+extern const fy_transport_ops fy_transport_ipc;
+
+/* ---- the stream engine (engine.c) ---- */
+
+/*
+ * Creates a stream-engine pipe over connected fds (rfd == wfd for sockets; a pipe pair has two)
+ * and queues our greeting and READY. The pipe belongs to the control thread until its handshake
+ * completes. The engine owns the fds from then on (also on failure: they are closed).
+ */
+int fy_engine_new(fy_pipe **out, fy_socket *s, int rfd, int wfd, const fy_link_cfg *cfg);
+
+/* Control thread: events for the engine's fd. Returns 0 (nothing new), 1 (handshake complete:
+ * publish it) or < 0 (the link is dead). */
+int fy_engine_ctl_event(fy_pipe *p, uint32_t events, bool on_wfd);
+/* Control thread: timers (handshake timeout, heartbeats, tail flush). now in ns; lowers
+ * *next_ns to the next time the engine needs a tick. Returns 0 or < 0 (dead). */
+int fy_engine_ctl_tick(fy_pipe *p, uint64_t now, uint64_t *next_ns);
+/* Control thread: drain output the owner left behind (tail flush); returns 1 while output is
+ * still pending. */
+int fy_engine_ctl_flush(fy_pipe *p);
+/* True for stream-engine pipes. */
+bool fy_pipe_is_engine(const fy_pipe *p);
+/* Control thread: the engine's fds and whether output is waiting for EPOLLOUT. */
+int fy_engine_rfd(const fy_pipe *p);
+int fy_engine_wfd(const fy_pipe *p);
+bool fy_engine_live(const fy_pipe *p);
+/* Owner or control: the link failed; wake everyone concerned (idempotent). */
+void fy_engine_kill(fy_pipe *p, int err);
+/* Control thread: frees the engine (closes the fds). */
+void fy_engine_free(fy_pipe *p);
+
+/* ---- inproc (inproc.c) ---- */
+int fy_inproc_bind(fy_socket *s, const char *name, const fy_link_cfg *cfg);
+int fy_inproc_connect(fy_socket *s, const char *name, const fy_link_cfg *cfg);
+int fy_inproc_unbind(fy_socket *s, const char *name);
+/* Socket close: drop this socket's binds and pending connects. */
+void fy_inproc_socket_closed(fy_socket *s);
+
+#endif
