@@ -307,6 +307,31 @@ int main(void)
         check_line(slurp(g_out), "zmq:ipc", "rtt");
     CHECK(count_entries(g_tmp) == 0);
 
+    /* Fan-out: three rows (1, 2, 4 subscribers) with per-subscriber rates, when libzmq is here. */
+    rc = run(NULL, "--json", "--transport", "zmq:tcp", "--size", "64", "--mode", "fan", "--seconds",
+             "0.05", "--warmup", "0", NULL);
+    CHECK(rc == 0);
+    snprintf(out, sizeof out, "%s", slurp(g_out));
+    if (strstr(out, "zmq:tcp")) {
+        const char *subs[] = {"1", "2", "4"};
+        line = strtok_r(out, "\n", &save);
+        for (int i = 0; i < 3; i++) {
+            char v[64];
+            CHECK(line);
+            CHECK(!strcmp(jget(line, "mode", v, sizeof v), "\"fan\""));
+            CHECK(!strcmp(jget(line, "status", v, sizeof v), "\"ok\""));
+            CHECK(!strcmp(jget(line, "subs", v, sizeof v), subs[i]));
+            CHECK(is_number(jget(line, "msgs_per_s", v, sizeof v)) && atof(v) > 0);
+            double mean = atof(v);
+            CHECK(is_number(jget(line, "min_msgs_per_s", v, sizeof v)) && atof(v) <= mean + 1);
+            CHECK(is_number(jget(line, "delivered", v, sizeof v)) && atof(v) > 0 && atof(v) <= 1);
+            CHECK(!strcmp(jget(line, "p50_ns", v, sizeof v), "null"));
+            line = strtok_r(NULL, "\n", &save);
+        }
+        CHECK(line == NULL);
+    }
+    CHECK(count_entries(g_tmp) == 0);
+
     rmdir(g_tmp);
     printf("test_bench_cli: ok\n");
     return 0;

@@ -51,7 +51,7 @@ const bench_transport *const bench_transports[] = {
     NULL,
 };
 
-static const char *const bench_mode_names[BENCH_MODES] = {"rtt", "thr", "idle"};
+static const char *const bench_mode_names[BENCH_MODES] = {"rtt", "thr", "idle", "fan"};
 
 const char *bench_mode_name(int mode)
 {
@@ -71,56 +71,44 @@ const bench_transport *bench_transport_find(const char *name)
 
 static void bench_usage(FILE *out)
 {
-    fprintf(out, "usage: ferry bench [--transport LIST] [--size LIST] [--mode LIST] "
-                 "[--seconds S]\n"
-                 "                   [--warmup S] [--cpus A,B] [--json] [--json-out FILE] "
-                 "[--csv FILE]\n"
-                 "                   [--plot FILE.png] [--quiet] [--list]\n"
-                 "\n"
-                 "Measures message passing between two processes pinned to two CPUs: "
-                 "ferry's ring and\n"
-                 "sockets, the kernel baselines and libzmq/nng (loaded with dlopen when "
-                 "installed),\n"
-                 "side by side with the hardware floor (a cache line ping-pong) and "
-                 "memcpy bandwidth.\n"
-                 "The producer writes every payload byte, the consumer reads every byte.\n"
-                 "\n"
-                 "  --transport LIST  comma-separated names (see --list) or groups: all, "
-                 "kernel, zmq,\n"
-                 "                    nng, peers, ferry; default: every transport but ring:poll\n"
-                 "  --size LIST       message sizes in bytes, K/M suffixes allowed (1 B "
-                 ".. 16 MiB);\n"
-                 "                    default " BENCH_DEFAULT_SIZES "\n"
-                 "  --mode LIST       rtt (ping-pong latency p50/p99/p999/max), thr "
-                 "(one-way msgs/s,\n"
-                 "                    bytes/s at the consumer), idle (CPU%% of a receiver "
-                 "blocked 1 s\n"
-                 "                    and the latency of the first message after it; "
-                 "smallest size\n"
-                 "                    only), all; default rtt,thr,idle\n"
-                 "  --seconds S       measured time per row (default 0.25; 0.01 .. 60)\n"
-                 "  --warmup S        unmeasured time before each row (default 0.05; 0 .. "
-                 "10)\n"
-                 "  --cpus A,B        the two CPUs to pin the two sides to (default 0,1)\n"
-                 "  --json            print one JSON object per row on stdout instead of "
-                 "the table\n"
-                 "  --json-out FILE   also write the JSON lines to FILE (the table still "
-                 "prints)\n"
-                 "  --csv FILE        write the rows as CSV to FILE\n"
-                 "  --plot FILE.png   draw latency and throughput vs size with gnuplot\n"
-                 "  --quiet           no progress bar or notes on stderr\n"
-                 "  --list            list the transports and exit\n"
-                 "\n"
-                 "JSON fields: transport, peer (ferry|zmq|nng|kernel|floor|memcpy), wait "
-                 "(spin|poll|\n"
-                 "blocking|-), mode, size, count, p50_ns, p99_ns, p999_ns, max_ns (rtt), "
-                 "msgs_per_s,\n"
-                 "bytes_per_s (thr), cold_ns, idle_cpu_pct (idle), status "
-                 "(ok|failed|skipped), note.\n"
-                 "Fields that do not apply to a row are null. Exit status: 0 when every "
-                 "row ran (or was\n"
-                 "skipped for a stated reason), 1 when a row failed, 2 on a usage "
-                 "error.\n");
+    fprintf(
+        out,
+        "usage: ferry bench [--transport LIST] [--size LIST] [--mode LIST] [--seconds S]\n"
+        "                   [--warmup S] [--cpus A,B] [--json] [--json-out FILE] [--csv FILE]\n"
+        "                   [--plot FILE.png] [--quiet] [--list]\n"
+        "\n"
+        "Measures message passing between two processes pinned to two CPUs: ferry's ring and\n"
+        "sockets, the kernel baselines and libzmq/nng (loaded with dlopen when installed),\n"
+        "side by side with the hardware floor (a cache line ping-pong) and memcpy bandwidth.\n"
+        "The producer writes every payload byte, the consumer reads every byte.\n"
+        "\n"
+        "  --transport LIST  comma-separated names (see --list) or groups: all, kernel, zmq,\n"
+        "                    nng, peers, ferry; default: every transport but ring:poll\n"
+        "  --size LIST       message sizes in bytes, K/M suffixes allowed (1 B .. 16 MiB);\n"
+        "                    default " BENCH_DEFAULT_SIZES "\n"
+        "  --mode LIST       rtt   ping-pong round trips: p50/p99/p999/max latency\n"
+        "                    thr   one way: msgs/s and bytes/s at the consumer\n"
+        "                    idle  CPU%% of a receiver blocked 1 s, then the latency of the\n"
+        "                          first message after it (smallest size only)\n"
+        "                    fan   one publisher to 1, 2 and 4 subscribers: msgs/s per\n"
+        "                          subscriber (smallest size only; PUB/SUB transports)\n"
+        "                    all;  default rtt,thr,idle,fan\n"
+        "  --seconds S       measured time per row (default 0.25; 0.01 .. 60)\n"
+        "  --warmup S        unmeasured time before each row (default 0.05; 0 .. 10)\n"
+        "  --cpus A,B        the two CPUs to pin the two sides to (default 0,1)\n"
+        "  --json            print one JSON object per row on stdout instead of the table\n"
+        "  --json-out FILE   also write the JSON lines to FILE (the table still prints)\n"
+        "  --csv FILE        write the rows as CSV to FILE\n"
+        "  --plot FILE.png   draw latency and throughput vs size with gnuplot\n"
+        "  --quiet           no progress bar or notes on stderr\n"
+        "  --list            list the transports and exit\n"
+        "\n"
+        "JSON fields: transport, peer (ferry|zmq|nng|kernel|floor|memcpy), wait (spin|poll|\n"
+        "blocking|-), mode, size, status (ok|failed|skipped), count, p50_ns, p99_ns, p999_ns,\n"
+        "max_ns (rtt), msgs_per_s, bytes_per_s (thr, fan), cold_ns, idle_cpu_pct (idle), subs,\n"
+        "min_msgs_per_s, pub_msgs_per_s, delivered (fan), note. Fields that do not apply to a\n"
+        "row are null. Exit status: 0 when every row ran (or was skipped for a stated reason),\n"
+        "1 when a row failed, 2 on a usage error. docs/bench.md explains the method.\n");
 }
 
 static void bench_list(void)
@@ -267,7 +255,7 @@ static int bench_parse_modes(bench_cfg *cfg, const char *list)
             continue;
         }
         if (m < 0) {
-            fprintf(stderr, "ferry bench: unknown mode '%s' (rtt, thr, idle, all)\n", tok);
+            fprintf(stderr, "ferry bench: unknown mode '%s' (rtt, thr, idle, fan, all)\n", tok);
             rc = -1;
             break;
         }
@@ -323,7 +311,10 @@ static bool bench_wanted(const bench_cfg *cfg, const bench_transport *t, int mod
 {
     if (!(cfg->modes & BENCH_M(mode)) || !(t->modes & BENCH_M(mode)))
         return false;
-    if (mode == BENCH_IDLE && size_idx != 0)
+    if ((mode == BENCH_IDLE || mode == BENCH_FAN) && size_idx != 0)
+        return false;
+    /* Fan-out needs PUB/SUB over separate processes: message transports with a receive timeout. */
+    if (mode == BENCH_FAN && (t->threads || !t->ops || !t->ops->set_rcvtimeo))
         return false;
     if (t == &bench_tr_floor && size_idx != 0)
         return false;
@@ -373,7 +364,7 @@ int bench_main(int argc, char **argv)
     cfg.warmup = 0.05;
     cfg.cpu[0] = 0;
     cfg.cpu[1] = 1;
-    const char *tr_list = NULL, *size_list = BENCH_DEFAULT_SIZES, *mode_list = "rtt,thr,idle";
+    const char *tr_list = NULL, *size_list = BENCH_DEFAULT_SIZES, *mode_list = "rtt,thr,idle,fan";
     const char *cpus = NULL;
     optind = 1;
     opterr = 0;
@@ -481,7 +472,7 @@ int bench_main(int argc, char **argv)
     for (int s = 0; s < cfg.nsizes; s++)
         for (int t = 0; t < nrun; t++)
             for (int m = 0; m < BENCH_MODES; m++)
-                total += bench_wanted(&cfg, run_tr[t], m, s);
+                total += bench_wanted(&cfg, run_tr[t], m, s) * (m == BENCH_FAN ? 3 : 1);
     bench_row *rows = calloc((size_t)total + 1, sizeof *rows);
     if (!rows || bench_proc_init(&cfg) != 0) {
         free(rows);
@@ -495,28 +486,32 @@ int bench_main(int argc, char **argv)
             for (int m = 0; m < BENCH_MODES; m++) {
                 if (!bench_wanted(&cfg, run_tr[t], m, s))
                     continue;
-                bench_job job;
-                memset(&job, 0, sizeof job);
-                job.cfg = &cfg;
-                job.tr = run_tr[t];
-                job.mode = m;
-                /* The floor is one cache line whatever the message size. */
-                job.size = run_tr[t] == &bench_tr_floor ? 64 : cfg.sizes[s];
-                bench_row pr = {.tr = job.tr, .mode = m, .size = job.size};
-                bench_progress(&cfg, n, total, &pr);
-                bench_run_row(&job, &rows[n]);
-                failed += rows[n].status == 1;
-                char line[1024];
-                bench_out_json_line(line, sizeof line, &rows[n]);
-                if (cfg.json) {
-                    fputs(line, stdout);
-                    fflush(stdout);
+                /* Fan-out is three rows: 1, 2 and 4 subscribers. */
+                for (int f = 0; f < (m == BENCH_FAN ? 3 : 1); f++) {
+                    bench_job job;
+                    memset(&job, 0, sizeof job);
+                    job.cfg = &cfg;
+                    job.tr = run_tr[t];
+                    job.mode = m;
+                    job.subs = m == BENCH_FAN ? 1 << f : 0;
+                    /* The floor is one cache line whatever the message size. */
+                    job.size = run_tr[t] == &bench_tr_floor ? 64 : cfg.sizes[s];
+                    bench_row pr = {.tr = job.tr, .mode = m, .size = job.size};
+                    bench_progress(&cfg, n, total, &pr);
+                    bench_run_row(&job, &rows[n]);
+                    failed += rows[n].status == 1;
+                    char line[1024];
+                    bench_out_json_line(line, sizeof line, &rows[n]);
+                    if (cfg.json) {
+                        fputs(line, stdout);
+                        fflush(stdout);
+                    }
+                    if (jf) {
+                        fputs(line, jf);
+                        fflush(jf);
+                    }
+                    n++;
                 }
-                if (jf) {
-                    fputs(line, jf);
-                    fflush(jf);
-                }
-                n++;
             }
         }
     }

@@ -25,11 +25,13 @@
 enum bench_mode {
     BENCH_RTT = 0,  /* ping-pong round trips, latency histogram */
     BENCH_THR = 1,  /* one-way stream, msgs/s and bytes/s at the consumer */
-    BENCH_IDLE = 2, /* receiver blocked 1 s: its CPU% and the latency of the first
-                       message after */
-    BENCH_MODES = 3,
+    BENCH_IDLE = 2, /* receiver blocked 1 s: its CPU% and the first message's latency after */
+    BENCH_FAN = 3,  /* one publisher, 1/2/4 subscribers: msgs/s per subscriber */
+    BENCH_MODES = 4,
 };
 #define BENCH_M(m) (1u << (m))
+/* Roles of one row: 0 and 1, or a publisher and up to 4 subscribers (fan-out). */
+#define BENCH_MAX_ROLES 5
 /* A one-way row sends at least this many messages, so even a slow 1 MiB row has a rate. */
 #define BENCH_MIN_MSGS 16
 
@@ -60,6 +62,10 @@ typedef struct bench_row {
     uint64_t p50, p99, p999, max;
     double msgs_per_s, bytes_per_s;
     double cold_ns, idle_cpu; /* BENCH_IDLE */
+    int subs;                 /* BENCH_FAN: subscribers */
+    double pub_msgs_per_s;    /* BENCH_FAN: the publisher's send rate */
+    double delivered;         /* BENCH_FAN: fraction of published messages the subscribers got */
+    double min_msgs_per_s;    /* BENCH_FAN: the slowest subscriber */
 } bench_row;
 
 /* Per-role results written by a child into the control page. */
@@ -70,6 +76,7 @@ typedef struct bench_result {
     uint64_t count; /* messages or round trips measured */
     uint64_t ns;    /* measured interval */
     uint64_t bytes;
+    uint64_t all; /* fan-out: every message sent (publisher) or received (subscriber) */
     double cold_ns, idle_cpu;
 } bench_result;
 
@@ -82,11 +89,14 @@ typedef struct bench_ctl {
     _Alignas(128) _Atomic uint64_t floor_line; /* the floor's ping-pong counter */
     _Alignas(128) _Atomic uint64_t total;      /* messages role 0 will send; UINT64_MAX = not yet */
     _Atomic uint64_t stamp;                    /* BENCH_IDLE: send time of the cold message */
-    _Atomic int ready[2];                      /* role is set up (e.g. bound) */
+    _Atomic int ready[BENCH_MAX_ROLES];        /* role is set up (e.g. connected) */
+    _Atomic int joined[BENCH_MAX_ROLES];       /* fan-out: the subscriber got its first message */
+    _Atomic int bound;                         /* the binding side published its endpoint */
     _Atomic int go;
-    _Atomic int finished[2]; /* role's body is over: its last message was sent and received */
-    char endpoint[256];      /* role 1 publishes where it listens (zmq/nng tcp port) */
-    _Alignas(128) bench_result res[2];
+    _Atomic int
+        finished[BENCH_MAX_ROLES]; /* role's body is over: its last message was sent and received */
+    char endpoint[256];            /* role 1 publishes where it listens (zmq/nng tcp port) */
+    _Alignas(128) bench_result res[BENCH_MAX_ROLES];
     bench_hist hist; /* rtt samples, written by role 0 */
 } bench_ctl;
 
@@ -101,6 +111,9 @@ typedef struct bench_msg_ops {
     /* Receives exactly one message of up to cap bytes; returns its length or < 0.
      */
     long (*recv)(void *h, void *buf, size_t cap);
+    /* Fan-out only: a receive timeout in ms, after which recv returns BENCH_TIMEDOUT without
+     * recording an error (subscribers cannot know when a lossy stream has ended). */
+    int (*set_rcvtimeo)(void *h, int ms);
     void (*close)(void *h);
 } bench_msg_ops;
 
@@ -145,7 +158,8 @@ typedef struct bench_job {
     int fd[4];          /* transport fds created by setup, -1 when unused */
     void *state;        /* transport state created by setup */
     void *tstate;       /* in-process (threads) state created in the child */
-    int role_cpu[2];
+    int subs;           /* BENCH_FAN: subscribers, roles 1..subs */
+    int role_cpu[BENCH_MAX_ROLES];
     char *err; /* the current role's error buffer (ctl->res[role].err) */
 } bench_job;
 
@@ -164,6 +178,8 @@ const char *bench_tmpdir(void);
 /* A fresh path "<tmpdir>/<what>-<n>" removed after the row (and on Ctrl-C);
  * NULL when full. */
 const char *bench_tmp_path(const char *what);
+
+#define BENCH_TIMEDOUT (-2)
 
 /* Helpers for role bodies (bench_loop.c). */
 uint64_t bench_now_ns(void);

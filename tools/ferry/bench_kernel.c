@@ -200,7 +200,12 @@ static void kern_close(void *h)
     free(h);
 }
 
-static const bench_msg_ops kern_ops = {kern_open, kern_send, kern_recv, kern_close};
+static const bench_msg_ops kern_ops = {
+    .open = kern_open,
+    .send = kern_send,
+    .recv = kern_recv,
+    .close = kern_close,
+};
 
 /* Batched one-way stream: see the file comment. The sender stamps every message
  * of a batch. */

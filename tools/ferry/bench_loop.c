@@ -259,6 +259,102 @@ static int msg_idle(bench_job *j, int role, const bench_msg_ops *ops, void *h, v
     return 0;
 }
 
+/*
+ * Fan-out: role 0 publishes, roles 1..subs subscribe to everything. PUB never blocks (it drops
+ * at a subscriber's high-water mark), so the stream's end cannot be a message count: the
+ * publisher raises `go` when it is done and a subscriber stops after a receive timeout that
+ * follows it. Each subscriber's rate is taken over its own window, from the first clock read after
+ * the warm-up to the last clock read (every few messages, as in thr).
+ */
+static int msg_fan(bench_job *j, int role, const bench_msg_ops *ops, void *h, void *buf)
+{
+    bench_ctl *c = j->ctl;
+    size_t size = j->size;
+    uint64_t mask = bench_clock_mask(size);
+    if (role == 0) {
+        for (int k = 1; k <= j->subs; k++)
+            if (bench_await(&c->ready[k], 20.0) < 0)
+                return bench_fail(j, "subscriber %d never connected", k);
+        /* Subscriptions reach a publisher asynchronously (the "slow joiner"): publish probes
+         * until every subscriber has received one, then the measured stream. */
+        uint64_t sent = 0, give_up = bench_now_ns() + 10000000000ull;
+        for (;;) {
+            bool all = true;
+            for (int k = 1; k <= j->subs; k++)
+                all &= atomic_load_explicit(&c->joined[k], memory_order_acquire) != 0;
+            if (all)
+                break;
+            if (bench_now_ns() > give_up)
+                return bench_fail(j, "a subscriber received nothing for 10 s");
+            bench_fill(buf, size, 0);
+            if (ops->send(h, buf, size) < 0)
+                return bench_fail(j, "send of a probe failed");
+            sent++;
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+        uint64_t start = bench_now_ns(), now = start;
+        uint64_t end = start + (uint64_t)((j->cfg->warmup + j->cfg->seconds) * 1e9), i = 1;
+        for (;; i++) {
+            if ((i & mask) == 0 && (now = bench_now_ns()) >= end)
+                break;
+            bench_fill(buf, size, i);
+            if (ops->send(h, buf, size) < 0)
+                return bench_fail(j, "send of message %llu failed", (unsigned long long)i);
+        }
+        c->res[0].count = i - 1;
+        c->res[0].ns = now - start;
+        c->res[0].all = sent + i - 1;
+        atomic_store_explicit(&c->go, 1, memory_order_release);
+        return 0;
+    }
+    if (ops->set_rcvtimeo(h, 20) < 0)
+        return -1;
+    atomic_store_explicit(&c->ready[role], 1, memory_order_release);
+    uint64_t warm = (uint64_t)(j->cfg->warmup * 1e9);
+    uint64_t n = 0, t_first = 0, k0 = 0, t0 = 0, k_last = 0, t_last = 0, sum = 0;
+    uint64_t heard = bench_now_ns();
+    for (;;) {
+        long r = ops->recv(h, buf, size);
+        if (r == BENCH_TIMEDOUT) {
+            if (atomic_load_explicit(&c->go, memory_order_acquire))
+                break;
+            if (bench_now_ns() - heard > 15000000000ull)
+                return bench_fail(j, "no message for 15 s");
+            continue;
+        }
+        if (r < 0)
+            return bench_fail(j, "recv failed after %llu messages", (unsigned long long)n);
+        if ((size_t)r != size)
+            return bench_fail(j, "message %llu: wrong length %ld", (unsigned long long)n + 1, r);
+        sum += bench_touch(buf, size);
+        n++;
+        if (n == 1) {
+            t_first = heard = bench_now_ns();
+            atomic_store_explicit(&c->joined[role], 1, memory_order_release);
+        } else if ((n & mask) == 0) {
+            uint64_t now = heard = bench_now_ns();
+            if (!k0 && now >= t_first + warm) {
+                k0 = n;
+                t0 = now;
+            }
+            k_last = n;
+            t_last = now;
+        }
+    }
+    bench_sink += sum;
+    if (!k0 || k_last < k0 + BENCH_MIN_MSGS / 2) { /* (nearly) all of it was warm-up */
+        k0 = 1;
+        t0 = t_first;
+    }
+    if (k_last <= k0 || t_last <= t0)
+        return bench_fail(j, "only %llu messages arrived", (unsigned long long)n);
+    c->res[role].count = k_last - k0;
+    c->res[role].ns = t_last - t0;
+    c->res[role].all = n;
+    return 0;
+}
+
 int bench_msg_run(bench_job *j, int role)
 {
     const bench_msg_ops *ops = j->tr->ops;
@@ -272,15 +368,19 @@ int bench_msg_run(bench_job *j, int role)
             rc = msg_rtt(j, role, ops, h, buf);
         else if (j->mode == BENCH_THR)
             rc = msg_thr(j, role, ops, h, buf);
-        else
+        else if (j->mode == BENCH_IDLE)
             rc = msg_idle(j, role, ops, h, buf);
+        else
+            rc = msg_fan(j, role, ops, h, buf);
         /* Closing a libzmq socket (linger 0) discards messages still queued in its I/O thread,
          * so neither side closes before the other has finished: then every message it sent has
          * been received (rtt: role 0 got the last pong; thr and idle: role 1 got the last
          * message). A failed side finishes too, and the supervisor kills a peer stuck in recv. */
         atomic_store_explicit(&j->ctl->finished[role], 1, memory_order_release);
-        if (rc == 0 && bench_await(&j->ctl->finished[1 - role], 30.0) < 0)
-            rc = bench_fail(j, "peer did not finish");
+        int first = role == 0 ? 1 : 0, last = role == 0 ? (j->mode == BENCH_FAN ? j->subs : 1) : 0;
+        for (int k = first; rc == 0 && k <= last; k++)
+            if (bench_await(&j->ctl->finished[k], 30.0) < 0)
+                rc = bench_fail(j, "peer did not finish");
         ops->close(h);
     }
     bench_buf_free(buf, j->size);

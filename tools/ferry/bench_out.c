@@ -208,6 +208,31 @@ void bench_out_table(const bench_cfg *cfg, const bench_row *rows, int n)
                        r->idle_cpu, fmt_ns(a, sizeof a, r->cold_ns));
         }
     }
+    bool fan = false;
+    for (int i = 0; i < n; i++)
+        fan |= rows[i].mode == BENCH_FAN;
+    if (fan) {
+        printf("\n== fan-out: one publisher, every subscriber gets every message it can ");
+        for (int i = 0; i < 29; i++)
+            putchar('=');
+        printf("\n%-22s %-8s | %8s %4s | %12s %12s %12s %10s\n", "transport", "wait", "size",
+               "subs", "msgs/s/sub", "slowest sub", "published/s", "delivered");
+        for (int i = 0; i < n; i++) {
+            const bench_row *r = &rows[i];
+            if (r->mode != BENCH_FAN)
+                continue;
+            if (r->status)
+                printf("%-22s %-8s | %8zu %4d | %s\n", r->tr->name, r->tr->wait, r->size, r->subs,
+                       r->note);
+            else
+                printf("%-22s %-8s | %8zu %4d | %12s %12s %12s %9.1f%%\n", r->tr->name, r->tr->wait,
+                       r->size, r->subs, fmt_si(a, sizeof a, r->msgs_per_s, ""),
+                       fmt_si(b, sizeof b, r->min_msgs_per_s, ""),
+                       fmt_si(c, sizeof c, r->pub_msgs_per_s, ""), 100.0 * r->delivered);
+        }
+        printf("(subscribers share the second CPU; PUB drops what a subscriber cannot take, so\n"
+               " 'delivered' is the share of published messages that arrived)\n");
+    }
     int nfail = 0;
     for (int i = 0; i < n; i++)
         nfail += rows[i].status == 1;
@@ -276,10 +301,17 @@ int bench_out_json_line(char *buf, size_t cap, const bench_row *r)
     json_num(&p, end, "p99_ns", rtt, (double)r->p99, true);
     json_num(&p, end, "p999_ns", rtt, (double)r->p999, true);
     json_num(&p, end, "max_ns", rtt, (double)r->max, true);
-    json_num(&p, end, "msgs_per_s", thr, r->msgs_per_s, true);
-    json_num(&p, end, "bytes_per_s", thr, r->bytes_per_s, true);
+    bool fan = ok && r->mode == BENCH_FAN;
+    json_num(&p, end, "msgs_per_s", thr || fan, r->msgs_per_s, true);
+    json_num(&p, end, "bytes_per_s", thr || fan, r->bytes_per_s, true);
     json_num(&p, end, "cold_ns", idle, r->cold_ns, true);
     json_num(&p, end, "idle_cpu_pct", idle, r->idle_cpu, false);
+    if (r->mode == BENCH_FAN) {
+        json_num(&p, end, "subs", true, r->subs, true);
+        json_num(&p, end, "min_msgs_per_s", fan, r->min_msgs_per_s, true);
+        json_num(&p, end, "pub_msgs_per_s", fan, r->pub_msgs_per_s, true);
+        json_num(&p, end, "delivered", fan, r->delivered, false);
+    }
     if (!ok && p < end) {
         p += snprintf(p, (size_t)(end - p), ",\"note\":");
         json_str(&p, end, r->note);
@@ -298,7 +330,8 @@ int bench_out_csv(const char *path, const bench_row *rows, int n)
     if (!f)
         return -1;
     fprintf(f, "transport,peer,wait,mode,size,status,count,p50_ns,p99_ns,p999_ns,max_ns,"
-               "msgs_per_s,bytes_per_s,cold_ns,idle_cpu_pct,note\n");
+               "msgs_per_s,bytes_per_s,cold_ns,idle_cpu_pct,subs,min_msgs_per_s,pub_msgs_per_s,"
+               "delivered,note\n");
     for (int i = 0; i < n; i++) {
         const bench_row *r = &rows[i];
         static const char *const st[] = {"ok", "failed", "skipped"};
@@ -310,12 +343,20 @@ int bench_out_csv(const char *path, const bench_row *rows, int n)
             fprintf(f, ",%llu,%llu,%llu,%llu,,", (unsigned long long)r->p50,
                     (unsigned long long)r->p99, (unsigned long long)r->p999,
                     (unsigned long long)r->max);
-        else if (r->status == 0 && r->mode == BENCH_THR)
+        else if (r->status == 0 && (r->mode == BENCH_THR || r->mode == BENCH_FAN))
             fprintf(f, ",,,,,%.0f,%.0f", r->msgs_per_s, r->bytes_per_s);
         else
             fprintf(f, ",,,,,,");
         if (r->status == 0 && r->mode == BENCH_IDLE)
             fprintf(f, ",%.0f,%.3f,", r->cold_ns, r->idle_cpu);
+        else
+            fprintf(f, ",,,");
+        if (r->mode == BENCH_FAN)
+            fprintf(f, "%d,", r->subs);
+        else
+            fprintf(f, ",");
+        if (r->status == 0 && r->mode == BENCH_FAN)
+            fprintf(f, "%.0f,%.0f,%.4f,", r->min_msgs_per_s, r->pub_msgs_per_s, r->delivered);
         else
             fprintf(f, ",,,");
         /* Quote the note, doubling quotes, as RFC 4180 wants. */

@@ -26,6 +26,10 @@
  */
 
 #define ZMQ_PAIR_          0
+#define ZMQ_PUB_           1
+#define ZMQ_SUB_           2
+#define ZMQ_SUBSCRIBE_     6
+#define ZMQ_RCVTIMEO_      27
 #define ZMQ_PULL_          7
 #define ZMQ_PUSH_          8
 #define ZMQ_LINGER_        17
@@ -117,6 +121,12 @@ typedef struct zmq_h {
 } zmq_h;
 
 /* ipc path (made in the parent so it is removed after the row), inproc name. */
+/* Who binds: the receiving side (role 1) for rtt/thr/idle, the publisher (role 0) for fan-out. */
+static bool peer_binds(const bench_job *j, int role)
+{
+    return j->mode == BENCH_FAN ? role == 0 : role == 1;
+}
+
 static int peer_setup(bench_job *j)
 {
     enum peer_ep ep = (enum peer_ep)(intptr_t)j->tr->priv;
@@ -169,12 +179,17 @@ static int zmq_open(bench_job *j, int role, void **out)
         free(h);
         return zmq_fail(j, "zmq_ctx_new");
     }
-    int type = j->mode == BENCH_RTT ? ZMQ_PAIR_ : role == 0 ? ZMQ_PUSH_ : ZMQ_PULL_;
+    int type = j->mode == BENCH_RTT   ? ZMQ_PAIR_
+               : j->mode == BENCH_FAN ? (role == 0 ? ZMQ_PUB_ : ZMQ_SUB_)
+               : role == 0            ? ZMQ_PUSH_
+                                      : ZMQ_PULL_;
     h->sock = zq.socket(h->ctx, type);
     int rc = 0;
     if (!h->sock) {
         rc = zmq_fail(j, "zmq_socket");
-    } else if (role == 1) {
+    } else if (type == ZMQ_SUB_ && zq.setsockopt(h->sock, ZMQ_SUBSCRIBE_, "", 0) != 0) {
+        rc = zmq_fail(j, "zmq_setsockopt(ZMQ_SUBSCRIBE)");
+    } else if (peer_binds(j, role)) {
         char ep[256];
         peer_endpoint(j, ep, sizeof ep);
         size_t l = sizeof j->ctl->endpoint;
@@ -183,8 +198,8 @@ static int zmq_open(bench_job *j, int role, void **out)
         else if (zq.getsockopt(h->sock, ZMQ_LAST_ENDPOINT_, j->ctl->endpoint, &l) != 0)
             rc = zmq_fail(j, "zmq_getsockopt(ZMQ_LAST_ENDPOINT)");
         else
-            atomic_store_explicit(&j->ctl->ready[1], 1, memory_order_release);
-    } else if (bench_await(&j->ctl->ready[1], 20.0) != 0) {
+            atomic_store_explicit(&j->ctl->bound, 1, memory_order_release);
+    } else if (bench_await(&j->ctl->bound, 20.0) != 0) {
         rc = bench_fail(j, "the binding side never became ready");
     } else if (zq.connect(h->sock, j->ctl->endpoint) != 0) {
         rc = zmq_fail(j, "zmq_connect");
@@ -219,7 +234,10 @@ static long zmq_recv_(void *hv, void *buf, size_t cap)
         int n = zq.recv(h->sock, buf, cap, 0);
         if (n >= 0)
             return n;
-        if (zq.errno_() != EINTR)
+        int e = zq.errno_();
+        if (e == EAGAIN)
+            return BENCH_TIMEDOUT;
+        if (e != EINTR)
             return zmq_fail(h->j, "zmq_recv");
     }
 }
@@ -235,7 +253,21 @@ static void zmq_close_(void *hv)
     free(h);
 }
 
-static const bench_msg_ops zmq_ops = {zmq_open, zmq_send_, zmq_recv_, zmq_close_};
+static int zmq_rcvtimeo(void *hv, int ms)
+{
+    zmq_h *h = hv;
+    return zq.setsockopt(h->sock, ZMQ_RCVTIMEO_, &ms, sizeof ms) == 0
+               ? 0
+               : zmq_fail(h->j, "zmq_setsockopt(ZMQ_RCVTIMEO)");
+}
+
+static const bench_msg_ops zmq_ops = {
+    .open = zmq_open,
+    .send = zmq_send_,
+    .recv = zmq_recv_,
+    .set_rcvtimeo = zmq_rcvtimeo,
+    .close = zmq_close_,
+};
 
 /* ---- nng
  * -------------------------------------------------------------------------------
@@ -255,6 +287,10 @@ static struct {
     int (*pair1_open)(nng_sock_ *);
     int (*push0_open)(nng_sock_ *);
     int (*pull0_open)(nng_sock_ *);
+    int (*pub0_open)(nng_sock_ *);
+    int (*sub0_open)(nng_sock_ *);
+    int (*socket_set)(nng_sock_, const char *, const void *, size_t);
+    int (*set_ms)(nng_sock_, const char *, int32_t);
     int (*close)(nng_sock_);
     int (*listen)(nng_sock_, const char *, nng_ep_ *, int);
     int (*dial)(nng_sock_, const char *, nng_ep_ *, int);
@@ -265,7 +301,8 @@ static struct {
     const char *(*strerror)(int);
 } nq;
 
-#define NNG_EINTR_ 1
+#define NNG_EINTR_     1
+#define NNG_ETIMEDOUT_ 5
 
 static bool nng_available(char *why, size_t cap)
 {
@@ -281,10 +318,14 @@ static bool nng_available(char *why, size_t cap)
         "nng_socket_set_size",
         "nng_listener_get_int",
         "nng_strerror",
+        "nng_pub0_open",
+        "nng_sub0_open",
+        "nng_socket_set",
+        "nng_socket_set_ms",
     };
-    void *slots[11];
+    void *slots[15];
     bool was = nq.lib != NULL;
-    if (!peer_load(&nq.lib, "libnng.so.1", names, slots, 11, why, cap))
+    if (!peer_load(&nq.lib, "libnng.so.1", names, slots, 15, why, cap))
         return false;
     if (!was) {
         void **dst[] = {(void **)&nq.pair1_open, (void **)&nq.push0_open,
@@ -292,8 +333,10 @@ static bool nng_available(char *why, size_t cap)
                         (void **)&nq.listen,     (void **)&nq.dial,
                         (void **)&nq.send,       (void **)&nq.recv,
                         (void **)&nq.set_size,   (void **)&nq.listener_get_int,
-                        (void **)&nq.strerror};
-        for (int i = 0; i < 11; i++)
+                        (void **)&nq.strerror,   (void **)&nq.pub0_open,
+                        (void **)&nq.sub0_open,  (void **)&nq.socket_set,
+                        (void **)&nq.set_ms};
+        for (int i = 0; i < 15; i++)
             memcpy(dst[i], &slots[i], sizeof(void *));
     }
     return true;
@@ -315,9 +358,10 @@ static int nng_open_(bench_job *j, int role, void **out)
     if (!h)
         return bench_fail(j, "out of memory");
     h->j = j;
-    int e = j->mode == BENCH_RTT ? nq.pair1_open(&h->s)
-            : role == 0          ? nq.push0_open(&h->s)
-                                 : nq.pull0_open(&h->s);
+    int e = j->mode == BENCH_RTT   ? nq.pair1_open(&h->s)
+            : j->mode == BENCH_FAN ? (role == 0 ? nq.pub0_open(&h->s) : nq.sub0_open(&h->s))
+            : role == 0            ? nq.push0_open(&h->s)
+                                   : nq.pull0_open(&h->s);
     if (e) {
         free(h);
         return nng_fail(j, "open socket", e);
@@ -330,8 +374,13 @@ static int nng_open_(bench_job *j, int role, void **out)
         free(h);
         return nng_fail(j, "recv-size-max", e);
     }
+    if (j->mode == BENCH_FAN && role > 0 && (e = nq.socket_set(h->s, "sub:subscribe", "", 0))) {
+        nq.close(h->s);
+        free(h);
+        return nng_fail(j, "sub:subscribe", e);
+    }
     int rc = 0;
-    if (role == 1) {
+    if (peer_binds(j, role)) {
         char ep[256];
         nng_ep_ l;
         peer_endpoint(j, ep, sizeof ep);
@@ -347,8 +396,8 @@ static int nng_open_(bench_job *j, int role, void **out)
             snprintf(j->ctl->endpoint, sizeof j->ctl->endpoint, "%s", ep);
         }
         if (!rc)
-            atomic_store_explicit(&j->ctl->ready[1], 1, memory_order_release);
-    } else if (bench_await(&j->ctl->ready[1], 20.0) != 0) {
+            atomic_store_explicit(&j->ctl->bound, 1, memory_order_release);
+    } else if (bench_await(&j->ctl->bound, 20.0) != 0) {
         rc = bench_fail(j, "the listening side never became ready");
     } else if ((e = nq.dial(h->s, j->ctl->endpoint, NULL, 0)) != 0) {
         rc = nng_fail(j, "nng_dial", e);
@@ -382,6 +431,8 @@ static long nng_recv_(void *hv, void *buf, size_t cap)
         int e = nq.recv(h->s, buf, &sz, 0);
         if (!e)
             return (long)sz;
+        if (e == NNG_ETIMEDOUT_)
+            return BENCH_TIMEDOUT;
         if (e != NNG_EINTR_)
             return nng_fail(h->j, "nng_recv", e);
     }
@@ -394,9 +445,23 @@ static void nng_close_(void *hv)
     free(h);
 }
 
-static const bench_msg_ops nng_ops = {nng_open_, nng_send_, nng_recv_, nng_close_};
+static int nng_rcvtimeo(void *hv, int ms)
+{
+    nng_h *h = hv;
+    int e = nq.set_ms(h->s, "recv-timeout", ms);
+    return e ? nng_fail(h->j, "recv-timeout", e) : 0;
+}
 
-#define PEER_MODES (BENCH_M(BENCH_RTT) | BENCH_M(BENCH_THR) | BENCH_M(BENCH_IDLE))
+static const bench_msg_ops nng_ops = {
+    .open = nng_open_,
+    .send = nng_send_,
+    .recv = nng_recv_,
+    .set_rcvtimeo = nng_rcvtimeo,
+    .close = nng_close_,
+};
+
+#define PEER_MODES                                                                                 \
+    (BENCH_M(BENCH_RTT) | BENCH_M(BENCH_THR) | BENCH_M(BENCH_IDLE) | BENCH_M(BENCH_FAN))
 
 #define PEER_TR(var, lib, ep, kind, thr, cs, ct, what)                                             \
     const bench_transport var = {                                                                  \

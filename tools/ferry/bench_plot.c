@@ -86,7 +86,7 @@ int bench_plot(const char *png, const bench_row *rows, int n, char *why, size_t 
     int ntr = 0;
     size_t smin = SIZE_MAX, smax = 0;
     for (int i = 0; i < n; i++) {
-        if (rows[i].status || rows[i].mode == BENCH_IDLE)
+        if (rows[i].status || (rows[i].mode != BENCH_RTT && rows[i].mode != BENCH_THR))
             continue;
         if (strcmp(rows[i].tr->name, "floor")) {
             if (rows[i].size < smin)
@@ -156,7 +156,8 @@ int bench_plot(const char *png, const bench_row *rows, int n, char *why, size_t 
     size_t sizes[64];
     int ns = 0;
     for (int i = 0; i < n && ns < 64; i++) {
-        if (rows[i].status || rows[i].mode == BENCH_IDLE || !strcmp(rows[i].tr->name, "floor"))
+        if (rows[i].status || (rows[i].mode != BENCH_RTT && rows[i].mode != BENCH_THR) ||
+            !strcmp(rows[i].tr->name, "floor"))
             continue;
         bool seen = false;
         for (int k = 0; k < ns; k++)

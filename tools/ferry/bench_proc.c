@@ -29,7 +29,7 @@
 
 static bench_ctl *g_ctl;
 static char g_tmpdir[128];
-static volatile pid_t g_kids[2] = {-1, -1};
+static volatile pid_t g_kids[BENCH_MAX_ROLES] = {-1, -1, -1, -1, -1};
 /* Paths created in the temp dir for the current row, so the signal handler can
  * remove them. */
 static char g_paths[8][200];
@@ -81,10 +81,10 @@ static void bench_rmtree(const char *dir)
  * row. */
 static void bench_on_signal(int sig)
 {
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < BENCH_MAX_ROLES; i++)
         if (g_kids[i] > 0)
             kill(g_kids[i], SIGKILL);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < BENCH_MAX_ROLES; i++)
         if (g_kids[i] > 0)
             waitpid(g_kids[i], NULL, 0);
     for (int i = 0; i < g_npaths; i++)
@@ -141,8 +141,10 @@ static void bench_ctl_reset(bench_ctl *c)
     atomic_store(&c->floor_line, 0);
     atomic_store(&c->total, UINT64_MAX);
     atomic_store(&c->stamp, 0);
-    for (int i = 0; i < 2; i++) {
+    atomic_store(&c->bound, 0);
+    for (int i = 0; i < BENCH_MAX_ROLES; i++) {
         atomic_store(&c->ready[i], 0);
+        atomic_store(&c->joined[i], 0);
         atomic_store(&c->finished[i], 0);
         atomic_store(&c->res[i].done, 0);
         c->res[i].rc = 0;
@@ -258,6 +260,7 @@ void bench_run_row(bench_job *j, bench_row *r)
     r->tr = j->tr;
     r->mode = j->mode;
     r->size = j->size;
+    r->subs = j->subs;
     const char *why = j->tr->skip ? j->tr->skip(j->mode, j->size) : NULL;
     if (why) {
         r->status = 2;
@@ -271,8 +274,9 @@ void bench_run_row(bench_job *j, bench_row *r)
     j->state = j->tstate = NULL;
     for (int i = 0; i < 4; i++)
         j->fd[i] = -1;
-    j->role_cpu[0] = j->cfg->cpu[0];
-    j->role_cpu[1] = j->cfg->cpu[1];
+    /* Role 0 (pinger, producer, publisher) on the first CPU, every other role on the second. */
+    for (int i = 0; i < BENCH_MAX_ROLES; i++)
+        j->role_cpu[i] = j->cfg->cpu[i == 0 ? 0 : 1];
     char setup_err[160] = "";
     j->err = setup_err;
     if (j->tr->setup && j->tr->setup(j) != 0) {
@@ -286,15 +290,15 @@ void bench_run_row(bench_job *j, bench_row *r)
     j->err = NULL;
 
     bool solo = j->tr->solo;
-    int nkids = (j->tr->threads || solo) ? 1 : 2;
+    int nkids = (j->tr->threads || solo) ? 1 : j->mode == BENCH_FAN ? 1 + j->subs : 2;
     sigset_t chld, old;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
     sigprocmask(SIG_BLOCK, &chld, &old);
     fflush(stdout);
     fflush(stderr);
-    int st[2] = {0, 0};
-    bool exited[2] = {false, false};
+    int st[BENCH_MAX_ROLES] = {0};
+    bool exited[BENCH_MAX_ROLES] = {false};
     for (int i = 0; i < nkids; i++) {
         pid_t p = fork();
         if (p == 0)
@@ -309,7 +313,7 @@ void bench_run_row(bench_job *j, bench_row *r)
         }
         g_kids[i] = p;
     }
-    for (int i = nkids; i < 2; i++)
+    for (int i = nkids; i < BENCH_MAX_ROLES; i++)
         exited[i] = true;
 
     double budget = j->cfg->warmup + j->cfg->seconds + (j->mode == BENCH_IDLE ? 1.0 : 0.0);
@@ -323,7 +327,8 @@ void bench_run_row(bench_job *j, bench_row *r)
     bool killed = false, timed_out = false;
     char reason[160] = "";
     for (;;) {
-        for (int i = 0; i < 2; i++) {
+        bool all = true;
+        for (int i = 0; i < BENCH_MAX_ROLES; i++) {
             if (exited[i])
                 continue;
             pid_t w = waitpid(g_kids[i], &st[i], WNOHANG);
@@ -335,18 +340,19 @@ void bench_run_row(bench_job *j, bench_row *r)
                     /* Its partner would wait forever for a dead peer: end it now. */
                     if (!atomic_load(&c->res[i].done) || !c->res[i].err[0])
                         bench_describe_status(reason, sizeof reason, i, st[i]);
-                    for (int k = 0; k < 2; k++)
+                    for (int k = 0; k < BENCH_MAX_ROLES; k++)
                         if (!exited[k])
                             kill(g_kids[k], SIGKILL);
                     killed = true;
                 }
             }
+            all &= exited[i];
         }
-        if (exited[0] && exited[1])
+        if (all)
             break;
         uint64_t now = bench_now_ns();
         if (now >= deadline && !killed) {
-            for (int k = 0; k < 2; k++)
+            for (int k = 0; k < BENCH_MAX_ROLES; k++)
                 if (!exited[k])
                     kill(g_kids[k], SIGKILL);
             killed = true;
@@ -369,12 +375,14 @@ void bench_run_row(bench_job *j, bench_row *r)
 
     /* Reasons, most specific first: a role's own error, then how it died, then
      * the timeout. */
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < nkids; i++) {
         if (c->res[i].rc || (atomic_load(&c->res[i].done) && c->res[i].err[0])) {
+            static const char *const names[BENCH_MODES][2] = {{"pinger", "ponger"},
+                                                              {"sender", "receiver"},
+                                                              {"sender", "receiver"},
+                                                              {"publisher", "subscriber"}};
             r->status = 1;
-            snprintf(r->note, sizeof r->note, "%s: %s",
-                     i == 0 ? (j->mode == BENCH_RTT ? "pinger" : "sender")
-                            : (j->mode == BENCH_RTT ? "ponger" : "receiver"),
+            snprintf(r->note, sizeof r->note, "%s: %s", names[j->mode][i == 0 ? 0 : 1],
                      c->res[i].err[0] ? c->res[i].err : "failed");
             return;
         }
@@ -411,9 +419,34 @@ void bench_run_row(bench_job *j, bench_row *r)
         r->msgs_per_s = (double)res->count * 1e9 / (double)res->ns;
         r->bytes_per_s =
             (double)(res->bytes ? res->bytes : res->count * j->size) * 1e9 / (double)res->ns;
-    } else {
+    } else if (j->mode == BENCH_IDLE) {
         r->count = c->res[1].count;
         r->cold_ns = c->res[1].cold_ns;
         r->idle_cpu = c->res[1].idle_cpu;
+    } else {
+        /* Fan-out: the mean and the minimum per-subscriber rate, and how much of what the
+         * publisher sent reached them (PUB drops at its high-water mark instead of blocking). */
+        double sum = 0, min = 0;
+        uint64_t got = 0;
+        r->subs = j->subs;
+        for (int i = 1; i <= j->subs; i++) {
+            const bench_result *res = &c->res[i];
+            if (res->count == 0 || res->ns == 0) {
+                r->status = 1;
+                snprintf(r->note, sizeof r->note, "subscriber %d measured no message", i);
+                return;
+            }
+            double rate = (double)res->count * 1e9 / (double)res->ns;
+            sum += rate;
+            min = i == 1 || rate < min ? rate : min;
+            got += res->all;
+            r->count += res->count;
+        }
+        r->msgs_per_s = sum / j->subs;
+        r->bytes_per_s = r->msgs_per_s * (double)j->size;
+        r->min_msgs_per_s = min;
+        const bench_result *pub = &c->res[0];
+        r->pub_msgs_per_s = pub->ns ? (double)pub->count * 1e9 / (double)pub->ns : 0;
+        r->delivered = pub->count ? (double)got / ((double)pub->count * j->subs) : 0;
     }
 }
