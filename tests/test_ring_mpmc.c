@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -303,6 +304,107 @@ static void test_stall(void)
     free(mem);
 }
 
+/* Polls (with a deadline) until someone sleeps on w: the child reached the futex phase. */
+static void await_sleeper(ferry_waitword *w)
+{
+    uint64_t deadline = tu_now_ns() + 20ull * 1000000000u;
+    while (atomic_load(&w->sleepers) == 0) {
+        CHECK(tu_now_ns() < deadline);
+        sched_yield();
+    }
+}
+
+static void test_wait(void)
+{
+    const size_t slots = 2, ss = 16;
+    size_t fp = ferry_mpmc_footprint(slots, ss);
+    ferry_segment *seg;
+    ferry_segment_opts so = {.size = fp};
+    CHECK_OK(ferry_segment_open(&seg, &so));
+    void *mem = ferry_segment_base(seg);
+    size_t size = ferry_segment_size(seg);
+    CHECK_OK(ferry_mpmc_format(mem, size, slots, ss));
+    fy_mpmc_hdr *h = mem;
+    ferry_mpmc q;
+    uint8_t out[16];
+    CHECK_RC(ferry_mpmc_wait_readable(NULL, 0), FERRY_EINVAL);
+    CHECK_RC(ferry_mpmc_wait_writable(NULL, 0), FERRY_EINVAL);
+    ferry_mpmc_set_wait(NULL, NULL);
+    CHECK_OK(ferry_mpmc_init(&q, mem, size));
+    ferry_mpmc_set_wait(&q, NULL);
+
+    /* Non-blocking checks (timeout 0) and short time-outs. */
+    CHECK_RC(ferry_mpmc_wait_readable(&q, 0), FERRY_ETIMEDOUT);
+    CHECK_RC(ferry_mpmc_wait_readable(&q, 5), FERRY_ETIMEDOUT);
+    CHECK_OK(ferry_mpmc_wait_writable(&q, 0));
+    CHECK_OK(ferry_mpmc_push(&q, "a", 1));
+    CHECK_OK(ferry_mpmc_wait_readable(&q, 0));
+    CHECK_OK(ferry_mpmc_push(&q, "b", 1));
+    CHECK_RC(ferry_mpmc_wait_writable(&q, 0), FERRY_ETIMEDOUT);
+    CHECK_RC(ferry_mpmc_wait_writable(&q, 5), FERRY_ETIMEDOUT);
+    CHECK_RC(ferry_mpmc_pop(&q, out, sizeof out), 1);
+    CHECK_OK(ferry_mpmc_wait_writable(&q, 0));
+    CHECK_RC(ferry_mpmc_pop(&q, out, sizeof out), 1);
+
+    /* A consumer process asleep on an empty queue is woken by a push; the pushing endpoint's
+     * eventfd is signalled because it woke a sleeper. */
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    CHECK(efd >= 0);
+    ferry_wait_policy pol;
+    ferry_wait_policy_init(&pol);
+    pol.eventfd = efd;
+    ferry_mpmc_set_wait(&q, &pol);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        tu_deadline(60);
+        ferry_mpmc c;
+        CHECK_OK(ferry_mpmc_init(&c, mem, size));
+        CHECK_OK(ferry_mpmc_wait_readable(&c, 30000));
+        CHECK_RC(ferry_mpmc_pop(&c, out, sizeof out), 3);
+        CHECK(memcmp(out, "xyz", 3) == 0);
+        _exit(0);
+    }
+    await_sleeper(&h->readable);
+    uint64_t ev = 0;
+    CHECK(read(efd, &ev, sizeof ev) < 0); /* nothing signalled yet */
+    CHECK_OK(ferry_mpmc_push(&q, "xyz", 3));
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(read(efd, &ev, sizeof ev) == (ssize_t)sizeof ev && ev >= 1);
+
+    /* A producer process asleep on a full queue is woken by a pop. */
+    CHECK_OK(ferry_mpmc_push(&q, "1", 1));
+    CHECK_OK(ferry_mpmc_push(&q, "2", 1));
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        tu_deadline(60);
+        ferry_mpmc p;
+        CHECK_OK(ferry_mpmc_init(&p, mem, size));
+        CHECK_OK(ferry_mpmc_wait_writable(&p, 30000));
+        CHECK_OK(ferry_mpmc_push(&p, "3", 1));
+        _exit(0);
+    }
+    await_sleeper(&h->writable);
+    CHECK_RC(ferry_mpmc_pop(&q, out, sizeof out), 1);
+    CHECK(out[0] == '1');
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_RC(ferry_mpmc_pop(&q, out, sizeof out), 1);
+    CHECK(out[0] == '2');
+    CHECK_RC(ferry_mpmc_pop(&q, out, sizeof out), 1);
+    CHECK(out[0] == '3');
+
+    /* A failed endpoint reports FERRY_EPROTO instead of waiting. */
+    atomic_store(&h->slot_size, 3);
+    CHECK_RC(ferry_mpmc_wait_readable(&q, 1000), FERRY_EPROTO);
+    CHECK_RC(ferry_mpmc_wait_writable(&q, 1000), FERRY_EPROTO);
+    close(efd);
+    ferry_segment_close(seg);
+}
+
 /* ---- hostile scribbler -------------------------------------------------------------------- */
 
 static uint64_t xorshift(uint64_t *s)
@@ -429,7 +531,7 @@ _Static_assert(sizeof(stress_msg) == SLOT, "message fills a slot");
 
 typedef struct stress_shared {
     _Atomic uint64_t consumed;
-    _Atomic uint64_t failures;
+    _Atomic uint64_t waits; /* blocking mode: waits that ended with the condition true */
 } stress_shared;
 
 typedef struct stress_ctx {
@@ -439,6 +541,7 @@ typedef struct stress_ctx {
     uint8_t *bitmaps;  /* shared: [NCONS][NPROD][per_producer bits] */
     uint64_t per_producer;
     int id;
+    bool blocking; /* wait_readable/wait_writable instead of sched_yield on FERRY_EAGAIN */
 } stress_ctx;
 
 static uint64_t msg_sum(const stress_msg *m)
@@ -463,8 +566,16 @@ static void produce(const stress_ctx *x)
             m.payload[i] = (uint8_t)(xorshift(&rng) >> 24);
         m.sum = msg_sum(&m);
         int rc;
-        while ((rc = ferry_mpmc_push(&q, &m, m.len)) == FERRY_EAGAIN)
-            sched_yield();
+        while ((rc = ferry_mpmc_push(&q, &m, m.len)) == FERRY_EAGAIN) {
+            if (!x->blocking) {
+                sched_yield();
+                continue;
+            }
+            /* Consumers run until everything is consumed, so room always comes: a time-out
+             * here would be a lost wake-up. */
+            CHECK_OK(ferry_mpmc_wait_writable(&q, 20000));
+            atomic_fetch_add_explicit(&x->st->waits, 1, memory_order_relaxed);
+        }
         CHECK_OK(rc);
     }
 }
@@ -483,7 +594,16 @@ static void consume(const stress_ctx *x)
     while (atomic_load_explicit(&x->st->consumed, memory_order_relaxed) < total) {
         ssize_t n = ferry_mpmc_pop(&q, &m, sizeof m);
         if (n == FERRY_EAGAIN) {
-            sched_yield();
+            if (!x->blocking) {
+                sched_yield();
+                continue;
+            }
+            /* Short time-out: once the other consumer takes the last message nothing will wake
+             * this one, and it has to notice that the run is over. */
+            int rc = ferry_mpmc_wait_readable(&q, 20);
+            CHECK(rc == 0 || rc == FERRY_ETIMEDOUT);
+            if (rc == 0)
+                atomic_fetch_add_explicit(&x->st->waits, 1, memory_order_relaxed);
             continue;
         }
         CHECK(n >= 24 && n <= SLOT);
@@ -534,7 +654,7 @@ static void attach_own_mapping(stress_ctx *x, const ferry_segment *seg)
     x->ring_size = ferry_segment_size(mine);
 }
 
-static void stress(bool processes, uint64_t total_messages, size_t slots)
+static void stress(bool processes, bool blocking, uint64_t total_messages, size_t slots)
 {
     uint64_t per = total_messages / NPROD;
     if (per == 0)
@@ -558,7 +678,8 @@ static void stress(bool processes, uint64_t total_messages, size_t slots)
                               .st = st,
                               .bitmaps = bitmaps,
                               .per_producer = per,
-                              .id = i < NPROD ? i : i - NPROD};
+                              .id = i < NPROD ? i : i - NPROD,
+                              .blocking = blocking};
     uint64_t t0 = tu_now_ns();
     if (processes) {
         pid_t pids[NPROD + NCONS];
@@ -608,9 +729,12 @@ static void stress(bool processes, uint64_t total_messages, size_t slots)
     CHECK_RC(ferry_mpmc_pop(&q, out, sizeof out), FERRY_EAGAIN);
     fy_mpmc_hdr *h = ring;
     CHECK(atomic_load(&h->enq) == per * NPROD && atomic_load(&h->deq) == per * NPROD);
-    fprintf(stderr, "stress (%s, %zu slots): %llu messages, %d producers, %d consumers, %.0f ms\n",
-            processes ? "processes" : "threads", slots, (unsigned long long)(per * NPROD), NPROD,
-            NCONS, (double)dt / 1e6);
+    fprintf(stderr,
+            "stress (%s, %s, %zu slots): %llu messages, %d producers, %d consumers, %llu waits, "
+            "%.0f ms\n",
+            processes ? "processes" : "threads", blocking ? "blocking" : "polling", slots,
+            (unsigned long long)(per * NPROD), NPROD, NCONS,
+            (unsigned long long)atomic_load(&st->waits), (double)dt / 1e6);
     ferry_segment_close(seg);
     munmap(st, sizeof *st);
     munmap(bitmaps, bm_size);
@@ -624,6 +748,7 @@ int main(void)
     test_wrap();
     test_corruption();
     test_stall();
+    test_wait();
     test_hostile();
 
     uint64_t n = 0;
@@ -637,8 +762,10 @@ int main(void)
     if (!n)
         n = 400000;
 #endif
-    stress(true, n, 64);
-    stress(true, n / 4, 2); /* a tiny ring: mostly full, every cell reused constantly */
-    stress(false, n / 2, 16);
+    stress(true, false, n, 64);
+    stress(true, false, n / 4, 2); /* a tiny ring: mostly full, every cell reused constantly */
+    stress(true, true, n / 2, 8);
+    stress(false, false, n / 2, 16);
+    stress(false, true, n / 4, 4);
     return 0;
 }

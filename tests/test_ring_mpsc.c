@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -367,6 +368,114 @@ static void test_stall(void)
     free(mem);
 }
 
+/* Polls (with a deadline) until someone sleeps on w: the child reached the futex phase. */
+static void await_sleeper(ferry_waitword *w)
+{
+    uint64_t deadline = tu_now_ns() + 20ull * 1000000000u;
+    while (atomic_load(&w->sleepers) == 0) {
+        CHECK(tu_now_ns() < deadline);
+        sched_yield();
+    }
+}
+
+static void test_wait(void)
+{
+    const size_t cap = 256;
+    size_t fp = ferry_mpsc_footprint(cap);
+    ferry_segment *seg;
+    ferry_segment_opts so = {.size = fp};
+    CHECK_OK(ferry_segment_open(&seg, &so));
+    void *mem = ferry_segment_base(seg);
+    size_t size = ferry_segment_size(seg);
+    CHECK_OK(ferry_mpsc_format(mem, size, cap));
+    fy_mpsc_hdr *h = mem;
+    ferry_mpsc c, p;
+    uint8_t buf[128] = {0}, out[128];
+    CHECK_RC(ferry_mpsc_wait_readable(NULL, 0), FERRY_EINVAL);
+    CHECK_RC(ferry_mpsc_wait_writable(NULL, 0, 0), FERRY_EINVAL);
+    ferry_mpsc_set_wait(NULL, NULL);
+    CHECK_OK(ferry_mpsc_init(&c, mem, size));
+    CHECK_OK(ferry_mpsc_init(&p, mem, size));
+    ferry_mpsc_set_wait(&p, NULL);
+
+    CHECK_RC(ferry_mpsc_wait_readable(&c, 0), FERRY_ETIMEDOUT);
+    CHECK_RC(ferry_mpsc_wait_readable(&c, 5), FERRY_ETIMEDOUT);
+    CHECK_RC(ferry_mpsc_wait_writable(&p, FERRY_MPSC_MAX_RECORD(cap) + 1, 0), FERRY_EMSGSIZE);
+    CHECK_OK(ferry_mpsc_wait_writable(&p, FERRY_MPSC_MAX_RECORD(cap), 0));
+    CHECK_OK(ferry_mpsc_write(&p, buf, 100)); /* 112 bytes */
+    CHECK_OK(ferry_mpsc_wait_readable(&c, 0));
+    CHECK_OK(ferry_mpsc_wait_writable(&p, 100, 0));
+    CHECK_OK(ferry_mpsc_write(&p, buf, 100)); /* 224 bytes used, 32 free */
+    CHECK_OK(ferry_mpsc_wait_writable(&p, 24, 0));
+    CHECK_RC(ferry_mpsc_wait_writable(&p, 25, 0), FERRY_ETIMEDOUT);
+    CHECK_RC(ferry_mpsc_wait_writable(&p, 25, 5), FERRY_ETIMEDOUT);
+    CHECK_RC(ferry_mpsc_read(&c, out, sizeof out), 100);
+    /* 144 free, of which 32 before the end: 100 bytes take 32 of padding + 112 = 144 (fits),
+     * 105 bytes take 32 + 120 = 152 (does not), 24 bytes fit before the end. */
+    CHECK_OK(ferry_mpsc_wait_writable(&p, 100, 0));
+    CHECK_RC(ferry_mpsc_wait_writable(&p, 105, 0), FERRY_ETIMEDOUT);
+    CHECK_OK(ferry_mpsc_wait_writable(&p, 24, 0));
+    CHECK_RC(ferry_mpsc_read(&c, out, sizeof out), 100);
+
+    /* The consumer process asleep on an empty ring is woken by a write; the writer's eventfd is
+     * signalled because it woke a sleeper. */
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    CHECK(efd >= 0);
+    ferry_wait_policy pol;
+    ferry_wait_policy_init(&pol);
+    pol.eventfd = efd;
+    ferry_mpsc_set_wait(&p, &pol);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        tu_deadline(60);
+        CHECK_OK(ferry_mpsc_wait_readable(&c, 30000));
+        CHECK_RC(ferry_mpsc_read(&c, out, sizeof out), 3);
+        CHECK(memcmp(out, "xyz", 3) == 0);
+        _exit(0);
+    }
+    await_sleeper(&h->readable);
+    uint64_t ev = 0;
+    CHECK(read(efd, &ev, sizeof ev) < 0);
+    CHECK_OK(ferry_mpsc_write(&p, "xyz", 3));
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK(read(efd, &ev, sizeof ev) == (ssize_t)sizeof ev && ev >= 1);
+    /* The child consumed a record, our consumer endpoint did not see it: re-attach. */
+    CHECK_OK(ferry_mpsc_init(&c, mem, size));
+    CHECK_RC(ferry_mpsc_read(&c, out, sizeof out), FERRY_EAGAIN);
+
+    /* A producer process asleep on a full ring is woken by a read. */
+    CHECK_OK(ferry_mpsc_write(&p, buf, 100));
+    CHECK_OK(ferry_mpsc_write(&p, buf, 100));
+    CHECK_RC(ferry_mpsc_write(&p, buf, 100), FERRY_EAGAIN);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        tu_deadline(60);
+        ferry_mpsc w;
+        CHECK_OK(ferry_mpsc_init(&w, mem, size));
+        CHECK_OK(ferry_mpsc_wait_writable(&w, 60, 30000));
+        CHECK_OK(ferry_mpsc_write(&w, "after", 5));
+        _exit(0);
+    }
+    await_sleeper(&h->writable);
+    CHECK_RC(ferry_mpsc_read(&c, out, sizeof out), 100);
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CHECK_RC(ferry_mpsc_read(&c, out, sizeof out), 100);
+    CHECK_RC(ferry_mpsc_read(&c, out, sizeof out), 5);
+    CHECK(memcmp(out, "after", 5) == 0);
+
+    /* A failed endpoint reports FERRY_EPROTO instead of waiting. */
+    atomic_store(&h->capacity, 512);
+    CHECK_RC(ferry_mpsc_wait_readable(&c, 1000), FERRY_EPROTO);
+    CHECK_RC(ferry_mpsc_wait_writable(&p, 8, 1000), FERRY_EPROTO);
+    close(efd);
+    ferry_segment_close(seg);
+}
+
 /* ---- hostile scribbler -------------------------------------------------------------------- */
 
 #ifndef TEST_TSAN
@@ -485,6 +594,7 @@ typedef struct stress_ctx {
     size_t ring_size;
     uint64_t per_producer;
     int id;
+    bool blocking; /* wait_readable/wait_writable instead of sched_yield on FERRY_EAGAIN */
 } stress_ctx;
 
 static uint64_t msg_sum(const stress_msg *m)
@@ -512,8 +622,15 @@ static void produce(const stress_ctx *x)
             m.payload[i] = (uint8_t)(xorshift(&rng) >> 24);
         m.sum = msg_sum(&m);
         int rc;
-        while ((rc = ferry_mpsc_write(&r, &m, m.len)) == FERRY_EAGAIN)
-            sched_yield();
+        while ((rc = ferry_mpsc_write(&r, &m, m.len)) == FERRY_EAGAIN) {
+            if (!x->blocking) {
+                sched_yield();
+                continue;
+            }
+            /* The consumer reads until everything arrived, so room always comes: a time-out
+             * here would be a lost wake-up. Other producers may take the room first. */
+            CHECK_OK(ferry_mpsc_wait_writable(&r, m.len, 20000));
+        }
         CHECK_OK(rc);
     }
 }
@@ -528,7 +645,12 @@ static void consume(const stress_ctx *x)
     for (uint64_t got = 0; got < total;) {
         ssize_t n = ferry_mpsc_read(&r, &m, sizeof m);
         if (n == FERRY_EAGAIN) {
-            sched_yield();
+            if (!x->blocking) {
+                sched_yield();
+                continue;
+            }
+            /* Producers keep writing until done, so a time-out would be a lost wake-up. */
+            CHECK_OK(ferry_mpsc_wait_readable(&r, 20000));
             continue;
         }
         CHECK(n >= MSG_HDR && n <= (ssize_t)sizeof m);
@@ -565,7 +687,7 @@ static void attach_own_mapping(stress_ctx *x, const ferry_segment *seg)
     x->ring_size = ferry_segment_size(mine);
 }
 
-static void stress(bool processes, uint64_t total_messages, size_t cap)
+static void stress(bool processes, bool blocking, uint64_t total_messages, size_t cap)
 {
     uint64_t per = total_messages / NPROD;
     if (per == 0)
@@ -580,7 +702,11 @@ static void stress(bool processes, uint64_t total_messages, size_t cap)
     CHECK_OK(ferry_mpsc_format(ring, ring_size, cap));
     stress_ctx ctx[NPROD + 1];
     for (int i = 0; i <= NPROD; i++)
-        ctx[i] = (stress_ctx){.ring = ring, .ring_size = ring_size, .per_producer = per, .id = i};
+        ctx[i] = (stress_ctx){.ring = ring,
+                              .ring_size = ring_size,
+                              .per_producer = per,
+                              .id = i,
+                              .blocking = blocking};
     uint64_t t0 = tu_now_ns();
     if (processes) {
         pid_t pids[NPROD + 1];
@@ -615,9 +741,9 @@ static void stress(bool processes, uint64_t total_messages, size_t cap)
     CHECK(atomic_load(&h->head) == atomic_load(&h->tail));
     CHECK(all_zero(data_of(ring), cap));
     fprintf(stderr,
-            "stress (%s, %zu-byte ring): %llu messages, %d producers, 1 consumer, %.0f ms\n",
-            processes ? "processes" : "threads", cap, (unsigned long long)(per * NPROD), NPROD,
-            (double)dt / 1e6);
+            "stress (%s, %s, %zu-byte ring): %llu messages, %d producers, 1 consumer, %.0f ms\n",
+            processes ? "processes" : "threads", blocking ? "blocking" : "polling", cap,
+            (unsigned long long)(per * NPROD), NPROD, (double)dt / 1e6);
     ferry_segment_close(seg);
 }
 
@@ -629,6 +755,7 @@ int main(void)
     test_wrap_every_offset();
     test_corruption();
     test_stall();
+    test_wait();
     test_hostile();
 
     uint64_t n = 0;
@@ -642,8 +769,10 @@ int main(void)
     if (!n)
         n = 400000;
 #endif
-    stress(true, n, 65536);
-    stress(true, n / 4, 2048); /* small ring: often full, wraps constantly */
-    stress(false, n / 2, 4096);
+    stress(true, false, n, 65536);
+    stress(true, false, n / 4, 2048); /* small ring: often full, wraps constantly */
+    stress(true, true, n / 2, 4096);
+    stress(false, false, n / 2, 4096);
+    stress(false, true, n / 4, 2048);
     return 0;
 }

@@ -281,8 +281,10 @@ static bool fy_mpmc_readable(void *arg)
     fy_mpmc_hdr *h = q->shared_;
     uint64_t pos = atomic_load_explicit(&h->deq, memory_order_relaxed);
     uint64_t seq = atomic_load_explicit(&fy_mpmc_cell_at(q, pos)->seq, memory_order_acquire);
-    /* seq == pos: empty or claimed-not-published. Anything else: published, or deq is stale. */
-    return seq != pos;
+    /* The same test as ferry_mpmc_pop: seq == pos+1 is published, beyond it deq is stale; below
+     * it the cell is empty, claimed but not published, or still being copied out by a consumer
+     * of the previous lap. */
+    return (int64_t)(seq - (pos + 1)) >= 0;
 }
 
 static bool fy_mpmc_writable(void *arg)
