@@ -182,6 +182,13 @@ static void fz_mpsc(const uint8_t *in, size_t n, uint8_t kind, uint64_t seed)
                 uint64_t pos;
                 rc = ferry_mpsc_stalled(&r, &pos);
                 REQUIRE(rc == 0 || rc == 1 || rc == FERRY_EPROTO);
+                /* Timeout 0: one look at the condition, never a sleep. */
+                rc = ferry_mpsc_wait_readable(&r, 0);
+                REQUIRE(rc == 0 || rc == FERRY_ETIMEDOUT || rc == FERRY_EPROTO);
+                size_t len = (size_t)((x >> 8) % (cap / 2 + 16));
+                rc = ferry_mpsc_wait_writable(&r, len, 0);
+                REQUIRE(rc == 0 || rc == FERRY_ETIMEDOUT || rc == FERRY_EPROTO ||
+                        (rc == FERRY_EMSGSIZE && len > FERRY_MPSC_MAX_RECORD(r.cap_)));
             } else {
                 size_t bcap = (x >> 8) % 3 == 0 ? (size_t)((x >> 16) % 64) : sizeof buf;
                 ssize_t got = ferry_mpsc_read(&r, buf, bcap);
@@ -228,6 +235,10 @@ static void fz_mpmc(const uint8_t *in, size_t n, uint8_t kind, uint8_t script, u
                 uint64_t pos;
                 rc = ferry_mpmc_stalled(&q, &pos);
                 REQUIRE(rc == 0 || rc == 1 || rc == FERRY_EPROTO);
+                rc = ferry_mpmc_wait_readable(&q, 0);
+                REQUIRE(rc == 0 || rc == FERRY_ETIMEDOUT || rc == FERRY_EPROTO);
+                rc = ferry_mpmc_wait_writable(&q, 0);
+                REQUIRE(rc == 0 || rc == FERRY_ETIMEDOUT || rc == FERRY_EPROTO);
             } else {
                 size_t bcap = (x >> 8) % 3 == 0 ? (size_t)((x >> 16) % 16) : sizeof buf;
                 ssize_t got = ferry_mpmc_pop(&q, buf, bcap);
