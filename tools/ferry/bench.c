@@ -26,7 +26,9 @@ extern const bench_transport bench_tr_floor, bench_tr_memcpy, bench_tr_ring, ben
     bench_tr_ring_block, bench_tr_pipe, bench_tr_pipe_batch, bench_tr_uds, bench_tr_uds_batch,
     bench_tr_seqpacket, bench_tr_seqpacket_batch, bench_tr_tcp, bench_tr_tcp_batch,
     bench_tr_zmq_ipc, bench_tr_zmq_tcp, bench_tr_zmq_inproc, bench_tr_nng_ipc, bench_tr_nng_tcp,
-    bench_tr_nng_inproc;
+    bench_tr_nng_inproc, bench_tr_ferry_ipc, bench_tr_ferry_ipc_block, bench_tr_ferry_tcp,
+    bench_tr_ferry_tcp_block, bench_tr_ferry_inproc, bench_tr_ferry_inproc_block,
+    bench_tr_ferry_pipe, bench_tr_ferry_pipe_block;
 
 const bench_transport *const bench_transports[] = {
     &bench_tr_floor,
@@ -34,6 +36,14 @@ const bench_transport *const bench_transports[] = {
     &bench_tr_ring,
     &bench_tr_ring_poll,
     &bench_tr_ring_block,
+    &bench_tr_ferry_ipc,
+    &bench_tr_ferry_ipc_block,
+    &bench_tr_ferry_tcp,
+    &bench_tr_ferry_tcp_block,
+    &bench_tr_ferry_inproc,
+    &bench_tr_ferry_inproc_block,
+    &bench_tr_ferry_pipe,
+    &bench_tr_ferry_pipe_block,
     &bench_tr_pipe,
     &bench_tr_pipe_batch,
     &bench_tr_uds,

@@ -221,7 +221,14 @@ void bench_out_table(const bench_cfg *cfg, const bench_row *rows, int n)
             const bench_row *r = &rows[i];
             if (r->mode != BENCH_FAN)
                 continue;
-            if (r->status)
+            /* One line for a transport whose every fan-out row was skipped for the same reason. */
+            if (r->status == 2 && i > 0 && rows[i - 1].tr == r->tr &&
+                rows[i - 1].mode == BENCH_FAN && !strcmp(rows[i - 1].note, r->note))
+                continue;
+            if (r->status == 2)
+                printf("%-22s %-8s | %8zu %4s | %s\n", r->tr->name, r->tr->wait, r->size, "-",
+                       r->note);
+            else if (r->status)
                 printf("%-22s %-8s | %8zu %4d | %s\n", r->tr->name, r->tr->wait, r->size, r->subs,
                        r->note);
             else

@@ -1,0 +1,261 @@
+/*
+ * bench_ferry.c - ferry's own sockets (ferry.h) as benchmark rows, driven by the same message
+ * loops as libzmq and nng (bench_loop.c) so the three are measured alike.
+ *
+ * PAIR for rtt, PUSH/PULL for thr, PUB/SUB for fan-out; ferry_socket_send/recv copying into the
+ * caller's buffer, like zmq_send/zmq_recv. Transports: ipc:// with the shared-memory upgrade
+ * switched off (FERRY_OPT_SHM_UPGRADE=0: plain ZMTP over a Unix socket, what a libzmq peer sees),
+ * tcp:// on 127.0.0.1, inproc:// (two threads of one process) and fd:// over a pair of pipes
+ * handed to ferry_socket_adopt. Each comes in two rows: wait=poll keeps the default
+ * FERRY_OPT_SPIN_NS (the receiver busy-polls for a bounded window before it sleeps), wait=blocking
+ * sets it to 0 (every empty receive sleeps in the kernel).
+ *
+ * No ferry socket is ever opened in the parent: the library starts a process-wide control thread
+ * on first use, and a fork after that would leave the children with a half-copied library.
+ */
+#include "bench.h"
+
+#include "ferry/ferry.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+enum fer_ep { FER_IPC, FER_TCP, FER_INPROC, FER_PIPE };
+
+/* priv encodes the endpoint kind and whether the row blocks. */
+#define FER_PRIV(ep, block) ((void *)(intptr_t)((ep) | ((block) << 4)))
+#define FER_EP(j)           ((enum fer_ep)((intptr_t)(j)->tr->priv & 15))
+#define FER_BLOCK(j)        (((intptr_t)(j)->tr->priv >> 4) & 1)
+
+typedef struct fer_h {
+    ferry_socket *s;
+    bench_job *j;
+} fer_h;
+
+static int fer_fail(bench_job *j, const char *what, int rc)
+{
+    return bench_fail(j, "%s: %s", what, ferry_strerror(rc));
+}
+
+static bool fer_binds(const bench_job *j, int role)
+{
+    return j->mode == BENCH_FAN ? role == 0 : role == 1;
+}
+
+static int fer_setup(bench_job *j)
+{
+    enum fer_ep ep = FER_EP(j);
+    if (ep == FER_IPC) {
+        const char *p = bench_tmp_path("ferry");
+        if (!p)
+            return bench_fail(j, "too many temp paths");
+        j->state = (void *)p;
+    } else if (ep == FER_PIPE) {
+        /* ZMTP needs both directions even for one-way traffic (greetings, handshake). */
+        int p[2], q[2];
+        if (pipe2(p, O_CLOEXEC) != 0)
+            return bench_fail(j, "pipe: %s", strerror(errno));
+        if (pipe2(q, O_CLOEXEC) != 0) {
+            close(p[0]);
+            close(p[1]);
+            return bench_fail(j, "pipe: %s", strerror(errno));
+        }
+        j->fd[0] = q[0]; /* role 0 reads */
+        j->fd[1] = p[1]; /* role 0 writes */
+        j->fd[2] = p[0]; /* role 1 reads */
+        j->fd[3] = q[1]; /* role 1 writes */
+    }
+    return 0;
+}
+
+static void fer_teardown(bench_job *j)
+{
+    for (int i = 0; i < 4; i++) {
+        if (j->fd[i] >= 0)
+            close(j->fd[i]);
+        j->fd[i] = -1;
+    }
+}
+
+static int fer_open(bench_job *j, int role, void **out)
+{
+    fer_h *h = calloc(1, sizeof *h);
+    if (!h)
+        return bench_fail(j, "out of memory");
+    h->j = j;
+    int type = j->mode == BENCH_RTT   ? FERRY_PAIR
+               : j->mode == BENCH_FAN ? (role == 0 ? FERRY_PUB : FERRY_SUB)
+               : role == 0            ? FERRY_PUSH
+                                      : FERRY_PULL;
+    int rc = ferry_socket_open(&h->s, type);
+    if (rc < 0) {
+        free(h);
+        return fer_fail(j, "ferry_socket_open", rc);
+    }
+    enum fer_ep ep = FER_EP(j);
+    const char *what = NULL;
+    if (FER_BLOCK(j) && (rc = ferry_socket_setopt_int(h->s, FERRY_OPT_SPIN_NS, 0)) < 0)
+        what = "FERRY_OPT_SPIN_NS";
+    else if (ep == FER_IPC && (rc = ferry_socket_setopt_int(h->s, FERRY_OPT_SHM_UPGRADE, 0)) < 0)
+        what = "FERRY_OPT_SHM_UPGRADE";
+    else if (type == FERRY_SUB && (rc = ferry_socket_subscribe(h->s, "", 0)) < 0)
+        what = "ferry_socket_subscribe";
+    else if (ep == FER_PIPE) {
+        /* This process keeps only its own two ends; the socket owns them from here on. */
+        int rfd = j->fd[role * 2], wfd = j->fd[role * 2 + 1];
+        close(j->fd[(1 - role) * 2]);
+        close(j->fd[(1 - role) * 2 + 1]);
+        for (int i = 0; i < 4; i++)
+            j->fd[i] = -1;
+        if ((rc = ferry_socket_adopt(h->s, rfd, wfd)) < 0) {
+            close(rfd);
+            close(wfd);
+            what = "ferry_socket_adopt";
+        }
+    } else if (fer_binds(j, role)) {
+        char url[256];
+        if (ep == FER_IPC)
+            snprintf(url, sizeof url, "ipc://%s", (const char *)j->state);
+        else if (ep == FER_TCP)
+            snprintf(url, sizeof url, "tcp://127.0.0.1:*");
+        else
+            snprintf(url, sizeof url, "inproc://ferry-bench");
+        if ((rc = ferry_socket_bind(h->s, url)) < 0)
+            what = "ferry_socket_bind";
+        else if ((rc = ferry_socket_last_endpoint(h->s, j->ctl->endpoint,
+                                                  sizeof j->ctl->endpoint)) < 0)
+            what = "ferry_socket_last_endpoint";
+        else
+            atomic_store_explicit(&j->ctl->bound, 1, memory_order_release);
+    } else if (bench_await(&j->ctl->bound, 20.0) != 0) {
+        ferry_socket_close(h->s);
+        free(h);
+        return bench_fail(j, "the binding side never became ready");
+    } else if ((rc = ferry_socket_connect(h->s, j->ctl->endpoint)) < 0) {
+        what = "ferry_socket_connect";
+    }
+    if (what) {
+        ferry_socket_close(h->s);
+        free(h);
+        return fer_fail(j, what, rc);
+    }
+    *out = h;
+    return 0;
+}
+
+static int fer_send(void *hv, const void *buf, size_t len)
+{
+    fer_h *h = hv;
+    for (;;) {
+        int rc = ferry_socket_send(h->s, buf, len, 0);
+        if (rc >= 0)
+            return 0;
+        if (rc != FERRY_EINTR)
+            return fer_fail(h->j, "ferry_socket_send", rc);
+    }
+}
+
+static long fer_recv(void *hv, void *buf, size_t cap)
+{
+    fer_h *h = hv;
+    for (;;) {
+        ssize_t n = ferry_socket_recv(h->s, buf, cap, 0, NULL);
+        if (n >= 0)
+            return (long)n;
+        if (n == FERRY_EAGAIN)
+            return BENCH_TIMEDOUT;
+        if (n != FERRY_EINTR)
+            return fer_fail(h->j, "ferry_socket_recv", (int)n);
+    }
+}
+
+static int fer_rcvtimeo(void *hv, int ms)
+{
+    fer_h *h = hv;
+    int rc = ferry_socket_setopt_int(h->s, FERRY_OPT_RCVTIMEO, ms);
+    return rc < 0 ? fer_fail(h->j, "FERRY_OPT_RCVTIMEO", rc) : 0;
+}
+
+static void fer_close(void *hv)
+{
+    fer_h *h = hv;
+    ferry_socket_setopt_int(h->s, FERRY_OPT_LINGER, 0);
+    ferry_socket_close(h->s);
+    free(h);
+}
+
+static const bench_msg_ops fer_ops = {
+    .open = fer_open,
+    .send = fer_send,
+    .recv = fer_recv,
+    .set_rcvtimeo = fer_rcvtimeo,
+    .close = fer_close,
+};
+
+/* Whether this build's sockets can do PUB/SUB: asked in a throw-away child, never here (see the
+ * file comment). Cached for the run. */
+static const char *fer_skip(int mode, size_t size)
+{
+    (void)size;
+    static int pubsub = -1;
+    if (mode != BENCH_FAN)
+        return NULL;
+    if (pubsub < 0) {
+        fflush(stdout);
+        fflush(stderr);
+        pid_t p = fork();
+        if (p == 0) {
+            ferry_socket *s = NULL;
+            int ok = ferry_socket_open(&s, FERRY_PUB) == 0;
+            ferry_socket_close(s);
+            s = NULL;
+            ok = ok && ferry_socket_open(&s, FERRY_SUB) == 0;
+            ferry_socket_close(s);
+            _exit(ok ? 0 : 1);
+        }
+        int st = 0;
+        pubsub = p > 0 && waitpid(p, &st, 0) == p && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    }
+    return pubsub ? NULL : "PUB/SUB sockets are not available in this build";
+}
+
+#define FER_MODES                                                                                  \
+    (BENCH_M(BENCH_RTT) | BENCH_M(BENCH_THR) | BENCH_M(BENCH_IDLE) | BENCH_M(BENCH_FAN))
+
+#define FER_TR(var, nm, wt, ep, block, thr, what)                                                  \
+    const bench_transport var = {                                                                  \
+        .name = nm,                                                                                \
+        .peer = "ferry",                                                                           \
+        .wait = wt,                                                                                \
+        .help = what,                                                                              \
+        .modes = FER_MODES,                                                                        \
+        .threads = thr,                                                                            \
+        .default_on = true,                                                                        \
+        .skip = fer_skip,                                                                          \
+        .setup = fer_setup,                                                                        \
+        .teardown = fer_teardown,                                                                  \
+        .ops = &fer_ops,                                                                           \
+        .priv = FER_PRIV(ep, block),                                                               \
+    };
+
+FER_TR(bench_tr_ferry_ipc, "ferry:ipc", "poll", FER_IPC, 0, false,
+       "ferry sockets over ipc:// as plain ZMTP (no shm upgrade), default spin window")
+FER_TR(bench_tr_ferry_ipc_block, "ferry:ipc:block", "blocking", FER_IPC, 1, false,
+       "ferry sockets over ipc:// as plain ZMTP, SPIN_NS=0")
+FER_TR(bench_tr_ferry_tcp, "ferry:tcp", "poll", FER_TCP, 0, false,
+       "ferry sockets over tcp://127.0.0.1, default spin window")
+FER_TR(bench_tr_ferry_tcp_block, "ferry:tcp:block", "blocking", FER_TCP, 1, false,
+       "ferry sockets over tcp://127.0.0.1, SPIN_NS=0")
+FER_TR(bench_tr_ferry_inproc, "ferry:inproc", "poll", FER_INPROC, 0, true,
+       "ferry sockets over inproc://, two threads, default spin window")
+FER_TR(bench_tr_ferry_inproc_block, "ferry:inproc:block", "blocking", FER_INPROC, 1, true,
+       "ferry sockets over inproc://, two threads, SPIN_NS=0")
+FER_TR(bench_tr_ferry_pipe, "ferry:pipe", "poll", FER_PIPE, 0, false,
+       "ferry sockets over fd:// on two pipes (ferry_socket_adopt), default spin window")
+FER_TR(bench_tr_ferry_pipe_block, "ferry:pipe:block", "blocking", FER_PIPE, 1, false,
+       "ferry sockets over fd:// on two pipes, SPIN_NS=0")
