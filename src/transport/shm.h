@@ -136,6 +136,8 @@ int fy_shm_pipe_new(fy_pipe **out, fy_socket *s, fy_shm_link *link, int usock,
                     const fy_shm_pipe_cfg *cfg);
 bool fy_pipe_is_shm(const fy_pipe *p);
 int fy_shm_pipe_usock(const fy_pipe *p);
+/* The pipe's link (still owned by the pipe): tests use it to play a hostile peer. */
+fy_shm_link *fy_shm_pipe_link(const fy_pipe *p);
 /* Any thread: the peer is gone (hang-up) or broke the protocol; idempotent. Input already in the
  * ring is still delivered. */
 void fy_shm_pipe_kill(fy_pipe *p, int err);
