@@ -33,6 +33,9 @@
 #define TEST_SANITIZED 1
 #endif
 
+/* Seconds before the test (and each stress child) gives up; see main. */
+static unsigned stress_deadline_s = 110;
+
 /* 128-byte aligned memory of exactly `size` bytes, so ASan flags any access past the end. */
 static void *alloc_exact(size_t size)
 {
@@ -687,7 +690,7 @@ static void stress(bool processes, bool blocking, uint64_t total_messages, size_
             pids[i] = fork();
             CHECK(pids[i] >= 0);
             if (pids[i] == 0) {
-                tu_deadline(100);
+                tu_deadline(stress_deadline_s - 10);
                 attach_own_mapping(&ctx[i], seg);
                 if (i < NPROD)
                     produce(&ctx[i]);
@@ -742,7 +745,14 @@ static void stress(bool processes, bool blocking, uint64_t total_messages, size_
 
 int main(void)
 {
-    tu_deadline(110);
+    uint64_t n = 0;
+    const char *env = getenv("FERRY_STRESS_MESSAGES");
+    if (env && *env) {
+        n = strtoull(env, NULL, 10);
+        /* Long runs get a deadline that grows with the count (the machine may be shared). */
+        stress_deadline_s = 110 + (unsigned)(n / 5000 < 86400 ? n / 5000 : 86400);
+    }
+    tu_deadline(stress_deadline_s);
     test_footprint_format_init();
     test_push_pop();
     test_wrap();
@@ -750,11 +760,6 @@ int main(void)
     test_stall();
     test_wait();
     test_hostile();
-
-    uint64_t n = 0;
-    const char *env = getenv("FERRY_STRESS_MESSAGES");
-    if (env && *env)
-        n = strtoull(env, NULL, 10);
 #ifdef TEST_SANITIZED
     if (!n)
         n = 100000;
