@@ -47,31 +47,6 @@ int bench_fail(bench_job *j, const char *fmt, ...)
     return -1;
 }
 
-void bench_fill(void *buf, size_t len, uint64_t seq)
-{
-    memset(buf, (int)(seq & 0xff), len);
-}
-
-uint64_t bench_touch(const void *buf, size_t len)
-{
-    const unsigned char *p = buf;
-    uint64_t s = 0;
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        s += w;
-    }
-    for (; i < len; i++)
-        s += p[i];
-    return s;
-}
-
-bool bench_check(const void *buf, size_t len, uint64_t seq)
-{
-    return len == 0 || ((const unsigned char *)buf)[0] == (unsigned char)(seq & 0xff);
-}
-
 int bench_await(_Atomic int *flag, double seconds)
 {
     /* Spin briefly, then sleep in short steps: a waiter must not steal the CPU its own peer's
