@@ -140,6 +140,31 @@ static int bench_add_tr(bench_cfg *cfg, const bench_transport *t)
     return 0;
 }
 
+/* The machine's 1-minute load average: a busy machine wrecks spinning rows, so the table says. */
+static double bench_loadavg(void)
+{
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1)
+            l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
+/* What one clock read costs (the smallest gap between two reads): it is inside every sample. */
+static double bench_clock_cost(void)
+{
+    uint64_t best = UINT64_MAX;
+    for (int i = 0; i < 20000; i++) {
+        uint64_t a = bench_now_ns(), b = bench_now_ns();
+        if (b - a < best)
+            best = b - a;
+    }
+    return (double)best;
+}
+
 static bool bench_in_group(const bench_transport *t, const char *g)
 {
     if (!strcmp(g, "all"))
@@ -490,6 +515,8 @@ int bench_main(int argc, char **argv)
             fclose(jf);
         return 1;
     }
+    cfg.load[0] = bench_loadavg();
+    cfg.clock_ns = bench_clock_cost();
     int n = 0, failed = 0;
     for (int s = 0; s < cfg.nsizes; s++) {
         for (int t = 0; t < nrun; t++) {
@@ -527,6 +554,7 @@ int bench_main(int argc, char **argv)
     }
     bench_progress(&cfg, n, total, NULL);
     bench_proc_fini();
+    cfg.load[1] = bench_loadavg();
     int rc = failed ? 1 : 0;
     if (jf && fclose(jf) != 0) {
         fprintf(stderr, "ferry bench: writing %s failed\n", cfg.json_out);

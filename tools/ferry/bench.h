@@ -49,6 +49,8 @@ typedef struct bench_cfg {
     int cpu[2];
     bool json, quiet;
     const char *json_out, *csv, *plot;
+    double clock_ns; /* cost of one clock_gettime, measured at start */
+    double load[2];  /* 1-minute load average before and after the run */
 } bench_cfg;
 
 /* One result row. */

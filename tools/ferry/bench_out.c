@@ -111,6 +111,13 @@ void bench_out_table(const bench_cfg *cfg, const bench_row *rows, int n)
            "warm-up; payload "
            "written by the producer, every byte read by the consumer\n",
            cfg->cpu[0], cfg->cpu[1], cfg->seconds, cfg->warmup);
+    printf("clock_gettime costs %.0f ns (one read per rtt sample, in every row); load average "
+           "%.2f before, %.2f after\n",
+           cfg->clock_ns, cfg->load[0], cfg->load[1]);
+    if (cfg->load[0] > 1.5) /* "after" includes the run itself: two busy CPUs */
+        printf(
+            "warning: the machine was busy: other processes share the two CPUs, so spinning rows "
+            "(spin, poll) lose whole time slices; compare ratios, and rerun on an idle machine\n");
     const bench_row *fl = find_row(rows, n, "floor", BENCH_RTT, 0);
     if (fl)
         printf("floor (one cache line ping-pong): rtt p50 %s  p99 %s  p999 %s  max "
