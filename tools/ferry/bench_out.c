@@ -44,6 +44,8 @@ static const char *fmt_ratio(char *b, size_t cap, double r)
 {
     if (!(r > 0) || !isfinite(r))
         snprintf(b, cap, "-");
+    else if (r < 0.1)
+        snprintf(b, cap, "%.3fx", r);
     else if (r < 10)
         snprintf(b, cap, "%.2fx", r);
     else if (r < 1000)
