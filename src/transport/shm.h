@@ -21,6 +21,8 @@
 
 #include "core/pipe.h"
 #include "ferry/ring.h"
+#include "transport/transport.h"
+#include "wire/zmtp.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -115,6 +117,10 @@ void fy_shm_hs_init(fy_shm_hs *hs, int side, size_t ring_cap);
  * FERRY_ENOMEM/ENOSPC/EMFILE (resources), FERRY_ECONNREFUSED (the peer declined).
  */
 int fy_shm_hs_step(fy_shm_hs *hs, int fd, bool *want_out);
+/* Bytes of the hand-over that arrived before it started (read by the ZMTP engine together with the
+ * peer's READY). Only the listener's request can legitimately be among them: anything else is
+ * FERRY_EPROTO. */
+int fy_shm_hs_feed(fy_shm_hs *hs, const uint8_t *data, size_t len);
 /* Hands the finished link to the caller (NULL before success). */
 fy_shm_link *fy_shm_hs_take(fy_shm_hs *hs);
 /* Releases whatever an unfinished hand-over holds. */
@@ -151,5 +157,29 @@ int fy_shm_pipe_error(const fy_pipe *p);
 int fy_shm_pipe_prepare_wait(fy_pipe *p, bool want_in, bool want_out);
 /* Frees the pipe: unmaps, closes fds. Accepts NULL. */
 void fy_shm_pipe_free(fy_pipe *p);
+
+/* ---- shm:// and the switch of an engine link to shared memory (shm.c) ---- */
+
+/* The X-Ferry value for our READY on fd: offers "shm" when cfg->shm and fd is a Unix socket. */
+const char *fy_shm_ferry_caps(int fd, const fy_link_cfg *cfg);
+/*
+ * Engine, control thread, right after the peer's READY: decides whether this link switches (both
+ * offered shm, exactly one end of the Unix socket has a name) and if so prepares the hand-over,
+ * taking the bytes the engine read past READY. 1 = switching (drive fy_shm_eng_step until it
+ * returns 1, then publish the pipe), 0 = stay on ZMTP, < 0 = fail the link.
+ */
+int fy_shm_eng_ready(fy_pipe *p, int fd, const fy_link_cfg *cfg, const fy_zmtp_peer_info *info,
+                     const uint8_t *left, size_t left_len);
+/* Engine, control thread: advances the hand-over (see fy_shm_hs_step). On 1 the pipe now runs on
+ * the rings: p->ops, p->rfd (the wake eventfd) and p->wfd (-1) have been switched. */
+int fy_shm_eng_step(fy_pipe *p, bool *want_out);
+/* True for a pipe that switched to shared memory (counts as peers_shm). */
+bool fy_pipe_uses_shm(const fy_pipe *p);
+/* The Unix socket of a switched pipe (the control thread watches it for the hang-up). */
+int fy_shm_eng_ufd(const fy_pipe *p);
+/* The engine died: the shm side follows (idempotent). */
+void fy_shm_eng_kill(fy_pipe *p, int err);
+/* Frees the shm side of p (if any) and gives p back its Unix socket fds. */
+void fy_shm_eng_free(fy_pipe *p);
 
 #endif

@@ -498,6 +498,19 @@ out:
     return rc;
 }
 
+int fy_shm_hs_feed(fy_shm_hs *hs, const uint8_t *data, size_t len)
+{
+    if (len == 0)
+        return 0;
+    if (hs->state != HS_L_READ_REQ || len > SHM_REQ_LEN - hs->have) {
+        hs->why = "shm hand-over: unexpected bytes";
+        return FERRY_EPROTO;
+    }
+    memcpy(hs->buf + hs->have, data, len);
+    hs->have += len;
+    return 0;
+}
+
 fy_shm_link *fy_shm_hs_take(fy_shm_hs *hs)
 {
     if (hs->state != HS_DONE)

@@ -26,6 +26,8 @@ typedef struct fy_link_cfg {
     int hb_ivl, hb_ttl, hb_timeout; /* ms; 0 = off */
     int reconnect_ivl, reconnect_ivl_max;
     int peer_uid; /* ipc: uid allowed besides ours, -1 = ours only */
+    int shm;           /* Unix links: offer the shared-memory data path (shm.c) */
+    int shm_ring_size; /* bytes per direction, 0 = default */
 } fy_link_cfg;
 
 typedef struct fy_transport_ops {
@@ -47,6 +49,7 @@ typedef struct fy_transport_ops {
 
 extern const fy_transport_ops fy_transport_tcp;
 extern const fy_transport_ops fy_transport_ipc;
+extern const fy_transport_ops fy_transport_shm;
 
 /* ---- the stream engine (engine.c) ---- */
 
