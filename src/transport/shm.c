@@ -1,0 +1,273 @@
+/*
+ * shm.c - the shm:// transport and the switch of a ZMTP link to the shared-memory data path.
+ *
+ * shm:// is a Unix socket in the runtime directory (shm_dir.c) driven by the ordinary stream
+ * engine: greeting and READY are plain ZMTP, and both ferry peers list "shm" in X-Ferry. The
+ * same happens on ipc:// links unless FERRY_OPT_SHM_UPGRADE is 0, so a libzmq peer on the same
+ * endpoint (no X-Ferry) simply keeps the ZMTP path. Once READY has been exchanged and both sides
+ * offered shm, the engine hands its socket to the link hand-over (shm_link.c) instead of going
+ * live; when that completes, the engine's pipe switches its operations to the ones below, which
+ * forward to an shm pipe (shm_pipe.c) and keep the engine's core-visible flags in step.
+ *
+ * The engine object stays the pipe the socket and the control thread know: the control thread
+ * keeps watching the Unix socket (fy_engine_rfd) for the hang-up that means the peer is gone,
+ * and frees the pipe the usual way; the socket's epoll gets the shm wake eventfd as p->rfd.
+ * Roles follow the socket: the accepted side (its socket has a name) creates the segment, the
+ * connecting side (unnamed) requests it. Two unnamed ends (an adopted socketpair) never switch.
+ */
+#include "core/ctl.h"
+#include "core/socket.h"
+#include "transport/shm.h"
+#include "transport/transport.h"
+#include "wire/zmtp.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* ---- shm:// endpoints ---- */
+
+static int shm_tr_listen(const fy_endpoint *ep, int *fd, char *resolved, size_t cap)
+{
+    char path[FY_SHM_PATH_MAX];
+    int rc = fy_shm_path(ep->name, path, sizeof path);
+    if (rc < 0)
+        return rc;
+    rc = fy_shm_listen_path(path, fd);
+    if (rc < 0)
+        return rc;
+    snprintf(resolved, cap, "shm://%s", ep->name);
+    return 0;
+}
+
+static int shm_tr_connect(const fy_endpoint *ep, int *fd)
+{
+    char path[FY_SHM_PATH_MAX];
+    int rc = fy_shm_path(ep->name, path, sizeof path);
+    if (rc < 0)
+        return rc;
+    return fy_shm_connect_path(path, fd);
+}
+
+static int shm_tr_prepare(int fd, const fy_link_cfg *cfg)
+{
+    return fy_shm_peer_check(fd, cfg->peer_uid) == 0 ? 0 : FERRY_EACCES;
+}
+
+static void shm_tr_unlisten(const fy_endpoint *ep, int fd)
+{
+    char path[FY_SHM_PATH_MAX];
+    if (fy_shm_path(ep->name, path, sizeof path) == 0)
+        fy_shm_unlisten_path(path, fd);
+    else if (fd >= 0)
+        close(fd);
+}
+
+const fy_transport_ops fy_transport_shm = {
+    .scheme = FY_EP_SHM,
+    .name = "shm",
+    .listen = shm_tr_listen,
+    .connect = shm_tr_connect,
+    .prepare = shm_tr_prepare,
+    .unlisten = shm_tr_unlisten,
+};
+
+/* ---- the switch ---- */
+
+typedef struct fy_shm_up {
+    fy_shm_hs hs;
+    fy_pipe *sp; /* the shm pipe doing the work, once the hand-over is done */
+    int ufd;     /* the Unix socket (owned by the engine) */
+    int sndhwm;
+} fy_shm_up;
+
+static const fy_pipe_ops shm_eng_ops;
+
+static fy_shm_up *up_of(const fy_pipe *p)
+{
+    return (fy_shm_up *)p->transport_data;
+}
+
+bool fy_pipe_uses_shm(const fy_pipe *p)
+{
+    return p && p->ops == &shm_eng_ops;
+}
+
+/* 0: the socket has no name (we connected), 1: it has one (accepted), < 0: not AF_UNIX. */
+static int shm_sock_named(int fd, bool peer)
+{
+    struct sockaddr_un a;
+    socklen_t l = sizeof a;
+    memset(&a, 0, sizeof a);
+    int r = peer ? getpeername(fd, (struct sockaddr *)&a, &l)
+                 : getsockname(fd, (struct sockaddr *)&a, &l);
+    if (r != 0 || a.sun_family != AF_UNIX)
+        return FERRY_ENOTSOCK;
+    return l > offsetof(struct sockaddr_un, sun_path) ? 1 : 0;
+}
+
+const char *fy_shm_ferry_caps(int fd, const fy_link_cfg *cfg)
+{
+    if (cfg->shm && shm_sock_named(fd, false) >= 0)
+        return "1;stream," FY_SHM_CAP;
+    return "1;stream";
+}
+
+int fy_shm_eng_ready(fy_pipe *p, int fd, const fy_link_cfg *cfg, const fy_zmtp_peer_info *info,
+                     const uint8_t *left, size_t left_len)
+{
+    if (!cfg->shm || !fy_zmtp_ferry_has_cap(info, FY_SHM_CAP))
+        return 0;
+    int me = shm_sock_named(fd, false), peer = shm_sock_named(fd, true);
+    if (me < 0 || peer < 0 || me == peer)
+        return 0; /* both unnamed (socketpair): nobody is the listener, keep ZMTP */
+    size_t cap;
+    if (fy_shm_ring_capacity(cfg->shm_ring_size, &cap) < 0)
+        cap = FY_SHM_DEFAULT_RING;
+    fy_shm_up *up = calloc(1, sizeof *up);
+    if (!up)
+        return FERRY_ENOMEM;
+    fy_shm_hs_init(&up->hs, me ? 0 : 1, cap);
+    up->ufd = fd;
+    up->sndhwm = cfg->sndhwm;
+    int rc = fy_shm_hs_feed(&up->hs, left, left_len);
+    if (rc < 0) {
+        fy_ctl_note_error(p->sock, "shm hand-over: unexpected bytes after READY");
+        fy_shm_hs_fini(&up->hs);
+        free(up);
+        return rc;
+    }
+    p->transport_data = up;
+    return 1;
+}
+
+int fy_shm_eng_step(fy_pipe *p, bool *want_out)
+{
+    fy_shm_up *up = up_of(p);
+    int rc = fy_shm_hs_step(&up->hs, up->ufd, want_out);
+    if (rc <= 0) {
+        if (rc < 0)
+            fy_ctl_note_error(p->sock, up->hs.why ? up->hs.why : "shm hand-over failed");
+        return rc;
+    }
+    fy_shm_link *l = fy_shm_hs_take(&up->hs);
+    fy_shm_pipe_cfg pc = {.sndhwm = up->sndhwm};
+    rc = fy_shm_pipe_new(&up->sp, p->sock, l, -1, &pc);
+    if (rc < 0) {
+        up->sp = NULL;
+        return rc;
+    }
+    up->sp->peer = p->peer;
+    up->sp->id = p->id;
+    /* From here the socket sees the shm pipe's behaviour through the engine's pipe. */
+    p->rfd = up->sp->rfd;
+    p->wfd = -1;
+    p->dirty = true;
+    p->ops = &shm_eng_ops;
+    return 1;
+}
+
+int fy_shm_eng_ufd(const fy_pipe *p)
+{
+    return up_of(p)->ufd;
+}
+
+void fy_shm_eng_kill(fy_pipe *p, int err)
+{
+    fy_shm_up *up = up_of(p);
+    if (up && up->sp)
+        fy_shm_pipe_kill(up->sp, err);
+}
+
+void fy_shm_eng_free(fy_pipe *p)
+{
+    fy_shm_up *up = up_of(p);
+    if (!up)
+        return;
+    if (up->sp) {
+        /* Give the engine its Unix socket back so it closes it as usual. */
+        p->rfd = p->wfd = up->ufd;
+        fy_shm_pipe_free(up->sp);
+    }
+    fy_shm_hs_fini(&up->hs);
+    free(up);
+    p->transport_data = NULL;
+}
+
+/* Mirrors what the shm pipe learnt into the engine pipe the core looks at. */
+static void shm_eng_sync(fy_pipe *p, fy_pipe *in)
+{
+    p->dirty = true;
+    if (in->saw_epipe)
+        p->saw_epipe = true;
+    if (atomic_load_explicit(&in->dead, memory_order_acquire) &&
+        !atomic_load_explicit(&p->dead, memory_order_relaxed))
+        fy_engine_kill(p, fy_shm_pipe_error(in));
+}
+
+static int shm_eng_send(fy_pipe *p, fy_msg *m)
+{
+    fy_pipe *in = up_of(p)->sp;
+    int rc = in->ops->send(in, m);
+    if (__builtin_expect(rc < 0 && rc != FERRY_EAGAIN, 0))
+        shm_eng_sync(p, in);
+    return rc;
+}
+
+static int shm_eng_recv(fy_pipe *p, fy_msg *m)
+{
+    fy_pipe *in = up_of(p)->sp;
+    int rc = in->ops->recv(in, m);
+    if (__builtin_expect(rc < 0 && rc != FERRY_EAGAIN, 0))
+        shm_eng_sync(p, in);
+    return rc;
+}
+
+static int shm_eng_poll_in(fy_pipe *p)
+{
+    fy_pipe *in = up_of(p)->sp;
+    int rc = in->ops->poll_in(in);
+    if (rc == 0)
+        shm_eng_sync(p, in);
+    return rc;
+}
+
+static bool shm_eng_can_send(fy_pipe *p)
+{
+    fy_pipe *in = up_of(p)->sp;
+    return in->ops->can_send(in);
+}
+
+static int shm_eng_flush(fy_pipe *p)
+{
+    fy_pipe *in = up_of(p)->sp;
+    int rc = in->ops->flush(in);
+    shm_eng_sync(p, in);
+    return rc;
+}
+
+static bool shm_eng_has_input(fy_pipe *p)
+{
+    fy_pipe *in = up_of(p)->sp;
+    return in->ops->has_input(in);
+}
+
+static void shm_eng_release(fy_pipe *p)
+{
+    fy_ctl_release_pipe(p); /* the control thread frees it with fy_engine_free */
+}
+
+static const fy_pipe_ops shm_eng_ops = {
+    .send = shm_eng_send,
+    .recv = shm_eng_recv,
+    .poll_in = shm_eng_poll_in,
+    .can_send = shm_eng_can_send,
+    .flush = shm_eng_flush,
+    .has_input = shm_eng_has_input,
+    .release = shm_eng_release,
+};
