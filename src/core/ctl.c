@@ -132,6 +132,8 @@ static void ctl_engine_unregister(fy_pipe *p)
 static void ctl_engine_register(fy_pipe *p, bool want_out)
 {
     uint32_t ev = EPOLLRDHUP | (fy_engine_live(p) ? 0 : EPOLLIN);
+    if (fy_engine_live(p) && p->ctl_watch_in)
+        ev |= EPOLLIN | EPOLLET;
     if (want_out && p->wfd == p->rfd)
         ev |= EPOLLOUT;
     struct epoll_event e = {.events = ev, .data.u64 = (uint64_t)(uintptr_t)p | 1u};
@@ -143,6 +145,14 @@ static void ctl_engine_register(fy_pipe *p, bool want_out)
         epoll_ctl(G.epfd, p->ctl_events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, p->wfd, &w);
     }
     p->ctl_events = ev | (want_out ? EPOLLOUT : 0) | 0x80000000u; /* non-zero: registered */
+}
+
+void fy_ctl_watch_in(fy_pipe *p, bool watch)
+{
+    if (!p->ctl_events || atomic_load(&p->dead) || p->ctl_watch_in == watch)
+        return;
+    p->ctl_watch_in = watch;
+    ctl_engine_register(p, (p->ctl_events & EPOLLOUT) != 0);
 }
 
 void fy_ctl_want_out(fy_pipe *p, bool want)

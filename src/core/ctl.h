@@ -45,6 +45,9 @@ void fy_ctl_release_pipe(fy_pipe *p);
 void fy_ctl_flush_watch(void);
 /* Control thread (engine.c): the engine does / does not need EPOLLOUT on its write fd. */
 void fy_ctl_want_out(fy_pipe *p, bool want);
+/* Control thread (engine.c): watch the engine's input edge-triggered while its owner is idle, so
+ * PINGs are answered promptly when the application is not receiving. */
+void fy_ctl_watch_in(fy_pipe *p, bool watch);
 /* Control thread: remember why a link of s failed (static string), for diagnostics. */
 void fy_ctl_note_error(fy_socket *s, const char *why);
 /* The last such reason for s, or NULL (any thread; static string). */

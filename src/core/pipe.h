@@ -81,6 +81,7 @@ struct fy_pipe {
     void *ctl_connecter; /* the connecter that made it, to reconnect when it dies */
     uint32_t ctl_events; /* events registered in the control epoll (rfd) */
     bool ctl_published;
+    bool ctl_watch_in; /* owner looks idle: the control thread watches input (edge-triggered) */
     void *transport_data;
 };
 

@@ -42,7 +42,7 @@
 #define FY_ENG_BIG_FIRST_ALLOC (256u * 1024u)      /* first allocation for a large body */
 #define FY_ENG_IOV             64
 #define FY_ENG_HANDSHAKE_NS    (30ull * 1000000000ull)
-#define FY_ENG_IDLE_SCAN_NS    (100ull * 1000000ull)
+#define FY_ENG_IDLE_SCAN_NS    (50ull * 1000000ull)
 
 enum { ENG_GREETING, ENG_READY, ENG_LIVE };
 
@@ -867,6 +867,8 @@ static int eng_handshake_input(fy_engine *e)
     }
 }
 
+static void eng_idle_scan(fy_engine *e);
+
 int fy_engine_ctl_event(fy_pipe *p, uint32_t events, bool on_wfd)
 {
     fy_engine *e = eng(p);
@@ -893,6 +895,17 @@ int fy_engine_ctl_event(fy_pipe *p, uint32_t events, bool on_wfd)
     }
     if (events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP))
         return FERRY_EPIPE;
+    if (!on_wfd && (events & EPOLLIN)) {
+        uint64_t seq = atomic_load_explicit(&e->owner_in_seq, memory_order_relaxed);
+        if (seq != e->ctl_seen_in_seq) {
+            /* The owner is receiving again: leave the input to it. */
+            e->ctl_seen_in_seq = seq;
+            fy_ctl_watch_in(p, false);
+            e->next_scan_ns = fy_now_ns() + FY_ENG_IDLE_SCAN_NS;
+        } else {
+            eng_idle_scan(e);
+        }
+    }
     return 0;
 }
 
@@ -1021,14 +1034,22 @@ int fy_engine_ctl_tick(fy_pipe *p, uint64_t now, uint64_t *next_ns)
     }
     if (ttl && last_rx + ttl < *next_ns)
         *next_ns = last_rx + ttl + 1;
-    if (e->next_scan_ns == 0)
-        e->next_scan_ns = now + FY_ENG_IDLE_SCAN_NS;
-    if (now >= e->next_scan_ns) {
-        uint64_t seq = atomic_load_explicit(&e->owner_in_seq, memory_order_relaxed);
-        if (seq == e->ctl_seen_in_seq)
-            eng_idle_scan(e);
-        e->ctl_seen_in_seq = seq;
-        e->next_scan_ns = now + FY_ENG_IDLE_SCAN_NS;
+    /* Is the owner receiving? While it is not, watch the input (edge-triggered) so PINGs are
+     * answered at once; while watching no timer is needed (input events re-check). */
+    if (!p->ctl_watch_in) {
+        if (e->next_scan_ns == 0)
+            e->next_scan_ns = now + FY_ENG_IDLE_SCAN_NS;
+        if (now >= e->next_scan_ns) {
+            uint64_t seq = atomic_load_explicit(&e->owner_in_seq, memory_order_relaxed);
+            if (seq == e->ctl_seen_in_seq) {
+                fy_ctl_watch_in(p, true);
+                eng_idle_scan(e);
+            }
+            e->ctl_seen_in_seq = seq;
+            e->next_scan_ns = now + FY_ENG_IDLE_SCAN_NS;
+        }
+    } else {
+        e->next_scan_ns = UINT64_MAX;
     }
     if (e->next_scan_ns < *next_ns)
         *next_ns = e->next_scan_ns;
