@@ -230,7 +230,7 @@ static void hostile_case(int which)
     }
     uint8_t offer[32];
     memcpy(offer, "FYSHMOF1", 8);
-    put64(offer + 8, which == H_CAP ? 65536 + 8 : cap);
+    put64(offer + 8, which == H_CAP ? 65536 + 8 : cap); /* not a power of two */
     put64(offer + 16, size);
     put64(offer + 24, 0);
     int fds[3] = {mfd, which == H_PIPE ? pp[0] : e1, e2};
@@ -318,7 +318,9 @@ int main(void)
     CHECK_OK(fy_shm_ring_capacity(0, &cap));
     CHECK(cap == FY_SHM_DEFAULT_RING);
     CHECK_OK(fy_shm_ring_capacity(1, &cap));
-    CHECK(cap == 65536);
+    CHECK(cap == 4096);
+    CHECK_OK(fy_shm_ring_capacity(65537, &cap));
+    CHECK(cap == 131072);
     CHECK_RC(fy_shm_ring_capacity(-1, &cap), FERRY_EINVAL);
     CHECK_RC(fy_shm_ring_capacity((int64_t)1 << 40, &cap), FERRY_EINVAL);
     test_two_processes();

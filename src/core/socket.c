@@ -12,6 +12,7 @@
 #include "core/socket.h"
 #include "core/ctl.h"
 #include "core/endpoint.h"
+#include "transport/shm.h"
 #include "transport/transport.h"
 
 #include <errno.h>
@@ -361,7 +362,7 @@ int ferry_socket_open(ferry_socket **out, int type)
     s->reconnect_ivl_max = 0;
     s->spin_ns = FY_DEFAULT_SPIN_NS;
     s->shm_upgrade = 1;
-    s->shm_ring_size = 1 << 20;
+    s->shm_ring_size = (int)FY_SHM_DEFAULT_RING;
     s->peer_uid = -1;
     s->epfd = s->sigfd = -1;
     pthread_mutex_init(&s->lock, NULL);
@@ -472,6 +473,7 @@ static void sock_link_cfg(fy_socket *s, fy_link_cfg *c)
     c->reconnect_ivl = s->reconnect_ivl;
     c->reconnect_ivl_max = s->reconnect_ivl_max;
     c->peer_uid = s->peer_uid;
+    c->shm_ring_size = s->shm_ring_size;
 }
 
 static const fy_transport_ops *sock_transport(int scheme)
@@ -481,6 +483,8 @@ static const fy_transport_ops *sock_transport(int scheme)
         return &fy_transport_tcp;
     case FY_EP_IPC:
         return &fy_transport_ipc;
+    case FY_EP_SHM:
+        return &fy_transport_shm;
     default:
         return NULL;
     }
@@ -525,8 +529,11 @@ static int sock_bind_connect(ferry_socket *s, const char *url, bool bind)
     sock_link_cfg(s, &cfg);
     switch (ep.scheme) {
     case FY_EP_TCP:
-    case FY_EP_IPC: {
+    case FY_EP_IPC:
+    case FY_EP_SHM: {
         const fy_transport_ops *t = sock_transport(ep.scheme);
+        /* shm:// always offers the rings; ipc:// unless FERRY_OPT_SHM_UPGRADE is 0. */
+        cfg.shm = ep.scheme == FY_EP_SHM || (ep.scheme == FY_EP_IPC && s->shm_upgrade);
         if (bind) {
             char resolved[FY_ENDPOINT_MAX];
             rc = fy_ctl_bind(s, t, &ep, url, &cfg, resolved, sizeof resolved);
@@ -550,7 +557,6 @@ static int sock_bind_connect(ferry_socket *s, const char *url, bool bind)
             snprintf(s->last_endpoint, sizeof s->last_endpoint, "%s", url);
         return rc;
     default:
-        fy_ctl_note_error(s, "shm:// is not available in this build");
         return FERRY_EPROTONOSUPPORT;
     }
 }
@@ -1113,11 +1119,14 @@ int ferry_socket_stats(ferry_socket *s, ferry_stats *out)
     out->bytes_in = s->bytes_in;
     out->bytes_out = s->bytes_out;
     out->drops_hwm = atomic_load_explicit(&s->drops_hwm, memory_order_relaxed);
-    uint32_t live = 0;
-    for (fy_pipe *p = s->pipes; p; p = p->sock_next)
-        if (!atomic_load(&p->dead))
+    uint32_t live = 0, shm = 0;
+    for (fy_pipe *p = s->pipes; p; p = p->sock_next) {
+        if (!atomic_load(&p->dead)) {
             live++;
+            shm += fy_pipe_uses_shm(p);
+        }
+    }
     out->peers = live;
-    out->peers_shm = 0;
+    out->peers_shm = shm;
     return 0;
 }

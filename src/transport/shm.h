@@ -79,7 +79,7 @@ typedef struct fy_shm_link_view {
     _Atomic uint64_t *consumed[2]; /* consumed[i]: messages side 1 - i took out of ring i */
 } fy_shm_link_view;
 
-/* Rounds a requested ring size to a valid capacity (power of two in [64 KiB, 1 GiB]); 0 means
+/* Rounds a requested ring size to a valid capacity (power of two in [4 KiB, 1 GiB]); 0 means
  * the default. FERRY_EINVAL for negative or absurd values. */
 int fy_shm_ring_capacity(int64_t requested, size_t *cap);
 /* The side's view of the mapped segment. */

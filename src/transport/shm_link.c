@@ -32,7 +32,7 @@
 #define SHM_VERSION   1u
 #define SHM_PAGE      4096u
 #define SHM_LINE      128u
-#define SHM_MIN_RING  ((size_t)64 << 10)
+#define SHM_MIN_RING  ((size_t)4096)
 #define SHM_MAX_RING  ((size_t)1 << 30)
 #define SHM_MAX_RXFDS 8
 #define SHM_REQ_MAGIC "FYSHMRQ1"
