@@ -405,6 +405,51 @@ static inline void ip_expect(ip_sock *s, const ip_msg *want, const char *what)
     ip_msg_clear(&got);
 }
 
+/* Lets a socket's owner run: a call that processes pending connection events. */
+static inline void ip_kick(ip_sock *s)
+{
+    if (s->zmq) {
+        int ev;
+        size_t len = sizeof ev;
+        CHECK(zmq_getsockopt(s->z, ZMQ_EVENTS, &ev, &len) == 0);
+    } else {
+        CHECK(ferry_socket_events(s->f) >= 0);
+    }
+}
+
+/*
+ * Like ip_expect, but while waiting keeps `kick` (either library, or NULL) busy. Both libraries
+ * attach a new connection on the owner's thread at its next call: a bound libzmq SUB sends its
+ * subscriptions to a new peer only then (measured: an idle bound libzmq SUB sends nothing after
+ * READY), and so does ferry. Real applications sit in recv/poll; a test that waits on the other
+ * socket must do the same for the subscriber.
+ */
+static inline void ip_expect_kick(ip_sock *s, const ip_msg *want, const char *what, ip_sock *kick)
+{
+    if (!kick) {
+        ip_expect(s, want, what);
+        return;
+    }
+    ip_msg got = {0};
+    uint64_t end = tu_now_ns() + (uint64_t)IP_TIMEOUT_MS * 1000000u;
+    for (;;) {
+        ip_kick(kick);
+        if (ip_recv(s, &got, 10) == 0)
+            break;
+        if (tu_now_ns() > end) {
+            fprintf(stderr, "timed out waiting for %s\n", what);
+            exit(1);
+        }
+    }
+    if (!ip_msg_eq(&got, want)) {
+        fprintf(stderr, "%s: message mismatch\n", what);
+        ip_msg_print("  want", want);
+        ip_msg_print("  got ", &got);
+        exit(1);
+    }
+    ip_msg_clear(&got);
+}
+
 /* ---- the matrix
  * -----------------------------------------------------------------------------
  */

@@ -27,9 +27,9 @@ static void sub_change(ip_sock *s, const char *prefix, bool on)
     ip_msg_clear(&m);
 }
 
-/* An XPUB must report each subscription change of its only subscriber as
- * 0x01/0x00 + prefix. */
-static void xpub_expect_sub(ip_sock *pub, const char *prefix, bool on)
+/* An XPUB must report each subscription change of its only subscriber as 0x01/0x00 + prefix;
+ * sub (if ferry) is kept calling meanwhile, see ip_expect_kick. */
+static void xpub_expect_sub(ip_sock *pub, const char *prefix, bool on, ip_sock *sub)
 {
     if (pub->type != FERRY_XPUB)
         return;
@@ -39,7 +39,9 @@ static void xpub_expect_sub(ip_sock *pub, const char *prefix, bool on)
     buf[0] = on ? 1 : 0;
     memcpy(buf + 1, prefix, len);
     ip_msg_add(&want, buf, len + 1);
-    ip_expect(pub, &want, on ? "XPUB subscription message" : "XPUB cancel message");
+    char what[96];
+    snprintf(what, sizeof what, "XPUB %s message for '%s'", on ? "subscription" : "cancel", prefix);
+    ip_expect_kick(pub, &want, what, sub);
     ip_msg_clear(&want);
 }
 
@@ -105,7 +107,7 @@ static void case_pubsub(const ip_case *c)
 
     /* Phase 1: topic "T"; a non-matching message must be filtered out. */
     sub_change(&b, "T", true);
-    xpub_expect_sub(&a, "T", true);
+    xpub_expect_sub(&a, "T", true, &b);
     sync_link(&a, &b, "Tsync");
     send_str(&a, "Xnope");
     for (int i = 0; i < IP_SET_SIZE; i++) {
@@ -126,7 +128,7 @@ static void case_pubsub(const ip_case *c)
     /* Phase 2: the empty prefix subscribes to everything, including a 0-byte
      * message. */
     sub_change(&b, "", true);
-    xpub_expect_sub(&a, "", true);
+    xpub_expect_sub(&a, "", true, &b);
     sync_link(&a, &b, "Xsync");
     {
         ip_msg m;
@@ -140,16 +142,30 @@ static void case_pubsub(const ip_case *c)
 
     /* Phase 3: unsubscribing both stops delivery; a new topic works. */
     sub_change(&b, "", false);
-    xpub_expect_sub(&a, "", false);
+    xpub_expect_sub(&a, "", false, &b);
     sub_change(&b, "T", false);
-    xpub_expect_sub(&a, "T", false);
+    xpub_expect_sub(&a, "T", false, &b);
     sub_change(&b, "Z", true);
-    xpub_expect_sub(&a, "Z", true);
+    xpub_expect_sub(&a, "Z", true, &b);
     sync_link(&a, &b, "Zsync");
     send_str(&a, "Tafter");
     send_str(&a, "Xafter");
     send_str(&a, "Zend");
-    expect_str(&b, "Zend");
+    if (b.zmq && b.type == FERRY_XSUB && a.type == FERRY_PUB) {
+        /* libzmq's XSUB does not filter locally and a PUB gives no sign of having applied the
+         * cancels (Zsync may have passed through the "" subscription before its cancel), so
+         * stale messages may still come; Xnope in phase 1 already proved PUB-side filtering. */
+        ip_msg got = {0};
+        for (;;) {
+            ip_recv_must(&b, &got, "Zend");
+            if (ip_msg_is(&got, "Zend") && got.n == 1)
+                break;
+            CHECK(ip_msg_is(&got, "Tafter") || ip_msg_is(&got, "Xafter"));
+        }
+        ip_msg_clear(&got);
+    } else {
+        expect_str(&b, "Zend");
+    }
 
     /* XSUB may send ordinary messages upstream: an XPUB delivers them, a PUB
      * drops them. */
@@ -185,25 +201,25 @@ static void case_restart(int pub_type, int sub_type, bool ferry_pub, const char 
     snprintf(url, sizeof url, "%s", pub.ep);
     ip_connect(&sub, url);
     sub_change(&sub, "R", true);
-    xpub_expect_sub(&pub, "R", true);
+    xpub_expect_sub(&pub, "R", true, &sub);
     sync_link(&pub, &sub, "Rsync1");
 
     if (ferry_pub) {
         /* The libzmq subscriber goes away; an XPUB hears its subscription
          * cancelled. */
         ip_close(&sub);
-        xpub_expect_sub(&pub, "R", false);
+        xpub_expect_sub(&pub, "R", false, NULL);
         ip_open(&sub, true, sub_type);
         ip_connect(&sub, url);
         sub_change(&sub, "R", true);
-        xpub_expect_sub(&pub, "R", true);
+        xpub_expect_sub(&pub, "R", true, &sub);
     } else {
         /* The libzmq publisher restarts on the same endpoint; ferry reconnects and
          * resubscribes. */
         ip_close(&pub);
         ip_open(&pub, true, pub_type);
         ip_bind_url(&pub, url);
-        xpub_expect_sub(&pub, "R", true);
+        xpub_expect_sub(&pub, "R", true, &sub);
     }
     sync_link(&pub, &sub, "Rsync2");
     send_str(&pub, "Qnot");
@@ -227,14 +243,14 @@ static void case_xpub_two_encodings(const char *transport)
     ip_connect(&s1, x.ep);
     ip_connect(&s2, x.ep);
     sub_change(&s1, "A", true);
-    xpub_expect_sub(&x, "A", true);
+    xpub_expect_sub(&x, "A", true, NULL);
     sub_change(&s2, "B", true);
-    xpub_expect_sub(&x, "B", true);
+    xpub_expect_sub(&x, "B", true, NULL);
     /* A duplicate subscription from a second peer is not reported again (libzmq
      * semantics). */
     sub_change(&s2, "A", true);
     sub_change(&s2, "C", true);
-    xpub_expect_sub(&x, "C", true);
+    xpub_expect_sub(&x, "C", true, NULL);
     send_str(&x, "Aone");
     send_str(&x, "Bone");
     expect_str(&s1, "Aone");
@@ -244,7 +260,7 @@ static void case_xpub_two_encodings(const char *transport)
      * receives A. */
     sub_change(&s1, "A", false);
     sub_change(&s2, "A", false);
-    xpub_expect_sub(&x, "A", false);
+    xpub_expect_sub(&x, "A", false, NULL);
     send_str(&x, "Atwo");
     send_str(&x, "Ctwo");
     expect_str(&s2, "Ctwo");
