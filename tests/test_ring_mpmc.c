@@ -13,6 +13,7 @@
 #include "ring/multi_layout.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -408,6 +409,101 @@ static void test_wait(void)
     ferry_segment_close(seg);
 }
 
+/*
+ * kill -9 of a producer process at a random point, repeatedly. Slots are large (256 KiB), so the
+ * producer spends most of its time copying between claim and publish and the kill often lands
+ * there. Afterwards everything published must drain intact, and then either the queue is empty
+ * (enq == deq) or the head is stalled for good: ferry_mpmc_stalled reports the same position
+ * again later and pop keeps returning FERRY_EAGAIN (the documented dead-producer state).
+ */
+static void test_killed_producer(void)
+{
+#ifdef TEST_SANITIZED
+    const size_t slots = 4, ss = 64 * 1024;
+#else
+    const size_t slots = 4, ss = 256 * 1024;
+#endif
+    size_t fp = ferry_mpmc_footprint(slots, ss);
+    uint8_t *out = malloc(ss);
+    CHECK(out);
+    int stalls = 0;
+#ifdef TEST_SANITIZED
+    const int rounds = 4;
+#else
+    const int rounds = 8;
+#endif
+    for (int round = 0; round < rounds; round++) {
+        ferry_segment *seg;
+        ferry_segment_opts so = {.size = fp};
+        CHECK_OK(ferry_segment_open(&seg, &so));
+        void *mem = ferry_segment_base(seg);
+        size_t size = ferry_segment_size(seg);
+        CHECK_OK(ferry_mpmc_format(mem, size, slots, ss));
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            tu_deadline(60);
+            ferry_mpmc p;
+            CHECK_OK(ferry_mpmc_init(&p, mem, size));
+            uint8_t *msg = malloc(ss);
+            CHECK(msg);
+            for (uint64_t seq = 0;; seq++) {
+                memset(msg, (int)(seq & 0xff), ss);
+                memcpy(msg, &seq, sizeof seq);
+                int rc;
+                while ((rc = ferry_mpmc_push(&p, msg, ss)) == FERRY_EAGAIN)
+                    sched_yield();
+                CHECK_OK(rc);
+            }
+        }
+        ferry_mpmc q;
+        CHECK_OK(ferry_mpmc_init(&q, mem, size));
+        uint64_t next = 0, kill_after = 1 + (uint64_t)round * 3 % 7;
+        uint64_t deadline = tu_now_ns() + 30ull * 1000000000u;
+        bool killed = false;
+        for (;;) {
+            ssize_t n = ferry_mpmc_pop(&q, out, ss);
+            if (n == FERRY_EAGAIN) {
+                if (killed)
+                    break;
+                CHECK(tu_now_ns() < deadline);
+                sched_yield();
+                continue;
+            }
+            CHECK_RC(n, (long long)ss);
+            uint64_t seq;
+            memcpy(&seq, out, sizeof seq);
+            CHECK(seq == next);
+            CHECK(out[ss - 1] == (uint8_t)(seq & 0xff) && out[ss / 2] == (uint8_t)(seq & 0xff));
+            next++;
+            if (!killed && next == kill_after) {
+                CHECK(kill(pid, SIGKILL) == 0);
+                int status;
+                CHECK(waitpid(pid, &status, 0) == pid);
+                CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+                killed = true;
+            }
+        }
+        uint64_t pos1 = 0, pos2 = 0;
+        int st = ferry_mpmc_stalled(&q, &pos1);
+        CHECK(st == 0 || st == 1);
+        fy_mpmc_hdr *h = mem;
+        if (st == 0) {
+            CHECK(atomic_load(&h->enq) == atomic_load(&h->deq));
+        } else {
+            stalls++;
+            CHECK(pos1 == next);
+            CHECK_RC(ferry_mpmc_wait_readable(&q, 20), FERRY_ETIMEDOUT);
+            CHECK_RC(ferry_mpmc_stalled(&q, &pos2), 1);
+            CHECK(pos2 == pos1);
+            CHECK_RC(ferry_mpmc_pop(&q, out, ss), FERRY_EAGAIN);
+        }
+        ferry_segment_close(seg);
+    }
+    fprintf(stderr, "killed producer: %d rounds, %d left a stalled head\n", rounds, stalls);
+    free(out);
+}
+
 /* ---- hostile scribbler -------------------------------------------------------------------- */
 
 static uint64_t xorshift(uint64_t *s)
@@ -759,6 +855,7 @@ int main(void)
     test_corruption();
     test_stall();
     test_wait();
+    test_killed_producer();
     test_hostile();
 #ifdef TEST_SANITIZED
     if (!n)

@@ -14,6 +14,7 @@
 #include "ring/multi_layout.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -479,6 +480,101 @@ static void test_wait(void)
     ferry_segment_close(seg);
 }
 
+/*
+ * kill -9 of a producer process at a random point, repeatedly. Records are large (200 KiB), so
+ * the producer spends most of its time copying between reservation and commit. Afterwards every
+ * committed record must drain intact and in order, and then either the ring is empty (the shared
+ * tail equals our head) or the head is stalled for good: ferry_mpsc_stalled reports the same
+ * position again later and read keeps returning FERRY_EAGAIN.
+ */
+static void test_killed_producer(void)
+{
+#ifdef TEST_SANITIZED
+    const size_t cap = 1u << 18, len = 50 * 1024;
+#else
+    const size_t cap = 1u << 20, len = 200 * 1024;
+#endif
+    size_t fp = ferry_mpsc_footprint(cap);
+    uint8_t *out = malloc(len);
+    CHECK(out);
+    int stalls = 0;
+#ifdef TEST_SANITIZED
+    const int rounds = 4;
+#else
+    const int rounds = 8;
+#endif
+    for (int round = 0; round < rounds; round++) {
+        ferry_segment *seg;
+        ferry_segment_opts so = {.size = fp};
+        CHECK_OK(ferry_segment_open(&seg, &so));
+        void *mem = ferry_segment_base(seg);
+        size_t size = ferry_segment_size(seg);
+        CHECK_OK(ferry_mpsc_format(mem, size, cap));
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            tu_deadline(60);
+            ferry_mpsc p;
+            CHECK_OK(ferry_mpsc_init(&p, mem, size));
+            uint8_t *msg = malloc(len);
+            CHECK(msg);
+            for (uint64_t seq = 0;; seq++) {
+                memset(msg, (int)(seq & 0xff), len);
+                memcpy(msg, &seq, sizeof seq);
+                int rc;
+                while ((rc = ferry_mpsc_write(&p, msg, len)) == FERRY_EAGAIN)
+                    sched_yield();
+                CHECK_OK(rc);
+            }
+        }
+        ferry_mpsc c;
+        CHECK_OK(ferry_mpsc_init(&c, mem, size));
+        uint64_t next = 0, kill_after = 1 + (uint64_t)round * 3 % 7;
+        uint64_t deadline = tu_now_ns() + 30ull * 1000000000u;
+        bool killed = false;
+        for (;;) {
+            ssize_t n = ferry_mpsc_read(&c, out, len);
+            if (n == FERRY_EAGAIN) {
+                if (killed)
+                    break;
+                CHECK(tu_now_ns() < deadline);
+                sched_yield();
+                continue;
+            }
+            CHECK_RC(n, (long long)len);
+            uint64_t seq;
+            memcpy(&seq, out, sizeof seq);
+            CHECK(seq == next);
+            CHECK(out[len - 1] == (uint8_t)(seq & 0xff) && out[len / 2] == (uint8_t)(seq & 0xff));
+            next++;
+            if (!killed && next == kill_after) {
+                CHECK(kill(pid, SIGKILL) == 0);
+                int status;
+                CHECK(waitpid(pid, &status, 0) == pid);
+                CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+                killed = true;
+            }
+        }
+        uint64_t pos1 = 0, pos2 = 0;
+        int st = ferry_mpsc_stalled(&c, &pos1);
+        CHECK(st == 0 || st == 1);
+        fy_mpsc_hdr *h = mem;
+        if (st == 0) {
+            CHECK(atomic_load(&h->tail) == c.head_);
+        } else {
+            stalls++;
+            CHECK(pos1 == c.head_);
+            CHECK_RC(ferry_mpsc_wait_readable(&c, 20), FERRY_ETIMEDOUT);
+            CHECK_RC(ferry_mpsc_stalled(&c, &pos2), 1);
+            CHECK(pos2 == pos1);
+            CHECK_RC(ferry_mpsc_read(&c, out, len), FERRY_EAGAIN);
+        }
+        ferry_segment_close(seg);
+    }
+    fprintf(stderr, "killed producer: %d rounds, %d left a stalled head\n", rounds, stalls);
+    free(out);
+}
+
 /* ---- hostile scribbler -------------------------------------------------------------------- */
 
 #ifndef TEST_TSAN
@@ -766,6 +862,7 @@ int main(void)
     test_corruption();
     test_stall();
     test_wait();
+    test_killed_producer();
     test_hostile();
 #ifdef TEST_SANITIZED
     if (!n)
