@@ -233,7 +233,7 @@ static const char *fer_skip(int mode, size_t size)
         .peer = "ferry",                                                                           \
         .wait = wt,                                                                                \
         .help = what,                                                                              \
-        .modes = FER_MODES,                                                                        \
+        .modes = (ep) == FER_PIPE ? FER_MODES & ~BENCH_M(BENCH_FAN) : FER_MODES,                   \
         .threads = thr,                                                                            \
         .default_on = true,                                                                        \
         .skip = fer_skip,                                                                          \

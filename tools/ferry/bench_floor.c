@@ -120,7 +120,7 @@ static const char *memcpy_skip(int mode, size_t size)
 
 const bench_transport bench_tr_memcpy = {
     .name = "memcpy",
-    .peer = "memcpy",
+    .peer = "floor", /* a physical limit, like the floor (the JSON schema's peer values) */
     .wait = "-",
     .help = "single-core memcpy bandwidth at each size (the copy limit)",
     .modes = BENCH_M(BENCH_THR),

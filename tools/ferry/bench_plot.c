@@ -51,7 +51,7 @@ static void plot_style(FILE *g, const bench_transport *t, int color, int lw_extr
     int dt = 1;
     double lw = 1.5;
     const char *pt = "7";
-    if (!strcmp(t->peer, "floor") || !strcmp(t->peer, "memcpy")) {
+    if (!strcmp(t->peer, "floor")) {
         col = "#000000";
         lw = 2.5;
         dt = 1;
@@ -68,6 +68,46 @@ static void plot_style(FILE *g, const bench_transport *t, int color, int lw_extr
         pt = "11";
     }
     fprintf(g, " lc rgb '%s' dt %d lw %.1f pt %s ps 0.9", col, dt, lw + lw_extra, pt);
+}
+
+/* Panel rows: 0 = ferry's transports plus the limits and zmq:ipc as the reference; 1 = the kernel
+ * baselines and the peers plus the limits and the spinning ring as the reference. */
+static bool plot_in_group(const bench_transport *t, int grp)
+{
+    if (!strcmp(t->peer, "floor"))
+        return true;
+    if (grp == 0)
+        return !strcmp(t->peer, "ferry") || !strcmp(t->name, "zmq:ipc");
+    return strcmp(t->peer, "ferry") != 0 || !strcmp(t->name, "ring");
+}
+
+/* x tics at the measured sizes, labelled in binary units. */
+static void plot_xtics(FILE *g, const bench_row *rows, int n)
+{
+    size_t sizes[64];
+    int ns = 0;
+    fprintf(g, "set xtics (");
+    for (int i = 0; i < n && ns < 64; i++) {
+        if (rows[i].status || (rows[i].mode != BENCH_RTT && rows[i].mode != BENCH_THR) ||
+            !strcmp(rows[i].tr->name, "floor"))
+            continue;
+        bool seen = false;
+        for (int k = 0; k < ns; k++)
+            seen |= sizes[k] == rows[i].size;
+        if (seen)
+            continue;
+        sizes[ns++] = rows[i].size;
+        size_t s = rows[i].size;
+        if (s >= 1048576 && s % 1048576 == 0)
+            fprintf(g, "%s'%zuMiB' %zu", ns > 1 ? ", " : "", s / 1048576, s);
+        else if (s >= 1024 && s % 1024 == 0)
+            fprintf(g, "%s'%zuKiB' %zu", ns > 1 ? ", " : "", s / 1024, s);
+        else
+            fprintf(g, "%s'%zuB' %zu", ns > 1 ? ", " : "", s, s);
+    }
+    if (!ns)
+        fprintf(g, "'64B' 64");
+    fprintf(g, ")\n");
 }
 
 int bench_plot(const char *png, const bench_row *rows, int n, char *why, size_t cap)
@@ -133,96 +173,88 @@ int bench_plot(const char *png, const bench_row *rows, int n, char *why, size_t 
             fprintf(g, "EOD\n");
         }
     }
+    /* Shared y ranges, so panels side by side and above each other compare directly. */
+    double lmin = 1e300, lmax = 0, tmin = 1e300, tmax = 0;
+    for (int i = 0; i < n; i++) {
+        const bench_row *r = &rows[i];
+        if (r->status)
+            continue;
+        if (r->mode == BENCH_RTT && r->p50 > 0) {
+            lmin = (double)r->p50 < lmin ? (double)r->p50 : lmin;
+            lmax = (double)r->p50 > lmax ? (double)r->p50 : lmax;
+        } else if (r->mode == BENCH_THR && r->bytes_per_s > 0) {
+            tmin = r->bytes_per_s < tmin ? r->bytes_per_s : tmin;
+            tmax = r->bytes_per_s > tmax ? r->bytes_per_s : tmax;
+        }
+    }
     fprintf(g,
             "if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {\n"
-            "  set terminal pngcairo size 1400,1500 font 'sans,11' linewidth 1\n"
+            "  set terminal pngcairo size 2000,1500 font 'sans,11' linewidth 1\n"
             "} else {\n"
-            "  set terminal png size 1400,1500\n"
+            "  set terminal png size 2000,1500\n"
             "}\n"
             "set output '%s'\n"
-            "set multiplot layout 2,1 title 'ferry bench: two processes pinned "
-            "to two CPUs, "
-            "payload written and read in full' font ',13'\n"
+            "set multiplot layout 2,2 title 'ferry bench: two processes pinned to two CPUs, "
+            "payload written and read in full (same axes in every panel)' font ',14'\n"
             "set logscale xy\n"
-            "set grid xtics ytics mxtics mytics lc rgb '#dddddd'\n"
-            "set key outside right top Left reverse samplen 4 spacing 1.1 font "
-            "',10'\n"
-            "set xlabel 'message size (bytes, log)'\n"
-            "set lmargin 12\n"
-            "set rmargin 30\n",
+            "set grid xtics ytics lc rgb '#d8d8d8'\n"
+            "set key outside right top Left reverse samplen 3 spacing 1.0 font ',9'\n"
+            "set xlabel 'message size (log)'\n"
+            "set lmargin 11\n"
+            "set rmargin 40\n",
             png);
-    /* x tics at the measured sizes, labelled in binary units. */
-    fprintf(g, "set xtics (");
-    size_t sizes[64];
-    int ns = 0;
-    for (int i = 0; i < n && ns < 64; i++) {
-        if (rows[i].status || (rows[i].mode != BENCH_RTT && rows[i].mode != BENCH_THR) ||
-            !strcmp(rows[i].tr->name, "floor"))
-            continue;
-        bool seen = false;
-        for (int k = 0; k < ns; k++)
-            seen |= sizes[k] == rows[i].size;
-        if (seen)
-            continue;
-        sizes[ns++] = rows[i].size;
-        size_t s = rows[i].size;
-        if (s >= 1048576 && s % 1048576 == 0)
-            fprintf(g, "%s'%zuMiB' %zu", ns > 1 ? ", " : "", s / 1048576, s);
-        else if (s >= 1024 && s % 1024 == 0)
-            fprintf(g, "%s'%zuKiB' %zu", ns > 1 ? ", " : "", s / 1024, s);
-        else
-            fprintf(g, "%s'%zuB' %zu", ns > 1 ? ", " : "", s, s);
-    }
-    if (!ns)
-        fprintf(g, "'64B' 64");
-    fprintf(g, ")\n");
+    plot_xtics(g, rows, n);
     if (smin == smax)
         fprintf(g, "set xrange [%g:%g]\n", (double)smin / 2, (double)smax * 2);
     else
         fprintf(g, "set xrange [%g:%g]\n", (double)smin / 1.5, (double)smax * 1.5);
-    /* Panel 1: latency. */
-    fprintf(g, "set title 'round-trip latency, p50 (lower is better)'\n"
-               "set ylabel 'round trip p50 (ns, log)'\n"
-               "set format y '%%.0s%%cs'\n"
-               "set ytics ('1ns' 1, '10ns' 10, '100ns' 100, '1us' 1000, '10us' 10000, "
-               "'100us' 100000, '1ms' 1000000, '10ms' 10000000, '100ms' 100000000)\n"
-               "plot ");
-    int first = 1;
-    for (int k = 0; k < ntr; k++) {
-        bool has = false;
-        for (int i = 0; i < n; i++)
-            has |= rows[i].tr == trs[k] && rows[i].mode == BENCH_RTT && !rows[i].status;
-        if (!has)
-            continue;
-        fprintf(g, "%s$r%d using 1:2 with linespoints title '%s (%s)'", first ? "" : ", \\\n  ", k,
-                trs[k]->name, trs[k]->wait);
-        plot_style(g, trs[k], k, 0);
-        first = 0;
+    /* Rows: ferry (with zmq:ipc as the reference), then the kernel and the peers (with the ring
+     * as the reference). Columns: latency, throughput. */
+    for (int grp = 0; grp < 2; grp++) {
+        for (int mode = BENCH_RTT; mode <= BENCH_THR; mode++) {
+            if (mode == BENCH_RTT)
+                fprintf(g,
+                        "set title '%s: round trip p50 (lower is better)'\n"
+                        "set ylabel 'round trip p50'\n"
+                        "set yrange [%g:%g]\n"
+                        "set ytics ('10ns' 10, '100ns' 100, '1us' 1000, '10us' 10000, "
+                        "'100us' 100000, '1ms' 1000000, '10ms' 10000000, '100ms' 100000000, "
+                        "'1s' 1000000000)\n",
+                        grp ? "kernel, libzmq, nng" : "ferry", lmax > 0 ? lmin / 2 : 10,
+                        lmax > 0 ? lmax * 2 : 1e9);
+            else
+                fprintf(g,
+                        "set title '%s: one-way throughput at the consumer (higher is better)'\n"
+                        "set ylabel 'bytes per second'\n"
+                        "set yrange [%g:%g]\n"
+                        "set ytics ('1kB/s' 1e3, '10kB/s' 1e4, '100kB/s' 1e5, '1MB/s' 1e6, "
+                        "'10MB/s' 1e7, '100MB/s' 1e8, '1GB/s' 1e9, '10GB/s' 1e10, "
+                        "'100GB/s' 1e11)\n",
+                        grp ? "kernel, libzmq, nng" : "ferry", tmax > 0 ? tmin / 2 : 1e3,
+                        tmax > 0 ? tmax * 2 : 1e11);
+            fprintf(g, "plot ");
+            int first = 1;
+            for (int k = 0; k < ntr; k++) {
+                if (!plot_in_group(trs[k], grp))
+                    continue;
+                bool has = false;
+                for (int i = 0; i < n; i++)
+                    has |= rows[i].tr == trs[k] && rows[i].mode == mode && !rows[i].status;
+                if (!has)
+                    continue;
+                bool limit = !strcmp(trs[k]->peer, "floor");
+                fprintf(g, "%s$%c%d using 1:2 with linespoints title '%s%s%s%s'",
+                        first ? "" : ", \\\n  ", mode == BENCH_RTT ? 'r' : 't', k, trs[k]->name,
+                        limit ? " (limit)" : " (", limit ? "" : trs[k]->wait, limit ? "" : ")");
+                plot_style(g, trs[k], k, 0);
+                first = 0;
+            }
+            if (first)
+                fprintf(g, "NaN title 'nothing measured'");
+            fprintf(g, "\n");
+        }
     }
-    if (first)
-        fprintf(g, "NaN title 'no round-trip rows'");
-    fprintf(g, "\n");
-    /* Panel 2: throughput. */
-    fprintf(g, "set title 'one-way throughput at the consumer (higher is better)'\n"
-               "set ylabel 'bytes per second (log)'\n"
-               "set ytics auto\n"
-               "set format y '%%.0s%%cB/s'\n"
-               "plot ");
-    first = 1;
-    for (int k = 0; k < ntr; k++) {
-        bool has = false;
-        for (int i = 0; i < n; i++)
-            has |= rows[i].tr == trs[k] && rows[i].mode == BENCH_THR && !rows[i].status;
-        if (!has)
-            continue;
-        fprintf(g, "%s$t%d using 1:2 with linespoints title '%s (%s)'", first ? "" : ", \\\n  ", k,
-                trs[k]->name, trs[k]->wait);
-        plot_style(g, trs[k], k, 0);
-        first = 0;
-    }
-    if (first)
-        fprintf(g, "NaN title 'no throughput rows'");
-    fprintf(g, "\nunset multiplot\nset output\n");
+    fprintf(g, "unset multiplot\nset output\n");
     int st = pclose(g);
     if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         snprintf(why, cap, "gnuplot failed (status %d)", st == -1 ? -1 : WEXITSTATUS(st));
