@@ -103,8 +103,8 @@ static void bench_usage(FILE *out)
         "                    fan   one publisher to 1, 2 and 4 subscribers: msgs/s per\n"
         "                          subscriber (smallest size only; PUB/SUB transports)\n"
         "                    all;  default rtt,thr,idle,fan\n"
-        "  --seconds S       measured time per row (default 0.25; 0.01 .. 60)\n"
-        "  --warmup S        unmeasured time before each row (default 0.05; 0 .. 10)\n"
+        "  --seconds S       measured time per row (default 0.2; 0.01 .. 60)\n"
+        "  --warmup S        unmeasured time before each row (default 0.04; 0 .. 10)\n"
         "  --cpus A,B        the two CPUs to pin the two sides to (default 0,1)\n"
         "  --json            print one JSON object per row on stdout instead of the table\n"
         "  --json-out FILE   also write the JSON lines to FILE (the table still prints)\n"
@@ -395,8 +395,8 @@ int bench_main(int argc, char **argv)
     bench_cfg cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.tr = trs;
-    cfg.seconds = 0.25;
-    cfg.warmup = 0.05;
+    cfg.seconds = 0.2;
+    cfg.warmup = 0.04;
     cfg.cpu[0] = 0;
     cfg.cpu[1] = 1;
     const char *tr_list = NULL, *size_list = BENCH_DEFAULT_SIZES, *mode_list = "rtt,thr,idle,fan";
