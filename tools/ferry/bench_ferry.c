@@ -25,12 +25,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum fer_ep { FER_IPC, FER_TCP, FER_INPROC, FER_PIPE };
+enum fer_ep { FER_IPC, FER_TCP, FER_INPROC, FER_PIPE, FER_SHM, FER_IPCSHM };
 
 /* priv encodes the endpoint kind and whether the row blocks. */
 #define FER_PRIV(ep, block) ((void *)(intptr_t)((ep) | ((block) << 4)))
 #define FER_EP(j)           ((enum fer_ep)((intptr_t)(j)->tr->priv & 15))
 #define FER_BLOCK(j)        (((intptr_t)(j)->tr->priv >> 4) & 1)
+
+static char fer_shm_name[80]; /* the current row's shm:// name (made in the parent) */
 
 typedef struct fer_h {
     ferry_socket *s;
@@ -50,7 +52,12 @@ static bool fer_binds(const bench_job *j, int role)
 static int fer_setup(bench_job *j)
 {
     enum fer_ep ep = FER_EP(j);
-    if (ep == FER_IPC) {
+    if (ep == FER_SHM) {
+        /* shm:// names a socket in ferry's runtime directory; unique per row and run. */
+        static unsigned serial;
+        snprintf(fer_shm_name, sizeof fer_shm_name, "ferry-bench-%d-%u", (int)getpid(), serial++);
+        j->state = fer_shm_name;
+    } else if (ep == FER_IPC || ep == FER_IPCSHM) {
         const char *p = bench_tmp_path("ferry");
         if (!p)
             return bench_fail(j, "too many temp paths");
@@ -75,6 +82,17 @@ static int fer_setup(bench_job *j)
 
 static void fer_teardown(bench_job *j)
 {
+    /* A side killed before it closed leaves its shm:// socket file behind: remove it (same
+     * directory rule as the library: $XDG_RUNTIME_DIR/ferry, else /tmp/ferry-$UID). */
+    if (FER_EP(j) == FER_SHM && j->state) {
+        char path[512];
+        const char *xdg = getenv("XDG_RUNTIME_DIR");
+        if (xdg && xdg[0] == '/')
+            snprintf(path, sizeof path, "%s/ferry/%s", xdg, fer_shm_name);
+        else
+            snprintf(path, sizeof path, "/tmp/ferry-%u/%s", (unsigned)geteuid(), fer_shm_name);
+        unlink(path);
+    }
     for (int i = 0; i < 4; i++) {
         if (j->fd[i] >= 0)
             close(j->fd[i]);
@@ -119,8 +137,10 @@ static int fer_open(bench_job *j, int role, void **out)
         }
     } else if (fer_binds(j, role)) {
         char url[256];
-        if (ep == FER_IPC)
+        if (ep == FER_IPC || ep == FER_IPCSHM)
             snprintf(url, sizeof url, "ipc://%s", (const char *)j->state);
+        else if (ep == FER_SHM)
+            snprintf(url, sizeof url, "shm://%s", (const char *)j->state);
         else if (ep == FER_TCP)
             snprintf(url, sizeof url, "tcp://127.0.0.1:*");
         else
@@ -255,6 +275,12 @@ FER_TR(bench_tr_ferry_inproc, "ferry:inproc", "poll", FER_INPROC, 0, true,
        "ferry sockets over inproc://, two threads, default spin window")
 FER_TR(bench_tr_ferry_inproc_block, "ferry:inproc:block", "blocking", FER_INPROC, 1, true,
        "ferry sockets over inproc://, two threads, SPIN_NS=0")
+FER_TR(bench_tr_ferry_shm, "ferry:shm", "poll", FER_SHM, 0, false,
+       "ferry sockets over shm:// (rings in a memfd after a Unix-socket handshake), default spin")
+FER_TR(bench_tr_ferry_shm_block, "ferry:shm:block", "blocking", FER_SHM, 1, false,
+       "ferry sockets over shm://, SPIN_NS=0")
+FER_TR(bench_tr_ferry_ipc_shm, "ferry:ipc+shm", "poll", FER_IPCSHM, 0, false,
+       "ferry sockets over ipc:// upgraded to shared memory (two ferry peers), default spin")
 FER_TR(bench_tr_ferry_pipe, "ferry:pipe", "poll", FER_PIPE, 0, false,
        "ferry sockets over fd:// on two pipes (ferry_socket_adopt), default spin window")
 FER_TR(bench_tr_ferry_pipe_block, "ferry:pipe:block", "blocking", FER_PIPE, 1, false,

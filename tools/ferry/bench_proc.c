@@ -447,6 +447,6 @@ void bench_run_row(bench_job *j, bench_row *r)
         r->min_msgs_per_s = min;
         const bench_result *pub = &c->res[0];
         r->pub_msgs_per_s = pub->ns ? (double)pub->count * 1e9 / (double)pub->ns : 0;
-        r->delivered = pub->count ? (double)got / ((double)pub->count * j->subs) : 0;
+        r->delivered = pub->all ? (double)got / ((double)pub->all * j->subs) : 0;
     }
 }
