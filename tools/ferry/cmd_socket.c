@@ -7,7 +7,7 @@
  * They exist so that people who script ZeroMQ can poke at ferry (and ferry at ZeroMQ) from a shell,
  * and so the tests can drive real processes. Exit status is part of the interface: 0 when the work
  * is done, 1 on a runtime failure (timeout, peer or I/O error), 2 on bad usage (unknown option,
- * conflicting flags, bad URL, a bind/connect the library refuses). Every failure prints exactly one
+ * conflicting flags, unreadable --file, bad URL, a bind/connect the library refuses). Every failure prints exactly one
  * line on stderr naming the cause, with the FERRY_E* name when it came from the library.
  */
 #include "cli.h"
@@ -619,7 +619,7 @@ int socket_cmd_main(int argc, char **argv)
         size_t len = 0;
         if (sock_read_file(&o, &filebuf, &len) < 0) {
             free(o.binds);
-            return 1;
+            return 2; /* an unreadable --file is a bad option value */
         }
         src.fixed = filebuf ? filebuf : "";
         src.fixed_len = len;
