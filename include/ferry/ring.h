@@ -173,8 +173,9 @@ typedef struct ferry_spsc_tx {
     uint8_t *data_;
     uint64_t mask_;
     uint64_t cap_;
-    uint64_t max_record_;
+    uint64_t len_lim_;    /* FERRY_SPSC_MAX_RECORD(cap) + 1; 0 once failed */
     uint64_t tail_;       /* authoritative write index */
+    uint64_t lim_;        /* tail may reach this without a refresh or a wrap (>= tail_) */
     uint64_t head_cache_; /* last consumer index seen (validated) */
     uint64_t rsv_;        /* 1 + payload bytes of the open reservation, 0 if none (or failed) */
     uint64_t published_;  /* last tail made visible to the consumer */
@@ -192,6 +193,7 @@ typedef struct ferry_spsc_rx {
     uint64_t mask_;
     uint64_t cap_;
     uint64_t head_;       /* authoritative read index */
+    uint64_t lim_;        /* min(tail_cache_, end of head_'s lap); head_ once failed */
     uint64_t tail_cache_; /* last producer index seen (validated) */
     uint64_t peeked_;     /* ring bytes of the record handed out by peek, 0 if none */
     uint64_t published_;  /* last head made visible to the producer */
@@ -251,15 +253,14 @@ FERRY_API ssize_t ferry_spsc_read(ferry_spsc_rx *rx, void *buf, size_t cap, unsi
  */
 FERRY_SPSC_FAST_ int ferry_spsc_reserve(ferry_spsc_tx *tx, size_t len, void **out)
 {
+    /* One window check covers "room" and "no wrap"; len < len_lim_ keeps sz from overflowing and
+     * is false for a failed endpoint. */
     uint64_t sz = FERRY_SPSC_REC_SIZE_(len);
-    if (__builtin_expect(((tx->rsv_ | (uint64_t)tx->err_) == 0) & (len <= tx->max_record_), 1)) {
-        uint64_t off = tx->tail_ & tx->mask_;
-        if (__builtin_expect(
-                (off + sz <= tx->cap_) & (tx->cap_ - (tx->tail_ - tx->head_cache_) >= sz), 1)) {
-            tx->rsv_ = (uint64_t)len + 1;
-            *out = tx->data_ + off + 8;
-            return 0;
-        }
+    if (__builtin_expect((tx->rsv_ == 0) & (len < tx->len_lim_) & (tx->lim_ - tx->tail_ >= sz),
+                         1)) {
+        tx->rsv_ = (uint64_t)len + 1;
+        *out = tx->data_ + (tx->tail_ & tx->mask_) + 8;
+        return 0;
     }
     return ferry_spsc_reserve_slow_(tx, len, out);
 }
@@ -323,16 +324,15 @@ FERRY_API int ferry_spsc_wait_writable(ferry_spsc_tx *tx, size_t len, int timeou
  */
 FERRY_SPSC_FAST_ int ferry_spsc_peek(ferry_spsc_rx *rx, const void **data, size_t *len)
 {
-    uint64_t avail = rx->tail_cache_ - rx->head_;
-    /* A failed endpoint has tail_cache_ == head_ (avail 0), so the slow path reports it. */
-    if (__builtin_expect((rx->peeked_ == 0) & (avail >= 8), 1)) {
+    /* room: published bytes before the end of the ring, so one check bounds the record on both
+     * sides. A failed endpoint has lim_ == head_ (room 0): the slow path reports it. */
+    uint64_t room = rx->lim_ - rx->head_;
+    if (__builtin_expect((rx->peeked_ == 0) & (room >= 8), 1)) {
         uint64_t off = rx->head_ & rx->mask_;
         uint64_t hdr;
         __builtin_memcpy(&hdr, rx->data_ + off, 8);
         uint64_t sz = FERRY_SPSC_REC_SIZE_((uint32_t)hdr);
-        if (__builtin_expect(((hdr >> 32) == FERRY_SPSC_REC_DATA_) & (sz <= avail) &
-                                 (off + sz <= rx->cap_),
-                             1)) {
+        if (__builtin_expect(((hdr >> 32) == FERRY_SPSC_REC_DATA_) & (sz <= room), 1)) {
             rx->peeked_ = sz;
             *data = rx->data_ + off + 8;
             *len = (uint32_t)hdr;

@@ -65,6 +65,23 @@ static uint64_t fy_spsc_check_header(void *mem, size_t mem_size, int *rc)
     return cap;
 }
 
+/* The producer's fast-path window: up to the consumer's cached head + cap and the end of the lap.
+ */
+static void fy_spsc_tx_set_lim(ferry_spsc_tx *tx)
+{
+    uint64_t free_bytes = tx->cap_ - (tx->tail_ - tx->head_cache_);
+    uint64_t contig = tx->cap_ - (tx->tail_ & tx->mask_);
+    tx->lim_ = tx->tail_ + (free_bytes < contig ? free_bytes : contig);
+}
+
+/* The consumer's fast-path window: published bytes, but not past the end of the lap. */
+static void fy_spsc_rx_set_lim(ferry_spsc_rx *rx)
+{
+    uint64_t avail = rx->tail_cache_ - rx->head_;
+    uint64_t contig = rx->cap_ - (rx->head_ & rx->mask_);
+    rx->lim_ = rx->head_ + (avail < contig ? avail : contig);
+}
+
 int ferry_spsc_tx_init(ferry_spsc_tx *tx, void *mem, size_t mem_size)
 {
     if (!tx)
@@ -91,10 +108,11 @@ int ferry_spsc_tx_init(ferry_spsc_tx *tx, void *mem, size_t mem_size)
     tx->data_ = (uint8_t *)mem + FY_SPSC_HDR_SIZE;
     tx->cap_ = cap;
     tx->mask_ = cap - 1;
-    tx->max_record_ = FERRY_SPSC_MAX_RECORD(cap);
+    tx->len_lim_ = FERRY_SPSC_MAX_RECORD(cap) + 1;
     tx->tail_ = tail;
     tx->published_ = tail;
     tx->head_cache_ = head;
+    fy_spsc_tx_set_lim(tx);
     tx->tail_word_ = &sh->tail;
     tx->head_word_ = &sh->head;
     tx->readable_ = &sh->readable;
@@ -129,6 +147,7 @@ int ferry_spsc_rx_init(ferry_spsc_rx *rx, void *mem, size_t mem_size)
     rx->head_ = head;
     rx->published_ = head;
     rx->tail_cache_ = head; /* forces a validated load of tail on first peek */
+    rx->lim_ = head;
     rx->tail_word_ = &sh->tail;
     rx->head_word_ = &sh->head;
     rx->readable_ = &sh->readable;
@@ -179,10 +198,14 @@ static int fy_spsc_tx_refresh(ferry_spsc_tx *tx, memory_order mo)
      * overwrite them. */
     uint64_t head = atomic_load_explicit(tx->head_word_, mo);
     if ((head & 7) != 0 || head - tx->head_cache_ > tx->published_ - tx->head_cache_) {
+        /* No reservation is open here (callers check first); len_lim_ 0 sends every later
+         * reserve to the slow path, which reports the error. */
         tx->err_ = FERRY_EPROTO;
+        tx->len_lim_ = 0;
         return FERRY_EPROTO;
     }
     tx->head_cache_ = head;
+    fy_spsc_tx_set_lim(tx);
     return 0;
 }
 
@@ -194,7 +217,7 @@ int ferry_spsc_reserve_slow_(ferry_spsc_tx *tx, size_t len, void **out)
         return tx->err_;
     if (tx->rsv_)
         return FERRY_EBUSY;
-    if (len > tx->max_record_)
+    if (len > FERRY_SPSC_MAX_RECORD(tx->cap_))
         return FERRY_EMSGSIZE;
     uint64_t sz = FERRY_SPSC_REC_SIZE_(len);
     uint64_t need = fy_spsc_tx_need(tx, len);
@@ -216,6 +239,7 @@ int ferry_spsc_reserve_slow_(ferry_spsc_tx *tx, size_t len, void **out)
         off = 0;
     }
     tx->rsv_ = (uint64_t)len + 1;
+    fy_spsc_tx_set_lim(tx); /* after the padding: covers this record, so commit stays inside */
     *out = tx->data_ + off + 8;
     return 0;
 }
@@ -240,7 +264,7 @@ int ferry_spsc_wait_writable(ferry_spsc_tx *tx, size_t len, int timeout_ms)
         return FERRY_EINVAL;
     if (tx->err_)
         return tx->err_;
-    if (len > tx->max_record_)
+    if (len > FERRY_SPSC_MAX_RECORD(tx->cap_))
         return FERRY_EMSGSIZE;
     if (tx->rsv_)
         return FERRY_EBUSY;
@@ -266,6 +290,7 @@ static int fy_spsc_rx_fail(ferry_spsc_rx *rx)
 {
     rx->err_ = FERRY_EPROTO;
     rx->tail_cache_ = rx->head_;
+    rx->lim_ = rx->head_;
     rx->peeked_ = 0;
     return FERRY_EPROTO;
 }
@@ -285,6 +310,7 @@ static int fy_spsc_rx_refresh(ferry_spsc_rx *rx, memory_order mo)
     if ((tail & 7) != 0 || d > rx->cap_ || d < rx->tail_cache_ - rx->published_)
         return fy_spsc_rx_fail(rx);
     rx->tail_cache_ = tail;
+    fy_spsc_rx_set_lim(rx);
     return 0;
 }
 
@@ -326,6 +352,7 @@ int ferry_spsc_peek_slow_(ferry_spsc_rx *rx, const void **data, size_t *len)
             if (n != contig - 8 || contig > avail)
                 return fy_spsc_rx_fail(rx);
             rx->head_ += contig;
+            fy_spsc_rx_set_lim(rx);
             skipped_pad = true;
             continue;
         }
@@ -333,6 +360,7 @@ int ferry_spsc_peek_slow_(ferry_spsc_rx *rx, const void **data, size_t *len)
         if (type != FERRY_SPSC_REC_DATA_ || sz > avail || sz > contig)
             return fy_spsc_rx_fail(rx);
         rx->peeked_ = sz;
+        fy_spsc_rx_set_lim(rx); /* head_ may have crossed into a new lap since lim_ was set */
         *data = rx->data_ + off + 8;
         *len = (size_t)n;
         return 0;
