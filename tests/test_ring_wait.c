@@ -207,6 +207,8 @@ typedef struct ring_arg {
     void *mem;
     size_t size;
     int rc;
+    bool default_policy;
+    uint64_t cpu_ns, wall_ns;
 } ring_arg;
 
 static void *reader_main(void *p)
@@ -216,10 +218,15 @@ static void *reader_main(void *p)
     CHECK_OK(ferry_spsc_rx_init(&rx, a->mem, a->size));
     ferry_wait_policy pol;
     ferry_wait_policy_init(&pol);
-    pol.spin_ns = 0;
-    pol.yield_ns = 0;
+    if (!a->default_policy) {
+        pol.spin_ns = 0;
+        pol.yield_ns = 0;
+    }
     ferry_spsc_rx_set_wait(&rx, &pol);
+    uint64_t c0 = thread_cpu_ns(), t0 = tu_now_ns();
     a->rc = ferry_spsc_wait_readable(&rx, 20000);
+    a->cpu_ns = thread_cpu_ns() - c0;
+    a->wall_ns = tu_now_ns() - t0;
     if (a->rc == 0) {
         uint64_t v = 0;
         ssize_t n = ferry_spsc_read(&rx, &v, sizeof v, 0);
@@ -264,15 +271,24 @@ static void test_spsc_waits(void)
     CHECK_RC(ferry_spsc_wait_readable(&rx, 15), FERRY_ETIMEDOUT);
     CHECK_OK(ferry_spsc_wait_writable(&tx, 100, 0));
 
-    /* Blocked reader woken by a commit (the commit's wake happens only for a flagged sleeper). */
-    ring_arg a = {mem, size, -1};
+    /* Blocked reader (default policy: spin, yield, futex) woken by a commit after ~300 ms idle:
+     * the commit's wake happens only for a flagged sleeper, and the idle reader burns no CPU. */
+    ring_arg a = {mem, size, -1, true, 0, 0};
     pthread_t th;
     CHECK(pthread_create(&th, NULL, reader_main, &a) == 0);
     await_sleeper(tx.readable_);
+    uint64_t until = tu_now_ns() + 300u * 1000000u;
+    while (tu_now_ns() < until) {
+        struct timespec ts = {0, 20 * 1000000};
+        nanosleep(&ts, NULL);
+    }
     uint64_t v = 0x1234;
     CHECK_OK(ferry_spsc_write(&tx, &v, sizeof v, 0));
     CHECK(pthread_join(th, NULL) == 0);
     CHECK_OK(a.rc);
+    printf("wait_readable blocked %.1f ms wall, %.3f ms CPU\n", a.wall_ns / 1e6, a.cpu_ns / 1e6);
+    CHECK(a.wall_ns >= 300u * 1000000u && a.cpu_ns < a.wall_ns / 10);
+    a.default_policy = false;
     CHECK_OK(ferry_spsc_rx_init(&rx, mem, size)); /* the thread consumed; pick up its head */
 
     /* A deferred commit is published by wait_writable before it sleeps. */
@@ -285,7 +301,7 @@ static void test_spsc_waits(void)
     CHECK_OK(ferry_spsc_rx_init(&rx, mem, size));
 
     /* Blocked writer woken by a release in another thread. */
-    ring_arg w = {mem, size, -1};
+    ring_arg w = {mem, size, -1, false, 0, 0};
     CHECK(pthread_create(&th, NULL, writer_main, &w) == 0);
     await_sleeper(rx.writable_);
     uint8_t rec[1000];
