@@ -121,9 +121,9 @@ static void ctl_engine_unlink(fy_pipe *p)
 static void ctl_engine_unregister(fy_pipe *p)
 {
     if (p->ctl_events) {
-        epoll_ctl(G.epfd, EPOLL_CTL_DEL, p->rfd, NULL);
-        if (p->wfd != p->rfd)
-            epoll_ctl(G.epfd, EPOLL_CTL_DEL, p->wfd, NULL);
+        epoll_ctl(G.epfd, EPOLL_CTL_DEL, fy_engine_rfd(p), NULL);
+        if (fy_engine_wfd(p) != fy_engine_rfd(p))
+            epoll_ctl(G.epfd, EPOLL_CTL_DEL, fy_engine_wfd(p), NULL);
         p->ctl_events = 0;
     }
 }
@@ -134,15 +134,15 @@ static void ctl_engine_register(fy_pipe *p, bool want_out)
     uint32_t ev = EPOLLRDHUP | (fy_engine_live(p) ? 0 : EPOLLIN);
     if (fy_engine_live(p) && p->ctl_watch_in)
         ev |= EPOLLIN | EPOLLET;
-    if (want_out && p->wfd == p->rfd)
+    if (want_out && fy_engine_wfd(p) == fy_engine_rfd(p))
         ev |= EPOLLOUT;
     struct epoll_event e = {.events = ev, .data.u64 = (uint64_t)(uintptr_t)p | 1u};
     int op = p->ctl_events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    epoll_ctl(G.epfd, op, p->rfd, &e);
-    if (p->wfd != p->rfd) {
+    epoll_ctl(G.epfd, op, fy_engine_rfd(p), &e);
+    if (fy_engine_wfd(p) != fy_engine_rfd(p)) {
         struct epoll_event w = {.events = want_out ? EPOLLOUT : 0,
                                 .data.u64 = (uint64_t)(uintptr_t)p | 2u};
-        epoll_ctl(G.epfd, p->ctl_events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, p->wfd, &w);
+        epoll_ctl(G.epfd, p->ctl_events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fy_engine_wfd(p), &w);
     }
     p->ctl_events = ev | (want_out ? EPOLLOUT : 0) | 0x80000000u; /* non-zero: registered */
 }

@@ -19,6 +19,7 @@
  */
 #include "core/ctl.h"
 #include "core/socket.h"
+#include "transport/shm.h"
 #include "transport/transport.h"
 #include "wire/zmtp.h"
 
@@ -44,7 +45,7 @@
 #define FY_ENG_HANDSHAKE_NS    (30ull * 1000000000ull)
 #define FY_ENG_IDLE_SCAN_NS    (50ull * 1000000ull)
 
-enum { ENG_GREETING, ENG_READY, ENG_LIVE };
+enum { ENG_GREETING, ENG_READY, ENG_SHM, ENG_LIVE }; /* ENG_SHM: shm.c hand-over */
 
 typedef struct eng_seg {
     uint64_t len;  /* bytes still to send from this segment */
@@ -108,17 +109,17 @@ static fy_engine *eng(fy_pipe *p)
 
 bool fy_pipe_is_engine(const fy_pipe *p)
 {
-    return p->ops == &fy_engine_ops;
+    return p->ops == &fy_engine_ops || fy_pipe_uses_shm(p);
 }
 
 int fy_engine_rfd(const fy_pipe *p)
 {
-    return p->rfd;
+    return fy_pipe_uses_shm(p) ? fy_shm_eng_ufd(p) : p->rfd;
 }
 
 int fy_engine_wfd(const fy_pipe *p)
 {
-    return p->wfd;
+    return fy_pipe_uses_shm(p) ? fy_shm_eng_ufd(p) : p->wfd;
 }
 
 bool fy_engine_live(const fy_pipe *p)
@@ -330,10 +331,11 @@ void fy_engine_kill(fy_pipe *p, int err)
     if (!atomic_compare_exchange_strong(&p->dead, &expected, 1))
         return;
     e->err = err;
+    fy_shm_eng_kill(p, err);
     /* Shutting the socket down makes the control thread's epoll report the hang-up, so the
      * control thread learns of deaths the owner found (protocol errors) and reconnects. */
     if (e->is_sock)
-        shutdown(p->rfd, SHUT_RDWR);
+        shutdown(fy_engine_rfd(p), SHUT_RDWR);
     if (e->state == ENG_LIVE && p->ctl_published)
         fy_socket_notify(e->sock);
 }
@@ -795,7 +797,7 @@ int fy_engine_new(fy_pipe **out, fy_socket *s, int rfd, int wfd, const fy_link_c
     int rc = fy_zmtp_greeting_encode(greet, FY_ZMTP_MINOR, "NULL", 0);
     ssize_t rl = rc < 0 ? rc
                         : fy_zmtp_ready_encode(ready, sizeof ready, cfg->type, cfg->routing_id,
-                                               cfg->routing_id_len, "1;stream");
+                                               cfg->routing_id_len, fy_shm_ferry_caps(rfd, cfg));
     if (rc < 0 || rl < 0 || eng_out_bytes(e, greet, sizeof greet) != 0 ||
         eng_out_bytes(e, ready, (size_t)rl) != 0) {
         fy_engine_free(&e->pipe);
@@ -808,6 +810,8 @@ int fy_engine_new(fy_pipe **out, fy_socket *s, int rfd, int wfd, const fy_link_c
 /* The handshake's input side, on the control thread. 0 = more needed, 1 = done, < 0 = fail. */
 static int eng_handshake_input(fy_engine *e)
 {
+    if (e->state == ENG_SHM)
+        return 0; /* the shm hand-over owns the socket now */
     for (;;) {
         if (e->state == ENG_GREETING) {
             size_t used = 0;
@@ -854,6 +858,16 @@ static int eng_handshake_input(fy_engine *e)
                 if (info.identity_len)
                     memcpy(e->pipe.peer.id, info.identity, info.identity_len);
                 eng_consume(e, f.header_len + (size_t)f.size);
+                /* Both ferry and both offering shm: hand the socket to the shm hand-over. */
+                rc = fy_shm_eng_ready(&e->pipe, e->pipe.rfd, &e->cfg, &info, e->in + e->in_r,
+                                      e->in_w - e->in_r);
+                if (rc < 0)
+                    return rc;
+                if (rc == 1) {
+                    eng_consume(e, e->in_w - e->in_r);
+                    e->state = ENG_SHM;
+                    return 0;
+                }
                 e->state = ENG_LIVE;
                 return 1;
             }
@@ -889,6 +903,14 @@ int fy_engine_ctl_event(fy_pipe *p, uint32_t events, bool on_wfd)
             rc = eng_handshake_input(e);
             pthread_mutex_unlock(&e->in_lock);
         }
+        if (rc == 0 && e->state == ENG_SHM && eng_out_pending(e) == 0) {
+            bool wo = false;
+            rc = fy_shm_eng_step(p, &wo);
+            if (rc == 1)
+                e->state = ENG_LIVE;
+            else if (rc == 0)
+                fy_ctl_want_out(p, wo);
+        }
         if (rc == 0 && (events & (EPOLLHUP | EPOLLERR)))
             rc = FERRY_ECONNRESET;
         return rc;
@@ -912,7 +934,7 @@ int fy_engine_ctl_event(fy_pipe *p, uint32_t events, bool on_wfd)
 int fy_engine_ctl_flush(fy_pipe *p)
 {
     fy_engine *e = eng(p);
-    if (atomic_load(&p->dead))
+    if (atomic_load(&p->dead) || fy_pipe_uses_shm(p))
         return 0;
     pthread_mutex_lock(&e->out_lock);
     int pending = e->seg_n > 0;
@@ -983,6 +1005,8 @@ int fy_engine_ctl_tick(fy_pipe *p, uint64_t now, uint64_t *next_ns)
             *next_ns = e->handshake_deadline;
         return 0;
     }
+    if (fy_pipe_uses_shm(p))
+        return 0; /* no ZMTP on the socket any more: its hang-up is the liveness signal */
     uint64_t last_rx = atomic_load_explicit(&e->last_rx_ns, memory_order_relaxed);
     if (e->cfg.hb_ivl > 0) {
         uint64_t ivl = (uint64_t)e->cfg.hb_ivl * 1000000ull;
@@ -1061,6 +1085,7 @@ void fy_engine_free(fy_pipe *p)
     if (!p)
         return;
     fy_engine *e = eng(p);
+    fy_shm_eng_free(p);
     if (p->rfd >= 0)
         close(p->rfd);
     if (p->wfd >= 0 && p->wfd != p->rfd)

@@ -44,6 +44,7 @@
 typedef struct shm_ovf {
     fy_msg m;
     uint64_t off; /* bytes of m already in the ring */
+    bool last;    /* the last frame of its message */
 } shm_ovf;
 
 typedef struct fy_shm_pipe {
@@ -62,17 +63,13 @@ typedef struct fy_shm_pipe {
     uint64_t max_msg;
     uint64_t whole_max; /* largest frame sent as one record */
     uint64_t chunk_max; /* payload per chunk record of a larger frame */
-    uint64_t msgs_sent; /* complete messages accepted by send */
-    uint64_t peer_consumed;
-    _Atomic uint64_t *peer_consumed_word;
+    uint32_t ovf_msgs; /* messages that end in the overflow queue (SNDHWM counts these) */
     bool out_mid;
     bool tx_armed;
     shm_ovf *ovf;
     uint32_t ovf_head, ovf_n, ovf_cap;
 
     /* input (owner) */
-    uint64_t msgs_consumed;
-    _Atomic uint64_t *consumed_word;
     uint32_t rx_deferred;
     bool rx_armed;
     fy_msg stash; /* a frame poll_in completed ahead of recv */
@@ -150,30 +147,14 @@ static void sp_disarm(fy_shm_pipe *sp)
 
 /* ---- output ---- */
 
-/* Messages the peer has not taken out yet. Re-reads the peer's counter only when the cached one
- * says we are at the limit. */
-static int sp_queued(fy_shm_pipe *sp, bool refresh, uint64_t *out)
+/*
+ * SNDHWM counts messages waiting in our overflow queue, not messages in the ring: the ring plays
+ * the part the kernel socket buffer plays for ZMTP links (libzmq does not count what the kernel
+ * holds either), so a ring full of small messages behaves like a full socket buffer.
+ */
+static bool sp_at_hwm(const fy_shm_pipe *sp)
 {
-    if (refresh) {
-        /* acquire: pairs with the release store of the counter in sp_rx_publish (only
-         * accounting depends on it, but it keeps TSan's view exact). */
-        uint64_t c = atomic_load_explicit(sp->peer_consumed_word, memory_order_acquire);
-        if (c - sp->peer_consumed > sp->msgs_sent - sp->peer_consumed)
-            return sp_fail(sp, FERRY_EPROTO); /* backwards, or past what we sent */
-        sp->peer_consumed = c;
-    }
-    *out = sp->msgs_sent - sp->peer_consumed;
-    return 0;
-}
-
-static bool sp_at_hwm(fy_shm_pipe *sp)
-{
-    if (sp->sndhwm <= 0)
-        return false;
-    uint64_t q;
-    if (sp_queued(sp, false, &q) < 0 || q < (uint64_t)sp->sndhwm)
-        return false;
-    return sp_queued(sp, true, &q) == 0 && q >= (uint64_t)sp->sndhwm;
+    return sp->sndhwm > 0 && sp->ovf_msgs >= (uint32_t)sp->sndhwm;
 }
 
 /*
@@ -224,6 +205,7 @@ static int sp_drain(fy_shm_pipe *sp)
         if (rc <= 0)
             return rc;
         fy_msg_fini(&o->m);
+        sp->ovf_msgs -= o->last;
         sp->ovf_head = (sp->ovf_head + 1) % sp->ovf_cap;
         sp->ovf_n--;
     }
@@ -252,6 +234,8 @@ static int sp_ovf_room(fy_shm_pipe *sp)
 static void sp_ovf_push(fy_shm_pipe *sp, fy_msg *m, uint64_t off)
 {
     shm_ovf *o = &sp->ovf[(sp->ovf_head + sp->ovf_n) % sp->ovf_cap];
+    o->last = !(m->flags & FY_MSG_MORE);
+    sp->ovf_msgs += o->last;
     fy_msg_init(&o->m);
     fy_msg_move(&o->m, m);
     o->off = off;
@@ -271,10 +255,9 @@ static int sp_send(fy_pipe *p, fy_msg *m)
     if (size > sp->max_msg || size > SIZE_MAX_META)
         return FERRY_EMSGSIZE;
     bool more = (m->flags & FY_MSG_MORE) != 0;
-    if (!sp->out_mid && !(m->flags & FY_MSG_SUB) && sp_at_hwm(sp))
-        return FERRY_EAGAIN;
-    if (atomic_load_explicit(&p->dead, memory_order_relaxed))
-        return FERRY_EPROTO; /* the HWM check found the peer's counter corrupt */
+    if (!sp->out_mid && !(m->flags & FY_MSG_SUB) && sp_at_hwm(sp) && sp_drain(sp) == 0 &&
+        sp_at_hwm(sp))
+        return atomic_load_explicit(&p->dead, memory_order_relaxed) ? FERRY_EPROTO : FERRY_EAGAIN;
     int rc = sp_ovf_room(sp);
     if (rc < 0)
         return rc;
@@ -289,8 +272,6 @@ static int sp_send(fy_pipe *p, fy_msg *m)
         fy_msg_fini(m);
     fy_msg_init(m);
     sp->out_mid = more;
-    if (!more)
-        sp->msgs_sent++;
     return 0;
 }
 
@@ -299,6 +280,8 @@ static bool sp_can_send(fy_pipe *p)
     fy_shm_pipe *sp = sp_of(p);
     if (atomic_load_explicit(&p->dead, memory_order_relaxed))
         return true;
+    if (sp_at_hwm(sp))
+        sp_drain(sp);
     return !sp_at_hwm(sp) || atomic_load_explicit(&p->dead, memory_order_relaxed);
 }
 
@@ -331,9 +314,6 @@ static int sp_flush(fy_pipe *p)
 static int sp_rx_publish(fy_shm_pipe *sp)
 {
     sp->rx_deferred = 0;
-    /* release: the producer's acquire load in sp_queued; ordering with the ring head is not
-     * needed (the counter only feeds HWM accounting). */
-    atomic_store_explicit(sp->consumed_word, sp->msgs_consumed, memory_order_release);
     int rc = ferry_spsc_rx_flush(&sp->rx);
     return rc < 0 ? sp_fail(sp, rc) : 0;
 }
@@ -391,8 +371,6 @@ static int sp_next(fy_shm_pipe *sp, fy_msg *m)
                 if (n)
                     memcpy(fy_msg_data(m), src, (size_t)n);
                 m->flags = ((fl & REC_MORE) ? FY_MSG_MORE : 0) | ((fl & REC_SUB) ? FY_MSG_SUB : 0);
-                if (!(fl & REC_MORE))
-                    sp->msgs_consumed++;
                 if ((rc = sp_release(sp, len)) < 0)
                     return rc;
                 return 0;
@@ -424,11 +402,8 @@ static int sp_next(fy_shm_pipe *sp, fy_msg *m)
         sp->asm_on = false;
         fy_msg_move(m, &sp->asmb);
         m->flags = ((fl & REC_MORE) ? FY_MSG_MORE : 0) | ((fl & REC_SUB) ? FY_MSG_SUB : 0);
-        if (!(fl & REC_MORE)) {
-            sp->msgs_consumed++;
-            if ((rc = sp_rx_publish(sp)) < 0)
-                return rc;
-        }
+        if ((rc = sp_rx_publish(sp)) < 0)
+            return rc;
         return 0;
     }
 }
@@ -493,7 +468,7 @@ int fy_shm_pipe_prepare_wait(fy_pipe *p, bool want_in, bool want_out)
     /* Whatever we deferred must be visible before the peer can be expected to act on it. */
     if ((rc = ferry_spsc_flush(&sp->tx)) < 0)
         return sp_fail(sp, rc);
-    bool hwm = sp->sndhwm > 0 && sp->msgs_sent - sp->peer_consumed >= (uint64_t)sp->sndhwm;
+    bool hwm = sp_at_hwm(sp);
     if (want_out && !sp->ovf_n && !hwm)
         return 0; /* the caller can send now */
     if (want_in) {
@@ -522,8 +497,6 @@ int fy_shm_pipe_prepare_wait(fy_pipe *p, bool want_in, bool want_out)
             return rc;
         if (sp_ovf_left(sp) != left)
             return 0; /* progress: the caller should look again */
-        if (hwm && !sp_at_hwm(sp))
-            return 0;
     } else if (!want_in) {
         return 0; /* nothing to wait for */
     }
@@ -608,8 +581,6 @@ int fy_shm_pipe_new(fy_pipe **out, fy_socket *s, fy_shm_link *link, int usock,
     pol.eventfd = fy_shm_link_efd(link, peer);
     ferry_spsc_tx_set_wait(&sp->tx, &pol);
     ferry_spsc_rx_set_wait(&sp->rx, &pol);
-    sp->peer_consumed_word = v.consumed[me];
-    sp->consumed_word = v.consumed[peer];
     sp->sndhwm = cfg ? cfg->sndhwm : 0;
     sp->max_msg = cfg && cfg->max_msg ? cfg->max_msg : FY_ZMTP_DEFAULT_MAX_MSG;
     uint64_t cap = sp->tx.cap_;
