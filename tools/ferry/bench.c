@@ -109,7 +109,8 @@ static void bench_usage(FILE *out)
         "                    all;  default rtt,thr,idle,fan\n"
         "  --seconds S       measured time per row (default 0.2; 0.01 .. 60)\n"
         "  --warmup S        unmeasured time before each row (default 0.04; 0 .. 10)\n"
-        "  --cpus A,B        the two CPUs to pin the two sides to (default 0,1)\n"
+        "  --cpus A,B        the two CPUs to pin the two sides to (default 0,1, or the first\n"
+        "                    two this process may use)\n"
         "  --json            print one JSON object per row on stdout instead of the table\n"
         "  --json-out FILE   also write the JSON lines to FILE (the table still prints)\n"
         "  --csv FILE        write the rows as CSV to FILE\n"
@@ -478,12 +479,19 @@ int bench_main(int argc, char **argv)
         (cpus && bench_parse_cpus(&cfg, cpus) != 0))
         return 2;
     if (!cpus) {
+        /* Default: CPUs 0 and 1, or the first two this process may run on (containers, taskset). */
         cpu_set_t set;
         if (sched_getaffinity(0, sizeof set, &set) == 0 &&
             (!CPU_ISSET(0, &set) || !CPU_ISSET(1, &set))) {
-            fprintf(stderr, "ferry bench: CPUs 0 and 1 are not both available: pick two with "
-                            "--cpus A,B\n");
-            return 2;
+            int found = 0;
+            for (int cpu = 0; cpu < CPU_SETSIZE && found < 2; cpu++)
+                if (CPU_ISSET(cpu, &set))
+                    cfg.cpu[found++] = cpu;
+            if (found < 2) {
+                fprintf(stderr, "ferry bench: needs two CPUs to pin the two sides to; this process "
+                                "may run on one only\n");
+                return 2;
+            }
         }
     }
 
