@@ -134,8 +134,8 @@ typedef struct bench_transport {
     /* Optional: why this row is not measured (e.g. size too big); NULL to measure
      * it. */
     const char *(*skip)(int mode, size_t size);
-    /* Optional: parent-side setup before fork (fds, segments) and teardown after
-     * reaping. */
+    /* Optional: parent-side setup before fork (fds, segments) and teardown after reaping. Setup
+     * returns 0, < 0 (the row failed) or > 0 (not measurable here: skipped, reason in err). */
     int (*setup)(struct bench_job *j);
     void (*teardown)(struct bench_job *j);
     /* Optional, threads only: state both threads share (j->tstate), made in the

@@ -69,15 +69,19 @@ static int kern_tcp_pair(bench_job *j, int *a, int *b)
 /* A seqpacket record must fit the socket buffer whole: grow it for large
  * messages (bounded by net.core.wmem_max; a record that still does not fit
  * fails the row with EMSGSIZE). */
-static void kern_grow_buffers(int fd, size_t record)
+static int kern_grow_buffers(int fd, size_t record)
 {
     int want = (int)(record * 2 + 65536 > 64u << 20 ? 64u << 20 : record * 2 + 65536);
     int cur = 0;
     socklen_t l = sizeof cur;
     if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cur, &l) == 0 && cur >= want)
-        return;
+        return cur;
     setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
+    l = sizeof cur;
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &cur, &l) != 0)
+        cur = 0;
+    return cur;
 }
 
 /* fd[0], fd[1]: role 0 reads, writes; fd[2], fd[3]: role 1 reads, writes. */
@@ -111,8 +115,17 @@ static int kern_setup(bench_job *j)
         b = sv[1];
         if (k == KERN_SEQPACKET) {
             size_t rec = j->tr->ops ? j->size : KERN_BATCH_BYTES;
-            kern_grow_buffers(a, rec);
-            kern_grow_buffers(b, rec);
+            int sa = kern_grow_buffers(a, rec), sb = kern_grow_buffers(b, rec);
+            /* Linux refuses a datagram larger than the send buffer less its 32-byte overhead. */
+            if ((size_t)(sa < sb ? sa : sb) < rec + 32) {
+                j->fd[0] = j->fd[1] = a;
+                j->fd[2] = j->fd[3] = b;
+                bench_fail(j,
+                           "a %zu-byte record exceeds the largest socket buffer allowed "
+                           "(raise net.core.wmem_max)",
+                           rec);
+                return 1;
+            }
         }
     }
     j->fd[0] = j->fd[1] = a;

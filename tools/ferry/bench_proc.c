@@ -279,9 +279,12 @@ void bench_run_row(bench_job *j, bench_row *r)
         j->role_cpu[i] = j->cfg->cpu[i == 0 ? 0 : 1];
     char setup_err[160] = "";
     j->err = setup_err;
-    if (j->tr->setup && j->tr->setup(j) != 0) {
-        r->status = 1;
-        snprintf(r->note, sizeof r->note, "setup: %s", setup_err[0] ? setup_err : "failed");
+    int setup_rc = j->tr->setup ? j->tr->setup(j) : 0;
+    if (setup_rc != 0) {
+        /* > 0: this machine cannot run the row (a stated reason, not a failure). */
+        r->status = setup_rc > 0 ? 2 : 1;
+        snprintf(r->note, sizeof r->note, "%s%s",
+                 setup_rc > 0 ? "" : "setup: ", setup_err[0] ? setup_err : "failed");
         if (j->tr->teardown)
             j->tr->teardown(j);
         bench_tmp_clear();
