@@ -865,7 +865,7 @@ int main(void)
         n = 400000;
 #endif
     stress(true, false, n, 64);
-    stress(true, false, n / 4, 2); /* a tiny ring: mostly full, every cell reused constantly */
+    stress(true, false, n / 8, 2); /* a tiny ring: mostly full, every cell reused constantly */
     stress(true, true, n / 2, 8);
     stress(false, false, n / 2, 16);
     stress(false, true, n / 4, 4);
