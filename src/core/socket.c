@@ -212,13 +212,18 @@ void fy_socket_sync(fy_socket *s)
         p->sock_next = NULL;
         p->pattern_data = NULL;
         p->pattern_u64 = 0;
-        if (atomic_load(&p->dead) || s->ops->attach(s, s->pstate, p) != 0) {
-            if (!atomic_load(&p->dead))
+        /* A peer that sent and left before we got here still delivers what it sent. */
+        bool dead = atomic_load(&p->dead) != 0;
+        if ((dead && (!s->ops->recv || !fy_pipe_poll_in(p))) ||
+            s->ops->attach(s, s->pstate, p) != 0) {
+            if (!dead)
                 fy_ctl_note_error(s, "peer refused by the socket pattern (e.g. PAIR is taken)");
             p->ops->release(p);
             continue;
         }
         p->attached = true;
+        if (dead)
+            s->reap_pending = true; /* detach once its input is consumed */
         p->sock_next = s->pipes;
         s->pipes = p;
         s->npipes++;
