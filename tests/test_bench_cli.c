@@ -276,6 +276,23 @@ int main(void)
     CHECK(strstr(t, "p50/floor") && strstr(t, "/memcpy"));
     CHECK(strstr(t, "kernel:pipe"));
 
+    /* --plot writes a PNG through gnuplot (or says why not, and still exits 0). */
+    char png[600];
+    snprintf(png, sizeof png, "%s/plot.png", tu_tmpdir());
+    CHECK(run(NULL, "--plot", png, "--transport", "floor,memcpy,kernel:pipe", "--size", "64,4K",
+              "--mode", "rtt,thr", "--seconds", "0.02", "--warmup", "0", NULL) == 0);
+    if (strstr(slurp(g_err), "gnuplot is not installed")) {
+        CHECK(access(png, F_OK) != 0);
+    } else {
+        FILE *pf = fopen(png, "rb");
+        CHECK(pf);
+        unsigned char magic[8] = {0};
+        CHECK(fread(magic, 1, 8, pf) == 8);
+        fclose(pf);
+        CHECK(!memcmp(magic, "\x89PNG\r\n\x1a\n", 8));
+        CHECK(strstr(slurp(g_err), "plot written to"));
+    }
+
     /* A child that dies: its row fails with the reason, the next row still runs, exit 1. */
     const char *crash[] = {"FERRY_BENCH_INJECT=crash:kernel:pipe", NULL};
     rc = run(crash, "--json", "--transport", "kernel:pipe,kernel:uds", "--size", "64", "--mode",
