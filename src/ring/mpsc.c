@@ -89,7 +89,9 @@ int ferry_mpsc_init(ferry_mpsc *r, void *mem, size_t mem_size)
     size_t need = ferry_mpsc_footprint(cap);
     if (need == 0 || need > mem_size)
         return FERRY_EPROTO;
-    /* Only the consumer uses head_; records start on 8-byte boundaries, so must the head. */
+    /* Only the consumer uses head_; records start on 8-byte boundaries, so must the head.
+     * Acquire: pairs with the seq_cst store in fy_mpsc_publish_head, so a re-attaching consumer
+     * (or a producer seeding its head cache) sees the records below it consumed and zeroed. */
     uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
     if (head & 7)
         return FERRY_EPROTO;
@@ -273,7 +275,8 @@ ssize_t ferry_mpsc_read(ferry_mpsc *r, void *buf, size_t cap)
         if (w & FY_MPSC_PAD) {
             if (skipped || off == 0 || n != rcap - off)
                 return fy_mpsc_fail(r);
-            /* The producer wrote only this word of the padding; the rest is still zero. */
+            /* The producer wrote only this word of the padding; the rest is still zero.
+             * Relaxed: published to producers by the head store in fy_mpsc_publish_head. */
             atomic_store_explicit(wp, 0, memory_order_relaxed);
             r->head_ += n;
             skipped = true;
