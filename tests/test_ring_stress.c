@@ -3,9 +3,10 @@
  * maximum record), random use of every API variant (reserve/commit with shrinking, write, deferred
  * commit and release with random flush intervals, peek/release and read), in polling and blocking
  * (futex wait) modes, between two processes (fork, ring in a sealed memfd) and between two threads
- * (so TSan can check the memory ordering). Every record carries its sequence number and a checksum
- * and its whole content is regenerated and compared by the consumer: zero lost, duplicated,
- * reordered or corrupted records.
+ * (so TSan can check the memory ordering). thread-block forces the full-fence publish path used
+ * when membarrier is unavailable; the other modes use the membarrier path. Every record carries its
+ * sequence number and a checksum and its whole content is regenerated and compared by the consumer:
+ * zero lost, duplicated, reordered or corrupted records.
  *
  * The CI run is short. For a long run set FERRY_STRESS_MESSAGES (per mode), e.g.
  *   FERRY_STRESS_MESSAGES=100000000 FERRY_STRESS_MODES=process-poll,process-block test_ring_stress
@@ -34,6 +35,7 @@ typedef struct cfg {
     size_t size;
     uint64_t n;
     bool blocking;
+    bool strong; /* force the full-fence publish path (as without membarrier registration) */
     uint64_t seed;
 } cfg;
 
@@ -125,6 +127,8 @@ static int producer(const cfg *c)
 {
     ferry_spsc_tx tx;
     CHECK_OK(ferry_spsc_tx_init(&tx, c->mem, c->size));
+    if (c->strong)
+        tx.strong_ = 1;
     ferry_wait_policy pol;
     set_policy(&pol, c->seed);
     ferry_spsc_tx_set_wait(&tx, &pol);
@@ -174,6 +178,8 @@ static int consumer(const cfg *c)
 {
     ferry_spsc_rx rx;
     CHECK_OK(ferry_spsc_rx_init(&rx, c->mem, c->size));
+    if (c->strong)
+        rx.strong_ = 1;
     ferry_wait_policy pol;
     set_policy(&pol, c->seed >> 3);
     ferry_spsc_rx_set_wait(&rx, &pol);
@@ -241,13 +247,13 @@ static void *consumer_thread(void *p)
     return (void *)(intptr_t)consumer(p);
 }
 
-static void run(const char *mode, bool process, bool blocking, uint64_t n)
+static void run(const char *mode, bool process, bool blocking, bool strong, uint64_t n)
 {
     ferry_segment *seg;
     ferry_segment_opts o = {.size = ferry_spsc_footprint(CAP)};
     CHECK_OK(ferry_segment_open(&seg, &o));
     CHECK_OK(ferry_spsc_format(ferry_segment_base(seg), ferry_segment_size(seg), CAP));
-    cfg c = {ferry_segment_base(seg), ferry_segment_size(seg), n, blocking, tu_now_ns()};
+    cfg c = {ferry_segment_base(seg), ferry_segment_size(seg), n, blocking, strong, tu_now_ns()};
     uint64_t t0 = tu_now_ns();
     if (process) {
         pid_t pid = fork();
@@ -299,13 +305,13 @@ int main(int argc, char **argv)
     }
     const char *modes = getenv("FERRY_STRESS_MODES");
     if (wanted(modes, "process-poll"))
-        run("process-poll", true, false, n);
+        run("process-poll", true, false, false, n);
     if (wanted(modes, "process-block"))
-        run("process-block", true, true, n);
+        run("process-block", true, true, false, n);
     if (wanted(modes, "thread-poll"))
-        run("thread-poll", false, false, n);
+        run("thread-poll", false, false, false, n);
     if (wanted(modes, "thread-block"))
-        run("thread-block", false, true, n);
+        run("thread-block", false, true, true, n); /* full-fence publish path */
     printf("ring stress: ok\n");
     return 0;
 }

@@ -185,6 +185,7 @@ typedef struct ferry_spsc_tx {
     ferry_waitword *writable_; /* we sleep here when full */
     void *shared_;
     int err_;
+    int strong_; /* 1: publish with a full fence (this process has no membarrier registration) */
     ferry_wait_policy pol_;
 } ferry_spsc_tx;
 
@@ -203,6 +204,7 @@ typedef struct ferry_spsc_rx {
     ferry_waitword *writable_; /* the producer sleeps here; we wake it */
     void *shared_;
     int err_;
+    int strong_; /* 1: publish with a full fence (this process has no membarrier registration) */
     ferry_wait_policy pol_;
 } ferry_spsc_rx;
 
@@ -272,14 +274,22 @@ FERRY_SPSC_FAST_ int ferry_spsc_flush(ferry_spsc_tx *tx)
         return tx->err_;
     if (tx->tail_ != tx->published_) {
         tx->published_ = tx->tail_;
-        /* seq_cst store: its release half pairs with the acquire load of tail in
-         * ferry_spsc_peek_slow_ (records are complete before the index says so); its seq_cst
-         * half pairs with ferry_wait_arm's fence in the consumer (Dekker: we see its sleepers
-         * count or it sees this tail). */
-        atomic_store_explicit(tx->tail_word_, tx->tail_, memory_order_seq_cst);
-        /* seq_cst load: second half of the Dekker pair above. */
-        if (__builtin_expect(
-                atomic_load_explicit(&tx->readable_->sleepers, memory_order_seq_cst) != 0, 0))
+        bool sleeping;
+        if (__builtin_expect(tx->strong_ == 0, 1)) {
+            /* release: pairs with the acquire load of tail in ferry_spsc_peek_slow_ (records are
+             * complete before the index says so). The compiler barrier keeps the sleepers load
+             * after it; the CPU-level fence is supplied by the sleeper's membarrier in
+             * ferry_wait_arm (asymmetric Dekker, see docs/ring.md). */
+            atomic_store_explicit(tx->tail_word_, tx->tail_, memory_order_release);
+            atomic_signal_fence(memory_order_seq_cst);
+            sleeping = atomic_load_explicit(&tx->readable_->sleepers, memory_order_relaxed) != 0;
+        } else {
+            /* No membarrier registration: seq_cst store + load pair with ferry_wait_arm's
+             * seq_cst increment and fence (Dekker); release half as above. */
+            atomic_store_explicit(tx->tail_word_, tx->tail_, memory_order_seq_cst);
+            sleeping = atomic_load_explicit(&tx->readable_->sleepers, memory_order_seq_cst) != 0;
+        }
+        if (__builtin_expect(sleeping, 0))
             ferry_wait_wake_slow_(tx->readable_, &tx->pol_);
     }
     return 0;
@@ -349,13 +359,20 @@ FERRY_SPSC_FAST_ int ferry_spsc_rx_flush(ferry_spsc_rx *rx)
         return rx->err_;
     if (rx->head_ != rx->published_) {
         rx->published_ = rx->head_;
-        /* seq_cst store: release half pairs with the acquire load of head in
-         * ferry_spsc_reserve_slow_ (we finished reading before the producer reuses the bytes);
-         * seq_cst half pairs with ferry_wait_arm's fence in a producer going to sleep. */
-        atomic_store_explicit(rx->head_word_, rx->head_, memory_order_seq_cst);
-        /* seq_cst load: second half of the Dekker pair above. */
-        if (__builtin_expect(
-                atomic_load_explicit(&rx->writable_->sleepers, memory_order_seq_cst) != 0, 0))
+        bool sleeping;
+        if (__builtin_expect(rx->strong_ == 0, 1)) {
+            /* release: pairs with the acquire load of head in ferry_spsc_reserve_slow_ (we
+             * finished reading before the producer reuses the bytes). Compiler barrier + the
+             * sleeper's membarrier in ferry_wait_arm order the sleepers load after it. */
+            atomic_store_explicit(rx->head_word_, rx->head_, memory_order_release);
+            atomic_signal_fence(memory_order_seq_cst);
+            sleeping = atomic_load_explicit(&rx->writable_->sleepers, memory_order_relaxed) != 0;
+        } else {
+            /* No membarrier registration: seq_cst pair with ferry_wait_arm (Dekker). */
+            atomic_store_explicit(rx->head_word_, rx->head_, memory_order_seq_cst);
+            sleeping = atomic_load_explicit(&rx->writable_->sleepers, memory_order_seq_cst) != 0;
+        }
+        if (__builtin_expect(sleeping, 0))
             ferry_wait_wake_slow_(rx->writable_, &rx->pol_);
     }
     return 0;

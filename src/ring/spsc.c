@@ -11,6 +11,7 @@
  * shared memory is ever used as an offset before it passes.
  */
 #include "ring/spsc_layout.h"
+#include "ring/wait_internal.h"
 
 #include <string.h>
 
@@ -113,6 +114,7 @@ int ferry_spsc_tx_init(ferry_spsc_tx *tx, void *mem, size_t mem_size)
     tx->published_ = tail;
     tx->head_cache_ = head;
     fy_spsc_tx_set_lim(tx);
+    tx->strong_ = !fy_wait_asym_register();
     tx->tail_word_ = &sh->tail;
     tx->head_word_ = &sh->head;
     tx->readable_ = &sh->readable;
@@ -148,6 +150,7 @@ int ferry_spsc_rx_init(ferry_spsc_rx *rx, void *mem, size_t mem_size)
     rx->published_ = head;
     rx->tail_cache_ = head; /* forces a validated load of tail on first peek */
     rx->lim_ = head;
+    rx->strong_ = !fy_wait_asym_register();
     rx->tail_word_ = &sh->tail;
     rx->head_word_ = &sh->head;
     rx->readable_ = &sh->readable;

@@ -11,11 +11,15 @@
  * instead of a system call. The futex is not FUTEX_PRIVATE because the word
  * lives in a mapping shared between processes.
  */
+#include "ring/wait_internal.h"
+
 #include "ferry/ring.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
 #include <sys/syscall.h>
@@ -79,14 +83,54 @@ static int fy_futex_wait(_Atomic uint32_t *word, uint32_t expect, uint64_t deadl
     }
 }
 
+/* 1: this process is registered for global expedited membarriers; -1: it could not register. */
+static _Atomic int fy_wait_asym_state;
+/* Set when a sleeper's membarrier failed: futex sleeps are then capped (see ferry_wait_block). */
+static _Atomic int fy_wait_asym_broken;
+static pthread_once_t fy_wait_asym_once = PTHREAD_ONCE_INIT;
+
+static void fy_wait_asym_do_register(void)
+{
+    long r = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0);
+    /* relaxed: the value is only ever read by this process's own later calls. */
+    atomic_store_explicit(&fy_wait_asym_state, r == 0 ? 1 : -1, memory_order_relaxed);
+}
+
+/* Whether the registration survives fork is not documented: a child registers again. */
+static void fy_wait_asym_child(void)
+{
+    if (atomic_load_explicit(&fy_wait_asym_state, memory_order_relaxed) == 1)
+        fy_wait_asym_do_register();
+}
+
+static void fy_wait_asym_init(void)
+{
+    fy_wait_asym_do_register();
+    if (atomic_load_explicit(&fy_wait_asym_state, memory_order_relaxed) == 1 &&
+        pthread_atfork(NULL, NULL, fy_wait_asym_child) != 0)
+        atomic_store_explicit(&fy_wait_asym_state, -1, memory_order_relaxed);
+}
+
+bool fy_wait_asym_register(void)
+{
+    pthread_once(&fy_wait_asym_once, fy_wait_asym_init);
+    return atomic_load_explicit(&fy_wait_asym_state, memory_order_relaxed) == 1;
+}
+
 void ferry_wait_arm(ferry_waitword *w)
 {
-    /* seq_cst RMW + fence: pairs with the seq_cst fence in ferry_wait_wake (and
-     * the seq_cst publish + sleepers load in the SPSC fast paths). Whatever the
-     * caller checks after this call is ordered after the announcement, so the
-     * waker either sees sleepers != 0 or the caller sees the waker's change. */
+    /* seq_cst RMW + fence: pairs with the seq_cst fence in ferry_wait_wake and with the full
+     * fence of a waker that could not register (seq_cst publish + sleepers load in the SPSC
+     * fast paths). Whatever the caller checks after this call is ordered after the
+     * announcement, so the waker either sees sleepers != 0 or the caller sees its change. */
     atomic_fetch_add_explicit(&w->sleepers, 1, memory_order_seq_cst);
     atomic_thread_fence(memory_order_seq_cst);
+    /* The barrier registered wakers skipped: pairs with the release store + compiler barrier +
+     * sleepers load in ferry_spsc_flush/rx_flush. After it returns, every registered thread's
+     * publish that precedes its sleepers load in program order is visible to our re-check, or
+     * its sleepers load comes after our increment. */
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0)
+        atomic_store_explicit(&fy_wait_asym_broken, 1, memory_order_relaxed);
 }
 
 void ferry_wait_disarm(ferry_waitword *w)
@@ -156,7 +200,17 @@ int ferry_wait_block(ferry_waitword *w, ferry_wait_ready_fn ready, void *arg,
             ferry_wait_disarm(w);
             return 0;
         }
-        int rc = fy_futex_wait(&w->seq, seq, deadline);
+        /* Without a working membarrier a registered waker in another process might miss us: cap
+         * each sleep at 10 ms so the condition is re-checked (relaxed: a hint only). */
+        uint64_t until = deadline;
+        if (atomic_load_explicit(&fy_wait_asym_broken, memory_order_relaxed)) {
+            uint64_t cap = fy_wait_now_ns() + 10u * 1000000u;
+            if (!until || cap < until)
+                until = cap;
+        }
+        int rc = fy_futex_wait(&w->seq, seq, until);
+        if (rc == FERRY_ETIMEDOUT && until != deadline)
+            rc = 0;
         ferry_wait_disarm(w);
         if (ready(arg))
             return 0;

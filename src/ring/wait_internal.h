@@ -1,0 +1,23 @@
+/*
+ * wait_internal.h - the asymmetric-barrier side of ferry waiting, shared by wait.c and spsc.c.
+ *
+ * A waker must order "publish the index" before "look at the sleeper count" (Dekker). Doing that
+ * with a full fence on every publish costs a locked instruction per record. Instead, a process
+ * that publishes registers once for MEMBARRIER_CMD_GLOBAL_EXPEDITED, and a sleeper, just before
+ * its last re-check, issues that membarrier: the kernel then forces a full barrier on every CPU
+ * running a registered process, which is the fence the waker skipped. Sleeping is rare and slow
+ * anyway; publishing is the hot path.
+ */
+#ifndef FERRY_RING_WAIT_INTERNAL_H
+#define FERRY_RING_WAIT_INTERNAL_H
+
+#include <stdbool.h>
+
+/*
+ * Registers this process (once; again in every fork child) to receive global expedited memory
+ * barriers. Returns true when registered, i.e. this process's wakers may publish with a release
+ * store and a compiler barrier; false means they must use a full fence.
+ */
+bool fy_wait_asym_register(void);
+
+#endif
