@@ -97,7 +97,8 @@ static void bench_usage(FILE *out)
         "The producer writes every payload byte, the consumer reads every byte.\n"
         "\n"
         "  --transport LIST  comma-separated names (see --list) or groups: all, kernel, zmq,\n"
-        "                    nng, peers, ferry; default: every transport but ring:poll\n"
+        "                    nng, peers, ferry; default: every transport but ring:poll.\n"
+        "                    floor (rtt) and memcpy (thr) always run: the ratios need them\n"
         "  --size LIST       message sizes in bytes, K/M suffixes allowed (1 B .. 16 MiB);\n"
         "                    default " BENCH_DEFAULT_SIZES "\n"
         "  --mode LIST       rtt   ping-pong round trips: p50/p99/p999/max latency\n"
@@ -478,6 +479,24 @@ int bench_main(int argc, char **argv)
         bench_parse_sizes(&cfg, size_list) != 0 || bench_parse_modes(&cfg, mode_list) != 0 ||
         (cpus && bench_parse_cpus(&cfg, cpus) != 0))
         return 2;
+    /* Every run measures its limits: the floor for round trips, memcpy for one-way rates, first,
+     * so the ratios always have a denominator from the same run. */
+    {
+        const bench_transport *lim[2] = {(cfg.modes & BENCH_M(BENCH_RTT)) ? &bench_tr_floor : NULL,
+                                         (cfg.modes & BENCH_M(BENCH_THR)) ? &bench_tr_memcpy
+                                                                          : NULL};
+        const bench_transport *rest[64];
+        int nrest = 0;
+        for (int i = 0; i < cfg.ntr; i++)
+            if (cfg.tr[i] != &bench_tr_floor && cfg.tr[i] != &bench_tr_memcpy)
+                rest[nrest++] = cfg.tr[i];
+        cfg.ntr = 0;
+        for (int i = 0; i < 2; i++)
+            if (lim[i])
+                cfg.tr[cfg.ntr++] = lim[i];
+        for (int i = 0; i < nrest; i++)
+            cfg.tr[cfg.ntr++] = rest[i];
+    }
     if (!cpus) {
         /* Default: CPUs 0 and 1, or the first two this process may run on (containers, taskset). */
         cpu_set_t set;
