@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FY_CTL_FLUSH_TICK_NS 50000ull
+#define FY_CTL_FLUSH_TICK_NS 200000ull
 #define FY_CTL_ACCEPT_RETRY  100000000ull
 
 enum { CTL_LISTENER = 1, CTL_CONNECTER };
