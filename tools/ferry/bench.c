@@ -17,6 +17,7 @@
 #include <getopt.h>
 #include <math.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,8 @@ static void bench_usage(FILE *out)
         "                    all;  default rtt,thr,idle,fan\n"
         "  --seconds S       measured time per row (default 0.2; 0.01 .. 60)\n"
         "  --warmup S        unmeasured time before each row (default 0.04; 0 .. 10)\n"
+        "  --nice N          run the measuring processes at this nice value (e.g. -10 on a\n"
+        "                    shared machine; negative values need root or CAP_SYS_NICE)\n"
         "  --cpus A,B        the two CPUs to pin the two sides to (default 0,1, or the first\n"
         "                    two this process may use)\n"
         "  --json            print one JSON object per row on stdout instead of the table\n"
@@ -395,6 +398,7 @@ int bench_main(int argc, char **argv)
         {"quiet", no_argument, NULL, 'q'},
         {"list", no_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
+        {"nice", required_argument, NULL, 'n'},
         {NULL, 0, NULL, 0},
     };
     const bench_transport *trs[64];
@@ -410,7 +414,7 @@ int bench_main(int argc, char **argv)
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":t:s:m:S:w:c:jJ:C:p:qlh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":t:s:m:S:w:c:jJ:C:p:qlhn:", opts, NULL)) != -1) {
         switch (c) {
         case 't':
             tr_list = optarg;
@@ -436,6 +440,15 @@ int bench_main(int argc, char **argv)
         case 'c':
             cpus = optarg;
             break;
+        case 'n': {
+            double v;
+            if (bench_parse_double(optarg, -20, 19, &v) != 0 || v != (int)v) {
+                fprintf(stderr, "ferry bench: --nice wants an integer in -20 .. 19\n");
+                return 2;
+            }
+            cfg.nice = (int)v;
+            break;
+        }
         case 'j':
             cfg.json = true;
             break;
@@ -512,6 +525,12 @@ int bench_main(int argc, char **argv)
                 return 2;
             }
         }
+    }
+
+    /* Children inherit the parent's nice value. */
+    if (cfg.nice != 0 && setpriority(PRIO_PROCESS, 0, cfg.nice) != 0) {
+        fprintf(stderr, "ferry bench: --nice %d: %s\n", cfg.nice, strerror(errno));
+        return 2;
     }
 
     FILE *jf = NULL;

@@ -47,6 +47,7 @@ typedef struct bench_cfg {
     double seconds; /* measured time per row */
     double warmup;  /* unmeasured time before it */
     int cpu[2];
+    int nice; /* nice value of the measuring processes (--nice) */
     bool json, quiet;
     const char *json_out, *csv, *plot;
     double clock_ns; /* cost of one clock_gettime, measured at start */

@@ -113,6 +113,8 @@ void bench_out_table(const bench_cfg *cfg, const bench_row *rows, int n)
            "warm-up; payload "
            "written by the producer, every byte read by the consumer\n",
            cfg->cpu[0], cfg->cpu[1], cfg->seconds, cfg->warmup);
+    if (cfg->nice)
+        printf("measuring processes ran at nice %d\n", cfg->nice);
     printf("clock_gettime costs %.0f ns (one read per rtt sample, in every row); load average "
            "%.2f before, %.2f after\n",
            cfg->clock_ns, cfg->load[0], cfg->load[1]);
