@@ -63,8 +63,7 @@ int main(void)
     char url[64];
     snprintf(url, sizeof url, "shm://example-pubsub-%d", (int)getpid());
 
-    /* Fork before opening any socket: a ferry socket belongs to the process that
-     * opened it. */
+    /* Fork before opening any socket: a ferry socket belongs to the process that opened it. */
     pid_t child = fork();
     if (child < 0)
         return 1;

@@ -69,8 +69,7 @@ int main(void)
     ferry_socket *req;
     CHECK(ferry_socket_open(&req, FERRY_REQ));
     CHECK(ferry_socket_setopt_int(req, FERRY_OPT_RCVTIMEO, 10000));
-    /* Connecting before the server has bound is fine: ferry retries in the
-     * background. */
+    /* Connecting before the server has bound is fine: ferry retries in the background. */
     CHECK(ferry_socket_connect(req, url));
     for (int i = 0; i < ROUNDS; i++) {
         char msg[32];
