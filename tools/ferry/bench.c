@@ -121,6 +121,8 @@ static void bench_usage(FILE *out)
         "  --plot FILE.png   draw latency and throughput vs size with gnuplot\n"
         "  --quiet           no progress bar or notes on stderr\n"
         "  --list            list the transports and exit\n"
+        "  --from FILE       measure nothing: print the table (and --csv, --plot, --json) again\n"
+        "                    from the JSON lines a run wrote with --json-out\n"
         "\n"
         "JSON fields: transport, peer (ferry|zmq|nng|kernel|floor), wait (spin|poll|blocking;\n"
         "- for memcpy), mode, size, status (ok|failed|skipped), count, p50_ns, p99_ns, p999_ns,\n"
@@ -382,6 +384,59 @@ static void bench_progress(const bench_cfg *cfg, int done, int total, const benc
             bench_mode_name(r->mode), r->size);
 }
 
+/* Table (unless --json), CSV and plot from finished rows; 0 or -1 when a file failed. */
+static int bench_emit(const bench_cfg *cfg, const bench_row *rows, int n)
+{
+    int rc = 0;
+    if (!cfg->json)
+        bench_out_table(cfg, rows, n);
+    if (cfg->csv && bench_out_csv(cfg->csv, rows, n) != 0) {
+        fprintf(stderr, "ferry bench: cannot write %s: %s\n", cfg->csv, strerror(errno));
+        rc = -1;
+    }
+    if (cfg->plot) {
+        char why[256] = "";
+        if (bench_plot(cfg->plot, rows, n, why, sizeof why) != 0)
+            fprintf(stderr, "ferry bench: no plot: %s\n", why);
+        else if (!cfg->quiet)
+            fprintf(stderr, "ferry bench: plot written to %s\n", cfg->plot);
+    }
+    return rc;
+}
+
+/* --from FILE: the outputs again from a saved --json-out file, nothing measured. */
+static int bench_replay(bench_cfg *cfg)
+{
+    bench_row *rows;
+    int n;
+    if (bench_from_file(cfg->from, &rows, &n) != 0)
+        return 2;
+    cfg->nsizes = 0;
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(rows[i].tr->name, "floor") || rows[i].mode == BENCH_IDLE ||
+            rows[i].mode == BENCH_FAN)
+            continue;
+        bool seen = false;
+        for (int k = 0; k < cfg->nsizes; k++)
+            seen |= cfg->sizes[k] == rows[i].size;
+        if (!seen && cfg->nsizes < (int)(sizeof cfg->sizes / sizeof cfg->sizes[0]))
+            cfg->sizes[cfg->nsizes++] = rows[i].size;
+    }
+    qsort(cfg->sizes, (size_t)cfg->nsizes, sizeof cfg->sizes[0], bench_cmp_size);
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        failed += rows[i].status == 1;
+        if (cfg->json) {
+            char line[1024];
+            bench_out_json_line(line, sizeof line, &rows[i]);
+            fputs(line, stdout);
+        }
+    }
+    int rc = bench_emit(cfg, rows, n) != 0 || failed ? 1 : 0;
+    free(rows);
+    return rc;
+}
+
 int bench_main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -399,6 +454,7 @@ int bench_main(int argc, char **argv)
         {"list", no_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},
         {"nice", required_argument, NULL, 'n'},
+        {"from", required_argument, NULL, 'F'},
         {NULL, 0, NULL, 0},
     };
     const bench_transport *trs[64];
@@ -414,7 +470,7 @@ int bench_main(int argc, char **argv)
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":t:s:m:S:w:c:jJ:C:p:qlhn:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":t:s:m:S:w:c:jJ:C:p:qlhn:F:", opts, NULL)) != -1) {
         switch (c) {
         case 't':
             tr_list = optarg;
@@ -467,6 +523,9 @@ int bench_main(int argc, char **argv)
         case 'l':
             bench_list();
             return 0;
+        case 'F':
+            cfg.from = optarg;
+            break;
         case 'h':
             bench_usage(stdout);
             return 0;
@@ -484,6 +543,8 @@ int bench_main(int argc, char **argv)
                 argv[optind]);
         return 2;
     }
+    if (cfg.from)
+        return bench_replay(&cfg);
     if (!tr_list)
         for (const bench_transport *const *t = bench_transports; *t; t++)
             if ((*t)->default_on)
@@ -610,20 +671,8 @@ int bench_main(int argc, char **argv)
         fprintf(stderr, "ferry bench: writing %s failed\n", cfg.json_out);
         rc = 1;
     }
-    if (!cfg.json)
-        bench_out_table(&cfg, rows, n);
-    if (cfg.csv && bench_out_csv(cfg.csv, rows, n) != 0) {
-        fprintf(stderr, "ferry bench: cannot write %s: %s\n", cfg.csv, strerror(errno));
+    if (bench_emit(&cfg, rows, n) != 0)
         rc = 1;
-    }
-    if (cfg.plot) {
-        char why[256] = "";
-        if (bench_plot(cfg.plot, rows, n, why, sizeof why) != 0) {
-            fprintf(stderr, "ferry bench: no plot: %s\n", why);
-        } else if (!cfg.quiet) {
-            fprintf(stderr, "ferry bench: plot written to %s\n", cfg.plot);
-        }
-    }
     if (jf && !cfg.quiet)
         fprintf(stderr, "ferry bench: JSON lines written to %s\n", cfg.json_out);
     free(rows);

@@ -47,7 +47,8 @@ typedef struct bench_cfg {
     double seconds; /* measured time per row */
     double warmup;  /* unmeasured time before it */
     int cpu[2];
-    int nice; /* nice value of the measuring processes (--nice) */
+    int nice;         /* nice value of the measuring processes (--nice) */
+    const char *from; /* --from: rows come from this JSON-lines file */
     bool json, quiet;
     const char *json_out, *csv, *plot;
     double clock_ns; /* cost of one clock_gettime, measured at start */
@@ -232,6 +233,8 @@ extern volatile uint64_t bench_sink;
 void bench_out_table(const bench_cfg *cfg, const bench_row *rows, int n);
 int bench_out_json_line(char *buf, size_t cap, const bench_row *r);
 int bench_out_csv(const char *path, const bench_row *rows, int n);
+/* Reads rows back from a --json-out file (bench_from.c): 0, or -1 after a message. */
+int bench_from_file(const char *path, bench_row **rows, int *n);
 /* Plot (bench_plot.c): 0, or < 0 with why filled. */
 int bench_plot(const char *png, const bench_row *rows, int n, char *why, size_t cap);
 

@@ -107,21 +107,27 @@ static void bench_machine(char *b, size_t cap)
 void bench_out_table(const bench_cfg *cfg, const bench_row *rows, int n)
 {
     char machine[320], a[32], b[32], c[32], d[32], e[32], f[32], g[32], h[32];
-    bench_machine(machine, sizeof machine);
-    printf("ferry bench: %s\n", machine);
-    printf("pinned to CPUs %d and %d; %.2f s measured per row after %.2f s "
-           "warm-up; payload "
-           "written by the producer, every byte read by the consumer\n",
-           cfg->cpu[0], cfg->cpu[1], cfg->seconds, cfg->warmup);
-    if (cfg->nice)
-        printf("measuring processes ran at nice %d\n", cfg->nice);
-    printf("clock_gettime costs %.0f ns (one read per rtt sample, in every row); load average "
-           "%.2f before, %.2f after\n",
-           cfg->clock_ns, cfg->load[0], cfg->load[1]);
-    if (cfg->load[0] > 1.5) /* "after" includes the run itself: two busy CPUs */
-        printf(
-            "warning: the machine was busy: other processes share the two CPUs, so spinning rows "
-            "(spin, poll) lose whole time slices; compare ratios, and rerun on an idle machine\n");
+    if (cfg->from) {
+        printf("ferry bench: rows read from %s (measured earlier; see that run for the machine)\n",
+               cfg->from);
+    } else {
+        bench_machine(machine, sizeof machine);
+        printf("ferry bench: %s\n", machine);
+        printf("pinned to CPUs %d and %d; %.2f s measured per row after %.2f s "
+               "warm-up; payload "
+               "written by the producer, every byte read by the consumer\n",
+               cfg->cpu[0], cfg->cpu[1], cfg->seconds, cfg->warmup);
+        if (cfg->nice)
+            printf("measuring processes ran at nice %d\n", cfg->nice);
+        printf("clock_gettime costs %.0f ns (one read per rtt sample, in every row); load average "
+               "%.2f before, %.2f after\n",
+               cfg->clock_ns, cfg->load[0], cfg->load[1]);
+        if (cfg->load[0] > 1.5) /* "after" includes the run itself: two busy CPUs */
+            printf("warning: the machine was busy: other processes share the two CPUs, so spinning "
+                   "rows "
+                   "(spin, poll) lose whole time slices; compare ratios, and rerun on an idle "
+                   "machine\n");
+    }
     const bench_row *fl = find_row(rows, n, "floor", BENCH_RTT, 0);
     if (fl)
         printf("floor (one cache line ping-pong): rtt p50 %s  p99 %s  p999 %s  max "
