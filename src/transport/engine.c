@@ -6,10 +6,12 @@
  * spent waiting for the peer's greeting) and then publishes the engine as a pipe. From then on the
  * socket's owner thread reads and writes the fds directly:
  *  - output: frames up to FY_ENG_COPY_MAX bytes are copied into one output buffer, larger bodies
- *    are queued by reference; one sendmsg/writev hands many frames to the kernel. A frame is
- *    written at once when the link has been quiet for FY_ENG_BATCH_NS, otherwise it is batched;
- *    the socket flushes before it blocks, and the control thread drains a batch the application
- *    left behind (tail flush) so nothing accepted is stranded in user space.
+ *    are queued by reference; one sendmsg/writev hands many frames to the kernel. A message is
+ *    written at once when the link had been quiet for FY_ENG_BATCH_NS (so isolated messages see
+ *    no added latency); in a burst frames accumulate until FY_ENG_OUT_HIGH bytes or
+ *    FY_ENG_MAX_DELAY_NS since the last write. The socket flushes before it blocks, and the
+ *    control thread drains a batch the application left behind (tail flush) so nothing accepted
+ *    is stranded in user space.
  *  - input: reads of up to FY_ENG_IN_CAP bytes are parsed into many frames; bodies too large for
  *    the read buffer are read straight into their own message buffer, which grows with the bytes
  *    that actually arrive (a peer's size claim never drives a large allocation on its own).
@@ -38,8 +40,9 @@
 #define FY_ENG_IN_CAP          (64u * 1024u)
 #define FY_ENG_BIG_MIN         (FY_ENG_IN_CAP / 2) /* bodies above this bypass the read buffer */
 #define FY_ENG_COPY_MAX        8192u               /* bodies up to this are copied on send */
-#define FY_ENG_OUT_HIGH        (64u * 1024u)       /* write at once above this many bytes */
+#define FY_ENG_OUT_HIGH        (16u * 1024u)       /* write at once above this many bytes */
 #define FY_ENG_BATCH_NS        10000u              /* link quiet this long: write at once */
+#define FY_ENG_MAX_DELAY_NS    100000u             /* in a burst, write at least this often */
 #define FY_ENG_BIG_FIRST_ALLOC (256u * 1024u)      /* first allocation for a large body */
 #define FY_ENG_IOV             64
 #define FY_ENG_HANDSHAKE_NS    (30ull * 1000000000ull)
@@ -626,10 +629,14 @@ static int eng_pipe_send(fy_pipe *p, fy_msg *m)
         rc = FERRY_ENOMEM;
         goto out;
     }
+    /* Batching: an isolated message (the link was quiet) goes out at once; in a burst frames
+     * accumulate until FY_ENG_OUT_HIGH bytes or FY_ENG_MAX_DELAY_NS since the last write. */
     uint64_t now = fy_now_ns();
+    uint64_t quiet = now - e->last_append_ns;
     e->last_append_ns = now;
     size_t pending = eng_out_pending(e);
-    if (pending >= FY_ENG_OUT_HIGH || (!more && now - e->last_write_ns >= FY_ENG_BATCH_NS)) {
+    if (pending >= FY_ENG_OUT_HIGH ||
+        (!more && (quiet >= FY_ENG_BATCH_NS || now - e->last_write_ns >= FY_ENG_MAX_DELAY_NS))) {
         if (eng_write(e, now) < 0) {
             /* The frame was accepted; the loss is reported as the pipe's death. */
             pthread_mutex_unlock(&e->out_lock);
