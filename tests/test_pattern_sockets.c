@@ -306,8 +306,20 @@ static void test_pub_hwm_drops(void)
     CHECK_OK(ferry_socket_bind(pub, url));
     CHECK_OK(ferry_socket_connect(sub, url));
     CHECK_OK(ferry_socket_subscribe(sub, "", 0));
-    wait_peers(pub, 1);
-    /* The subscriber never reads: the publisher must never block and must count drops. */
+    /* Publish until the subscription has arrived (slow joiner): only then can the pipe fill. */
+    CHECK_OK(ferry_socket_setopt_int(sub, FERRY_OPT_RCVTIMEO, 10));
+    uint64_t end = tu_now_ns() + (uint64_t)TIMEOUT_MS * 1000000u;
+    char sbuf[8];
+    for (;;) {
+        CHECK_OK(ferry_socket_send(pub, "s", 1, FERRY_DONTWAIT));
+        ssize_t n = ferry_socket_recv(sub, sbuf, sizeof sbuf, 0, NULL);
+        if (n == 1)
+            break;
+        CHECK(n == FERRY_EAGAIN || n == FERRY_ETIMEDOUT);
+        CHECK(tu_now_ns() < end);
+    }
+    /* From now on the subscriber never reads: the publisher must never block and must count
+     * drops. */
     static char big[16384];
     memset(big, 'p', sizeof big);
     for (int i = 0; i < 4000; i++)
