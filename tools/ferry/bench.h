@@ -99,7 +99,10 @@ typedef struct bench_ctl {
     _Atomic int go;
     _Atomic int
         finished[BENCH_MAX_ROLES]; /* role's body is over: its last message was sent and received */
-    char endpoint[256];            /* role 1 publishes where it listens (zmq/nng tcp port) */
+    /* Messages each role has handled so far (updated every few messages), so a row that times
+     * out can say where each side stopped. */
+    _Atomic uint64_t progress[BENCH_MAX_ROLES];
+    char endpoint[256]; /* role 1 publishes where it listens (zmq/nng tcp port) */
     _Alignas(128) bench_result res[BENCH_MAX_ROLES];
     bench_hist hist; /* rtt samples, written by role 0 */
 } bench_ctl;

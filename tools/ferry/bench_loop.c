@@ -102,6 +102,7 @@ static int msg_rtt(bench_job *j, int role, const bench_msg_ops *ops, void *h, vo
             bench_fill(buf, size, r);
             if (ops->send(h, buf, size) < 0)
                 return bench_fail(j, "send of pong %llu failed", (unsigned long long)r);
+            atomic_store_explicit(&c->progress[1], r, memory_order_relaxed);
             if (r >= atomic_load_explicit(&c->total, memory_order_acquire))
                 return 0;
         }
@@ -124,6 +125,7 @@ static int msg_rtt(bench_job *j, int role, const bench_msg_ops *ops, void *h, vo
             return bench_fail(j, "pong %llu: wrong length %ld or payload", (unsigned long long)r,
                               n);
         bench_sink += bench_touch(buf, size);
+        atomic_store_explicit(&c->progress[0], r, memory_order_relaxed);
         uint64_t now = bench_now_ns();
         if (prev >= warm_end)
             bench_hist_record(&c->hist, now - prev);
@@ -150,6 +152,8 @@ static int msg_thr(bench_job *j, int role, const bench_msg_ops *ops, void *h, vo
             bench_fill(buf, size, i);
             if (ops->send(h, buf, size) < 0)
                 return bench_fail(j, "send of message %llu failed", (unsigned long long)i);
+            if ((i & mask) == 0)
+                atomic_store_explicit(&c->progress[0], i, memory_order_relaxed);
             if (last)
                 return 0;
         }
@@ -164,6 +168,8 @@ static int msg_thr(bench_job *j, int role, const bench_msg_ops *ops, void *h, vo
             return bench_fail(j, "message %llu: wrong length %ld or payload (lost or reordered)",
                               (unsigned long long)i, n);
         sum += bench_touch(buf, size);
+        if ((i & mask) == 0)
+            atomic_store_explicit(&c->progress[1], i, memory_order_relaxed);
         if (i == 1) {
             t_first = bench_now_ns();
         } else if (!k0 && (i & mask) == 0 && bench_now_ns() >= t_first + warm) {

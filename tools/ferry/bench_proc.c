@@ -146,6 +146,7 @@ static void bench_ctl_reset(bench_ctl *c)
         atomic_store(&c->ready[i], 0);
         atomic_store(&c->joined[i], 0);
         atomic_store(&c->finished[i], 0);
+        atomic_store(&c->progress[i], 0);
         atomic_store(&c->res[i].done, 0);
         c->res[i].rc = 0;
         c->res[i].err[0] = 0;
@@ -397,7 +398,17 @@ void bench_run_row(bench_job *j, bench_row *r)
     }
     if (timed_out) {
         r->status = 1;
-        snprintf(r->note, sizeof r->note, "timed out after %.1f s (a child hung; killed)", limit);
+        /* Where each side stopped: the first clue to who is stuck. */
+        char where[160] = "";
+        size_t used = 0;
+        for (int i = 0; i < nkids && used < sizeof where; i++) {
+            int w = snprintf(where + used, sizeof where - used, "%s role %d %s at %llu",
+                             i ? "," : "", i, atomic_load(&c->finished[i]) ? "finished" : "stuck",
+                             (unsigned long long)atomic_load(&c->progress[i]));
+            if (w > 0)
+                used += (size_t)w;
+        }
+        snprintf(r->note, sizeof r->note, "timed out after %.1f s (killed;%s)", limit, where);
         return;
     }
     if (j->mode == BENCH_RTT) {
