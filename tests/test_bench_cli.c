@@ -267,6 +267,20 @@ int main(void)
     CHECK(lines == 1 + (int)(sizeof want / sizeof want[0]));
     CHECK(count_entries(g_tmp) == 0); /* the private temp directory is gone */
 
+    /* --from reads the rows back: the same JSON lines again, and a table without measuring. */
+    char saved[1 << 16];
+    snprintf(saved, sizeof saved, "%s", slurp(jout));
+    CHECK(run(NULL, "--from", jout, "--json", NULL) == 0);
+    CHECK(!strcmp(slurp(g_out), saved));
+    CHECK(run(NULL, "--from", jout, NULL) == 0);
+    CHECK(strstr(slurp(g_out), "rows read from") && strstr(slurp(g_out), "== 4 KiB"));
+    FILE *bad = fopen(jout, "a");
+    CHECK(bad);
+    fputs("{\"transport\":\"x\",\"mode\":\"sideways\"}\n", bad);
+    fclose(bad);
+    expect_usage_error("corrupt --from file", "rows.json:10: not a ferry bench JSON row", "--from",
+                       jout, NULL);
+
     /* The table: grouped by size, with the floor and ratios. */
     CHECK(run(NULL, "--quiet", "--transport", "floor,memcpy,kernel:pipe", "--size", "64", "--mode",
               "rtt,thr", "--seconds", "0.02", "--warmup", "0", NULL) == 0);
