@@ -1,8 +1,7 @@
 /*
- * fuzz_endpoint.c - libFuzzer target for the endpoint URL parser: the input
- * (NUL-terminated copy) is parsed for connect and for bind; every success must
- * format back to a URL that parses to the identical structure, and every
- * failure must carry one of the documented codes and a reason.
+ * fuzz_endpoint.c - libFuzzer target for the endpoint URL parser: the input (NUL-terminated copy)
+ * is parsed for connect and for bind; every success must format back to a URL that parses to the
+ * identical structure, and every failure must carry one of the documented codes and a reason.
  */
 #include "core/endpoint.h"
 

@@ -1,12 +1,11 @@
 /*
- * fuzz_zmtp.c - libFuzzer target for the ZMTP codec. The input is used three
- * ways: as a peer greeting (whole, and through the incremental decoder at split
- * points taken from the input), as a stream of frames (every complete frame is
- * decoded as a command, READY properties are looked up, subscriptions
- * interpreted, and each frame is also re-decoded from every truncated prefix to
- * check the "need N more bytes" answers), and round trips of re-encoded
- * commands. Any disagreement between the paths aborts, so the fuzzer checks
- * consistency, not only crashes.
+ * fuzz_zmtp.c - libFuzzer target for the ZMTP codec. The input is used three ways: as a peer
+ * greeting (whole, and through the incremental decoder at split points taken from the input), as
+ * a stream of frames (every complete frame is decoded as a command, READY properties are looked
+ * up, subscriptions interpreted, and each frame is re-decoded from truncated prefixes, all of them
+ * for frames up to 64 bytes and 64 samples beyond, to check the "need N more bytes" answers), and
+ * round trips of re-encoded commands. Any disagreement between the paths aborts, so the fuzzer
+ * checks consistency, not only crashes.
  */
 #include "wire/zmtp.h"
 
@@ -145,8 +144,7 @@ static void fz_frames(const uint8_t *data, size_t size, const fy_zmtp_limits *li
         }
         uint64_t total = f.header_len + f.size;
         FZ_ASSERT(total <= size - off);
-        /* Every truncation of a complete frame asks for exactly the missing bytes
-         * (sampled). */
+        /* Every truncation of a complete frame asks for exactly the missing bytes (sampled). */
         size_t step = total > 64 ? (size_t)(total / 64) : 1;
         for (size_t cut = 0; cut < total; cut += step) {
             fy_zmtp_frame g;
@@ -197,8 +195,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > FY_ZMTP_GREETING_SIZE)
         fz_frames(data + FY_ZMTP_GREETING_SIZE, size - FY_ZMTP_GREETING_SIZE, NULL);
     fz_frames(data, size, NULL);
-    /* Tiny limits driven by the first bytes exercise the limit checks on small
-     * inputs. */
+    /* Tiny limits driven by the first bytes exercise the limit checks on small inputs. */
     if (size >= 2) {
         fy_zmtp_limits lim = {.max_msg_size = data[0], .max_command_size = data[1]};
         fz_frames(data + 2, size - 2, &lim);

@@ -1,8 +1,7 @@
 /*
- * test_wire_endpoint.c - the endpoint URL parser, table-driven: every accepted
- * form with the fields it must produce, every rejected form with its exact
- * error code and a non-empty reason, format() round trips, and address
- * resolution for numeric hosts and ipc paths.
+ * test_wire_endpoint.c - the endpoint URL parser, table-driven: every accepted form with the
+ * fields it must produce, every rejected form with its exact error code and a non-empty reason,
+ * format() round trips, and address resolution for numeric hosts and ipc paths.
  */
 #include "testutil.h"
 

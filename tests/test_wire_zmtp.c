@@ -1,7 +1,7 @@
 /*
- * test_wire_zmtp.c - the ZMTP codec against hand-written bytes from RFC 23/37:
- * every encoder is checked byte for byte, every decoder round-trips and rejects
- * each class of malformed input, and the greeting is fed split at every offset.
+ * test_wire_zmtp.c - the ZMTP codec against hand-written bytes from RFC 23/37: every encoder is
+ * checked byte for byte, every decoder round-trips and rejects each class of malformed input, and
+ * the greeting is fed split at every offset.
  */
 #include "testutil.h"
 
@@ -64,8 +64,7 @@ static void test_greeting_decode(void)
     CHECK(out.major == 3 && out.minor == 1 && strcmp(out.mechanism, "NULL") == 0);
     CHECK_RC(fy_zmtp_greeting_check(g, 200, &out), 64); /* trailing bytes are not ours */
 
-    /* every split point through the incremental decoder, with READY bytes
-     * following */
+    /* every split point through the incremental decoder, with READY bytes following */
     uint8_t stream[64 + 3];
     memcpy(stream, g, 64);
     stream[64] = 0x04;
@@ -97,8 +96,7 @@ static void test_greeting_decode(void)
         CHECK(used == 0);
     }
 
-    /* padding and filler are not significant; the low bit of byte 9 is what
-     * counts */
+    /* padding and filler are not significant; the low bit of byte 9 is what counts */
     uint8_t b[64];
     memcpy(b, g, 64);
     memset(b + 1, 0xAB, 8);
@@ -254,8 +252,7 @@ static void test_frame_decode(void)
     CHECK_RC(fy_zmtp_frame_decode(BYTES(0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF), NULL,
                                   &f, &need),
              FERRY_EPROTO);
-    /* default limits: 1 GiB messages, 64 KiB commands; rejected from the header
-     * alone */
+    /* default limits: 1 GiB messages, 64 KiB commands; rejected from the header alone */
     CHECK_RC(fy_zmtp_frame_decode(BYTES(0x02, 0, 0, 0, 0, 0x40, 0, 0, 0), NULL, &f, &need), 0);
     CHECK(need == (UINT64_C(1) << 30) && f.size == (UINT64_C(1) << 30));
     CHECK_RC(fy_zmtp_frame_decode(BYTES(0x02, 0, 0, 0, 0, 0x40, 0, 0, 1), NULL, &f, &need),
