@@ -481,6 +481,7 @@ typedef struct ferry_mpmc {
     uint8_t *cells_;
     uint64_t slots_, mask_, slot_size_, stride_;
     int err_;
+    int strong_; /* 1: publish with a full fence (this process has no membarrier registration) */
     ferry_wait_policy pol_;
 } ferry_mpmc;
 
@@ -533,6 +534,7 @@ typedef struct ferry_mpsc {
     uint64_t head_;       /* consumer: authoritative read index */
     uint64_t head_cache_; /* producer: last consumer index seen */
     int err_;
+    int strong_; /* 1: publish with a full fence (this process has no membarrier registration) */
     ferry_wait_policy pol_;
 } ferry_mpsc;
 
