@@ -63,9 +63,10 @@ typedef struct fy_shm_pipe {
     uint64_t max_msg;
     uint64_t whole_max; /* largest frame sent as one record */
     uint64_t chunk_max; /* payload per chunk record of a larger frame */
-    uint32_t ovf_msgs; /* messages that end in the overflow queue (SNDHWM counts these) */
+    uint32_t ovf_msgs;  /* messages that end in the overflow queue (SNDHWM counts these) */
     bool out_mid;
     bool tx_armed;
+    uint32_t idle_flushes; /* flush calls since the last successful send or receive */
     shm_ovf *ovf;
     uint32_t ovf_head, ovf_n, ovf_cap;
 
@@ -272,6 +273,7 @@ static int sp_send(fy_pipe *p, fy_msg *m)
         fy_msg_fini(m);
     fy_msg_init(m);
     sp->out_mid = more;
+    sp->idle_flushes = 0;
     return 0;
 }
 
@@ -285,16 +287,33 @@ static bool sp_can_send(fy_pipe *p)
     return !sp_at_hwm(sp) || atomic_load_explicit(&p->dead, memory_order_relaxed);
 }
 
+static int sp_rx_publish(fy_shm_pipe *sp);
+
 /*
- * The core calls this before it sleeps (shm pipes stay dirty for that reason) and while
- * lingering. It drains the overflow queue, publishes deferred records and releases, then
- * announces the coming sleep to the peer. Returns 1 while output is still queued.
+ * The core calls flush once when an operation would block (then it busy-polls for its spin
+ * window) and again right before it sleeps in epoll (shm pipes stay dirty so that it does), and
+ * while lingering. The first call only makes our output and releases visible; from the second
+ * call on without progress in between, the sleep is announced to the peer: announcing it during
+ * the spin window would make the peer pay a wake-up system call per message for nothing.
+ * Returns 1 while output is still queued.
  */
 static int sp_flush(fy_pipe *p)
 {
     fy_shm_pipe *sp = sp_of(p);
     if (atomic_load_explicit(&p->dead, memory_order_relaxed))
         return FERRY_EPIPE;
+    p->dirty = true;
+    if (++sp->idle_flushes < 2) {
+        int d = sp->ovf_n ? sp_drain(sp) : 1;
+        if (d < 0)
+            return d;
+        int f = ferry_spsc_flush(&sp->tx);
+        if (f < 0)
+            return sp_fail(sp, f);
+        if (sp->rx_deferred && (f = sp_rx_publish(sp)) < 0)
+            return f;
+        return sp->ovf_n ? 1 : 0;
+    }
     int rc = fy_shm_pipe_prepare_wait(p, true, false);
     if (rc < 0)
         return rc;
@@ -304,7 +323,6 @@ static int sp_flush(fy_pipe *p)
         ssize_t w = write(sp->my_efd, &one, sizeof one);
         (void)w;
     }
-    p->dirty = true;
     return sp->ovf_n ? 1 : 0;
 }
 
@@ -416,11 +434,14 @@ static int sp_recv(fy_pipe *p, fy_msg *m)
     if (sp->has_stash) {
         fy_msg_move(m, &sp->stash);
         sp->has_stash = false;
+        sp->idle_flushes = 0;
         return 0;
     }
     fy_msg_fini(m);
     int rc = sp_next(sp, m);
-    if (rc < 0 && rc != FERRY_EAGAIN)
+    if (rc == 0)
+        sp->idle_flushes = 0;
+    else if (rc != FERRY_EAGAIN)
         p->saw_epipe = true;
     return rc;
 }
@@ -434,6 +455,11 @@ static int sp_poll_in(fy_pipe *p)
         sp_disarm(sp);
     fy_msg_init(&sp->stash);
     int rc = sp_next(sp, &sp->stash);
+    if (rc == FERRY_EAGAIN && fy_shm_pipe_prepare_wait(p, true, false) == 0) {
+        /* The caller (events(), the pollfd upkeep, ferry_poll) may sleep on p->rfd when we say
+         * "nothing": stay announced to the peer, unless something arrived meanwhile. */
+        rc = sp_next(sp, &sp->stash);
+    }
     if (rc == 0) {
         sp->has_stash = true;
         return 1;
