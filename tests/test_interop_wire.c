@@ -164,8 +164,7 @@ static void rx_fini(rx_t *r)
     close(r->fd);
 }
 
-/* Reads once (after waiting up to ms). 1 = got bytes, 0 = EOF or reset, -1 =
- * timeout. */
+/* Reads once (after waiting up to ms). 1 = got bytes, 0 = EOF or reset, -1 = timeout. */
 static int rx_read(rx_t *r, size_t want_cap, int ms)
 {
     if (want_cap > r->cap) {
@@ -234,8 +233,7 @@ static int rx_frame(rx_t *r, fy_zmtp_frame *f)
     }
 }
 
-/* Next frame that is not a PING/PONG command (heartbeats may interleave with
- * data). */
+/* Next frame that is not a PING/PONG command (heartbeats may interleave with data). */
 static int rx_data_frame(rx_t *r, fy_zmtp_frame *f)
 {
     for (;;) {
@@ -331,8 +329,7 @@ static int handshake(rx_t *r, uint8_t minor, int our_type, const char *identity,
     return 1;
 }
 
-/* Sends one frame: header from the codec, body from the caller, in one write
- * (like writev). */
+/* Sends one frame: header from the codec, body from the caller, in one write (like writev). */
 static void send_frame(int fd, uint8_t flags, const void *body, size_t len)
 {
     uint8_t *b = malloc(FY_ZMTP_MAX_HEADER + len + 1);
@@ -424,8 +421,8 @@ static void test_libzmq_dealer_identity_and_ping(void)
     int ivl = 50, ttl = 2000;
     CHECK(zmq_setsockopt(dealer, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) == 0);
     CHECK(zmq_setsockopt(dealer, ZMQ_HEARTBEAT_TTL, &ttl, sizeof ttl) == 0);
-    /* libzmq drops the link when no traffic follows its PING within this timeout (default:
-     * the interval); a loaded machine can stall us longer than 50 ms, so make it generous. */
+    /* libzmq drops the link when no traffic follows its PING within this timeout (default: the
+     * interval); a loaded machine can stall us longer than 50 ms, so make it generous. */
     int hb_timeout = WAIT_MS;
     CHECK(zmq_setsockopt(dealer, ZMQ_HEARTBEAT_TIMEOUT, &hb_timeout, sizeof hb_timeout) == 0);
     char ep[64];
@@ -450,8 +447,7 @@ static void test_libzmq_dealer_identity_and_ping(void)
     CHECK(c.type == FY_ZMTP_CMD_PING);
     CHECK(c.ttl_ds == 20);
     printf("libzmq PING: ttl %u ds, context %zu bytes\n", c.ttl_ds, c.arg_len);
-    /* answer it with our PONG echoing the context; libzmq must keep the link up
-     * and deliver */
+    /* answer it with our PONG echoing the context; libzmq must keep the link up and deliver */
     uint8_t pong[32];
     ssize_t n = fy_zmtp_pong_encode(pong, sizeof pong, c.arg, c.arg_len);
     CHECK(n > 0);
@@ -467,8 +463,7 @@ static void test_libzmq_dealer_identity_and_ping(void)
     close(lfd);
 }
 
-/* libzmq REQ: its READY carries an (empty) Identity, requests carry the empty
- * delimiter. */
+/* libzmq REQ: its READY carries an (empty) Identity, requests carry the empty delimiter. */
 static void test_libzmq_req_envelope(void)
 {
     uint16_t port;
@@ -550,8 +545,7 @@ static void test_raw_push_to_libzmq_pull(void)
     CHECK(zmq_getsockopt(pull, ZMQ_RCVMORE, &more, &ml) == 0 && more == 1);
     CHECK(zmq_recv(pull, got, 1024, 0) == 256 && memcmp(got, want, 256) == 0);
     CHECK(zmq_getsockopt(pull, ZMQ_RCVMORE, &more, &ml) == 0 && more == 0);
-    /* our PING gets libzmq's PONG echoing our context; unknown commands are
-     * ignored by it */
+    /* our PING gets libzmq's PONG echoing our context; unknown commands are ignored by it */
     uint8_t cmd[64];
     ssize_t n = fy_zmtp_command_encode(cmd, sizeof cmd, "FERRYTEST", "x", 1);
     CHECK(n > 0);
@@ -634,8 +628,7 @@ static int sub_form_for(uint8_t minor)
     char prefix[64];
     int form = rx_subscription(&r, &s, prefix, sizeof prefix);
     CHECK(s.subscribe == 1 && s.len == 5 && memcmp(prefix, "topic", 5) == 0);
-    /* data for the subscription reaches the application, other topics are
-     * filtered */
+    /* data for the subscription reaches the application, other topics are filtered */
     send_frame(r.fd, 0, "other", 5);
     send_frame(r.fd, 0, "topic-1", 7);
     char buf[16];
@@ -651,8 +644,7 @@ static int sub_form_for(uint8_t minor)
     return form;
 }
 
-/* (c) also with libzmq connecting to our raw PUB listener, as the brief
- * describes it. */
+/* (c) also with libzmq connecting to our raw PUB listener, as the brief describes it. */
 static int sub_form_connecting(uint8_t minor)
 {
     uint16_t port;
