@@ -96,9 +96,9 @@ int ferry_spsc_tx_init(ferry_spsc_tx *tx, void *mem, size_t mem_size)
         return rc;
     }
     fy_spsc_shared *sh = mem;
-    /* acquire: pairs with the seq_cst stores in ferry_spsc_flush/rx_flush of an
-     * earlier endpoint, so a producer re-attaching continues from the published
-     * state. */
+    /* acquire: pairs with the release (or seq_cst) stores of tail/head in ferry_spsc_flush and
+     * ferry_spsc_rx_flush of an earlier endpoint, so a producer re-attaching continues from the
+     * published state. */
     uint64_t tail = atomic_load_explicit(&sh->tail, memory_order_acquire);
     uint64_t head = atomic_load_explicit(&sh->head, memory_order_acquire);
     if ((tail & 7) != 0 || (head & 7) != 0 || tail - head > cap) {
@@ -135,7 +135,7 @@ int ferry_spsc_rx_init(ferry_spsc_rx *rx, void *mem, size_t mem_size)
         return rc;
     }
     fy_spsc_shared *sh = mem;
-    /* acquire: pairs with the seq_cst store of head in ferry_spsc_rx_flush
+    /* acquire: pairs with the release (or seq_cst) store of head in ferry_spsc_rx_flush
      * (re-attach). */
     uint64_t head = atomic_load_explicit(&sh->head, memory_order_acquire);
     if ((head & 7) != 0) {
@@ -196,9 +196,9 @@ static uint64_t fy_spsc_tx_need(const ferry_spsc_tx *tx, size_t len)
  */
 static int fy_spsc_tx_refresh(ferry_spsc_tx *tx, memory_order mo)
 {
-    /* acquire (or seq_cst from the waiter): pairs with the seq_cst store of head
-     * in ferry_spsc_rx_flush; the consumer is done with those bytes before we
-     * overwrite them. */
+    /* acquire (seq_cst when called by the waiter, after ferry_wait_arm): pairs with the release
+     * (or seq_cst) store of head in ferry_spsc_rx_flush; the consumer is done with those bytes
+     * before we overwrite them. */
     uint64_t head = atomic_load_explicit(tx->head_word_, mo);
     if ((head & 7) != 0 || head - tx->head_cache_ > tx->published_ - tx->head_cache_) {
         /* No reservation is open here (callers check first); len_lim_ 0 sends every later
@@ -305,9 +305,9 @@ static int fy_spsc_rx_fail(ferry_spsc_rx *rx)
  */
 static int fy_spsc_rx_refresh(ferry_spsc_rx *rx, memory_order mo)
 {
-    /* acquire (or seq_cst from the waiter): pairs with the seq_cst store of tail
-     * in ferry_spsc_flush; the records up to tail are complete before we read
-     * them. */
+    /* acquire (seq_cst when called by the waiter, after ferry_wait_arm): pairs with the release
+     * (or seq_cst) store of tail in ferry_spsc_flush; the records up to tail are complete before
+     * we read them. */
     uint64_t tail = atomic_load_explicit(rx->tail_word_, mo);
     uint64_t d = tail - rx->published_;
     if ((tail & 7) != 0 || d > rx->cap_ || d < rx->tail_cache_ - rx->published_)
