@@ -2,14 +2,15 @@
  * wait.c - blocking on a word in shared memory: spin, then sched_yield, then a
  * shared futex.
  *
- * Rings are lock-free, so "wait until readable" needs its own sleeping
- * primitive that works across processes. The sleeper announces itself in
- * ferry_waitword.sleepers before its last look at the condition; the waker
- * publishes its change and looks at sleepers afterwards. With both sides
- * ordered by sequentially consistent operations one of them must see the other
- * (Dekker), so a wake-up is never lost and an uncontended wake costs one load
- * instead of a system call. The futex is not FUTEX_PRIVATE because the word
- * lives in a mapping shared between processes.
+ * Rings are lock-free, so "wait until readable" needs its own sleeping primitive that works across
+ * processes. The sleeper announces itself in ferry_waitword.sleepers before its last look at the
+ * condition; the waker publishes its change and looks at sleepers afterwards. Once the waker's
+ * store-then-load is ordered by a full barrier, one of them must see the other (Dekker), so a
+ * wake-up is never lost and an uncontended wake costs one load instead of a system call. The
+ * barrier is a seq_cst fence for generic wakers (ferry_wait_wake); SPSC wakers skip it and the
+ * sleeper forces it onto them with membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) (see
+ * wait_internal.h). The futex is not FUTEX_PRIVATE because the word lives in a mapping shared
+ * between processes.
  */
 #include "ring/wait_internal.h"
 
