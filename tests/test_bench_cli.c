@@ -1,8 +1,8 @@
 /*
  * test_bench_cli.c - `ferry bench` as a user meets it: runs the built tool (FERRY_BIN) and checks
- * the usage errors (exit 2 with a message), the JSON line format of real short runs, --json-out
- * and --csv files, and that a row whose child crashes or hangs is reported as failed with its
- * reason while the run goes on, every child is reaped and the private temp directory is removed.
+ * the usage errors (exit 2 with a message), the JSON line format of real short runs, --json-out and
+ * --csv files, and that a row whose child crashes or hangs is reported as failed with its reason
+ * while the run goes on, every child is reaped and the private temp directory is removed.
  */
 #include "testutil.h"
 
@@ -19,8 +19,8 @@
 static const char *g_bin;
 static char g_out[512], g_err[512], g_tmp[512];
 
-/* Runs `ferry bench <args...>` with stdout/stderr captured to files; returns the exit status
- * (or 128+signal). env: NULL-terminated extra "K=V" strings. */
+/* Runs `ferry bench <args...>` with stdout/stderr captured to files; returns the exit status (or
+ * 128+signal). env: NULL-terminated extra "K=V" strings. */
 static int run(const char *const *env, ...)
 {
     const char *argv[64];

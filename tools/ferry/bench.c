@@ -1,14 +1,11 @@
 /*
- * bench.c - `ferry bench`: the command line and the driver that runs every
- * selected row.
+ * bench.c - `ferry bench`: the command line and the driver that runs every selected row.
  *
- * The driver measures the floor once (it does not depend on the message size),
- * then for every size every selected transport in every mode it supports,
- * through bench_run_row (separate pinned processes). Rows stream out as JSON
- * lines as they finish (--json, --json-out), so a run cut short still leaves
- * its data; the table, CSV and plot are written at the end from the same rows.
- * Peers that are not installed are skipped with one note each; rows that fail
- * carry their reason.
+ * The driver measures the floor once (it does not depend on the message size), then for every size
+ * every selected transport in every mode it supports, through bench_run_row (separate pinned
+ * processes). Rows stream out as JSON lines as they finish (--json, --json-out), so a run cut short
+ * still leaves its data; the table, CSV and plot are written at the end from the same rows. Peers
+ * that are not installed are skipped with one note each; rows that fail carry their reason.
  */
 #include "bench.h"
 #include "cli.h"
@@ -350,9 +347,8 @@ static int bench_parse_cpus(bench_cfg *cfg, const char *s)
     return 0;
 }
 
-/* Whether row (t, mode, size) belongs to the run. idle runs at the smallest
- * size only, the floor once, and modes a transport cannot do are not rows at
- * all. */
+/* Whether row (t, mode, size) belongs to the run. idle runs at the smallest size only, the floor
+ * once, and modes a transport cannot do are not rows at all. */
 static bool bench_wanted(const bench_cfg *cfg, const bench_transport *t, int mode, int size_idx)
 {
     if (!(cfg->modes & BENCH_M(mode)) || !(t->modes & BENCH_M(mode)))
@@ -600,8 +596,7 @@ int bench_main(int argc, char **argv)
         return 2;
     }
 
-    /* Availability first: one note per missing peer, and its rows are left out.
-     */
+    /* Availability first: one note per missing peer, and its rows are left out. */
     const bench_transport *run_tr[64];
     int nrun = 0;
     for (int i = 0; i < cfg.ntr; i++) {

@@ -1,16 +1,14 @@
 /*
  * bench.h - internals of `ferry bench` shared between its files.
  *
- * A benchmark row is one (transport, mode, size). The driver (bench.c) asks the
- * supervisor (bench_proc.c) to run it: the transport's setup runs in the
- * parent, then two children pinned to two CPUs run role 0 (pinger / producer)
- * and role 1 (ponger / consumer), or one child runs both roles as threads for
- * in-process transports. Children talk to the parent only through a MAP_SHARED
- * control page (bench_ctl) holding rendezvous words and results, so a crashed
- * or hung child costs one failed row, never the run. Transports (floor, memcpy,
- * kernel, ring, zmq, nng, ferry) are tables of callbacks; message-shaped ones
- * (send/recv a buffer) share the generic loops in bench_loop.c so that every
- * transport is measured by the same code.
+ * A benchmark row is one (transport, mode, size). The driver (bench.c) asks the supervisor
+ * (bench_proc.c) to run it: the transport's setup runs in the parent, then two children pinned to
+ * two CPUs run role 0 (pinger / producer) and role 1 (ponger / consumer), or one child runs both
+ * roles as threads for in-process transports. Children talk to the parent only through a MAP_SHARED
+ * control page (bench_ctl) holding rendezvous words and results, so a crashed or hung child costs
+ * one failed row, never the run. Transports (floor, memcpy, kernel, ring, zmq, nng, ferry) are
+ * tables of callbacks; message-shaped ones (send/recv a buffer) share the generic loops in
+ * bench_loop.c so that every transport is measured by the same code.
  */
 #ifndef FERRY_BENCH_H
 #define FERRY_BENCH_H
@@ -85,9 +83,8 @@ typedef struct bench_result {
 } bench_result;
 
 /*
- * The MAP_SHARED page(s) between the parent and the children. Rendezvous words
- * are separated by a cache line so the harness never shares a line with the
- * floor's ping-pong line.
+ * The MAP_SHARED page(s) between the parent and the children. Rendezvous words are separated by a
+ * cache line so the harness never shares a line with the floor's ping-pong line.
  */
 typedef struct bench_ctl {
     _Alignas(128) _Atomic uint64_t floor_line; /* the floor's ping-pong counter */
@@ -115,8 +112,7 @@ typedef struct bench_msg_ops {
     int (*open)(struct bench_job *j, int role, void **h);
     /* Sends len bytes; 0 or an error (the err buffer names it). */
     int (*send)(void *h, const void *buf, size_t len);
-    /* Receives exactly one message of up to cap bytes; returns its length or < 0.
-     */
+    /* Receives exactly one message of up to cap bytes; returns its length or < 0. */
     long (*recv)(void *h, void *buf, size_t cap);
     /* Fan-out only: a receive timeout in ms, after which recv returns BENCH_TIMEDOUT without
      * recording an error (subscribers cannot know when a lossy stream has ended). */
@@ -133,18 +129,15 @@ typedef struct bench_transport {
     bool threads;     /* both roles are threads of one process (inproc) */
     bool solo;        /* only role 0 runs (memcpy) */
     bool default_on;  /* part of the default run */
-    /* Optional: whether it can run here (dlopen ...). Returns false and fills why
-     * if not. */
+    /* Optional: whether it can run here (dlopen ...). Returns false and fills why if not. */
     bool (*available)(char *why, size_t cap);
-    /* Optional: why this row is not measured (e.g. size too big); NULL to measure
-     * it. */
+    /* Optional: why this row is not measured (e.g. size too big); NULL to measure it. */
     const char *(*skip)(int mode, size_t size);
     /* Optional: parent-side setup before fork (fds, segments) and teardown after reaping. Setup
      * returns 0, < 0 (the row failed) or > 0 (not measurable here: skipped, reason in err). */
     int (*setup)(struct bench_job *j);
     void (*teardown)(struct bench_job *j);
-    /* Optional, threads only: state both threads share (j->tstate), made in the
-     * child. */
+    /* Optional, threads only: state both threads share (j->tstate), made in the child. */
     int (*child_setup)(struct bench_job *j);
     void (*child_teardown)(struct bench_job *j);
     /* Either a custom body per role, or message ops driven by bench_loop.c. */
@@ -153,8 +146,7 @@ typedef struct bench_transport {
     void *priv; /* transport-specific constant (e.g. a socket type) */
 } bench_transport;
 
-/* The state of one row while it runs. The parent fills it, the children inherit
- * it by fork. */
+/* The state of one row while it runs. The parent fills it, the children inherit it by fork. */
 typedef struct bench_job {
     const bench_cfg *cfg;
     const bench_transport *tr;
@@ -182,8 +174,7 @@ void bench_run_row(bench_job *j, bench_row *r);
 int bench_proc_init(const bench_cfg *cfg); /* temp dir, control page */
 void bench_proc_fini(void);
 const char *bench_tmpdir(void);
-/* A fresh path "<tmpdir>/<what>-<n>" removed after the row (and on Ctrl-C);
- * NULL when full. */
+/* A fresh path "<tmpdir>/<what>-<n>" removed after the row (and on Ctrl-C); NULL when full. */
 const char *bench_tmp_path(const char *what);
 
 #define BENCH_TIMEDOUT (-2)
@@ -224,12 +215,10 @@ static inline bool bench_check(const void *buf, size_t len, uint64_t seq)
 int bench_await(_Atomic int *flag, double seconds);
 /* Generic loops for message transports. */
 int bench_msg_run(bench_job *j, int role);
-/* Allocates a page-aligned buffer of at least len bytes (pre-faulted); NULL on
- * failure. */
+/* Allocates a page-aligned buffer of at least len bytes (pre-faulted); NULL on failure. */
 void *bench_buf(size_t len);
 void bench_buf_free(void *p, size_t len);
-/* Every consumer adds its checksum here so the compiler cannot drop the reads.
- */
+/* Every consumer adds its checksum here so the compiler cannot drop the reads. */
 extern volatile uint64_t bench_sink;
 
 /* Output (bench_out.c). */

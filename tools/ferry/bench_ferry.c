@@ -1,17 +1,17 @@
 /*
- * bench_ferry.c - ferry's own sockets (ferry.h) as benchmark rows, driven by the same message
- * loops as libzmq and nng (bench_loop.c) so the three are measured alike.
+ * bench_ferry.c - ferry's own sockets (ferry.h) as benchmark rows, driven by the same message loops
+ * as libzmq and nng (bench_loop.c) so the three are measured alike.
  *
  * PAIR for rtt, PUSH/PULL for thr, PUB/SUB for fan-out; ferry_socket_send/recv copying into the
  * caller's buffer, like zmq_send/zmq_recv. Transports: ipc:// with the shared-memory upgrade
  * switched off (FERRY_OPT_SHM_UPGRADE=0: plain ZMTP over a Unix socket, what a libzmq peer sees),
- * tcp:// on 127.0.0.1, inproc:// (two threads of one process) and fd:// over a pair of pipes
- * handed to ferry_socket_adopt. Each comes in two rows: wait=poll keeps the default
- * FERRY_OPT_SPIN_NS (the receiver busy-polls for a bounded window before it sleeps), wait=blocking
- * sets it to 0 (every empty receive sleeps in the kernel).
+ * tcp:// on 127.0.0.1, inproc:// (two threads of one process) and fd:// over a pair of pipes handed
+ * to ferry_socket_adopt. Each comes in two rows: wait=poll keeps the default FERRY_OPT_SPIN_NS (the
+ * receiver busy-polls for a bounded window before it sleeps), wait=blocking sets it to 0 (every
+ * empty receive sleeps in the kernel).
  *
- * No ferry socket is ever opened in the parent: the library starts a process-wide control thread
- * on first use, and a fork after that would leave the children with a half-copied library.
+ * No ferry socket is ever opened in the parent: the library starts a process-wide control thread on
+ * first use, and a fork after that would leave the children with a half-copied library.
  */
 #include "bench.h"
 

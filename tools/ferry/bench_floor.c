@@ -1,16 +1,15 @@
 /*
  * bench_floor.c - the two physical limits every other row is divided by.
  *
- * floor: one cache line in the MAP_SHARED control page ping-ponged between the
- * two pinned processes. Round r: role 0 stores 2r-1, role 1 spins until it sees
- * it and stores 2r, role 0 spins until it sees that. Nothing can move a message
- * between two cores faster than the line's round trip, so "rtt / floor" says
- * how much a transport adds on top of the hardware.
+ * floor: one cache line in the MAP_SHARED control page ping-ponged between the two pinned
+ * processes. Round r: role 0 stores 2r-1, role 1 spins until it sees it and stores 2r, role 0 spins
+ * until it sees that. Nothing can move a message between two cores faster than the line's round
+ * trip, so "rtt / floor" says how much a transport adds on top of the hardware.
  *
- * memcpy: single-core copy bandwidth at the message size, buffer to buffer of
- * that size (hot in cache for small sizes, as a ring's slots are). A one-way
- * transport that writes the payload on one core and reads it on another cannot
- * beat one core copying it, so "thr / memcpy" is its efficiency.
+ * memcpy: single-core copy bandwidth at the message size, buffer to buffer of that size (hot in
+ * cache for small sizes, as a ring's slots are). A one-way transport that writes the payload on one
+ * core and reads it on another cannot beat one core copying it, so "thr / memcpy" is its
+ * efficiency.
  */
 #include "bench.h"
 
@@ -80,8 +79,7 @@ static int memcpy_run(bench_job *j, int role)
         return bench_fail(j, "out of memory for two %zu-byte buffers", size);
     }
     bench_fill(src, size, 1);
-    /* Copies between two clock reads: ~64 KiB of work, so the clock costs < 1%.
-     */
+    /* Copies between two clock reads: ~64 KiB of work, so the clock costs < 1%. */
     uint64_t batch = size >= 65536 ? 1 : 65536 / (size ? size : 1);
     uint64_t start = bench_now_ns();
     uint64_t warm_end = start + (uint64_t)(j->cfg->warmup * 1e9);

@@ -1,7 +1,6 @@
 /*
- * bench_hist.c - log-linear latency histogram (see bench_hist.h for the bucket
- * layout and error bound). Kept free of any other bench dependency so the tests
- * can compile it on its own.
+ * bench_hist.c - log-linear latency histogram (see bench_hist.h for the bucket layout and error
+ * bound). Kept free of any other bench dependency so the tests can compile it on its own.
  */
 #include "bench_hist.h"
 

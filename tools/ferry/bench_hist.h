@@ -1,14 +1,12 @@
 /*
  * bench_hist.h - the latency histogram of `ferry bench`.
  *
- * A log-linear histogram of nanosecond samples, in the spirit of HdrHistogram:
- * values below 64 get one exact bucket each; above that, every power of two
- * [2^k, 2^(k+1)) is split into 64 linear sub-buckets, so a bucket's width is at
- * most 1/64 of its lower bound and a reported percentile (the bucket's
- * midpoint) is within 0.8% of the true sample. Recording is a few instructions
- * and never allocates, so it can sit inside a ping-pong loop; the struct is
- * plain data so it can live in a MAP_SHARED page written by a benchmark child
- * and read by the parent.
+ * A log-linear histogram of nanosecond samples, in the spirit of HdrHistogram: values below 64 get
+ * one exact bucket each; above that, every power of two [2^k, 2^(k+1)) is split into 64 linear
+ * sub-buckets, so a bucket's width is at most 1/64 of its lower bound and a reported percentile
+ * (the bucket's midpoint) is within 0.8% of the true sample. Recording is a few instructions and
+ * never allocates, so it can sit inside a ping-pong loop; the struct is plain data so it can live
+ * in a MAP_SHARED page written by a benchmark child and read by the parent.
  */
 #ifndef FERRY_BENCH_HIST_H
 #define FERRY_BENCH_HIST_H
@@ -44,10 +42,9 @@ static inline void bench_hist_record(bench_hist *h, uint64_t v)
 }
 
 /*
- * The q-quantile (0 <= q <= 1) in the nearest-rank sense: the value below or at
- * which at least q*count samples lie, reported as the midpoint of its bucket
- * clamped to [min, max]. q = 1 returns the exact max. An empty histogram
- * returns 0.
+ * The q-quantile (0 <= q <= 1) in the nearest-rank sense: the value below or at which at least
+ * q*count samples lie, reported as the midpoint of its bucket clamped to [min, max]. q = 1 returns
+ * the exact max. An empty histogram returns 0.
  */
 uint64_t bench_hist_quantile(const bench_hist *h, double q);
 /* Adds every sample of src into dst. */

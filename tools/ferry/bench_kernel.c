@@ -1,15 +1,12 @@
 /*
- * bench_kernel.c - the kernel baselines, written the plain way an application
- * would.
+ * bench_kernel.c - the kernel baselines, written the plain way an application would.
  *
- * pipe, Unix stream socket, Unix seqpacket socket and TCP over loopback
- * (TCP_NODELAY), with blocking read/write: one write per message, the reader
- * reads exactly one message. The fds are created in the parent before fork
- * (pipe(), socketpair(), a loopback connect/accept), so there is no rendezvous
- * to get wrong. The "+batch" variants measure one-way throughput when one write
- * carries many messages (up to 64 KiB per write) and the reader takes whatever
- * one read returns: the difference to the plain rows is the per-syscall cost
- * that batching removes.
+ * pipe, Unix stream socket, Unix seqpacket socket and TCP over loopback (TCP_NODELAY), with
+ * blocking read/write: one write per message, the reader reads exactly one message. The fds are
+ * created in the parent before fork (pipe(), socketpair(), a loopback connect/accept), so there is
+ * no rendezvous to get wrong. The "+batch" variants measure one-way throughput when one write
+ * carries many messages (up to 64 KiB per write) and the reader takes whatever one read returns:
+ * the difference to the plain rows is the per-syscall cost that batching removes.
  */
 #include "bench.h"
 
@@ -66,9 +63,9 @@ static int kern_tcp_pair(bench_job *j, int *a, int *b)
     return 0;
 }
 
-/* A seqpacket record must fit the socket buffer whole: grow it for large
- * messages (bounded by net.core.wmem_max; a record that still does not fit
- * fails the row with EMSGSIZE). */
+/* A seqpacket record must fit the socket buffer whole: grow it for large messages (bounded by
+ * net.core.wmem_max). Returns the send buffer size now in force (the caller skips the row when
+ * the record still does not fit). */
 static int kern_grow_buffers(int fd, size_t record)
 {
     int want = (int)(record * 2 + 65536 > 64u << 20 ? 64u << 20 : record * 2 + 65536);
@@ -220,8 +217,7 @@ static const bench_msg_ops kern_ops = {
     .close = kern_close,
 };
 
-/* Batched one-way stream: see the file comment. The sender stamps every message
- * of a batch. */
+/* Batched one-way stream: see the file comment. The sender stamps every message of a batch. */
 static int kern_batch_run(bench_job *j, int role)
 {
     bench_ctl *c = j->ctl;

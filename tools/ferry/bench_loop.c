@@ -1,20 +1,16 @@
 /*
- * bench_loop.c - the measuring loops every message-shaped transport shares, and
- * the payload rules.
+ * bench_loop.c - the measuring loops every message-shaped transport shares, and the payload rules.
  *
- * Keeping one rtt loop, one thr loop and one idle loop for kernel sockets,
- * libzmq, nng and ferry sockets means the numbers differ only by the transport,
- * never by how they were taken.
- *  - Payload: the producer writes every byte of every message (bench_fill), the
- * consumer reads every byte (bench_touch sums it 8 bytes at a time) and checks
- * the first byte's sequence stamp.
- *  - End of a run without an in-band marker: role 0 decides when to stop (its
- * clock), stores the total message count in the control page BEFORE sending the
- * last message, and role 1 stops after that many. The store happens-before the
- * send, so the receiver always sees it in time.
- *  - thr is measured on the consumer's side: from the first message received
- * after the warm-up interval to the last message, so backlog drained after the
- * producer stops still counts.
+ * Keeping one rtt loop, one thr loop, one idle loop and one fan-out loop for kernel sockets,
+ * libzmq, nng and ferry sockets means the numbers differ only by the transport, never by how they
+ * were taken.
+ *  - Payload: the producer writes every byte of every message (bench_fill), the consumer reads
+ *    every byte (bench_touch sums it 8 bytes at a time) and checks the first byte's sequence stamp.
+ *  - End of a run without an in-band marker: role 0 decides when to stop (its clock), stores the
+ *    total message count in the control page BEFORE sending the last message, and role 1 stops
+ *    after that many. The store happens-before the send, so the receiver always sees it in time.
+ *  - thr is measured on the consumer's side: from the first message received after the warm-up
+ *    interval to the last message, so backlog drained after the producer stops still counts.
  */
 #include "bench.h"
 
@@ -79,8 +75,8 @@ void bench_buf_free(void *p, size_t len)
         munmap(p, len ? len : 1);
 }
 
-/* How many messages between two clock reads: often enough for ~1 ms precision,
- * rarely enough that the clock does not dominate small messages. */
+/* How many messages between two clock reads: often enough for ~1 ms precision, rarely enough
+ * that the clock does not dominate small messages. */
 static uint64_t bench_clock_mask(size_t size)
 {
     return size >= 4096 ? 0 : size >= 256 ? 7 : 63;
@@ -199,9 +195,8 @@ static double bench_cpu_ns(void)
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e3;
 }
 
-/* Role 1 blocks in recv for a second: its CPU use over that second, then how
- * late the first message arrives (one-way, both sides read the same system-wide
- * CLOCK_MONOTONIC). */
+/* Role 1 blocks in recv for a second: its CPU use over that second, then how late the first
+ * message arrives (one-way, both sides read the same system-wide CLOCK_MONOTONIC). */
 static int msg_idle(bench_job *j, int role, const bench_msg_ops *ops, void *h, void *buf)
 {
     bench_ctl *c = j->ctl;
@@ -241,11 +236,11 @@ static int msg_idle(bench_job *j, int role, const bench_msg_ops *ops, void *h, v
 }
 
 /*
- * Fan-out: role 0 publishes, roles 1..subs subscribe to everything. PUB never blocks (it drops
- * at a subscriber's high-water mark), so the stream's end cannot be a message count: the
- * publisher raises `go` when it is done and a subscriber stops after a receive timeout that
- * follows it. Each subscriber's rate is taken over its own window, from the first clock read after
- * the warm-up to the last clock read (every few messages, as in thr).
+ * Fan-out: role 0 publishes, roles 1..subs subscribe to everything. PUB never blocks (it drops at a
+ * subscriber's high-water mark), so the stream's end cannot be a message count: the publisher
+ * raises `go` when it is done and a subscriber stops after a receive timeout that follows it. Each
+ * subscriber's rate is taken over its own window, from the first clock read after the warm-up to
+ * the last clock read (every few messages, as in thr).
  */
 static int msg_fan(bench_job *j, int role, const bench_msg_ops *ops, void *h, void *buf)
 {

@@ -1,12 +1,10 @@
 /*
- * bench_out.c - what `ferry bench` prints: the table, the JSON lines and the
- * CSV.
+ * bench_out.c - what `ferry bench` prints: the table, the JSON lines and the CSV.
  *
- * The table is grouped by message size; each transport is one line with its
- * round-trip percentiles and its one-way rate, and the ratios that make one run
- * meaningful on a noisy VM: rtt p50 / floor p50, rtt p50 / zmq:ipc p50, thr
- * bytes/s / memcpy bytes/s at that size and thr msgs/s / zmq:ipc msgs/s.
- * Absolute numbers drift between runs; ratios taken in one run do not.
+ * The table is grouped by message size; each transport is one line with its round-trip percentiles
+ * and its one-way rate, and the ratios that make one run meaningful on a noisy VM: rtt p50 / floor
+ * p50, rtt p50 / zmq:ipc p50, thr bytes/s / memcpy bytes/s at that size and thr msgs/s / zmq:ipc
+ * msgs/s. Absolute numbers drift between runs; ratios taken in one run do not.
  */
 #include "bench.h"
 
@@ -154,8 +152,7 @@ void bench_out_table(const bench_cfg *cfg, const bench_row *rows, int n)
         printf("\n%-22s %-8s | %8s %8s %8s %8s %9s %8s | %9s %10s %9s %8s\n", "transport", "wait",
                "rtt p50", "p99", "p999", "max", "p50/floor", "p50/zmq", "msgs/s", "bytes/s",
                "/memcpy", "/zmq");
-        /* One line per transport, in run order, for those with a row at this size.
-         */
+        /* One line per transport, in run order, for those with a row at this size. */
         const bench_transport *seen[64];
         int nseen = 0;
         for (int i = 0; i < n; i++) {

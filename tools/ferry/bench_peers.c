@@ -1,17 +1,14 @@
 /*
- * bench_peers.c - libzmq and nng as measured peers, loaded with dlopen at run
- * time.
+ * bench_peers.c - libzmq and nng as measured peers, loaded with dlopen at run time.
  *
- * The tool never links them: when libzmq.so.5 / libnng.so.1 is absent the rows
- * are skipped with a one-line note. Their C types are declared here from the
- * ABI (void * handles for libzmq, a struct holding a uint32_t id for nng) so no
- * header is needed either. Each library is driven the way its own users do:
- * PAIR for round trips, PUSH/PULL for one-way throughput, blocking send/recv
- * copying into the caller's buffer (zmq_send/zmq_recv, nng_send/nng_recv with
- * flags 0). Role 1 binds/listens and publishes its endpoint in the control page
- * (the tcp port is chosen by the kernel); role 0 waits for it and connects.
- * inproc runs both roles as threads of one process (one shared zmq context),
- * pinned to the two CPUs like the processes are.
+ * The tool never links them: when libzmq.so.5 / libnng.so.1 is absent the rows are skipped with a
+ * one-line note. Their C types are declared here from the ABI (void * handles for libzmq, a struct
+ * holding a uint32_t id for nng) so no header is needed either. Each library is driven the way its
+ * own users do: PAIR for round trips, PUSH/PULL for one-way throughput, blocking send/recv copying
+ * into the caller's buffer (zmq_send/zmq_recv, nng_send/nng_recv with flags 0). Role 1
+ * binds/listens and publishes its endpoint in the control page (the tcp port is chosen by the
+ * kernel); role 0 waits for it and connects. inproc runs both roles as threads of one process (one
+ * shared zmq context), pinned to the two CPUs like the processes are.
  */
 #include "bench.h"
 
@@ -21,9 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- libzmq
- * ----------------------------------------------------------------------------
- */
+/* ---- libzmq ---------------------------------------------------------------------------- */
 
 #define ZMQ_PAIR_          0
 #define ZMQ_PUB_           1
@@ -102,8 +97,7 @@ static bool zmq_available(char *why, size_t cap)
     if (!peer_load(&zq.lib, "libzmq.so.5", names, slots, 12, why, cap))
         return false;
     if (!was) {
-        /* Function pointers from dlsym: the POSIX-sanctioned conversion through
-         * memcpy. */
+        /* Function pointers from dlsym: the POSIX-sanctioned conversion through memcpy. */
         void **dst[] = {(void **)&zq.ctx_new,    (void **)&zq.ctx_term, (void **)&zq.socket,
                         (void **)&zq.close,      (void **)&zq.bind,     (void **)&zq.connect,
                         (void **)&zq.send,       (void **)&zq.recv,     (void **)&zq.setsockopt,
@@ -269,12 +263,9 @@ static const bench_msg_ops zmq_ops = {
     .close = zmq_close_,
 };
 
-/* ---- nng
- * -------------------------------------------------------------------------------
- */
+/* ---- nng ------------------------------------------------------------------------------- */
 
-/* nng's handles are structs of one uint32_t, passed by value (same ABI as in
- * nng.h). */
+/* nng's handles are structs of one uint32_t, passed by value (same ABI as in nng.h). */
 typedef struct {
     uint32_t id;
 } nng_sock_;

@@ -1,14 +1,11 @@
 /*
- * bench_plot.c - `ferry bench --plot FILE.png`: latency and throughput against
- * message size.
+ * bench_plot.c - `ferry bench --plot FILE.png`: latency and throughput against message size.
  *
- * The rows are handed to gnuplot (run through popen, never linked) as inline
- * data blocks: one panel with rtt p50 per transport, one with one-way bytes/s
- * per transport, both log-log, one line per transport. Colour tells transports
- * apart; the dash pattern tells the peer family (ferry solid and thick, kernel
- * dashed, libzmq dotted, nng dash-dot), and the floor and memcpy limits are
- * drawn in black. pngcairo is used when gnuplot has it, the plain png terminal
- * if not.
+ * The rows are handed to gnuplot (run through popen, never linked) as inline data blocks: one panel
+ * with rtt p50 per transport, one with one-way bytes/s per transport, both log-log, one line per
+ * transport. Colour tells transports apart; the dash pattern tells the peer family (ferry solid and
+ * thick, kernel dashed, libzmq dotted, nng dash-dot), and the floor and memcpy limits are drawn in
+ * black. pngcairo is used when gnuplot has it, the plain png terminal if not.
  */
 #include "bench.h"
 
@@ -70,8 +67,8 @@ static void plot_style(FILE *g, const bench_transport *t, int color, int lw_extr
     fprintf(g, " lc rgb '%s' dt %d lw %.1f pt %s ps 0.9", col, dt, lw + lw_extra, pt);
 }
 
-/* Panel rows: 0 = ferry's transports plus the limits and zmq:ipc as the reference; 1 = the kernel
- * baselines and the peers plus the limits and the spinning ring as the reference. */
+/* Panel rows: 0 = ferry's transports plus the limits and zmq:ipc as the reference; 1 = the
+ * kernel baselines and the peers plus the limits and the spinning ring as the reference. */
 static bool plot_in_group(const bench_transport *t, int grp)
 {
     if (!strcmp(t->peer, "floor"))
@@ -120,8 +117,7 @@ int bench_plot(const char *png, const bench_row *rows, int n, char *why, size_t 
         snprintf(why, cap, "the plot file name may not contain quotes or newlines");
         return -1;
     }
-    /* Transports in run order, and the size range for the floor's horizontal
-     * line. */
+    /* Transports in run order, and the size range for the floor's horizontal line. */
     const bench_transport *trs[64];
     int ntr = 0;
     size_t smin = SIZE_MAX, smax = 0;
@@ -153,8 +149,7 @@ int bench_plot(const char *png, const bench_row *rows, int n, char *why, size_t 
         snprintf(why, cap, "cannot run gnuplot: %s", strerror(errno));
         return -1;
     }
-    /* Data blocks: $r<i> rtt p50 (ns) and $t<i> bytes/s, "size value" per line.
-     */
+    /* Data blocks: $r<i> rtt p50 (ns) and $t<i> bytes/s, "size value" per line. */
     for (int k = 0; k < ntr; k++) {
         for (int mode = BENCH_RTT; mode <= BENCH_THR; mode++) {
             fprintf(g, "$%c%d << EOD\n", mode == BENCH_RTT ? 'r' : 't', k);

@@ -1,15 +1,12 @@
 /*
- * bench_proc.c - runs one benchmark row in pinned child processes and survives
- * whatever they do.
+ * bench_proc.c - runs one benchmark row in pinned child processes and survives whatever they do.
  *
- * The parent never measures anything: it sets the row up, forks role 0 and role
- * 1 (each pinned to its CPU with sched_setaffinity), then sleeps in
- * sigtimedwait(SIGCHLD) until both exit or the row's deadline passes. A child
- * that crashes, exits without reporting, or hangs makes the row "failed" with
- * the reason; its partner is killed at once and every child is reaped, so the
- * run goes on. Results travel back through a MAP_SHARED control page created
- * once before any fork. ipc paths live in a private 0700 temp directory that is
- * removed at exit (also on Ctrl-C).
+ * The parent never measures anything: it sets the row up, forks role 0 and role 1 (each pinned to
+ * its CPU with sched_setaffinity), then sleeps in sigtimedwait(SIGCHLD) until both exit or the
+ * row's deadline passes. A child that crashes, exits without reporting, or hangs makes the row
+ * "failed" with the reason; its partner is killed at once and every child is reaped, so the run
+ * goes on. Results travel back through a MAP_SHARED control page created once before any fork. ipc
+ * paths live in a private 0700 temp directory that is removed at exit (also on Ctrl-C).
  */
 #include "bench.h"
 
@@ -30,8 +27,7 @@
 static bench_ctl *g_ctl;
 static char g_tmpdir[128];
 static volatile pid_t g_kids[BENCH_MAX_ROLES] = {-1, -1, -1, -1, -1};
-/* Paths created in the temp dir for the current row, so the signal handler can
- * remove them. */
+/* Paths created in the temp dir for the current row, so the signal handler can remove them. */
 static char g_paths[8][200];
 static volatile int g_npaths;
 
@@ -76,9 +72,8 @@ static void bench_rmtree(const char *dir)
 }
 
 /* Ctrl-C or a kill: children die with the run and the temp directory goes. Only
- * async-signal- safe calls here (kill, waitpid, unlink, rmdir, write): the
- * directory holds only the paths registered with bench_tmp_path for the current
- * row. */
+ * async-signal-safe calls here (kill, waitpid, unlink, rmdir, write): the directory holds only
+ * the paths registered with bench_tmp_path for the current row. */
 static void bench_on_signal(int sig)
 {
     for (int i = 0; i < BENCH_MAX_ROLES; i++)
@@ -321,8 +316,7 @@ void bench_run_row(bench_job *j, bench_row *r)
         exited[i] = true;
 
     double budget = j->cfg->warmup + j->cfg->seconds + (j->mode == BENCH_IDLE ? 1.0 : 0.0);
-    /* Slack for setup, connection and draining backlog; generous because a 2-vCPU
-     * VM is noisy. */
+    /* Slack for setup, connection and draining backlog; generous because a 2-vCPU VM is noisy. */
     double limit = budget * 2 + 10.0;
     const char *dl = getenv("FERRY_BENCH_DEADLINE"); /* seconds; lets the tests fail fast */
     if (dl && atof(dl) > 0)
@@ -377,8 +371,7 @@ void bench_run_row(bench_job *j, bench_row *r)
     if (r->status)
         return;
 
-    /* Reasons, most specific first: a role's own error, then how it died, then
-     * the timeout. */
+    /* Reasons, most specific first: a role's own error, then how it died, then the timeout. */
     for (int i = 0; i < nkids; i++) {
         if (c->res[i].rc || (atomic_load(&c->res[i].done) && c->res[i].err[0])) {
             static const char *const names[BENCH_MODES][2] = {{"pinger", "ponger"},

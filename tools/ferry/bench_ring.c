@@ -9,9 +9,9 @@
  *  - thr: one ring, commit/release with FERRY_RING_DEFER and one flush / rx_flush every N records
  *    (N = 64 up to 256 B, 8 up to 4 KiB, else 1), and a flush whenever the ring is full/empty.
  * Three wait policies, three rows: "ring" spins on the ring (wait=spin, the receiver burns its
- * CPU); "ring:poll" waits with ferry_spsc_wait_readable/writable and the default policy (spin
- * 20 us, yield 20 us, then futex); "ring:block" uses the same calls with no spin or yield window,
- * so every empty ring means a futex sleep and a wake-up (wait=blocking).
+ * CPU); "ring:poll" waits with ferry_spsc_wait_readable/writable and the default policy (spin 20
+ * us, yield 20 us, then futex); "ring:block" uses the same calls with no spin or yield window, so
+ * every empty ring means a futex sleep and a wake-up (wait=blocking).
  */
 #include "bench.h"
 
