@@ -169,6 +169,8 @@ static inline void ip_msg_print(const char *what, const ip_msg *m)
  * short/long frame boundary, 1 MiB. `tag` is the first byte(s) of every first
  * frame (PUB/SUB topics). */
 #define IP_SET_SIZE 7
+/* Loops run the set twice: with a tag, then with "" (so first frames are empty or 0-byte). */
+#define IP_TAG(i, tag) ((i) < IP_SET_SIZE ? (tag) : "")
 static inline void ip_msg_set(ip_msg *m, int i, const char *tag)
 {
     memset(m, 0, sizeof *m);

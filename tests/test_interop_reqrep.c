@@ -11,10 +11,10 @@ static void case_req_rep(const ip_case *c)
 {
     ip_sock a, b;
     ip_case_open(c, &a, &b, NULL, NULL);
-    for (int i = 0; i < IP_SET_SIZE; i++) {
+    for (int i = 0; i < 2 * IP_SET_SIZE; i++) {
         ip_msg req, rep;
-        ip_msg_set(&req, i, "q");
-        ip_msg_set(&rep, (i + 1) % IP_SET_SIZE, "r");
+        ip_msg_set(&req, i % IP_SET_SIZE, IP_TAG(i, "q"));
+        ip_msg_set(&rep, (i + 1) % IP_SET_SIZE, IP_TAG(i, "r"));
         ip_send(&a, &req);
         ip_expect(&b, &req, "request at REP");
         ip_send(&b, &rep);
@@ -35,9 +35,9 @@ static void case_req_router(const ip_case *c)
     ip_case_open(c, &a, &b, rid, NULL);
     unsigned char first_id[256];
     size_t first_len = 0;
-    for (int i = 0; i < IP_SET_SIZE; i++) {
+    for (int i = 0; i < 2 * IP_SET_SIZE; i++) {
         ip_msg req, got = {0};
-        ip_msg_set(&req, i, "q");
+        ip_msg_set(&req, i % IP_SET_SIZE, IP_TAG(i, "q"));
         ip_send(&a, &req);
         ip_recv_must(&b, &got, "request at ROUTER");
         /* [routing id][empty delimiter][request frames...] */
@@ -61,7 +61,7 @@ static void case_req_router(const ip_case *c)
         CHECK(ip_msg_eq(&got, &req));
         /* Reply: [id][""][frames]. */
         ip_msg rep;
-        ip_msg_set(&rep, (i + 3) % IP_SET_SIZE, "r");
+        ip_msg_set(&rep, (i + 3) % IP_SET_SIZE, IP_TAG(i, "r"));
         ip_msg wire = {0};
         for (int k = 0; k < rep.n; k++)
             ip_msg_add(&wire, rep.data[k], rep.len[k]);
@@ -82,16 +82,16 @@ static void case_dealer_rep(const ip_case *c)
 {
     ip_sock a, b;
     ip_case_open(c, &a, &b, NULL, NULL);
-    for (int i = 0; i < IP_SET_SIZE; i++) {
+    for (int i = 0; i < 2 * IP_SET_SIZE; i++) {
         ip_msg body, wire = {0};
-        ip_msg_set(&body, i, "d");
+        ip_msg_set(&body, i % IP_SET_SIZE, IP_TAG(i, "d"));
         for (int k = 0; k < body.n; k++)
             ip_msg_add(&wire, body.data[k], body.len[k]);
         ip_msg_push_front(&wire, "", 0);
         ip_send(&a, &wire);
         ip_expect(&b, &body, "request at REP (envelope stripped)");
         ip_msg rep;
-        ip_msg_set(&rep, (i + 2) % IP_SET_SIZE, "r");
+        ip_msg_set(&rep, (i + 2) % IP_SET_SIZE, IP_TAG(i, "r"));
         ip_send(&b, &rep);
         ip_msg_push_front(&rep, "", 0);
         ip_expect(&a, &rep, "reply at DEALER (with delimiter)");

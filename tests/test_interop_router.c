@@ -35,15 +35,15 @@ static void case_dealer_router(const ip_case *c)
     const char *did = c->a_binds ? NULL : "dealer-A";
     ip_sock a, b;
     ip_case_open(c, &a, &b, did, NULL);
-    for (int i = 0; i < IP_SET_SIZE; i++) {
+    for (int i = 0; i < 2 * IP_SET_SIZE; i++) {
         ip_msg m;
-        ip_msg_set(&m, i, "x");
+        ip_msg_set(&m, i % IP_SET_SIZE, IP_TAG(i, "x"));
         ip_send(&a, &m);
         unsigned char id[256];
         size_t idlen;
         expect_routed(&b, &m, did, id, &idlen);
         ip_msg rep;
-        ip_msg_set(&rep, (IP_SET_SIZE - 1 - i), "y");
+        ip_msg_set(&rep, IP_SET_SIZE - 1 - i % IP_SET_SIZE, IP_TAG(i, "y"));
         ip_msg wire = {0};
         for (int k = 0; k < rep.n; k++)
             ip_msg_add(&wire, rep.data[k], rep.len[k]);
@@ -82,9 +82,9 @@ static void case_dealer_dealer(const ip_case *c)
 {
     ip_sock a, b;
     ip_case_open(c, &a, &b, NULL, NULL);
-    for (int i = 0; i < IP_SET_SIZE; i++) {
+    for (int i = 0; i < 2 * IP_SET_SIZE; i++) {
         ip_msg m, r;
-        ip_msg_set(&m, i, "");
+        ip_msg_set(&m, i % IP_SET_SIZE, "");
         ip_msg_set(&r, (i + 4) % IP_SET_SIZE, "");
         ip_send(&a, &m);
         ip_expect(&b, &m, "message at DEALER b");
@@ -122,9 +122,9 @@ static void case_router_router(const ip_case *c)
     /* Drain further probes that were in flight. */
     while (ip_recv(bound, &got, 50) == 0)
         CHECK(ip_msg_eq(&got, &want));
-    for (int i = 0; i < IP_SET_SIZE; i++) {
+    for (int i = 0; i < 2 * IP_SET_SIZE; i++) {
         ip_msg m;
-        ip_msg_set(&m, i, "");
+        ip_msg_set(&m, i % IP_SET_SIZE, "");
         ip_msg_push_front(&m, conn_id, strlen(conn_id));
         ip_send(bound, &m);
         ip_msg_pop_front(&m, NULL, 0, NULL);
