@@ -365,8 +365,18 @@ static bool bench_wanted(const bench_cfg *cfg, const bench_transport *t, int mod
 
 static void bench_progress(const bench_cfg *cfg, int done, int total, const bench_row *r)
 {
-    if (cfg->quiet || !isatty(2))
+    if (cfg->quiet)
         return;
+    if (!isatty(2)) {
+        /* A log, not a terminal: one line per tenth of the run instead of a redrawn bar. */
+        static int last_tenth = 0;
+        int tenth = total ? done * 10 / total : 10;
+        if (r && tenth > last_tenth) {
+            fprintf(stderr, "ferry bench: %d%% (%d of %d rows)\n", tenth * 10, done, total);
+            last_tenth = tenth;
+        }
+        return;
+    }
     if (!r) {
         fprintf(stderr, "\r%*s\r", 100, "");
         return;
