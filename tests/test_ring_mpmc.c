@@ -641,6 +641,7 @@ typedef struct stress_ctx {
     uint64_t per_producer;
     int id;
     bool blocking; /* wait_readable/wait_writable instead of sched_yield on FERRY_EAGAIN */
+    bool strong;   /* endpoints publish with full fences, as without membarrier registration */
 } stress_ctx;
 
 static uint64_t msg_sum(const stress_msg *m)
@@ -655,6 +656,8 @@ static void produce(const stress_ctx *x)
 {
     ferry_mpmc q;
     CHECK_OK(ferry_mpmc_init(&q, x->ring, x->ring_size));
+    if (x->strong)
+        q.strong_ = 1; /* exercise the full-fence publish (no membarrier) */
     uint64_t rng = (uint64_t)x->id * 7919 + 1;
     stress_msg m;
     for (uint64_t s = 0; s < x->per_producer; s++) {
@@ -683,6 +686,8 @@ static void consume(const stress_ctx *x)
 {
     ferry_mpmc q;
     CHECK_OK(ferry_mpmc_init(&q, x->ring, x->ring_size));
+    if (x->strong)
+        q.strong_ = 1; /* exercise the full-fence publish (no membarrier) */
     uint64_t total = x->per_producer * NPROD;
     int64_t last[NPROD];
     for (int i = 0; i < NPROD; i++)
@@ -753,7 +758,8 @@ static void attach_own_mapping(stress_ctx *x, const ferry_segment *seg)
     x->ring_size = ferry_segment_size(mine);
 }
 
-static void stress(bool processes, bool blocking, uint64_t total_messages, size_t slots)
+static void stress(bool processes, bool blocking, bool strong, uint64_t total_messages,
+                   size_t slots)
 {
     uint64_t per = total_messages / NPROD;
     if (per == 0)
@@ -778,7 +784,8 @@ static void stress(bool processes, bool blocking, uint64_t total_messages, size_
                               .bitmaps = bitmaps,
                               .per_producer = per,
                               .id = i < NPROD ? i : i - NPROD,
-                              .blocking = blocking};
+                              .blocking = blocking,
+                              .strong = strong};
     uint64_t t0 = tu_now_ns();
     if (processes) {
         pid_t pids[NPROD + NCONS];
@@ -831,7 +838,8 @@ static void stress(bool processes, bool blocking, uint64_t total_messages, size_
     fprintf(stderr,
             "stress (%s, %s, %zu slots): %llu messages, %d producers, %d consumers, %llu waits, "
             "%.0f ms\n",
-            processes ? "processes" : "threads", blocking ? "blocking" : "polling", slots,
+            processes ? "processes" : "threads",
+            blocking ? (strong ? "blocking, full fences" : "blocking") : "polling", slots,
             (unsigned long long)(per * NPROD), NPROD, NCONS,
             (unsigned long long)atomic_load(&st->waits), (double)dt / 1e6);
     ferry_segment_close(seg);
@@ -864,10 +872,11 @@ int main(void)
     if (!n)
         n = 400000;
 #endif
-    stress(true, false, n, 64);
-    stress(true, false, n / 8, 2); /* a tiny ring: mostly full, every cell reused constantly */
-    stress(true, true, n / 2, 8);
-    stress(false, false, n / 2, 16);
-    stress(false, true, n / 4, 4);
+    stress(true, false, false, n, 64);
+    stress(true, false, false, n / 8, 2); /* a tiny ring: mostly full, cells reused constantly */
+    stress(true, true, false, n / 2, 8);
+    stress(true, true, true, n / 4, 8);
+    stress(false, false, false, n / 2, 16);
+    stress(false, true, false, n / 4, 4);
     return 0;
 }

@@ -694,6 +694,7 @@ typedef struct stress_ctx {
     uint64_t per_producer;
     int id;
     bool blocking; /* wait_readable/wait_writable instead of sched_yield on FERRY_EAGAIN */
+    bool strong;   /* endpoints publish with full fences, as without membarrier registration */
 } stress_ctx;
 
 static uint64_t msg_sum(const stress_msg *m)
@@ -708,6 +709,8 @@ static void produce(const stress_ctx *x)
 {
     ferry_mpsc r;
     CHECK_OK(ferry_mpsc_init(&r, x->ring, x->ring_size));
+    if (x->strong)
+        r.strong_ = 1; /* exercise the full-fence publish (no membarrier) */
     uint64_t rng = (uint64_t)x->id * 104729 + 17;
     stress_msg m;
     for (uint64_t s = 0; s < x->per_producer; s++) {
@@ -738,6 +741,8 @@ static void consume(const stress_ctx *x)
 {
     ferry_mpsc r;
     CHECK_OK(ferry_mpsc_init(&r, x->ring, x->ring_size));
+    if (x->strong)
+        r.strong_ = 1; /* exercise the full-fence publish (no membarrier) */
     uint64_t next[NPROD] = {0};
     uint64_t total = x->per_producer * NPROD;
     stress_msg m;
@@ -786,7 +791,7 @@ static void attach_own_mapping(stress_ctx *x, const ferry_segment *seg)
     x->ring_size = ferry_segment_size(mine);
 }
 
-static void stress(bool processes, bool blocking, uint64_t total_messages, size_t cap)
+static void stress(bool processes, bool blocking, bool strong, uint64_t total_messages, size_t cap)
 {
     uint64_t per = total_messages / NPROD;
     if (per == 0)
@@ -805,7 +810,8 @@ static void stress(bool processes, bool blocking, uint64_t total_messages, size_
                               .ring_size = ring_size,
                               .per_producer = per,
                               .id = i,
-                              .blocking = blocking};
+                              .blocking = blocking,
+                              .strong = strong};
     uint64_t t0 = tu_now_ns();
     if (processes) {
         pid_t pids[NPROD + 1];
@@ -841,7 +847,8 @@ static void stress(bool processes, bool blocking, uint64_t total_messages, size_
     CHECK(all_zero(data_of(ring), cap));
     fprintf(stderr,
             "stress (%s, %s, %zu-byte ring): %llu messages, %d producers, 1 consumer, %.0f ms\n",
-            processes ? "processes" : "threads", blocking ? "blocking" : "polling", cap,
+            processes ? "processes" : "threads",
+            blocking ? (strong ? "blocking, full fences" : "blocking") : "polling", cap,
             (unsigned long long)(per * NPROD), NPROD, (double)dt / 1e6);
     ferry_segment_close(seg);
 }
@@ -871,10 +878,11 @@ int main(void)
     if (!n)
         n = 400000;
 #endif
-    stress(true, false, n, 65536);
-    stress(true, false, n / 4, 2048); /* small ring: often full, wraps constantly */
-    stress(true, true, n / 2, 4096);
-    stress(false, false, n / 2, 4096);
-    stress(false, true, n / 4, 2048);
+    stress(true, false, false, n, 65536);
+    stress(true, false, false, n / 4, 2048); /* small ring: often full, wraps constantly */
+    stress(true, true, false, n / 2, 4096);
+    stress(true, true, true, n / 4, 4096);
+    stress(false, false, false, n / 2, 4096);
+    stress(false, true, false, n / 4, 2048);
     return 0;
 }

@@ -20,6 +20,7 @@
  */
 #include "ferry/ring.h"
 #include "ring/multi_layout.h"
+#include "ring/wait_internal.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -107,6 +108,7 @@ int ferry_mpmc_init(ferry_mpmc *q, void *mem, size_t mem_size)
     q->slot_size_ = slot_size;
     q->stride_ = fy_mpmc_stride(slot_size);
     q->err_ = 0;
+    q->strong_ = !fy_wait_asym_register();
     ferry_wait_policy_init(&q->pol_);
     return 0;
 }
@@ -187,12 +189,11 @@ int ferry_mpmc_push(ferry_mpmc *q, const void *buf, size_t len)
     atomic_store_explicit(&c->len, (uint64_t)len, memory_order_relaxed);
     if (len)
         memcpy((uint8_t *)c + FY_MPMC_CELL_HDR, buf, len);
-    /* Publish. Its release half pairs with the consumer's acquire load of seq in ferry_mpmc_pop
-     * (which then sees the len and payload written above); seq_cst so that, with the seq_cst load
-     * of sleepers below, it forms the waker's half of the Dekker pair with ferry_wait_arm in a
-     * consumer going to sleep: either we see its sleepers count or it sees this publish. */
-    atomic_store_explicit(&c->seq, pos + 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&h->readable.sleepers, memory_order_seq_cst) != 0)
+    /* Publish. Release: pairs with the consumer's acquire load of seq in ferry_mpmc_pop (which
+     * then sees the len and payload written above). The sleepers check after it is the waker's
+     * half of the Dekker pair with ferry_wait_arm in a consumer going to sleep (see
+     * fy_multi_publish): either we see its sleepers count or it sees this publish. */
+    if (fy_multi_publish(&c->seq, pos + 1, &h->readable, q->strong_))
         ferry_wait_wake_slow_(&h->readable, &q->pol_);
     return 0;
 }
@@ -262,19 +263,18 @@ ssize_t ferry_mpmc_pop(ferry_mpmc *q, void *buf, size_t cap)
         rc = (ssize_t)len;
     }
     /* Free the cell for the producer of the next lap, even on failure, so that other endpoints
-     * on a corrupt queue are not left waiting on this cell. Release half: pairs with the acquire
-     * load of seq in ferry_mpmc_push (our reads above are complete before the producer overwrites
-     * the cell). seq_cst + the seq_cst sleepers load: the Dekker pair with ferry_wait_arm in a
-     * producer waiting for room, as in push. */
-    atomic_store_explicit(&c->seq, pos + q->slots_, memory_order_seq_cst);
-    if (atomic_load_explicit(&h->writable.sleepers, memory_order_seq_cst) != 0)
+     * on a corrupt queue are not left waiting on this cell. Release: pairs with the acquire load
+     * of seq in ferry_mpmc_push (our reads above are complete before the producer overwrites the
+     * cell). The sleepers check: the Dekker pair with ferry_wait_arm in a producer waiting for
+     * room, as in push. */
+    if (fy_multi_publish(&c->seq, pos + q->slots_, &h->writable, q->strong_))
         ferry_wait_wake_slow_(&h->writable, &q->pol_);
     return rc;
 }
 
 /* Wait conditions: cheap looks at the cell an index points to. They only decide whether to keep
  * sleeping; push/pop re-validate everything, so a scribbled word costs a spurious wake-up at
- * most. The acquire loads of seq pair with the release (seq_cst) stores in push/pop. */
+ * most. The acquire loads of seq pair with the release stores in push/pop. */
 static bool fy_mpmc_readable(void *arg)
 {
     const ferry_mpmc *q = arg;

@@ -24,6 +24,7 @@
  */
 #include "ferry/ring.h"
 #include "ring/multi_layout.h"
+#include "ring/wait_internal.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -90,7 +91,7 @@ int ferry_mpsc_init(ferry_mpsc *r, void *mem, size_t mem_size)
     if (need == 0 || need > mem_size)
         return FERRY_EPROTO;
     /* Only the consumer uses head_; records start on 8-byte boundaries, so must the head.
-     * Acquire: pairs with the seq_cst store in fy_mpsc_publish_head, so a re-attaching consumer
+     * Acquire: pairs with the release store in fy_mpsc_publish_head, so a re-attaching consumer
      * (or a producer seeding its head cache) sees the records below it consumed and zeroed. */
     uint64_t head = atomic_load_explicit(&h->head, memory_order_acquire);
     if (head & 7)
@@ -102,6 +103,7 @@ int ferry_mpsc_init(ferry_mpsc *r, void *mem, size_t mem_size)
     r->head_ = head;
     r->head_cache_ = head;
     r->err_ = 0;
+    r->strong_ = !fy_wait_asym_register();
     ferry_wait_policy_init(&r->pol_);
     return 0;
 }
@@ -134,7 +136,7 @@ static _Atomic uint64_t *fy_mpsc_word(const ferry_mpsc *r, uint64_t off)
     return (_Atomic uint64_t *)(void *)(r->data_ + off);
 }
 
-/* Pairs with the consumer's release (seq_cst) store of head in fy_mpsc_publish_head: everything
+/* Pairs with the consumer's release store of head in fy_mpsc_publish_head: everything
  * before the head we read has been read and zeroed, so we may write there. */
 static uint64_t fy_mpsc_load_head(fy_mpsc_hdr *h)
 {
@@ -224,25 +226,23 @@ int ferry_mpsc_write(ferry_mpsc *r, const void *buf, size_t len)
         last = fy_mpsc_word(r, off);
         last_word = FY_MPSC_COMMIT | FY_MPSC_PAD | (cap - off);
     }
-    /* Commit. Release half: pairs with the consumer's acquire load of the header word in
-     * ferry_mpsc_read (payload visible before the header says so). seq_cst + the seq_cst load of
-     * sleepers: the waker's half of the Dekker pair with ferry_wait_arm in a consumer going to
-     * sleep (either we see its sleepers count or it sees this header). */
-    atomic_store_explicit(last, last_word, memory_order_seq_cst);
-    if (atomic_load_explicit(&h->readable.sleepers, memory_order_seq_cst) != 0)
+    /* Commit. Release: pairs with the consumer's acquire load of the header word in
+     * ferry_mpsc_read (payload visible before the header says so). The sleepers check: the
+     * waker's half of the Dekker pair with ferry_wait_arm in a consumer going to sleep (see
+     * fy_multi_publish; either we see its sleepers count or it sees this header). */
+    if (fy_multi_publish(last, last_word, &h->readable, r->strong_))
         ferry_wait_wake_slow_(&h->readable, &r->pol_);
     return 0;
 }
 
-/* Makes the consumer's progress visible to producers. Release half: pairs with the acquire load
- * of head in fy_mpsc_load_head (our reads of the consumed records and the zeroing of them are
- * complete before any producer can reserve that space again). seq_cst + the seq_cst load of
- * sleepers: the Dekker pair with ferry_wait_arm in a producer waiting for room. */
+/* Makes the consumer's progress visible to producers. Release: pairs with the acquire load of
+ * head in fy_mpsc_load_head (our reads of the consumed records and the zeroing of them are
+ * complete before any producer can reserve that space again). The sleepers check: the Dekker
+ * pair with ferry_wait_arm in a producer waiting for room (see fy_multi_publish). */
 static void fy_mpsc_publish_head(ferry_mpsc *r)
 {
     fy_mpsc_hdr *h = r->shared_;
-    atomic_store_explicit(&h->head, r->head_, memory_order_seq_cst);
-    if (atomic_load_explicit(&h->writable.sleepers, memory_order_seq_cst) != 0)
+    if (fy_multi_publish(&h->head, r->head_, &h->writable, r->strong_))
         ferry_wait_wake_slow_(&h->writable, &r->pol_);
 }
 
@@ -329,7 +329,7 @@ int ferry_mpsc_stalled(ferry_mpsc *r, uint64_t *pos)
 static bool fy_mpsc_readable(void *arg)
 {
     const ferry_mpsc *r = arg;
-    /* Pairs with the producers' seq_cst commit store in ferry_mpsc_write. */
+    /* Pairs with the producers' release commit store in ferry_mpsc_write. */
     return atomic_load_explicit(fy_mpsc_word(r, r->head_ & r->mask_), memory_order_acquire) != 0;
 }
 

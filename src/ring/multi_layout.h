@@ -18,6 +18,7 @@
 #include "ferry/ring.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define FY_MULTI_LINE 128u
@@ -105,6 +106,29 @@ static inline uint64_t fy_mpsc_total(uint64_t len)
 static inline uint64_t fy_mpsc_max_record(uint64_t cap)
 {
     return cap / 2 - FY_MPSC_HDR;
+}
+
+/* ---- publishing with wake-up ------------------------------------------------------------- */
+
+/*
+ * Stores `val` into the index/sequence/header word `word` (release: everything written before is
+ * visible to whoever acquires the word) and returns whether somebody sleeps on `w`, i.e. whether
+ * the caller must wake it. The store must be ordered before the sleepers load (Dekker with
+ * ferry_wait_arm). With strong == 0 (this process is registered for global expedited
+ * membarriers, see ring/wait_internal.h) the full barrier is supplied by the sleeper's
+ * membarrier in ferry_wait_arm, so a compiler barrier is enough here and the publish is a plain
+ * store; otherwise a seq_cst store and load pair with ferry_wait_arm's seq_cst increment and fence.
+ */
+static inline bool fy_multi_publish(_Atomic uint64_t *word, uint64_t val, ferry_waitword *w,
+                                    int strong)
+{
+    if (__builtin_expect(strong == 0, 1)) {
+        atomic_store_explicit(word, val, memory_order_release);
+        atomic_signal_fence(memory_order_seq_cst);
+        return atomic_load_explicit(&w->sleepers, memory_order_relaxed) != 0;
+    }
+    atomic_store_explicit(word, val, memory_order_seq_cst);
+    return atomic_load_explicit(&w->sleepers, memory_order_seq_cst) != 0;
 }
 
 #endif /* FERRY_RING_MULTI_LAYOUT_H */
