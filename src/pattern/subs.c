@@ -112,6 +112,10 @@ uint64_t fy_subs_refs(const fy_subs *s, const void *prefix, size_t len)
 
 bool fy_subs_match(const fy_subs *s, const void *data, size_t len)
 {
+    /* The empty prefix (subscribe to everything) is the common case: a length of 0 is present
+     * exactly when it is subscribed, so no hashing is needed. */
+    if (s->nlens && s->lens[0].len == 0)
+        return true;
     for (size_t i = 0; i < s->nlens && s->lens[i].len <= len; i++)
         if (fy_bmap_find(&s->prefixes, data, s->lens[i].len))
             return true;
