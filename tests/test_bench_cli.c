@@ -274,6 +274,10 @@ int main(void)
     CHECK(!strcmp(slurp(g_out), saved));
     CHECK(run(NULL, "--from", jout, NULL) == 0);
     CHECK(strstr(slurp(g_out), "rows read from") && strstr(slurp(g_out), "== 4 KiB"));
+    char saved_path[600];
+    snprintf(saved_path, sizeof saved_path, "%s/saved.json", tu_tmpdir());
+    FILE *sv = fopen(saved_path, "w");
+    CHECK(sv && fputs(saved, sv) >= 0 && fclose(sv) == 0);
     FILE *bad = fopen(jout, "a");
     CHECK(bad);
     fputs("{\"transport\":\"x\",\"mode\":\"sideways\"}\n", bad);
@@ -281,20 +285,19 @@ int main(void)
     expect_usage_error("corrupt --from file", "rows.json:10: not a ferry bench JSON row", "--from",
                        jout, NULL);
 
-    /* The table: grouped by size, with the floor and ratios. */
-    CHECK(run(NULL, "--quiet", "--transport", "floor,memcpy,kernel:pipe", "--size", "64", "--mode",
-              "rtt,thr", "--seconds", "0.02", "--warmup", "0", NULL) == 0);
+    /* The table (from the saved rows: nothing to measure again): grouped by size, with the floor
+     * and the ratios. */
+    CHECK(run(NULL, "--quiet", "--from", saved_path, NULL) == 0);
     const char *t = slurp(g_out);
     CHECK(strstr(t, "floor (one cache line ping-pong)"));
-    CHECK(strstr(t, "== 64 B"));
+    CHECK(strstr(t, "== 64 B") && strstr(t, "== 4 KiB"));
     CHECK(strstr(t, "p50/floor") && strstr(t, "/memcpy"));
-    CHECK(strstr(t, "kernel:pipe"));
+    CHECK(strstr(t, "kernel:pipe") && strstr(t, "kernel:uds+batch"));
 
     /* --plot writes a PNG through gnuplot (or says why not, and still exits 0). */
     char png[600];
     snprintf(png, sizeof png, "%s/plot.png", tu_tmpdir());
-    CHECK(run(NULL, "--plot", png, "--transport", "floor,memcpy,kernel:pipe", "--size", "64,4K",
-              "--mode", "rtt,thr", "--seconds", "0.02", "--warmup", "0", NULL) == 0);
+    CHECK(run(NULL, "--from", saved_path, "--plot", png, NULL) == 0);
     if (strstr(slurp(g_err), "gnuplot is not installed")) {
         CHECK(access(png, F_OK) != 0);
     } else {
@@ -319,12 +322,16 @@ int main(void)
     CHECK(line && strstr(line, "\"status\":\"ok\""));
     CHECK(count_entries(g_tmp) == 0);
 
-    /* A child that hangs: killed at the row's deadline, reported, the run goes on. */
+    /* A child that hangs: killed at the row's deadline, reported (in the live table too), the
+     * run goes on. */
     const char *hang[] = {"FERRY_BENCH_INJECT=hang:kernel:uds", "FERRY_BENCH_DEADLINE=1", NULL};
-    rc = run(hang, "--json", "--transport", "kernel:uds,kernel:pipe", "--size", "64", "--mode",
-             "thr", "--seconds", "0.02", "--warmup", "0", NULL);
+    rc = run(hang, "--json-out", jout, "--transport", "kernel:uds,kernel:pipe", "--size", "64",
+             "--mode", "thr", "--seconds", "0.02", "--warmup", "0", NULL);
     CHECK(rc == 1);
-    snprintf(out, sizeof out, "%s", slurp(g_out));
+    t = slurp(g_out);
+    CHECK(strstr(t, "pinned to CPUs") && strstr(t, "clock_gettime costs"));
+    CHECK(strstr(t, "timed out after 1.0 s") && strstr(t, "1 row(s) failed"));
+    snprintf(out, sizeof out, "%s", slurp(jout));
     CHECK(strstr(out, "timed out after 1.0 s"));
     line = strstr(out, "\"transport\":\"kernel:pipe\"");
     CHECK(line && strstr(line, "\"status\":\"ok\""));
