@@ -122,6 +122,19 @@ static void test_router_dealer(void)
     cli_wait(&pa, 30, "router echo");
     cli_expect(&pb, 0, "echo me\n", "req through an echoing router");
     cli_expect(&pa, 0, "\"\" \"echo me\"\n", "router shows the req envelope (empty delimiter)");
+
+    /* router --data answers a REQ through its envelope (routing id + empty delimiter). */
+    cli_ipc_url(url, sizeof url);
+    const char *router3[] = {"router", "--bind", url,         "--count", "2",
+                             "--data", "ans",    "--timeout", "20000",   NULL};
+    const char *req3[] = {"req",     "--connect", url,         "--data", "q",
+                          "--count", "2",         "--timeout", "20000",  NULL};
+    cli_spawn(&pa, router3, NULL);
+    cli_run(&pb, req3, NULL, 30);
+    cli_wait(&pa, 30, "router --data to req");
+    cli_expect(&pb, 0, "ans\nans\n", "req gets router --data answers");
+    cli_expect(&pa, 0, "q\nq\n",
+               "router prints req bodies (raw: the empty delimiter adds nothing)");
 }
 
 static void test_pair(void)
@@ -244,6 +257,8 @@ static void test_errors(void)
         {{"pull", "--bind", url, "--data", "x", NULL}, 2, "only receives"},
         {{"push", "--connect", url, "--subscribe", "x", NULL}, 2, "--subscribe"},
         {{"push", "--connect", url, "--send", NULL}, 2, "--send"},
+        {{"rep", "--bind", url, "--delay", "5", NULL}, 2, "--delay"},
+        {{"pull", "--bind", url, "--interval", "5", NULL}, 2, "--interval"},
         {{"push", "--connect", url, "--timeout", "-5", NULL}, 2, "--timeout"},
         {{"dealer", "--connect", url, "--identity", "", NULL}, 2, "--identity"},
         {{"push", "--connect", url, "--file", missing + 6, NULL}, 2, "cannot open --file"},

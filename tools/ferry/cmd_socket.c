@@ -7,8 +7,9 @@
  * They exist so that people who script ZeroMQ can poke at ferry (and ferry at ZeroMQ) from a shell,
  * and so the tests can drive real processes. Exit status is part of the interface: 0 when the work
  * is done, 1 on a runtime failure (timeout, peer or I/O error), 2 on bad usage (unknown option,
- * conflicting flags, unreadable --file, bad URL, a bind/connect the library refuses). Every failure prints exactly one
- * line on stderr naming the cause, with the FERRY_E* name when it came from the library.
+ * conflicting flags, unreadable --file, bad URL, a bind/connect the library refuses). Every failure
+ * prints exactly one line on stderr naming the cause, with the FERRY_E* name when it came from the
+ * library.
  */
 #include "cli.h"
 
@@ -54,7 +55,8 @@ static const sock_cmd sock_cmds[] = {
     {"router", FERRY_ROUTER, ROLE_REPLY,
      "print each message and answer its sender (--data or echo)"},
     {"xpub", FERRY_XPUB, ROLE_SEND, "publish like pub (subscriptions are handled, not printed)"},
-    {"xsub", FERRY_XSUB, ROLE_RECV, "print published messages; --subscribe sends subscriptions"},
+    {"xsub", FERRY_XSUB, ROLE_RECV,
+     "print published messages matching --subscribe (none: nothing)"},
 };
 
 #define SOCK_NCMDS (sizeof sock_cmds / sizeof sock_cmds[0])
@@ -93,11 +95,11 @@ static void sock_usage(const sock_cmd *c, FILE *out)
         "  --count N           stop after N messages sent (senders, req) or received\n"
         "                      (receivers, rep, router); N >= 1. Default: once with\n"
         "                      --data/--file, every stdin line, or forever for receivers\n"
-        "  --interval MS       pause between two sends (default 0)\n"
+        "  --interval MS       pause between two sends, or two rep/router answers (default 0)\n"
         "  --delay MS          pause before the first send, e.g. to let subscribers join\n"
         "receiving:\n"
         "  --subscribe PREFIX  sub/xsub: receive messages starting with PREFIX; repeatable;\n"
-        "                      sub without it receives everything\n"
+        "                      sub without it receives everything, xsub nothing\n"
         "  --format F          how each received message prints, one per line:\n"
         "                        raw     frames concatenated as they are (default)\n"
         "                        hex     each frame in lower-case hex, frames separated by spaces\n"
@@ -252,8 +254,10 @@ static int sock_parse(sock_opts *o, int argc, char **argv)
     bool sends = role == ROLE_SEND || role == ROLE_REQ || o->send;
     if ((o->data || o->file) && role == ROLE_RECV)
         return sock_usage_error(o, "%s only receives: --data/--file do not apply", cmd);
-    if (!sends && (o->interval_ms || o->delay_ms) && role != ROLE_REPLY)
-        return sock_usage_error(o, "%s does not send here: --interval/--delay do not apply", cmd);
+    if (!sends && o->delay_ms)
+        return sock_usage_error(o, "%s does not send here: --delay does not apply", cmd);
+    if (!sends && o->interval_ms && role != ROLE_REPLY)
+        return sock_usage_error(o, "%s does not send here: --interval does not apply", cmd);
     return 0;
 }
 
@@ -520,10 +524,19 @@ static int sock_run_replier(const sock_opts *o, ferry_socket *s, sock_src *src)
         if (i > 0)
             sock_sleep_ms(o->interval_ms);
         if (src->fixed) {
-            /* ROUTER replies go to the sender named by the routing id frame it received. */
-            if (router)
-                rc = ferry_socket_send(s, ferry_msg_data(&fr.f[0]), ferry_msg_size(&fr.f[0]),
-                                       FERRY_MORE);
+            /* A ROUTER reply repeats the envelope it received: the routing id, and for REQ
+             * peers every frame up to the empty delimiter, so a REQ accepts the answer. */
+            int env = 0;
+            if (router) {
+                env = 1;
+                for (int k = 1; k + 1 < fr.n; k++)
+                    if (ferry_msg_size(&fr.f[k]) == 0) {
+                        env = k + 1;
+                        break;
+                    }
+            }
+            for (int k = 0; k < env && rc == 0; k++)
+                rc = ferry_msg_send(s, &fr.f[k], FERRY_MORE);
             if (rc == 0)
                 rc = ferry_socket_send(s, src->fixed, src->fixed_len, 0);
         } else {
