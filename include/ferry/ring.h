@@ -87,10 +87,12 @@ FERRY_API void ferry_segment_close(ferry_segment *seg);
 /* ------------------------------------------------------------------------------------------- */
 
 /*
- * A wait word lives in shared memory. The sleeper bumps `sleepers`, issues a full fence, re-checks
- * its condition, then futex-waits on `seq`; the waker makes its change, issues a full fence, and
- * only when `sleepers` is non-zero bumps `seq` and calls FUTEX_WAKE, so an uncontended wake costs
- * no system call.
+ * A wait word lives in shared memory. The sleeper bumps `sleepers`, issues a full fence and
+ * membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), re-checks its condition, then futex-waits on `seq`;
+ * the waker makes its change, orders it before reading `sleepers` (a full fence in
+ * ferry_wait_wake; only a compiler barrier in the SPSC fast paths, whose processes registered for
+ * the sleeper's membarrier), and only when `sleepers` is non-zero bumps `seq` and calls
+ * FUTEX_WAKE, so an uncontended wake costs no system call. See docs/ring.md.
  */
 typedef struct ferry_waitword {
     _Atomic uint32_t seq;
@@ -125,7 +127,8 @@ FERRY_API int ferry_wait_block(ferry_waitword *w, ferry_wait_ready_fn ready, voi
 FERRY_API void ferry_wait_wake(ferry_waitword *w, const ferry_wait_policy *pol);
 /*
  * For users who sleep elsewhere (epoll on an eventfd the waker signals): arm announces a sleeper
- * and fences; re-check the condition after it, sleep only if still false, then disarm.
+ * and fences (including the membarrier above); re-check the condition after it, sleep only if
+ * still false, then disarm.
  */
 FERRY_API void ferry_wait_arm(ferry_waitword *w);
 FERRY_API void ferry_wait_disarm(ferry_waitword *w);
