@@ -169,7 +169,9 @@ static inline void ip_msg_print(const char *what, const ip_msg *m)
  * short/long frame boundary, 1 MiB. `tag` is the first byte(s) of every first
  * frame (PUB/SUB topics). */
 #define IP_SET_SIZE 7
-/* Loops run the set twice: with a tag, then with "" (so first frames are empty or 0-byte). */
+/* Envelope loops run the set, then its first three messages again with tag "" (empty first
+ * frames: 0-byte bodies behind a delimiter); IP_TAG picks the tag for round i. */
+#define IP_ROUNDS      (IP_SET_SIZE + 3)
 #define IP_TAG(i, tag) ((i) < IP_SET_SIZE ? (tag) : "")
 static inline void ip_msg_set(ip_msg *m, int i, const char *tag)
 {

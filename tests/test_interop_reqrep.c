@@ -11,7 +11,7 @@ static void case_req_rep(const ip_case *c)
 {
     ip_sock a, b;
     ip_case_open(c, &a, &b, NULL, NULL);
-    for (int i = 0; i < 2 * IP_SET_SIZE; i++) {
+    for (int i = 0; i < IP_ROUNDS; i++) {
         ip_msg req, rep;
         ip_msg_set(&req, i % IP_SET_SIZE, IP_TAG(i, "q"));
         ip_msg_set(&rep, (i + 1) % IP_SET_SIZE, IP_TAG(i, "r"));
@@ -35,7 +35,7 @@ static void case_req_router(const ip_case *c)
     ip_case_open(c, &a, &b, rid, NULL);
     unsigned char first_id[256];
     size_t first_len = 0;
-    for (int i = 0; i < 2 * IP_SET_SIZE; i++) {
+    for (int i = 0; i < IP_ROUNDS; i++) {
         ip_msg req, got = {0};
         ip_msg_set(&req, i % IP_SET_SIZE, IP_TAG(i, "q"));
         ip_send(&a, &req);
@@ -82,7 +82,7 @@ static void case_dealer_rep(const ip_case *c)
 {
     ip_sock a, b;
     ip_case_open(c, &a, &b, NULL, NULL);
-    for (int i = 0; i < 2 * IP_SET_SIZE; i++) {
+    for (int i = 0; i < IP_ROUNDS; i++) {
         ip_msg body, wire = {0};
         ip_msg_set(&body, i % IP_SET_SIZE, IP_TAG(i, "d"));
         for (int k = 0; k < body.n; k++)

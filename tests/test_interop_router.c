@@ -35,7 +35,7 @@ static void case_dealer_router(const ip_case *c)
     const char *did = c->a_binds ? NULL : "dealer-A";
     ip_sock a, b;
     ip_case_open(c, &a, &b, did, NULL);
-    for (int i = 0; i < 2 * IP_SET_SIZE; i++) {
+    for (int i = 0; i < IP_ROUNDS; i++) {
         ip_msg m;
         ip_msg_set(&m, i % IP_SET_SIZE, IP_TAG(i, "x"));
         ip_send(&a, &m);
@@ -82,7 +82,7 @@ static void case_dealer_dealer(const ip_case *c)
 {
     ip_sock a, b;
     ip_case_open(c, &a, &b, NULL, NULL);
-    for (int i = 0; i < 2 * IP_SET_SIZE; i++) {
+    for (int i = 0; i < IP_SET_SIZE; i++) {
         ip_msg m, r;
         ip_msg_set(&m, i % IP_SET_SIZE, "");
         ip_msg_set(&r, (i + 4) % IP_SET_SIZE, "");
@@ -122,7 +122,7 @@ static void case_router_router(const ip_case *c)
     /* Drain further probes that were in flight. */
     while (ip_recv(bound, &got, 50) == 0)
         CHECK(ip_msg_eq(&got, &want));
-    for (int i = 0; i < 2 * IP_SET_SIZE; i++) {
+    for (int i = 0; i < IP_SET_SIZE; i++) {
         ip_msg m;
         ip_msg_set(&m, i % IP_SET_SIZE, "");
         ip_msg_push_front(&m, conn_id, strlen(conn_id));
