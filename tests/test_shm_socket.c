@@ -22,6 +22,20 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* The forked children start a control thread; under ThreadSanitizer that needs this. */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+    return "die_after_fork=0";
+}
+
+/* Sanitizer builds run the same cases with less volume (each test should stay short there). */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#else
+#define SANITIZED 0
+#endif
+
 static char rundir[300];
 
 static int count_fds(void)
@@ -142,7 +156,7 @@ static void test_pair(const char *url, int parent_upgrade, int child_upgrade, in
     wait_peers(s, 1, want_shm);
     uint8_t *tx = malloc(8 << 20), *rx = malloc(8 << 20);
     CHECK(tx && rx);
-    for (size_t i = 0; i < NSIZES; i++) {
+    for (size_t i = 0; i < NSIZES - (SANITIZED ? 2 : 0); i++) {
         fill(tx, sizes[i], (unsigned)i);
         CHECK_OK(ferry_socket_send(s, tx, sizes[i], 0));
         int more = 1;
@@ -160,7 +174,7 @@ static void test_pair(const char *url, int parent_upgrade, int child_upgrade, in
     CHECK(more == 1);
     CHECK_RC(ferry_socket_recv(s, rx, 16, 0, &more), 1);
     CHECK(more == 0 && rx[0] == 'c');
-    for (uint32_t k = 0; k < 20000; k++) {
+    for (uint32_t k = 0; k < (SANITIZED ? 4000u : 20000u); k++) {
         CHECK_OK(ferry_socket_send(s, &k, sizeof k, 0));
         if (k % 1000 == 999) {
             for (uint32_t j = k - 999; j <= k; j++) {
@@ -359,7 +373,7 @@ static void kill_child_peer(const char *url, bool child_binds)
 static void test_kill(void)
 {
     const char *env = getenv("FERRY_SHM_KILL_ROUNDS");
-    int rounds = env ? atoi(env) : 20;
+    int rounds = env ? atoi(env) : SANITIZED ? 6 : 20;
     bool strict = rounds >= 200;
     char url[128];
     snprintf(url, sizeof url, "shm://%s", tu_unique("kill"));

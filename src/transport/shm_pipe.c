@@ -20,6 +20,7 @@
  * counter may only move forward and never past what we sent. A violation kills the pipe with
  * FERRY_EPROTO.
  */
+#include "core/socket.h"
 #include "ring/spsc_layout.h"
 #include "transport/shm.h"
 #include "wire/zmtp.h"
@@ -66,7 +67,6 @@ typedef struct fy_shm_pipe {
     uint32_t ovf_msgs;  /* messages that end in the overflow queue (SNDHWM counts these) */
     bool out_mid;
     bool tx_armed;
-    uint32_t idle_flushes; /* flush calls since the last successful send or receive */
     shm_ovf *ovf;
     uint32_t ovf_head, ovf_n, ovf_cap;
 
@@ -273,7 +273,6 @@ static int sp_send(fy_pipe *p, fy_msg *m)
         fy_msg_fini(m);
     fy_msg_init(m);
     sp->out_mid = more;
-    sp->idle_flushes = 0;
     return 0;
 }
 
@@ -290,12 +289,12 @@ static bool sp_can_send(fy_pipe *p)
 static int sp_rx_publish(fy_shm_pipe *sp);
 
 /*
- * The core calls flush once when an operation would block (then it busy-polls for its spin
- * window) and again right before it sleeps in epoll (shm pipes stay dirty so that it does), and
- * while lingering. The first call only makes our output and releases visible; from the second
- * call on without progress in between, the sleep is announced to the peer: announcing it during
- * the spin window would make the peer pay a wake-up system call per message for nothing.
- * Returns 1 while output is still queued.
+ * The core calls flush when an operation would block, before it busy-polls for its spin window,
+ * and again right before it sleeps in epoll (shm pipes stay dirty so that it does), and while
+ * lingering. Only a flush made while the socket says it is about to sleep (its `sleeping` flag,
+ * set by the owner itself before its last check) announces the sleep to the peer: announcing it
+ * during the spin window would make the peer pay a wake-up system call per message for nothing.
+ * Without a socket (unit tests) every flush announces. Returns 1 while output is still queued.
  */
 static int sp_flush(fy_pipe *p)
 {
@@ -303,7 +302,7 @@ static int sp_flush(fy_pipe *p)
     if (atomic_load_explicit(&p->dead, memory_order_relaxed))
         return FERRY_EPIPE;
     p->dirty = true;
-    if (++sp->idle_flushes < 2) {
+    if (p->sock && !atomic_load_explicit(&p->sock->sleeping, memory_order_relaxed)) {
         int d = sp->ovf_n ? sp_drain(sp) : 1;
         if (d < 0)
             return d;
@@ -434,14 +433,11 @@ static int sp_recv(fy_pipe *p, fy_msg *m)
     if (sp->has_stash) {
         fy_msg_move(m, &sp->stash);
         sp->has_stash = false;
-        sp->idle_flushes = 0;
         return 0;
     }
     fy_msg_fini(m);
     int rc = sp_next(sp, m);
-    if (rc == 0)
-        sp->idle_flushes = 0;
-    else if (rc != FERRY_EAGAIN)
+    if (rc < 0 && rc != FERRY_EAGAIN)
         p->saw_epipe = true;
     return rc;
 }
