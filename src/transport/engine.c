@@ -676,6 +676,8 @@ static int eng_pipe_recv(fy_pipe *p, fy_msg *m)
     pthread_mutex_unlock(&e->in_lock);
     if (rc < 0 && rc != FERRY_EAGAIN) {
         p->saw_epipe = true;
+        if (rc == FERRY_EPROTO)
+            fy_ctl_note_error(e->sock, "peer sent an invalid frame");
         fy_engine_kill(p, rc);
         if (rc != FERRY_EPROTO)
             rc = FERRY_EPIPE;
@@ -974,11 +976,14 @@ static void eng_idle_scan(fy_engine *e)
         (void)eng_read(e);
     size_t off = 0;
     /* Walk the buffered frames; answer PINGs not answered yet. */
+    bool bad = false;
     while (!e->big_on) {
         size_t avail = e->in_w - e->in_r - off;
         fy_zmtp_frame f;
-        if (avail == 0 ||
-            fy_zmtp_frame_decode(e->in + e->in_r + off, avail, &e->lim, &f, NULL) != 1)
+        int rc = avail ? fy_zmtp_frame_decode(e->in + e->in_r + off, avail, &e->lim, &f, NULL) : 0;
+        if (rc < 0)
+            bad = true; /* a protocol violation: drop the peer even while nobody reads */
+        if (rc != 1)
             break;
         uint64_t abs = e->in_abs + off;
         if (fy_zmtp_frame_is_command(&f) && abs >= e->scan_abs) {
@@ -994,6 +999,11 @@ static void eng_idle_scan(fy_engine *e)
     }
     bool grew = e->in_w - e->in_r > before;
     pthread_mutex_unlock(&e->in_lock);
+    if (bad) {
+        fy_ctl_note_error(e->sock, "peer sent an invalid frame");
+        fy_engine_kill(&e->pipe, FERRY_EPROTO);
+        return;
+    }
     if (grew)
         fy_socket_raise(e->sock);
 }
