@@ -352,6 +352,14 @@ FERRY_SPSC_FAST_ int ferry_spsc_peek(ferry_spsc_rx *rx, const void **data, size_
             return 0;
         }
     }
+    /* Empty as far as we know: look at the producer's index right here, so a consumer polling
+     * an empty ring spins on one load instead of a call. */
+    if (((rx->peeked_ | (uint64_t)rx->err_) == 0) & (rx->tail_cache_ == rx->head_)) {
+        /* acquire: pairs with the release store of tail in ferry_spsc_flush (the slow path
+         * loads it again and validates it when it moved). */
+        if (atomic_load_explicit(rx->tail_word_, memory_order_acquire) == rx->tail_cache_)
+            return FERRY_EAGAIN;
+    }
     return ferry_spsc_peek_slow_(rx, data, len);
 }
 
