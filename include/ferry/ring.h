@@ -338,9 +338,31 @@ FERRY_API int ferry_spsc_wait_writable(ferry_spsc_tx *tx, size_t len, int timeou
 FERRY_SPSC_FAST_ int ferry_spsc_peek(ferry_spsc_rx *rx, const void **data, size_t *len)
 {
     /* room: published bytes before the end of the ring, so one check bounds the record on both
-     * sides. A failed endpoint has lim_ == head_ (room 0): the slow path reports it. */
+     * sides. A failed endpoint has lim_ == head_ (room 0) and err_ set: the slow path reports
+     * it. */
     uint64_t room = rx->lim_ - rx->head_;
-    if (__builtin_expect((rx->peeked_ == 0) & (room >= 8), 1)) {
+    if (__builtin_expect(room < 8, 0)) {
+        /* Nothing cached. A new lap, padding, a peeked record or an error go to the slow path;
+         * the common "did the producer publish?" is answered here, so polling an empty ring is
+         * one load and a new record is returned without a call. */
+        if (((rx->peeked_ | (uint64_t)rx->err_) != 0) | (rx->tail_cache_ != rx->head_))
+            return ferry_spsc_peek_slow_(rx, data, len);
+        /* acquire: pairs with the release (or seq_cst) store of tail in ferry_spsc_flush. */
+        uint64_t t = atomic_load_explicit(rx->tail_word_, memory_order_acquire);
+        if (t == rx->tail_cache_)
+            return FERRY_EAGAIN;
+        /* Untrusted: 8-aligned, at most a ring ahead of what we released, never backwards. The
+         * slow path loads it again and fails the endpoint if it is still bad. */
+        uint64_t d = t - rx->published_;
+        if (((t & 7) != 0) | (d > rx->cap_) | (d < rx->tail_cache_ - rx->published_))
+            return ferry_spsc_peek_slow_(rx, data, len);
+        rx->tail_cache_ = t;
+        uint64_t avail = t - rx->head_; /* >= 8: t moved forward by a multiple of 8 */
+        uint64_t contig = rx->cap_ - (rx->head_ & rx->mask_);
+        rx->lim_ = rx->head_ + (avail < contig ? avail : contig);
+        room = rx->lim_ - rx->head_;
+    }
+    if (__builtin_expect(rx->peeked_ == 0, 1)) {
         uint64_t off = rx->head_ & rx->mask_;
         uint64_t hdr;
         __builtin_memcpy(&hdr, rx->data_ + off, 8);
@@ -351,14 +373,6 @@ FERRY_SPSC_FAST_ int ferry_spsc_peek(ferry_spsc_rx *rx, const void **data, size_
             *len = (uint32_t)hdr;
             return 0;
         }
-    }
-    /* Empty as far as we know: look at the producer's index right here, so a consumer polling
-     * an empty ring spins on one load instead of a call. */
-    if (((rx->peeked_ | (uint64_t)rx->err_) == 0) & (rx->tail_cache_ == rx->head_)) {
-        /* acquire: pairs with the release store of tail in ferry_spsc_flush (the slow path
-         * loads it again and validates it when it moved). */
-        if (atomic_load_explicit(rx->tail_word_, memory_order_acquire) == rx->tail_cache_)
-            return FERRY_EAGAIN;
     }
     return ferry_spsc_peek_slow_(rx, data, len);
 }
