@@ -1,0 +1,338 @@
+/*
+ * test_harden_chaos.c - kill -9 at random points, on ipc:// (stream path, shm upgrade off), tcp://
+ * and shm:// (when shm:// binds). Every round forks a peer that is busy sending and receiving and
+ * SIGKILLs it after a random delay; the roles rotate: the child connects to our listener, or the
+ * child is the listener our connecting socket reconnects to (a fresh child binds the same
+ * endpoint every round, so reconnection to a returning peer is proven by a round trip). The
+ * survivor must notice (ferry_socket_stats().peers drops; detection time = kill to that moment),
+ * never receive a corrupted message, keep working, and at the end /proc/self/fd, the memfd
+ * mappings in /proc/self/maps, /dev/shm and the shm runtime directory are back to their baseline.
+ * Rounds per transport: FERRY_CHAOS_ROUNDS (default 20); given explicitly (long mode), detection
+ * on ipc/shm must also take at most 100 ms.
+ */
+#include "ferry/ferry.h"
+#include "testutil.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The forked children start a control thread; under ThreadSanitizer that needs this. */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+    return "die_after_fork=0";
+}
+
+enum { T_IPC, T_TCP, T_SHM };
+static const char *const tname[] = {"ipc", "tcp", "shm"};
+static char g_rundir[256];
+static bool g_known_bug;
+
+static ferry_socket *sock(void)
+{
+    ferry_socket *s;
+    CHECK_OK(ferry_socket_open(&s, FERRY_PAIR));
+    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RCVTIMEO, 10000));
+    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SNDTIMEO, 10000));
+    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SHM_UPGRADE, 0));
+    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RECONNECT_IVL, 10));
+    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RECONNECT_IVL_MAX, 0));
+    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SNDHWM, 64));
+    return s;
+}
+
+static int count_dir(const char *path, const char *prefix)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.' && (!prefix || strncmp(e->d_name, prefix, strlen(prefix)) == 0))
+            n++;
+    closedir(d);
+    return n;
+}
+
+static int fd_count(void)
+{
+    return count_dir("/proc/self/fd", NULL) - 1; /* minus the directory stream itself */
+}
+
+static int memfd_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    CHECK(f != NULL);
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, "/memfd:") != NULL;
+    fclose(f);
+    return n;
+}
+
+/* Message i: 8-byte index then bytes derived from it; length varies. */
+static size_t mlen(uint32_t i)
+{
+    return 8 + (i * 131u) % 3000u;
+}
+
+static void mfill(uint8_t *b, uint32_t i)
+{
+    size_t n = mlen(i);
+    uint64_t v = i;
+    memcpy(b, &v, 8);
+    for (size_t k = 8; k < n; k++)
+        b[k] = (uint8_t)(i + k * 13);
+}
+
+static void mcheck(const uint8_t *b, ssize_t n, const char *what)
+{
+    if (n == 4 && memcmp(b, "pong", 4) == 0)
+        return;
+    CHECK(n >= 8);
+    uint64_t v;
+    memcpy(&v, b, 8);
+    static uint8_t exp[4096];
+    if ((size_t)n != mlen((uint32_t)v)) {
+        fprintf(stderr, "%s: message %llu has %zd bytes, want %zu (torn message)\n", what,
+                (unsigned long long)v, n, mlen((uint32_t)v));
+        exit(1);
+    }
+    mfill(exp, (uint32_t)v);
+    if (memcmp(exp, b, (size_t)n) != 0) {
+        fprintf(stderr, "%s: message %llu corrupted\n", what, (unsigned long long)v);
+        exit(1);
+    }
+}
+
+/* The busy child: (optionally) answer one ping, then send and receive until killed. */
+static void child_run(const char *url, bool bind_it)
+{
+    ferry_socket *s = sock();
+    int rc = bind_it ? ferry_socket_bind(s, url) : ferry_socket_connect(s, url);
+    if (rc)
+        _exit(2);
+    if (bind_it) {
+        char b[8];
+        if (ferry_socket_recv(s, b, sizeof b, 0, NULL) != 4 || ferry_socket_send(s, "pong", 4, 0))
+            _exit(3);
+    }
+    static uint8_t buf[4096];
+    for (uint32_t i = 0;; i++) {
+        mfill(buf, i);
+        rc = ferry_socket_send(s, buf, mlen(i), FERRY_DONTWAIT);
+        if (rc && rc != FERRY_EAGAIN)
+            _exit(4);
+        ssize_t r;
+        while ((r = ferry_socket_recv(s, buf, sizeof buf, FERRY_DONTWAIT, NULL)) >= 0)
+            ;
+        if (r != FERRY_EAGAIN)
+            _exit(5);
+    }
+}
+
+static void nap_us(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL); /* a random kill point or a polling interval, never a wait for state */
+}
+
+/* Traffic from the parent while waiting for a state: keeps both directions busy and checked. */
+static void churn(ferry_socket *s, uint32_t *i, const char *what)
+{
+    static uint8_t buf[4096];
+    mfill(buf, *i);
+    int rc = ferry_socket_send(s, buf, mlen(*i), FERRY_DONTWAIT);
+    CHECK(rc == 0 || rc == FERRY_EAGAIN);
+    (*i)++;
+    ssize_t r;
+    while ((r = ferry_socket_recv(s, buf, sizeof buf, FERRY_DONTWAIT, NULL)) >= 0)
+        mcheck(buf, r, what);
+    CHECK(r == FERRY_EAGAIN);
+}
+
+static uint32_t peers(ferry_socket *s)
+{
+    ferry_stats st;
+    CHECK_OK(ferry_socket_stats(s, &st));
+    return st.peers;
+}
+
+/* Waits (with a deadline) until the survivor counts `want` peers; returns the time taken. */
+static uint64_t wait_peers(ferry_socket *s, uint32_t want, uint32_t *i, const char *what)
+{
+    uint64_t t0 = tu_now_ns(), end = t0 + 10000000000ull;
+    while (peers(s) != want) {
+        if (tu_now_ns() > end) {
+            fprintf(stderr, "%s: peers stayed %u, want %u, for 10 s\n", what, peers(s), want);
+            exit(1);
+        }
+        churn(s, i, what);
+        nap_us(200);
+    }
+    return tu_now_ns() - t0;
+}
+
+static void reap_killed(pid_t pid)
+{
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    if (!(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL)) {
+        fprintf(stderr, "chaos child ended early: %s %d\n", WIFEXITED(st) ? "exit" : "signal",
+                WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+        exit(1);
+    }
+}
+
+static bool chaos(int t, int rounds, bool strict, unsigned *seed)
+{
+    char lurl[256], curl[256];
+    int port = 0;
+    switch (t) {
+    case T_IPC:
+        snprintf(lurl, sizeof lurl, "ipc://%s/%s", tu_tmpdir(), tu_unique("cl"));
+        snprintf(curl, sizeof curl, "ipc://%s/%s", tu_tmpdir(), tu_unique("cc"));
+        break;
+    case T_TCP:
+        snprintf(lurl, sizeof lurl, "tcp://127.0.0.1:*");
+        port = tu_free_port();
+        snprintf(curl, sizeof curl, "tcp://127.0.0.1:%d", port);
+        break;
+    default:
+        snprintf(lurl, sizeof lurl, "shm://%s", tu_unique("cl"));
+        snprintf(curl, sizeof curl, "shm://%s", tu_unique("cc"));
+    }
+    ferry_socket *l = sock();
+    int rc = ferry_socket_bind(l, lurl);
+    if (t == T_SHM && rc == FERRY_EPROTONOSUPPORT) {
+        ferry_socket_close(l);
+        return false;
+    }
+    CHECK_OK(rc);
+    CHECK_OK(ferry_socket_last_endpoint(l, lurl, sizeof lurl));
+    ferry_socket *c = sock();
+    CHECK_OK(ferry_socket_connect(c, curl));
+
+    uint64_t worst = 0, total = 0;
+    uint32_t li = 0, ci = 0;
+    int kills = 0;
+    for (int r = 0; r < rounds; r++) {
+        bool child_listens = (r & 1) != 0;
+        fflush(stdout);
+        fflush(stderr);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0) {
+            alarm(60);
+            child_run(child_listens ? curl : lurl, child_listens);
+        }
+        ferry_socket *s = child_listens ? c : l;
+        const char *what =
+            child_listens ? "connector, child listener killed" : "listener, child connector killed";
+        if (child_listens) {
+            /* The peer returns: our connecting socket reconnects and a round trip works. */
+            /* Known bug (docs/hardening.md): a send already blocked when the peer attaches is
+             * not woken until its timeout; so wait for the link first unless asked to show it. */
+            if (!g_known_bug)
+                wait_peers(c, 1, &ci, what);
+            CHECK_OK(ferry_socket_send(c, "ping", 4, 0));
+            static uint8_t b[4096];
+            ssize_t n;
+            while ((n = ferry_socket_recv(c, b, sizeof b, 0, NULL)) != 4 ||
+                   memcmp(b, "pong", 4) != 0) {
+                CHECK(n >= 0);
+                mcheck(b, n, what);
+            }
+        } else {
+            wait_peers(s, 1, &li, what);
+        }
+        /* A random point in the busy phase. */
+        long delay = (long)(rand_r(seed) % 20000);
+        uint64_t until = tu_now_ns() + (uint64_t)delay * 1000;
+        while (tu_now_ns() < until) {
+            churn(s, child_listens ? &ci : &li, what);
+            nap_us(100);
+        }
+        CHECK(kill(pid, SIGKILL) == 0);
+        uint64_t det = wait_peers(s, 0, child_listens ? &ci : &li, what);
+        reap_killed(pid);
+        kills++;
+        total += det;
+        if (det > worst)
+            worst = det;
+        if (strict && t != T_TCP && det > 100000000ull) {
+            fprintf(stderr, "%s round %d: detection took %.1f ms (> 100 ms)\n", tname[t], r,
+                    (double)det / 1e6);
+            exit(1);
+        }
+    }
+    /* The listener's last child ended by SIGKILL; a clean one last so stale files are replaced
+     * and removed: then only our own listener's file may remain. */
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        ferry_socket *s = sock();
+        int brc = ferry_socket_bind(s, curl);
+        ferry_socket_close(s);
+        _exit(brc == 0 ? 0 : 1);
+    }
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    ferry_socket_close(c);
+    ferry_socket_close(l);
+    printf("  %s: %d kills (child listener and connector alternating), detection max %.2f ms, "
+           "mean %.2f ms\n",
+           tname[t], kills, (double)worst / 1e6, (double)total / 1e6 / (kills ? kills : 1));
+    return true;
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const char *e = getenv("FERRY_CHAOS_ROUNDS");
+    int rounds = e && *e ? atoi(e) : 20;
+    bool strict = e && *e;
+    const char *kb = getenv("FERRY_KNOWN_BUG");
+    g_known_bug = kb && *kb == '1';
+    tu_deadline(strict ? 0 : 110);
+    /* A private shm runtime directory so that it can be checked for leftovers. */
+    snprintf(g_rundir, sizeof g_rundir, "%s/run", tu_tmpdir());
+    CHECK(mkdir(g_rundir, 0700) == 0);
+    CHECK(setenv("XDG_RUNTIME_DIR", g_rundir, 1) == 0);
+    char shmdir[300];
+    snprintf(shmdir, sizeof shmdir, "%s/ferry", g_rundir);
+    /* Baselines after the library has started (its control thread and epoll exist). */
+    ferry_socket *warm = sock();
+    CHECK_OK(ferry_socket_bind(warm, "tcp://127.0.0.1:*"));
+    ferry_socket_close(warm);
+    int fds0 = fd_count(), maps0 = memfd_maps(), devshm0 = count_dir("/dev/shm", "ferry");
+    unsigned seed = (unsigned)getpid();
+    printf("chaos: %d rounds per transport (seed %u)\n", rounds, seed);
+    for (int t = T_IPC; t <= T_SHM; t++)
+        if (!chaos(t, rounds, strict, &seed))
+            printf("  %s: not available, skipped\n", tname[t]);
+    /* Leak checks (the control thread closes dropped links asynchronously: poll, with deadline). */
+    uint64_t end = tu_now_ns() + 10000000000ull;
+    while ((fd_count() != fds0 || memfd_maps() != maps0) && tu_now_ns() < end)
+        nap_us(5000);
+    int fds1 = fd_count(), maps1 = memfd_maps(), devshm1 = count_dir("/dev/shm", "ferry");
+    int left = count_dir(shmdir, NULL);
+    printf("leaks: fds %d -> %d, memfd mappings %d -> %d, /dev/shm entries %d -> %d, shm runtime "
+           "directory entries left %d\n",
+           fds0, fds1, maps0, maps1, devshm0, devshm1, left);
+    CHECK(fds1 == fds0);
+    CHECK(maps1 == maps0);
+    CHECK(devshm1 <= devshm0); /* ferry uses memfds: no ferry-named /dev/shm file may appear */
+    CHECK(left == 0);
+    return 0;
+}
