@@ -48,6 +48,13 @@ fuzz:
 	  CMAKE_EXTRA="-DFERRY_FUZZ=ON -DFERRY_TESTS=OFF"
 	./scripts/run-fuzz.sh build-fuzz $(FUZZ_SECONDS)
 
+# Long hardening runs (docs/hardening.md): hours at the default figures; each can be overridden
+# from the environment (FERRY_SOAK_MESSAGES, FERRY_CHAOS_ROUNDS, ...).
+stress:
+	./scripts/deps.sh test
+	$(MAKE) build
+	./scripts/stress.sh $(BUILD)
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
