@@ -215,6 +215,11 @@ static void test_patterns(void)
         ferry_socket_close(push);
         _exit(0);
     }
+    /* ferry_poll sleeps until the first message arrives through the ring (the pipe announces the
+     * sleep when events() finds nothing) and reports it. */
+    ferry_pollitem it = {.socket = pull, .fd = -1, .events = FERRY_POLLIN};
+    CHECK_RC(ferry_poll(&it, 1, 10000), 1);
+    CHECK(it.revents & FERRY_POLLIN);
     for (uint32_t k = 0; k < 1000; k++) {
         uint32_t got;
         CHECK_RC(ferry_socket_recv(pull, &got, sizeof got, 0, NULL), 4);
