@@ -943,7 +943,9 @@ int fy_engine_ctl_event(fy_pipe *p, uint32_t events, bool on_wfd)
 int fy_engine_ctl_flush(fy_pipe *p)
 {
     fy_engine *e = eng(p);
-    if (atomic_load(&p->dead) || fy_pipe_uses_shm(p))
+    if (fy_pipe_uses_shm(p))
+        return fy_shm_eng_ctl_flush(p);
+    if (atomic_load(&p->dead))
         return 0;
     pthread_mutex_lock(&e->out_lock);
     int pending = e->seg_n > 0;

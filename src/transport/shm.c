@@ -177,6 +177,12 @@ int fy_shm_eng_ufd(const fy_pipe *p)
     return up_of(p)->ufd;
 }
 
+int fy_shm_eng_ctl_flush(fy_pipe *p)
+{
+    fy_shm_up *up = up_of(p);
+    return up && up->sp ? fy_shm_pipe_ctl_flush(up->sp) : 0;
+}
+
 void fy_shm_eng_kill(fy_pipe *p, int err)
 {
     fy_shm_up *up = up_of(p);

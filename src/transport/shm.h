@@ -155,6 +155,9 @@ int fy_shm_pipe_error(const fy_pipe *p);
  * ready meanwhile (do not sleep; call recv/send again).
  */
 int fy_shm_pipe_prepare_wait(fy_pipe *p, bool want_in, bool want_out);
+/* Control thread (tail flush): moves frames the owner left queued into the ring. Returns 1 while
+ * frames are still queued, else 0. */
+int fy_shm_pipe_ctl_flush(fy_pipe *p);
 /* Frees the pipe: unmaps, closes fds. Accepts NULL. */
 void fy_shm_pipe_free(fy_pipe *p);
 
@@ -179,6 +182,8 @@ bool fy_pipe_uses_shm(const fy_pipe *p);
 int fy_shm_eng_ufd(const fy_pipe *p);
 /* The engine died: the shm side follows (idempotent). */
 void fy_shm_eng_kill(fy_pipe *p, int err);
+/* Control thread: the tail flush of a switched pipe (see fy_shm_pipe_ctl_flush). */
+int fy_shm_eng_ctl_flush(fy_pipe *p);
 /* Frees the shm side of p (if any) and gives p back its Unix socket fds. */
 void fy_shm_eng_free(fy_pipe *p);
 

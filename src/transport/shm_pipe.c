@@ -20,12 +20,14 @@
  * counter may only move forward and never past what we sent. A violation kills the pipe with
  * FERRY_EPROTO.
  */
+#include "core/ctl.h"
 #include "core/socket.h"
 #include "ring/spsc_layout.h"
 #include "transport/shm.h"
 #include "wire/zmtp.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -69,6 +71,11 @@ typedef struct fy_shm_pipe {
     bool tx_armed;
     shm_ovf *ovf;
     uint32_t ovf_head, ovf_n, ovf_cap;
+    /* The control thread drains the overflow queue when the owner stops calling (tail flush).
+     * While the queue is empty only the owner touches tx and the queue, without a lock; while
+     * it is not (ovf_pending), both take tx_lock. Only the owner makes the queue non-empty. */
+    _Atomic int ovf_pending;
+    pthread_mutex_t tx_lock;
 
     /* input (owner) */
     uint32_t rx_deferred;
@@ -243,7 +250,7 @@ static void sp_ovf_push(fy_shm_pipe *sp, fy_msg *m, uint64_t off)
     sp->ovf_n++;
 }
 
-static int sp_send(fy_pipe *p, fy_msg *m)
+static int sp_send_locked(fy_pipe *p, fy_msg *m)
 {
     fy_shm_pipe *sp = sp_of(p);
     if (atomic_load_explicit(&p->dead, memory_order_relaxed)) {
@@ -276,7 +283,7 @@ static int sp_send(fy_pipe *p, fy_msg *m)
     return 0;
 }
 
-static bool sp_can_send(fy_pipe *p)
+static bool sp_can_send_locked(fy_pipe *p)
 {
     fy_shm_pipe *sp = sp_of(p);
     if (atomic_load_explicit(&p->dead, memory_order_relaxed))
@@ -287,6 +294,7 @@ static bool sp_can_send(fy_pipe *p)
 }
 
 static int sp_rx_publish(fy_shm_pipe *sp);
+static int sp_prepare_wait_locked(fy_pipe *p, bool want_in, bool want_out);
 
 /*
  * The core calls flush when an operation would block, before it busy-polls for its spin window,
@@ -296,7 +304,7 @@ static int sp_rx_publish(fy_shm_pipe *sp);
  * during the spin window would make the peer pay a wake-up system call per message for nothing.
  * Without a socket (unit tests) every flush announces. Returns 1 while output is still queued.
  */
-static int sp_flush(fy_pipe *p)
+static int sp_flush_locked(fy_pipe *p)
 {
     fy_shm_pipe *sp = sp_of(p);
     if (atomic_load_explicit(&p->dead, memory_order_relaxed))
@@ -313,7 +321,7 @@ static int sp_flush(fy_pipe *p)
             return f;
         return sp->ovf_n ? 1 : 0;
     }
-    int rc = fy_shm_pipe_prepare_wait(p, true, false);
+    int rc = sp_prepare_wait_locked(p, true, false);
     if (rc < 0)
         return rc;
     if (rc == 0) {
@@ -474,7 +482,7 @@ static uint64_t sp_ovf_left(const fy_shm_pipe *sp)
     return sp->ovf_n ? ((uint64_t)sp->ovf_n << 40) - sp->ovf[sp->ovf_head].off : 0;
 }
 
-int fy_shm_pipe_prepare_wait(fy_pipe *p, bool want_in, bool want_out)
+static int sp_prepare_wait_locked(fy_pipe *p, bool want_in, bool want_out)
 {
     fy_shm_pipe *sp = sp_of(p);
     if (atomic_load_explicit(&p->dead, memory_order_relaxed))
@@ -525,6 +533,86 @@ int fy_shm_pipe_prepare_wait(fy_pipe *p, bool want_in, bool want_out)
     return 1;
 }
 
+/* ---- owner entry points that touch the output side ---- */
+
+/* acquire: pairs with the release store in sp_tx_leave / fy_shm_pipe_ctl_flush, so what the
+ * other thread did to tx and the queue under the lock is visible before we use them unlocked. */
+static bool sp_tx_enter(fy_shm_pipe *sp)
+{
+    if (!atomic_load_explicit(&sp->ovf_pending, memory_order_acquire))
+        return false;
+    pthread_mutex_lock(&sp->tx_lock);
+    return true;
+}
+
+static void sp_tx_leave(fy_shm_pipe *sp, bool locked)
+{
+    bool pending = sp->ovf_n != 0;
+    if (locked || pending) {
+        /* release: publishes our tx/queue writes to the control thread's acquire. Set last, so
+         * the control thread can only start draining once we no longer touch the queue. */
+        atomic_store_explicit(&sp->ovf_pending, pending, memory_order_release);
+    }
+    if (locked)
+        pthread_mutex_unlock(&sp->tx_lock);
+    if (pending && sp->pipe.sock)
+        fy_ctl_flush_watch();
+}
+
+static int sp_send(fy_pipe *p, fy_msg *m)
+{
+    fy_shm_pipe *sp = sp_of(p);
+    bool locked = sp_tx_enter(sp);
+    int rc = sp_send_locked(p, m);
+    sp_tx_leave(sp, locked);
+    return rc;
+}
+
+static bool sp_can_send(fy_pipe *p)
+{
+    fy_shm_pipe *sp = sp_of(p);
+    bool locked = sp_tx_enter(sp);
+    bool ok = sp_can_send_locked(p);
+    sp_tx_leave(sp, locked);
+    return ok;
+}
+
+static int sp_flush(fy_pipe *p)
+{
+    fy_shm_pipe *sp = sp_of(p);
+    bool locked = sp_tx_enter(sp);
+    int rc = sp_flush_locked(p);
+    sp_tx_leave(sp, locked);
+    return rc;
+}
+
+int fy_shm_pipe_prepare_wait(fy_pipe *p, bool want_in, bool want_out)
+{
+    fy_shm_pipe *sp = sp_of(p);
+    bool locked = sp_tx_enter(sp);
+    int rc = sp_prepare_wait_locked(p, want_in, want_out);
+    sp_tx_leave(sp, locked);
+    return rc;
+}
+
+int fy_shm_pipe_ctl_flush(fy_pipe *p)
+{
+    fy_shm_pipe *sp = sp_of(p);
+    if (!atomic_load_explicit(&sp->ovf_pending, memory_order_acquire) ||
+        atomic_load_explicit(&p->dead, memory_order_relaxed))
+        return 0;
+    pthread_mutex_lock(&sp->tx_lock);
+    int pending = 0;
+    if (atomic_load_explicit(&sp->ovf_pending, memory_order_relaxed)) {
+        if (sp_drain(sp) >= 0 && ferry_spsc_flush(&sp->tx) == 0)
+            pending = sp->ovf_n != 0;
+        /* release: see sp_tx_enter. */
+        atomic_store_explicit(&sp->ovf_pending, sp->ovf_n != 0, memory_order_release);
+    }
+    pthread_mutex_unlock(&sp->tx_lock);
+    return pending;
+}
+
 /* ---- life cycle ---- */
 
 void fy_shm_pipe_free(fy_pipe *p)
@@ -541,6 +629,7 @@ void fy_shm_pipe_free(fy_pipe *p)
         sp->ovf_n--;
     }
     free(sp->ovf);
+    pthread_mutex_destroy(&sp->tx_lock);
     fy_shm_link_free(sp->link);
     if (sp->usock >= 0)
         close(sp->usock);
@@ -580,6 +669,7 @@ int fy_shm_pipe_new(fy_pipe **out, fy_socket *s, fy_shm_link *link, int usock,
             close(usock);
         return FERRY_ENOMEM;
     }
+    pthread_mutex_init(&sp->tx_lock, NULL);
     sp->link = link;
     sp->usock = usock;
     sp->side = fy_shm_link_side(link);
