@@ -32,6 +32,9 @@ enum bench_mode {
 #define BENCH_MAX_ROLES 5
 /* A one-way row sends at least this many messages, so even a slow 1 MiB row has a rate. */
 #define BENCH_MIN_MSGS 16
+/* An rtt row keeps going past its time (up to 5x) until it has this many samples, so a
+ * preemption on a busy machine cannot leave a percentile resting on a handful of round trips. */
+#define BENCH_MIN_RTT 200
 
 const char *bench_mode_name(int mode);
 

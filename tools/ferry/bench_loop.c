@@ -108,7 +108,8 @@ static int msg_rtt(bench_job *j, int role, const bench_msg_ops *ops, void *h, vo
     uint64_t end = warm_end + (uint64_t)(j->cfg->seconds * 1e9);
     uint64_t prev = start;
     for (uint64_t r = 1;; r++) {
-        bool last = prev >= end;
+        bool last =
+            prev >= end && (c->hist.count >= BENCH_MIN_RTT || prev >= end + 4 * (end - warm_end));
         if (last)
             atomic_store_explicit(&c->total, r, memory_order_seq_cst);
         bench_fill(buf, size, r);

@@ -317,7 +317,7 @@ void bench_run_row(bench_job *j, bench_row *r)
 
     double budget = j->cfg->warmup + j->cfg->seconds + (j->mode == BENCH_IDLE ? 1.0 : 0.0);
     /* Slack for setup, connection and draining backlog; generous because a 2-vCPU VM is noisy. */
-    double limit = budget * 2 + 10.0;
+    double limit = budget * 2 + 5.0;
     const char *dl = getenv("FERRY_BENCH_DEADLINE"); /* seconds; lets the tests fail fast */
     if (dl && atof(dl) > 0)
         limit = atof(dl);
