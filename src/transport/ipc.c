@@ -98,7 +98,9 @@ static int ipc_connect(const fy_endpoint *ep, int *out)
     *out = fd;
     if (connect(fd, (struct sockaddr *)&sa, sl) == 0)
         return 0;
-    if (errno == EINPROGRESS || errno == EAGAIN)
+    /* A Unix-socket connect never stays in progress: EAGAIN means the listener's backlog is
+     * full and nothing is pending, so fail and let the reconnect timer retry. */
+    if (errno == EINPROGRESS)
         return FERRY_EINPROGRESS;
     rc = -errno;
     close(fd);
