@@ -25,7 +25,7 @@ typedef struct fy_link_cfg {
     uint8_t routing_id[255];
     int hb_ivl, hb_ttl, hb_timeout; /* ms; 0 = off */
     int reconnect_ivl, reconnect_ivl_max;
-    int peer_uid; /* ipc: uid allowed besides ours, -1 = ours only */
+    int peer_uid;      /* ipc: uid allowed besides ours, -1 = ours only */
     int shm;           /* Unix links: offer the shared-memory data path (shm.c) */
     int shm_ring_size; /* bytes per direction, 0 = default */
 } fy_link_cfg;
