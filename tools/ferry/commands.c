@@ -5,7 +5,8 @@ int bench_main(int argc, char **argv);      /* bench.c */
 int socket_cmd_main(int argc, char **argv); /* cmd_socket.c: every socket type */
 
 const cli_command cli_commands[] = {
-    {"bench", "measure latency and throughput: ferry vs the floor, kernel, libzmq, nng", bench_main},
+    {"bench", "measure latency and throughput: ferry vs the floor, kernel, libzmq, nng",
+     bench_main},
     {"pair", "PAIR socket: send with --send/--data/--file, else print", socket_cmd_main},
     {"pub", "PUB socket: publish --data/--file/stdin lines", socket_cmd_main},
     {"sub", "SUB socket: print messages matching --subscribe (default: all)", socket_cmd_main},
