@@ -949,6 +949,7 @@ int fy_engine_ctl_flush(fy_pipe *p)
         return 0;
     pthread_mutex_lock(&e->out_lock);
     int pending = e->seg_n > 0;
+    uint32_t ends_before = e->ends_n;
     if (pending) {
         uint64_t now = fy_now_ns();
         /* Leave the batch to the owner while it is still appending to it. */
@@ -963,7 +964,13 @@ int fy_engine_ctl_flush(fy_pipe *p)
             fy_ctl_want_out(p, w == 1);
         }
     }
+    bool freed = e->ends_n < ends_before;
     pthread_mutex_unlock(&e->out_lock);
+    /* Messages left the HWM window: an owner blocked in send at SNDHWM sleeps in epoll with no
+     * EPOLLOUT armed (its own flush found nothing left to write), so only this wake lets it
+     * retry. Without it a sender at SNDHWM slept until SNDTIMEO while its peer sat idle. */
+    if (freed)
+        fy_socket_wake(e->sock);
     return pending;
 }
 
