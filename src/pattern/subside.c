@@ -181,3 +181,45 @@ int fy_subside_send(fy_subside *ss, fy_socket *s, fy_msg *m)
     }
     return fy_dist_send(&ss->dist, s, &ss->pipes, m, NULL, NULL);
 }
+
+/* ---- ops shared by SUB and XSUB ---- */
+
+int fy_subside_op_init(fy_socket *s, void *st)
+{
+    (void)s;
+    return fy_subside_init(st);
+}
+
+void fy_subside_op_fini(fy_socket *s, void *st)
+{
+    (void)s;
+    fy_subside_fini(st);
+}
+
+int fy_subside_op_attach(fy_socket *s, void *st, fy_pipe *p)
+{
+    (void)s;
+    return fy_subside_attach(st, p);
+}
+
+void fy_subside_op_detach(fy_socket *s, void *st, fy_pipe *p)
+{
+    (void)s;
+    fy_subside_detach(st, p);
+}
+
+int fy_subside_op_recv(fy_socket *s, void *st, fy_msg *m)
+{
+    (void)s;
+    return fy_subside_recv(st, m);
+}
+
+int fy_subside_op_setopt(fy_socket *s, void *st, int opt, const void *val, size_t len)
+{
+    (void)s;
+    if (opt != FY_OPT_SUBSCRIBE && opt != FY_OPT_UNSUBSCRIBE)
+        return FERRY_ENOTSUP;
+    if (len && !val)
+        return FERRY_EINVAL;
+    return fy_subside_subscribe(st, opt == FY_OPT_SUBSCRIBE, val, len);
+}

@@ -48,4 +48,14 @@ int fy_subside_poll(fy_subside *ss);
  * Always consumes m. */
 int fy_subside_send(fy_subside *ss, fy_socket *s, fy_msg *m);
 
+/* The fy_pattern_ops entries SUB and XSUB share (st is a fy_subside); each socket type keeps
+ * only the ops in which it differs (events, and XSUB's send). */
+int fy_subside_op_init(fy_socket *s, void *st);
+void fy_subside_op_fini(fy_socket *s, void *st);
+int fy_subside_op_attach(fy_socket *s, void *st, fy_pipe *p);
+void fy_subside_op_detach(fy_socket *s, void *st, fy_pipe *p);
+int fy_subside_op_recv(fy_socket *s, void *st, fy_msg *m);
+/* FY_OPT_SUBSCRIBE / FY_OPT_UNSUBSCRIBE; FERRY_ENOTSUP for any other option. */
+int fy_subside_op_setopt(fy_socket *s, void *st, int opt, const void *val, size_t len);
+
 #endif
