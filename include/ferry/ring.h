@@ -326,6 +326,11 @@ FERRY_SPSC_FAST_ int ferry_spsc_write(ferry_spsc_tx *tx, const void *buf, size_t
     return ferry_spsc_commit(tx, len, flags);
 }
 
+/* Abandons the open reservation: nothing becomes visible and the next reserve starts where this
+ * one did (a padding record the reserve placed at the wrap stays; consumers skip it). Returns 0 or
+ * FERRY_EINVAL (no reservation open). */
+FERRY_API int ferry_spsc_cancel(ferry_spsc_tx *tx);
+
 /* Blocks (ferry_wait policy) until len bytes fit; flushes deferred commits first. Returns 0,
  * FERRY_ETIMEDOUT, FERRY_EINTR, FERRY_EMSGSIZE or FERRY_EPROTO. */
 FERRY_API int ferry_spsc_wait_writable(ferry_spsc_tx *tx, size_t len, int timeout_ms);

@@ -261,6 +261,16 @@ static bool fy_spsc_tx_ready(void *arg)
     return tx->cap_ - (tx->tail_ - tx->head_cache_) >= w->need;
 }
 
+int ferry_spsc_cancel(ferry_spsc_tx *tx)
+{
+    if (!tx)
+        return FERRY_EINVAL;
+    if (tx->rsv_ == 0)
+        return tx->err_ ? tx->err_ : FERRY_EINVAL;
+    tx->rsv_ = 0;
+    return 0;
+}
+
 int ferry_spsc_wait_writable(ferry_spsc_tx *tx, size_t len, int timeout_ms)
 {
     if (!tx)
