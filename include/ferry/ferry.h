@@ -187,6 +187,26 @@ FERRY_API int ferry_msg_more(const ferry_msg *m);
 FERRY_API int ferry_msg_send(ferry_socket *s, ferry_msg *m, int flags);
 FERRY_API int ferry_msg_recv(ferry_socket *s, ferry_msg *m, int flags);
 
+/*
+ * Zero-copy send (docs/shm.md "Zero-copy"). m (uninitialised or empty storage) gets size writable
+ * bytes. When s is a PAIR, PUSH or DEALER socket whose only attached peer uses shared memory
+ * (shm://, or ipc:// upgraded), that peer's ring has room for the frame as one record and nothing
+ * of ours is queued behind the ring, the bytes ARE that space in the ring: ferry_msg_send(s, m)
+ * then commits them in place with no copy. Returns 1 in that case, 0 when m is an ordinary heap
+ * message instead (no such peer, several peers, too big, ring full, a loan already open on that
+ * ring), or a FERRY_E* code (FERRY_ENOMEM, FERRY_ECHILD_FORK ...). ferry_msg_fini without sending
+ * abandons the loan (the ring is left as it was). A loan sent when the peer set changed, the peer
+ * died or other frames were queued meanwhile is copied (stats: loan_copies). Use a loan only on
+ * the socket's owner thread (send or fini it there); the mapping stays valid until fini.
+ */
+FERRY_API int ferry_msg_loan(ferry_socket *s, ferry_msg *m, size_t size);
+/* 1 when m's bytes are inside a shared-memory ring: an open loan, or a frame received in place
+ * (FERRY_OPT_ZEROCOPY_RECV); else 0. */
+FERRY_API int ferry_msg_is_loaned(const ferry_msg *m);
+/* Shrinks m to its first size bytes (e.g. a loan larger than what was written). FERRY_ERANGE if
+ * size exceeds the current size. */
+FERRY_API int ferry_msg_trim(ferry_msg *m, size_t size);
+
 /* ------------------------------------------------------------------------------------------- */
 /* Options                                                                                     */
 /* ------------------------------------------------------------------------------------------- */
@@ -211,6 +231,9 @@ enum ferry_option {
         16, /* int bool: ipc:// ferry-to-ferry links switch to shm (default 1) */
     FERRY_OPT_SHM_RING_SIZE = 17, /* int bytes per direction for shm links */
     FERRY_OPT_PEER_UID = 18, /* int: uid allowed on ipc/shm besides our own, -1 = same uid only */
+    /* int bool, default 0: ferry_msg_recv may hand out frames that stay inside an shm peer's ring
+     * (read-only, released by ferry_msg_fini on the owner thread; see docs/shm.md) */
+    FERRY_OPT_ZEROCOPY_RECV = 19,
 };
 
 FERRY_API int ferry_socket_setopt_int(ferry_socket *s, int opt, int64_t value);
@@ -247,9 +270,12 @@ FERRY_API int ferry_poll(ferry_pollitem *items, int n, int timeout_ms);
 typedef struct ferry_stats {
     uint64_t msgs_in, msgs_out;
     uint64_t bytes_in, bytes_out;
-    uint64_t drops_hwm; /* messages dropped because a peer was at its HWM (PUB, XPUB, ROUTER) */
-    uint32_t peers;     /* live peers */
-    uint32_t peers_shm; /* of which use the shared-memory data path */
+    uint64_t drops_hwm;   /* messages dropped because a peer was at its HWM (PUB, XPUB, ROUTER) */
+    uint32_t peers;       /* live peers */
+    uint32_t peers_shm;   /* of which use the shared-memory data path */
+    uint64_t zc_sends;    /* loans (ferry_msg_loan) committed in place, no copy */
+    uint64_t zc_recvs;    /* frames ferry_msg_recv handed out in place (FERRY_OPT_ZEROCOPY_RECV) */
+    uint64_t loan_copies; /* ferry_msg_loan calls that gave a heap message + loans copied at send */
 } ferry_stats;
 
 FERRY_API int ferry_socket_stats(ferry_socket *s, ferry_stats *out);
