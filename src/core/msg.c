@@ -32,9 +32,11 @@ int fy_msg_init_size(fy_msg *m, size_t size)
     if (!c)
         return FERRY_ENOMEM;
     atomic_init(&c->refs, 1);
+    c->zc = FY_MSG_ZC_NONE;
     c->ffn = NULL;
     c->hint = NULL;
     c->data = (uint8_t *)(c + 1);
+    c->drop = NULL;
     m->content = c;
     m->size = size;
     return 0;
@@ -57,9 +59,11 @@ int fy_msg_init_data(fy_msg *m, void *data, size_t size, ferry_free_fn *ffn, voi
     if (!c)
         return FERRY_ENOMEM;
     atomic_init(&c->refs, 1);
+    c->zc = FY_MSG_ZC_NONE;
     c->ffn = ffn;
     c->hint = hint;
     c->data = data;
+    c->drop = NULL;
     m->content = c;
     m->size = size;
     return 0;
@@ -70,6 +74,10 @@ static void fy_msg_content_release(fy_msg_content *c)
     /* acq_rel: the last releaser must see every write other holders made before releasing. */
     if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
         return;
+    if (c->drop) {
+        c->drop(c);
+        return;
+    }
     if (c->ffn)
         c->ffn(c->data, c->hint);
     free(c);
@@ -143,4 +151,20 @@ size_t ferry_msg_size(const ferry_msg *m)
 int ferry_msg_more(const ferry_msg *m)
 {
     return m ? fy_msg_more((const fy_msg *)m) : 0;
+}
+
+int ferry_msg_is_loaned(const ferry_msg *m)
+{
+    return m && fy_msg_zc((const fy_msg *)m) != FY_MSG_ZC_NONE;
+}
+
+int ferry_msg_trim(ferry_msg *m, size_t size)
+{
+    if (!m)
+        return FERRY_EINVAL;
+    fy_msg *f = (fy_msg *)m;
+    if (size > fy_msg_size(f))
+        return FERRY_ERANGE;
+    f->size = size;
+    return 0;
 }

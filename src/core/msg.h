@@ -36,12 +36,21 @@
 
 #define FY_MSG_INLINE 40 /* bodies up to this many bytes live inside the fy_msg */
 
+/* Where a content's bytes live (fy_msg_content.zc). */
+#define FY_MSG_ZC_NONE 0u /* heap or user memory */
+#define FY_MSG_ZC_LOAN 1u /* space reserved in an shm peer's ring (ferry_msg_loan), not committed */
+#define FY_MSG_ZC_RING 2u /* a received frame still inside the peer's ring (released on drop) */
+
 /* The shared body of a large or zero-copy frame. */
 typedef struct fy_msg_content {
     _Atomic uint32_t refs;
+    uint32_t zc;        /* FY_MSG_ZC_* */
     ferry_free_fn *ffn; /* NULL: the body is part of this allocation (or caller-owned) */
     void *hint;
     uint8_t *data;
+    /* Transport-owned content (shm loans and in-ring frames, embedded in the transport's own
+     * storage): called on the last reference instead of ffn + free. */
+    void (*drop)(struct fy_msg_content *c);
 } fy_msg_content;
 
 typedef struct fy_msg {
@@ -82,6 +91,10 @@ static inline const uint8_t *fy_msg_cdata(const fy_msg *m)
 static inline size_t fy_msg_size(const fy_msg *m)
 {
     return (size_t)m->size;
+}
+static inline unsigned fy_msg_zc(const fy_msg *m)
+{
+    return m->content ? m->content->zc : FY_MSG_ZC_NONE;
 }
 static inline bool fy_msg_more(const fy_msg *m)
 {
