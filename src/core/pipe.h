@@ -75,6 +75,7 @@ struct fy_pipe {
     bool dirty;         /* owner: output was deferred (flush before blocking) */
     bool out_armed;     /* owner: EPOLLOUT is armed in the socket's epoll */
     bool attached;      /* owner: the pattern accepted it */
+    bool ep_off;        /* owner: dead, its fds are out of the socket's epoll (they only hang up) */
     fy_pipe *sock_next; /* the socket's incoming / attached list */
     /* control thread only */
     fy_pipe *ctl_next, *ctl_prev;

@@ -171,7 +171,8 @@ static void sock_detach(fy_socket *s, fy_pipe *p)
     }
     s->npipes--;
     s->ops->detach(s, s->pstate, p);
-    sock_epoll_del(s, p);
+    if (!p->ep_off)
+        sock_epoll_del(s, p);
     p->sock_next = NULL;
     p->ops->release(p);
 }
@@ -197,10 +198,17 @@ void fy_socket_sync(fy_socket *s)
         n = p->sock_next;
         if (!atomic_load_explicit(&p->dead, memory_order_acquire) && !p->saw_epipe)
             continue;
-        if (sock_reapable(s, p))
+        if (sock_reapable(s, p)) {
             sock_detach(s, p);
-        else
+        } else {
             s->reap_pending = true;
+            /* Its input is complete and polled directly; a dead socket fd stays readable (hang-up)
+             * and would turn every sleep of the owner into a busy loop until it is drained. */
+            if (!p->ep_off) {
+                sock_epoll_del(s, p);
+                p->ep_off = true;
+            }
+        }
     }
     pthread_mutex_lock(&s->lock);
     fy_pipe *in = s->incoming;
@@ -227,7 +235,10 @@ void fy_socket_sync(fy_socket *s)
         p->sock_next = s->pipes;
         s->pipes = p;
         s->npipes++;
-        sock_epoll_add(s, p);
+        if (dead)
+            p->ep_off = true;
+        else
+            sock_epoll_add(s, p);
     }
 }
 
