@@ -575,8 +575,17 @@ static int eng_pipe_send(fy_pipe *p, fy_msg *m)
         goto out;
     }
     if (!e->out_mid && !sub && e->cfg.sndhwm > 0 && e->ends_n >= (uint32_t)e->cfg.sndhwm) {
-        rc = FERRY_EAGAIN;
-        goto out;
+        /* At SNDHWM: the kernel may have taken bytes since the last write; try before refusing,
+         * so the socket's spin window can make progress without the control thread. */
+        if (eng_write(e, fy_now_ns()) < 0) {
+            pthread_mutex_unlock(&e->out_lock);
+            fy_engine_kill(p, FERRY_EPIPE);
+            return FERRY_EPIPE;
+        }
+        if (e->ends_n >= (uint32_t)e->cfg.sndhwm) {
+            rc = FERRY_EAGAIN;
+            goto out;
+        }
     }
     if (sub && size >= 1 && !more &&
         fy_zmtp_version_has_sub_commands(FY_ZMTP_MAJOR, (uint8_t)p->peer.zmtp_minor)) {
@@ -718,12 +727,21 @@ static int eng_pipe_flush(fy_pipe *p)
 {
     fy_engine *e = eng(p);
     pthread_mutex_lock(&e->out_lock);
+    uint32_t ends_before = e->ends_n;
     int rc = e->seg_n ? eng_write(e, fy_now_ns()) : 0;
     if (rc == 0)
         p->dirty = false;
+    bool freed = e->ends_n < ends_before;
     pthread_mutex_unlock(&e->out_lock);
     if (rc < 0)
         fy_engine_kill(p, rc);
+    /* The socket flushes right before it sleeps, after its last attempt saw SNDHWM full. When
+     * this very flush moves messages out of the HWM window (the peer read in the meantime) and
+     * leaves nothing pending, no EPOLLOUT gets armed and nobody else would wake the owner: it
+     * slept until SNDTIMEO while the peer, having read everything, slept in recv (known bug 2).
+     * fy_socket_wake raises the owner's eventfd only when it announced the sleep. */
+    if (freed)
+        fy_socket_wake(e->sock);
     return rc;
 }
 
@@ -900,11 +918,17 @@ int fy_engine_ctl_event(fy_pipe *p, uint32_t events, bool on_wfd)
     int rc = 0;
     if (events & EPOLLOUT) {
         pthread_mutex_lock(&e->out_lock);
+        uint32_t ends_before = e->ends_n;
         int w = eng_write(e, fy_now_ns());
+        bool freed = e->ends_n < ends_before;
         pthread_mutex_unlock(&e->out_lock);
         if (w < 0)
             return w;
         fy_ctl_want_out(p, w == 1);
+        /* The owner may sleep at SNDHWM with its own EPOLLOUT reported to us first: when this
+         * write refills the kernel buffer, its level-triggered EPOLLOUT is gone again. */
+        if (freed)
+            fy_socket_wake(e->sock);
     }
     if (e->state != ENG_LIVE) {
         if (!on_wfd && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
