@@ -1,19 +1,28 @@
 /*
  * test_harden_chaos.c - kill -9 at random points, on ipc:// (stream path, shm upgrade off), tcp://
- * and shm:// (when shm:// binds). Every round forks a peer that is busy sending and receiving and
- * SIGKILLs it after a random delay; the roles rotate: the child connects to our listener, or the
- * child is the listener our connecting socket reconnects to (a fresh child binds the same
- * endpoint every round, so reconnection to a returning peer is proven by a round trip). The
- * survivor must notice (ferry_socket_stats().peers drops; detection time = kill to that moment),
- * never receive a corrupted message, keep working, and at the end /proc/self/fd, the memfd
- * mappings in /proc/self/maps, /dev/shm and the shm runtime directory are back to their baseline.
- * Rounds per transport: FERRY_CHAOS_ROUNDS (default 20); given explicitly (long mode), detection
- * on ipc/shm must also take at most 100 ms.
+ * and shm:// (when shm:// binds). Every round forks a peer and SIGKILLs it after a random delay;
+ * the roles rotate: the child connects to our listener, or the child is the listener our
+ * connecting socket reconnects to (a fresh child binds the same endpoint every round, so
+ * reconnection to a returning peer is proven by a round trip started with a blocking send before
+ * the peer is back). What the survivor is doing at the kill rotates too:
+ *  - busy: sending and receiving (the child too); detection = kill to stats().peers dropping;
+ *  - idle: only polling ferry_socket_stats (the child is busy); same measure;
+ *  - blocked in recv (the child is quiet), and
+ *  - blocked in send with the link full (the child never receives): a watcher thread kills the
+ *    child while our thread sleeps in the blocking call, and detection = kill to the link's fds and
+ *    memfd mappings being gone from /proc/self (the blocked owner woke, dropped the pipe and the
+ *    control thread freed it), so a survivor that only noticed at its timeout (300 ms) fails.
+ * The survivor must never receive a corrupted message, keep working, and at the end /proc/self/fd,
+ * the memfd mappings in /proc/self/maps, /dev/shm and the shm runtime directory are back to their
+ * baseline. Rounds per transport: FERRY_CHAOS_ROUNDS (default 20); given explicitly (long mode),
+ * detection on ipc/shm must also take at most 100 ms in every round. FERRY_CHAOS_ONLY=ipc|tcp|shm
+ * runs one transport.
  */
 #include "ferry/ferry.h"
 #include "testutil.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -33,8 +42,9 @@ const char *__tsan_default_options(void)
 
 enum { T_IPC, T_TCP, T_SHM };
 static const char *const tname[] = {"ipc", "tcp", "shm"};
+enum { M_BUSY, M_IDLE, M_RECV, M_SEND, M_COUNT };
+static const char *const mname[] = {"busy", "idle", "blocked-recv", "blocked-send"};
 static char g_rundir[256];
-static bool g_known_bug;
 static pid_t g_child;
 
 /* On a failure, say how the current child is doing (it may have failed first). */
@@ -135,8 +145,10 @@ static void nap_us(long us)
     nanosleep(&ts, NULL); /* a random kill point or a polling interval, never a wait for state */
 }
 
-/* The busy child: (optionally) answer one ping, then send and receive until killed. */
-static void child_run(const char *url, bool bind_it)
+/* The child: (optionally) answer one ping, then either send and receive as fast as it can (busy)
+ * or do nothing at all (quiet: our blocking recv stays blocked, our sends fill the link) until
+ * killed. */
+static void child_run(const char *url, bool bind_it, bool quiet)
 {
     ferry_socket *s = sock();
     int rc = bind_it ? ferry_socket_bind(s, url) : ferry_socket_connect(s, url);
@@ -146,13 +158,7 @@ static void child_run(const char *url, bool bind_it)
         _exit(2);
     }
     if (bind_it) {
-        /* Known bug (docs/hardening.md): a recv blocked before the peer attaches can sleep until
-         * its timeout; wait for the link first unless asked to show the bug. */
-        uint64_t end = tu_now_ns() + 10000000000ull;
-        ferry_stats st;
-        while (!g_known_bug && ferry_socket_stats(s, &st) == 0 && st.peers == 0 &&
-               tu_now_ns() < end)
-            nap_us(200);
+        /* Blocking recv right away: the peer attaches while we sleep in it (it must wake us). */
         static uint8_t b2[4096];
         ssize_t r;
         /* Our churn may have queued messages before the ping: skip them (checked intact). */
@@ -165,6 +171,9 @@ static void child_run(const char *url, bool bind_it)
             _exit(3);
         }
     }
+    if (quiet)
+        for (;;)
+            pause();
     static uint8_t buf[4096];
     for (uint32_t i = 0;; i++) {
         mfill(buf, i);
@@ -202,7 +211,8 @@ static uint32_t peers(ferry_socket *s)
     return st.peers;
 }
 
-/* Waits (with a deadline) until the survivor counts `want` peers; returns the time taken. */
+/* Waits (with a deadline) until the survivor counts `want` peers, with traffic (i != NULL) or
+ * only looking; returns the time taken. */
 static uint64_t wait_peers(ferry_socket *s, uint32_t want, uint32_t *i, const char *what)
 {
     uint64_t t0 = tu_now_ns(), end = t0 + 10000000000ull;
@@ -212,10 +222,111 @@ static uint64_t wait_peers(ferry_socket *s, uint32_t want, uint32_t *i, const ch
             child_state();
             exit(1);
         }
-        churn(s, i, what);
+        if (i)
+            churn(s, i, what);
         nap_us(200);
     }
     return tu_now_ns() - t0;
+}
+
+/* Receives (without waiting) whatever earlier peers left, checking it. */
+static void drain(ferry_socket *s, const char *what)
+{
+    static uint8_t buf[4096];
+    ssize_t r;
+    while ((r = ferry_socket_recv(s, buf, sizeof buf, FERRY_DONTWAIT, NULL)) >= 0)
+        mcheck(buf, r, what);
+    CHECK(r == FERRY_EAGAIN);
+}
+
+/* The lowest fd count seen over a few samples (a reconnect attempt holds a socket for a moment). */
+static int fd_floor(void)
+{
+    int m = fd_count();
+    for (int k = 0; k < 20; k++) {
+        nap_us(500);
+        int n = fd_count();
+        if (n < m)
+            m = n;
+    }
+    return m;
+}
+
+/* Waits until the fds and memfd mappings are back to base (10 s deadline); false on timeout. */
+static bool wait_base(int fds, int maps)
+{
+    uint64_t end = tu_now_ns() + 10000000000ull;
+    while (fd_count() > fds || memfd_maps() > maps) {
+        if (tu_now_ns() > end)
+            return false;
+        nap_us(100);
+    }
+    return true;
+}
+
+/* Watcher thread of the blocked modes: kills the child after `delay_us` (our thread is asleep in
+ * its blocking call by then) and measures until everything of the link is freed. */
+typedef struct watch {
+    pid_t pid;
+    long delay_us;
+    int fds, maps;
+    uint64_t det;
+    bool ok;
+} watch;
+
+static void *watch_main(void *arg)
+{
+    watch *w = arg;
+    nap_us(w->delay_us);
+    uint64_t t0 = tu_now_ns();
+    CHECK(kill(w->pid, SIGKILL) == 0);
+    w->ok = wait_base(w->fds, w->maps);
+    w->det = tu_now_ns() - t0;
+    return NULL;
+}
+
+/* Blocked modes: our thread sleeps in recv (nothing comes) or in send (the link is full) while
+ * the watcher kills the child. The call itself ends at its 300 ms timeout. */
+static uint64_t blocked_kill(ferry_socket *s, pid_t pid, bool in_send, long delay_us, int fds,
+                             int maps, const char *what)
+{
+    static uint8_t buf[4096];
+    if (in_send) {
+        /* Fill the ring / socket buffers and the SNDHWM queue: the peer never receives. */
+        int rc = 0;
+        for (uint32_t k = 0;
+             k < 1000000 && (rc = ferry_socket_send(s, buf, 1000, FERRY_DONTWAIT)) == 0; k++)
+            ;
+        CHECK_RC(rc, FERRY_EAGAIN);
+    }
+    watch w = {.pid = pid, .delay_us = delay_us, .fds = fds, .maps = maps};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, watch_main, &w) == 0);
+    int rc;
+    if (in_send) {
+        CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SNDTIMEO, 300));
+        rc = ferry_socket_send(s, buf, 1000, 0);
+        CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SNDTIMEO, 10000));
+    } else {
+        CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RCVTIMEO, 300));
+        ssize_t n = ferry_socket_recv(s, buf, sizeof buf, 0, NULL);
+        rc = n >= 0 ? 0 : (int)n;
+        CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RCVTIMEO, 10000));
+    }
+    CHECK(pthread_join(th, NULL) == 0);
+    if (rc != FERRY_EAGAIN) {
+        fprintf(stderr, "%s: the blocked call returned %s, want FERRY_EAGAIN at its timeout\n",
+                what, ferry_errname(rc));
+        exit(1);
+    }
+    if (!w.ok) {
+        fprintf(stderr,
+                "%s: the link's fds/mappings were not freed within 10 s (fds %d, want %d; "
+                "memfd mappings %d, want %d)\n",
+                what, fd_count(), fds, memfd_maps(), maps);
+        exit(1);
+    }
+    return w.det;
 }
 
 static void reap_killed(pid_t pid)
@@ -258,11 +369,36 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
     ferry_socket *c = sock();
     CHECK_OK(ferry_socket_connect(c, curl));
 
-    uint64_t worst = 0, total = 0;
+    /* The fds and memfd mappings with no link up (both sockets exist, no peer). */
+    int fds_base = fd_floor(), maps_base = memfd_maps();
+    uint64_t worst = 0, total = 0, mworst[M_COUNT] = {0}, mtotal[M_COUNT] = {0};
+    int mkills[M_COUNT] = {0};
     uint32_t li = 0, ci = 0;
     int kills = 0;
     for (int r = 0; r < rounds; r++) {
         bool child_listens = (r & 1) != 0;
+        int mode = (r / 2) % M_COUNT;
+        /* TCP cannot tell an idle reader: the dead peer's kernel still holds data for our full
+         * receive window and sends its FIN only after it (zero-window probes meanwhile). */
+        if (t == T_TCP && mode == M_IDLE)
+            mode = M_BUSY;
+        bool blocked = mode == M_RECV || mode == M_SEND;
+        ferry_socket *s = child_listens ? c : l;
+        char what[160];
+        snprintf(what, sizeof what, "%s round %d (%s, %s)", tname[t], r, mname[mode],
+                 child_listens ? "connector, child listener killed"
+                               : "listener, child connector killed");
+        if (blocked) {
+            /* Whatever earlier peers left is received first, so the link's resources are the
+             * only ones above the base when the child is killed. */
+            drain(l, what);
+            drain(c, what);
+            if (!wait_base(fds_base, maps_base)) {
+                fprintf(stderr, "%s: fds %d / memfd mappings %d never came back to %d / %d\n", what,
+                        fd_count(), memfd_maps(), fds_base, maps_base);
+                exit(1);
+            }
+        }
         fflush(stdout);
         fflush(stderr);
         pid_t pid = fork();
@@ -270,17 +406,12 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
         g_child = pid;
         if (pid == 0) {
             alarm(60);
-            child_run(child_listens ? curl : lurl, child_listens);
+            child_run(child_listens ? curl : lurl, child_listens, blocked);
         }
-        ferry_socket *s = child_listens ? c : l;
-        const char *what =
-            child_listens ? "connector, child listener killed" : "listener, child connector killed";
         if (child_listens) {
-            /* The peer returns: our connecting socket reconnects and a round trip works. */
-            /* Known bug (docs/hardening.md): a send already blocked when the peer attaches is
-             * not woken until its timeout; so wait for the link first unless asked to show it. */
-            if (!g_known_bug)
-                wait_peers(c, 1, &ci, what);
+            /* The peer returns: our connecting socket reconnects and a round trip works. The
+             * send blocks before the peer is back (it must be woken when the link comes up, and
+             * the dead previous peer's unread input must not keep the PAIR taken). */
             CHECK_OK(ferry_socket_send(c, "ping", 4, 0));
             static uint8_t b[4096];
             ssize_t n;
@@ -290,9 +421,9 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
                    memcmp(b, "pong", 4) != 0) {
                 if (tu_now_ns() > pend) {
                     fprintf(stderr,
-                            "%s round %d: no pong within 20 s, %llu other messages received "
+                            "%s: no pong within 20 s, %llu other messages received "
                             "meanwhile (the pong was lost)\n",
-                            tname[t], r, (unsigned long long)others);
+                            what, (unsigned long long)others);
                     child_state();
                     exit(1);
                 }
@@ -305,25 +436,35 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
                 mcheck(b, n, what);
             }
         } else {
-            wait_peers(s, 1, &li, what);
+            wait_peers(s, 1, blocked || mode == M_IDLE ? NULL : &li, what);
         }
-        /* A random point in the busy phase. */
+        uint32_t *ctr = child_listens ? &ci : &li;
+        /* A random point in the phase. */
         long delay = (long)(rand_r(seed) % 20000);
-        uint64_t until = tu_now_ns() + (uint64_t)delay * 1000;
-        while (tu_now_ns() < until) {
-            churn(s, child_listens ? &ci : &li, what);
-            nap_us(100);
+        uint64_t det;
+        if (blocked) {
+            det = blocked_kill(s, pid, mode == M_SEND, 1000 + delay, fds_base, maps_base, what);
+        } else {
+            uint64_t until = tu_now_ns() + (uint64_t)delay * 1000;
+            while (tu_now_ns() < until) {
+                if (mode == M_BUSY)
+                    churn(s, ctr, what);
+                nap_us(100);
+            }
+            CHECK(kill(pid, SIGKILL) == 0);
+            det = wait_peers(s, 0, mode == M_BUSY ? ctr : NULL, what);
         }
-        CHECK(kill(pid, SIGKILL) == 0);
-        uint64_t det = wait_peers(s, 0, child_listens ? &ci : &li, what);
         reap_killed(pid);
         kills++;
         total += det;
+        mkills[mode]++;
+        mtotal[mode] += det;
+        if (det > mworst[mode])
+            mworst[mode] = det;
         if (det > worst)
             worst = det;
         if (strict && t != T_TCP && det > 100000000ull) {
-            fprintf(stderr, "%s round %d: detection took %.1f ms (> 100 ms)\n", tname[t], r,
-                    (double)det / 1e6);
+            fprintf(stderr, "%s: detection took %.1f ms (> 100 ms)\n", what, (double)det / 1e6);
             exit(1);
         }
     }
@@ -344,6 +485,10 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
     printf("  %s: %d kills (child listener and connector alternating), detection max %.2f ms, "
            "mean %.2f ms\n",
            tname[t], kills, (double)worst / 1e6, (double)total / 1e6 / (kills ? kills : 1));
+    for (int m = 0; m < M_COUNT; m++)
+        if (mkills[m])
+            printf("    %-12s %4d kills, max %7.2f ms, mean %6.2f ms\n", mname[m], mkills[m],
+                   (double)mworst[m] / 1e6, (double)mtotal[m] / 1e6 / mkills[m]);
     return true;
 }
 
@@ -353,8 +498,7 @@ int main(void)
     const char *e = getenv("FERRY_CHAOS_ROUNDS");
     int rounds = e && *e ? atoi(e) : 20;
     bool strict = e && *e;
-    const char *kb = getenv("FERRY_KNOWN_BUG");
-    g_known_bug = kb && *kb == '1';
+    const char *only = getenv("FERRY_CHAOS_ONLY");
     tu_deadline(strict ? 0 : 110);
     /* A private shm runtime directory so that it can be checked for leftovers. */
     snprintf(g_rundir, sizeof g_rundir, "%s/run", tu_tmpdir());
@@ -370,7 +514,9 @@ int main(void)
     unsigned seed = (unsigned)getpid();
     printf("chaos: %d rounds per transport (seed %u)\n", rounds, seed);
     for (int t = T_IPC; t <= T_SHM; t++)
-        if (!chaos(t, rounds, strict, &seed))
+        if (only && *only && strcmp(only, tname[t]) != 0)
+            continue;
+        else if (!chaos(t, rounds, strict, &seed))
             printf("  %s: not available, skipped\n", tname[t]);
     /* Leak checks (the control thread closes dropped links asynchronously: poll, with deadline). */
     uint64_t end = tu_now_ns() + 10000000000ull;
