@@ -54,6 +54,9 @@ typedef struct bench_cfg {
     const char *json_out, *csv, *plot;
     double clock_ns; /* cost of one clock_gettime, measured at start */
     double load[2];  /* 1-minute load average before and after the run */
+    /* The floor measured again after the last row (0: not measured): the hypervisor may move the
+     * two vCPUs closer or further apart during a run, which changes every ratio. */
+    uint64_t floor_end_p50;
 } bench_cfg;
 
 /* One result row. */

@@ -134,6 +134,15 @@ void bench_out_table(const bench_cfg *cfg, const bench_row *rows, int n)
                fmt_ns(c, sizeof c, (double)fl->p999), fmt_ns(d, sizeof d, (double)fl->max));
     else
         printf("floor: not measured (add --transport floor for the ratios)\n");
+    if (fl && cfg->floor_end_p50) {
+        double drift = (double)cfg->floor_end_p50 / (double)(fl->p50 ? fl->p50 : 1);
+        printf("floor again after the last row: rtt p50 %s (%.2fx the first)\n",
+               fmt_ns(a, sizeof a, (double)cfg->floor_end_p50), drift);
+        if (drift > 1.25 || drift < 0.8)
+            printf("warning: the floor moved during the run (the hypervisor placed the two vCPUs "
+                   "differently): ratios to the floor are only meaningful for rows measured near "
+                   "the start; rerun\n");
+    }
 
     for (int s = 0; s < cfg->nsizes; s++) {
         size_t size = cfg->sizes[s];
