@@ -36,6 +36,8 @@ struct ferry_socket {
     int hb_ivl, hb_ttl, hb_timeout;
     int immediate, spin_ns, shm_upgrade, shm_ring_size;
     int peer_uid;
+    int zc_recv;    /* FERRY_OPT_ZEROCOPY_RECV */
+    int zc_rx_mode; /* during a recv: 0 copy, 1 in place for the library, 2 in place for the user */
 
     /* attached pipes: owner thread only */
     fy_pipe *pipes;
@@ -59,6 +61,7 @@ struct ferry_socket {
 
     /* statistics (owner thread) */
     uint64_t msgs_in, msgs_out, bytes_in, bytes_out;
+    uint64_t zc_sends, zc_recvs, loan_copies; /* docs/shm.md "Zero-copy" */
     _Atomic uint64_t drops_hwm;
 
     char last_endpoint[FY_ENDPOINT_MAX];
@@ -75,6 +78,9 @@ void fy_socket_wake(fy_socket *s);
 void fy_socket_raise(fy_socket *s);
 /* Owner: attach/detach pipes after a generation change. */
 void fy_socket_sync(fy_socket *s);
+
+/* Counts fork() children (changes in a child): a value saved before tells whether we forked. */
+unsigned fy_fork_gen(void);
 
 /* Monotonic nanoseconds. */
 uint64_t fy_now_ns(void);

@@ -172,6 +172,11 @@ int fy_shm_eng_step(fy_pipe *p, bool *want_out)
     return 1;
 }
 
+fy_pipe *fy_shm_eng_inner(fy_pipe *p)
+{
+    return fy_pipe_uses_shm(p) && up_of(p) ? up_of(p)->sp : NULL;
+}
+
 int fy_shm_eng_ufd(const fy_pipe *p)
 {
     return up_of(p)->ufd;

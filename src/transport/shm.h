@@ -158,8 +158,28 @@ int fy_shm_pipe_prepare_wait(fy_pipe *p, bool want_in, bool want_out);
 /* Control thread (tail flush): moves frames the owner left queued into the ring. Returns 1 while
  * frames are still queued, else 0. */
 int fy_shm_pipe_ctl_flush(fy_pipe *p);
-/* Frees the pipe: unmaps, closes fds. Accepts NULL. */
+/* Frees the pipe: closes its fds; the segment is unmapped (and the link's eventfds closed) once
+ * no loan or in-ring frame refers to it any more. Accepts NULL. */
 void fy_shm_pipe_free(fy_pipe *p);
+
+/* ---- zero copy (shm_pipe.c; docs/shm.md "Zero-copy"; owner thread only) ---- */
+
+/* The shm pipe doing p's work: p for shm://, the inner pipe of an upgraded ipc:// link, else NULL.
+ */
+fy_pipe *fy_shm_pipe_of(fy_pipe *p);
+/* Lends size bytes of the shm pipe's (fy_shm_pipe_of) ring as m (an open reservation; see
+ * ferry_msg_loan). 0, or FERRY_EAGAIN (ring full or frames queued), FERRY_EBUSY (a loan is open),
+ * FERRY_EMSGSIZE (not one record), FERRY_EPIPE/EPROTO (dead): the caller falls back to the heap.
+ * user: the loan counts as zc_sends when committed. */
+int fy_shm_pipe_loan(fy_pipe *p, fy_msg *m, size_t size, bool user);
+/* Waits up to timeout_ms for room for a loan of size bytes: 0, FERRY_ETIMEDOUT, FERRY_EAGAIN
+ * (frames are queued behind the ring: no loan now), FERRY_EPIPE/EPROTO, FERRY_EINTR. */
+int fy_shm_pipe_wait_room(fy_pipe *p, size_t size, int timeout_ms);
+/* true when m is the open loan of the shm pipe behind p. */
+bool fy_shm_loan_on(const fy_msg *m, fy_pipe *p);
+/* Turns a loan or in-ring frame into an ordinary heap copy (the loan's reservation is cancelled,
+ * the frame released); other messages are left alone. 0 or FERRY_ENOMEM (m untouched). */
+int fy_shm_msg_unloan(fy_msg *m);
 
 /* ---- shm:// and the switch of an engine link to shared memory (shm.c) ---- */
 
@@ -186,5 +206,7 @@ void fy_shm_eng_kill(fy_pipe *p, int err);
 int fy_shm_eng_ctl_flush(fy_pipe *p);
 /* Frees the shm side of p (if any) and gives p back its Unix socket fds. */
 void fy_shm_eng_free(fy_pipe *p);
+/* The shm pipe inside a switched engine pipe, else NULL. */
+fy_pipe *fy_shm_eng_inner(fy_pipe *p);
 
 #endif

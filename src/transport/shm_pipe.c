@@ -19,6 +19,15 @@
  * against the ring's bounds and our own reassembly state before use, the consumed-messages
  * counter may only move forward and never past what we sent. A violation kills the pipe with
  * FERRY_EPROTO.
+ *
+ * Zero copy (docs/shm.md "Zero-copy"): a loan is the ring's open reservation handed to the user
+ * as a message (at most one per ring; send commits it in place, fini cancels it), and an in-ring
+ * frame is a whole record handed out by peek and released locally at once but not published to
+ * the producer until the user drops it (at most one per pipe; later frames are copied meanwhile,
+ * their releases wait behind it because the ring publishes its read index all or nothing). Both
+ * message contents live in a reference-counted share object that also owns the link: the segment
+ * stays mapped until the pipe and every such message are gone, so no user pointer ever leads
+ * into an unmapped segment, even after the peer died.
  */
 #include "core/ctl.h"
 #include "core/socket.h"
@@ -50,9 +59,27 @@ typedef struct shm_ovf {
     bool last;    /* the last frame of its message */
 } shm_ovf;
 
-typedef struct fy_shm_pipe {
+typedef struct fy_shm_pipe fy_shm_pipe;
+
+/*
+ * What a loan or an in-ring frame refers to. refs: one for the pipe, one per outstanding loan or
+ * held frame; the last one unmaps the segment. mu guards sp, which fy_shm_pipe_free clears (on
+ * the control thread for upgraded ipc:// pipes) while a message's drop may want to touch the pipe.
+ */
+typedef struct sp_share {
+    _Atomic uint32_t refs;
+    pthread_mutex_t mu;
+    fy_shm_pipe *sp;
+    fy_shm_link *link;
+    unsigned fork_gen; /* a forked child's copy of a message must not touch the rings */
+    bool loan_user;    /* the open loan came from ferry_msg_loan (counts as zc_sends) */
+    fy_msg_content loan_c, hold_c;
+} sp_share;
+
+struct fy_shm_pipe {
     fy_pipe pipe; /* first: a fy_pipe * is a fy_shm_pipe * */
     fy_shm_link *link;
+    sp_share *sh;
     int usock;
     int side;
     int my_efd;
@@ -86,7 +113,13 @@ typedef struct fy_shm_pipe {
     uint64_t asm_total, asm_have;
     uint32_t asm_flags;
     bool asm_on;
-} fy_shm_pipe;
+
+    /* zero copy (owner) */
+    bool loan_on;      /* sh->loan_c is the ring's open reservation */
+    bool hold_on;      /* sh->hold_c is a frame still in the ring: publish no release */
+    uint8_t *loan_rec; /* start of the reserved record (meta word) */
+    fy_spsc_shared *rx_shared;
+};
 
 static const fy_pipe_ops shm_pipe_ops;
 
@@ -153,6 +186,151 @@ static void sp_disarm(fy_shm_pipe *sp)
     sp_drain_efd(sp);
 }
 
+/* ---- zero-copy shares ---- */
+
+static bool sp_tx_enter(fy_shm_pipe *sp);
+static void sp_tx_leave(fy_shm_pipe *sp, bool locked);
+static int sp_rx_publish(fy_shm_pipe *sp);
+
+static void sp_share_unref(sp_share *sh)
+{
+    /* acq_rel: the last one sees everything the others did with the mapping before. */
+    if (atomic_fetch_sub_explicit(&sh->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    fy_shm_link_free(sh->link);
+    pthread_mutex_destroy(&sh->mu);
+    free(sh);
+}
+
+static bool sp_share_same_process(const sp_share *sh)
+{
+    return sh->fork_gen == fy_fork_gen();
+}
+
+/* Owner: the open reservation goes away unused (tx under the tail-flush discipline). */
+static void sp_loan_cancel(fy_shm_pipe *sp)
+{
+    bool locked = sp_tx_enter(sp);
+    ferry_spsc_cancel(&sp->tx);
+    sp->loan_on = false;
+    sp_tx_leave(sp, locked);
+}
+
+/* Last reference to a loan: cancel the reservation unless send committed it. */
+static void sp_loan_drop(fy_msg_content *c)
+{
+    sp_share *sh = (sp_share *)((uint8_t *)c - offsetof(sp_share, loan_c));
+    if (c->zc == FY_MSG_ZC_LOAN && sp_share_same_process(sh)) {
+        pthread_mutex_lock(&sh->mu);
+        if (sh->sp && sh->sp->loan_on)
+            sp_loan_cancel(sh->sp);
+        pthread_mutex_unlock(&sh->mu);
+    }
+    sp_share_unref(sh);
+}
+
+/* Last reference to an in-ring frame: the releases held back behind it may now be published. */
+static void sp_hold_drop(fy_msg_content *c)
+{
+    sp_share *sh = (sp_share *)((uint8_t *)c - offsetof(sp_share, hold_c));
+    if (sp_share_same_process(sh)) {
+        pthread_mutex_lock(&sh->mu);
+        fy_shm_pipe *sp = sh->sp;
+        if (sp && sp->hold_on) {
+            sp->hold_on = false;
+            if (sp->rx_deferred && !atomic_load_explicit(&sp->pipe.dead, memory_order_relaxed))
+                sp_rx_publish(sp);
+        }
+        pthread_mutex_unlock(&sh->mu);
+    }
+    sp_share_unref(sh);
+}
+
+static sp_share *sp_loan_share(const fy_msg *m)
+{
+    return (sp_share *)((uint8_t *)m->content - offsetof(sp_share, loan_c));
+}
+
+fy_pipe *fy_shm_pipe_of(fy_pipe *p)
+{
+    if (fy_pipe_is_shm(p))
+        return p;
+    return fy_shm_eng_inner(p);
+}
+
+int fy_shm_pipe_loan(fy_pipe *p, fy_msg *m, size_t size, bool user)
+{
+    fy_shm_pipe *sp = sp_of(p);
+    if (atomic_load_explicit(&p->dead, memory_order_relaxed))
+        return FERRY_EPIPE;
+    if (sp->loan_on)
+        return FERRY_EBUSY;
+    if ((uint64_t)size > sp->whole_max || (uint64_t)size > sp->max_msg)
+        return FERRY_EMSGSIZE;
+    bool locked = sp_tx_enter(sp);
+    void *dst = NULL;
+    /* Frames queued behind the ring go first: a loan committed now would overtake them. */
+    int rc = sp->ovf_n ? FERRY_EAGAIN : ferry_spsc_reserve(&sp->tx, size + REC_META, &dst);
+    if (rc == FERRY_EAGAIN && !sp->ovf_n && ferry_spsc_flush(&sp->tx) < 0)
+        rc = FERRY_EPROTO; /* full: let the consumer see what we deferred */
+    if (rc == 0) {
+        sp->loan_on = true; /* under the tail-flush discipline, like tx itself */
+        sp->loan_rec = dst;
+    }
+    sp_tx_leave(sp, locked);
+    if (rc < 0)
+        return rc == FERRY_EPROTO ? sp_fail(sp, rc) : rc;
+    sp_share *sh = sp->sh;
+    fy_msg_content *c = &sh->loan_c;
+    atomic_store_explicit(&c->refs, 1, memory_order_relaxed);
+    c->zc = FY_MSG_ZC_LOAN;
+    c->ffn = NULL;
+    c->hint = NULL;
+    c->data = (uint8_t *)dst + REC_META;
+    c->drop = sp_loan_drop;
+    atomic_fetch_add_explicit(&sh->refs, 1, memory_order_relaxed);
+    sh->loan_user = user;
+    fy_msg_init(m);
+    m->content = c;
+    m->size = size;
+    return 0;
+}
+
+int fy_shm_pipe_wait_room(fy_pipe *p, size_t size, int timeout_ms)
+{
+    fy_shm_pipe *sp = sp_of(p);
+    if (atomic_load_explicit(&p->dead, memory_order_relaxed))
+        return FERRY_EPIPE;
+    /* Queued frames go first (and the tail flush may be using tx): no loan until they are in. */
+    if (sp->ovf_n || sp->loan_on)
+        return FERRY_EAGAIN;
+    /* The consumer's published release wakes this (futex on the ring's writable word). */
+    int rc = ferry_spsc_wait_writable(&sp->tx, size + REC_META, timeout_ms);
+    return rc == FERRY_EPROTO ? sp_fail(sp, rc) : rc;
+}
+
+bool fy_shm_loan_on(const fy_msg *m, fy_pipe *p)
+{
+    if (fy_msg_zc(m) != FY_MSG_ZC_LOAN || !p)
+        return false;
+    fy_pipe *in = fy_shm_pipe_of(p);
+    return in && sp_loan_share(m) == sp_of(in)->sh && sp_of(in)->loan_on;
+}
+
+int fy_shm_msg_unloan(fy_msg *m)
+{
+    unsigned zc = fy_msg_zc(m);
+    if (zc == FY_MSG_ZC_NONE)
+        return 0;
+    fy_msg h;
+    int rc = fy_msg_init_copy(&h, fy_msg_cdata(m), fy_msg_size(m));
+    if (rc < 0)
+        return rc;
+    h.flags = m->flags;
+    fy_msg_move(m, &h); /* drops the loan (cancelled) or the in-ring frame (released) */
+    return 0;
+}
+
 /* ---- output ---- */
 
 /*
@@ -183,6 +361,8 @@ static int sp_put(fy_shm_pipe *sp, const fy_msg *m, uint64_t *off)
         uint32_t fl = base | (*off > 0 ? REC_CONT : 0) | (*off + n < total ? REC_CHUNK : 0);
         void *dst;
         int rc = ferry_spsc_reserve(&sp->tx, (size_t)(n + REC_META), &dst);
+        if (rc == FERRY_EBUSY)
+            return 0; /* only an open loan holds a reservation: queue behind it */
         if (rc == FERRY_EAGAIN) {
             /* Full: make deferred records visible, the consumer may be waiting for them. */
             rc = ferry_spsc_flush(&sp->tx);
@@ -250,6 +430,27 @@ static void sp_ovf_push(fy_shm_pipe *sp, fy_msg *m, uint64_t off)
     sp->ovf_n++;
 }
 
+/* Commits the open loan m in place: the bytes are already in the ring. */
+static int sp_commit_loan(fy_shm_pipe *sp, fy_msg *m)
+{
+    uint64_t n = fy_msg_size(m);
+    uint32_t fl =
+        ((m->flags & FY_MSG_MORE) ? REC_MORE : 0) | ((m->flags & FY_MSG_SUB) ? REC_SUB : 0);
+    uint64_t meta = (uint64_t)fl | (n << 8);
+    memcpy(sp->loan_rec, &meta, REC_META);
+    int rc =
+        ferry_spsc_commit(&sp->tx, (size_t)(n + REC_META), (fl & REC_MORE) ? FERRY_RING_DEFER : 0);
+    sp->loan_on = false;
+    m->content->zc = FY_MSG_ZC_NONE; /* committed: the drop only lets go of the share */
+    if (sp->sh->loan_user && sp->pipe.sock)
+        sp->pipe.sock->zc_sends++;
+    fy_msg_fini(m);
+    if (rc < 0)
+        return sp_fail(sp, rc);
+    sp->out_mid = (fl & REC_MORE) != 0;
+    return 0;
+}
+
 static int sp_send_locked(fy_pipe *p, fy_msg *m)
 {
     fy_shm_pipe *sp = sp_of(p);
@@ -263,6 +464,25 @@ static int sp_send_locked(fy_pipe *p, fy_msg *m)
     if (size > sp->max_msg || size > SIZE_MAX_META)
         return FERRY_EMSGSIZE;
     bool more = (m->flags & FY_MSG_MORE) != 0;
+    if (__builtin_expect(fy_msg_zc(m) != FY_MSG_ZC_NONE, 0)) {
+        if (fy_msg_zc(m) == FY_MSG_ZC_LOAN && sp_loan_share(m) == sp->sh && sp->loan_on) {
+            if (!sp->ovf_n)
+                return sp_commit_loan(sp, m);
+            /* Frames were queued after the loan was taken: keep their order, copy the loan. The
+             * reservation is cancelled here (tx may be under our lock), not by the drop. */
+            fy_msg h;
+            int rc = fy_msg_init_copy(&h, fy_msg_cdata(m), fy_msg_size(m));
+            if (rc < 0)
+                return rc;
+            h.flags = m->flags;
+            ferry_spsc_cancel(&sp->tx);
+            sp->loan_on = false;
+            fy_msg_move(m, &h);
+            if (sp->pipe.sock)
+                sp->pipe.sock->loan_copies++;
+        }
+        /* Anything else (another ring's loan, an in-ring frame forwarded) is copied by sp_put. */
+    }
     if (!sp->out_mid && !(m->flags & FY_MSG_SUB) && sp_at_hwm(sp) && sp_drain(sp) == 0 &&
         sp_at_hwm(sp))
         return atomic_load_explicit(&p->dead, memory_order_relaxed) ? FERRY_EPROTO : FERRY_EAGAIN;
@@ -335,9 +555,12 @@ static int sp_flush_locked(fy_pipe *p)
 
 /* ---- input ---- */
 
-/* Makes our releases and the consumed counter visible to the producer. */
+/* Makes our releases and the consumed counter visible to the producer; none while a frame is held
+ * in the ring (publishing the read index would hand its bytes back to the producer). */
 static int sp_rx_publish(fy_shm_pipe *sp)
 {
+    if (sp->hold_on)
+        return 0;
     sp->rx_deferred = 0;
     int rc = ferry_spsc_rx_flush(&sp->rx);
     return rc < 0 ? sp_fail(sp, rc) : 0;
@@ -351,6 +574,35 @@ static int sp_release(fy_shm_pipe *sp, size_t len)
         return sp_fail(sp, rc);
     sp->rx_deferred++;
     return defer ? 0 : sp_rx_publish(sp);
+}
+
+/*
+ * Hands out the peeked whole record as m without copying: m's bytes stay in the ring. The record
+ * is released locally (so later records can be read) but no release is published until m is
+ * dropped (sp_hold_drop), so the producer cannot reuse the bytes. The peer can still scribble on
+ * them (it owns the memory): the user sees changing bytes, never bytes out of bounds.
+ */
+static int sp_hold(fy_shm_pipe *sp, fy_msg *m, const uint8_t *src, uint64_t n, uint32_t fl)
+{
+    int rc = ferry_spsc_release(&sp->rx, FERRY_RING_DEFER);
+    if (rc < 0)
+        return sp_fail(sp, rc);
+    sp->rx_deferred++;
+    sp_share *sh = sp->sh;
+    fy_msg_content *c = &sh->hold_c;
+    atomic_store_explicit(&c->refs, 1, memory_order_relaxed);
+    c->zc = FY_MSG_ZC_RING;
+    c->ffn = NULL;
+    c->hint = NULL;
+    c->data = (uint8_t *)(uintptr_t)src;
+    c->drop = sp_hold_drop;
+    atomic_fetch_add_explicit(&sh->refs, 1, memory_order_relaxed);
+    sp->hold_on = true;
+    fy_msg_fini(m);
+    m->content = c;
+    m->size = n;
+    m->flags = ((fl & REC_MORE) ? FY_MSG_MORE : 0) | ((fl & REC_SUB) ? FY_MSG_SUB : 0);
+    return 0;
 }
 
 /* Reads the next complete frame out of the ring into m. 0, FERRY_EAGAIN, or < 0 (dead). */
@@ -391,6 +643,8 @@ static int sp_next(fy_shm_pipe *sp, fy_msg *m)
             if (!(fl & REC_CHUNK)) {
                 if (total != n)
                     return sp_fail(sp, FERRY_EPROTO);
+                if (n > FY_MSG_INLINE && !sp->hold_on && sp->pipe.sock && sp->pipe.sock->zc_rx_mode)
+                    return sp_hold(sp, m, src, n, fl);
                 if ((rc = fy_msg_init_size(m, (size_t)n)) < 0)
                     return rc; /* record stays; the caller may retry */
                 if (n)
@@ -418,10 +672,12 @@ static int sp_next(fy_shm_pipe *sp, fy_msg *m)
         if (n)
             memcpy(fy_msg_data(&sp->asmb) + sp->asm_have, src, (size_t)n);
         sp->asm_have += n;
-        /* Chunks are large: publish at once so the producer can stream the next one. */
-        rc = ferry_spsc_release(&sp->rx, 0);
+        /* Chunks are large: publish at once so the producer can stream the next one (unless a
+         * frame is held: then the release waits behind it). */
+        rc = ferry_spsc_release(&sp->rx, sp->hold_on ? FERRY_RING_DEFER : 0);
         if (rc < 0)
             return sp_fail(sp, rc);
+        sp->rx_deferred += sp->hold_on;
         if (fl & REC_CHUNK)
             continue;
         sp->asm_on = false;
@@ -439,12 +695,20 @@ static int sp_recv(fy_pipe *p, fy_msg *m)
     if (sp->rx_armed || sp->tx_armed)
         sp_disarm(sp);
     if (sp->has_stash) {
+        /* A frame poll_in left in the ring goes out as a copy unless this call takes it so. */
+        if (fy_msg_zc(&sp->stash) == FY_MSG_ZC_RING && !(p->sock && p->sock->zc_rx_mode) &&
+            fy_shm_msg_unloan(&sp->stash) < 0)
+            return FERRY_EAGAIN;
         fy_msg_move(m, &sp->stash);
         sp->has_stash = false;
+        if (fy_msg_zc(m) == FY_MSG_ZC_RING && p->sock && p->sock->zc_rx_mode == 2)
+            p->sock->zc_recvs++;
         return 0;
     }
     fy_msg_fini(m);
     int rc = sp_next(sp, m);
+    if (rc == 0 && fy_msg_zc(m) == FY_MSG_ZC_RING && p->sock && p->sock->zc_rx_mode == 2)
+        p->sock->zc_recvs++;
     if (rc < 0 && rc != FERRY_EAGAIN)
         p->saw_epipe = true;
     return rc;
@@ -506,6 +770,21 @@ static int sp_prepare_wait_locked(fy_pipe *p, bool want_in, bool want_out)
             return 0;
         if ((rc = sp_rx_publish(sp)) < 0)
             return rc;
+        if (sp->hold_on) {
+            /* ferry_spsc_rx_arm would publish the held frame's release: announce the sleep on
+             * the same word by hand (same fence pairing as below) and look once more. */
+            ferry_wait_arm(&sp->rx_shared->readable);
+            sp->rx_armed = true;
+            fy_msg_init(&sp->stash);
+            rc = sp_next(sp, &sp->stash);
+            if (rc == 0) {
+                sp->has_stash = true;
+                return 0;
+            }
+            if (rc != FERRY_EAGAIN)
+                return 0; /* dead: the caller finds out at once */
+            goto armed;
+        }
         /* ferry_spsc_rx_arm: sleepers++ and a seq_cst fence (pairs with the producer's seq_cst
          * tail store + sleepers load in ferry_spsc_flush), then re-checks the ring. */
         rc = ferry_spsc_rx_arm(&sp->rx);
@@ -515,6 +794,7 @@ static int sp_prepare_wait_locked(fy_pipe *p, bool want_in, bool want_out)
             return 0;
         sp->rx_armed = true;
     }
+armed:
     /* Queued output, or a full HWM, always needs the wake-up when the peer makes room, whatever
      * the caller says it waits for: the core's sleep does not tell (it flushes every pipe before
      * sleeping), and the peer may be waiting for the rest of a message before it frees anything. */
@@ -623,6 +903,13 @@ void fy_shm_pipe_free(fy_pipe *p)
     if (sp->has_stash)
         fy_msg_fini(&sp->stash);
     fy_msg_fini(&sp->asmb);
+    sp_share *sh = sp->sh;
+    if (sh) {
+        /* Loans and held frames outlive the pipe: they keep the mapping, not the pipe. */
+        pthread_mutex_lock(&sh->mu);
+        sh->sp = NULL;
+        pthread_mutex_unlock(&sh->mu);
+    }
     while (sp->ovf_n) {
         fy_msg_fini(&sp->ovf[sp->ovf_head].m);
         sp->ovf_head = (sp->ovf_head + 1) % sp->ovf_cap;
@@ -630,7 +917,10 @@ void fy_shm_pipe_free(fy_pipe *p)
     }
     free(sp->ovf);
     pthread_mutex_destroy(&sp->tx_lock);
-    fy_shm_link_free(sp->link);
+    if (sh)
+        sp_share_unref(sh); /* the last reference unmaps the segment */
+    else
+        fy_shm_link_free(sp->link);
     if (sp->usock >= 0)
         close(sp->usock);
     free(sp);
@@ -672,6 +962,18 @@ int fy_shm_pipe_new(fy_pipe **out, fy_socket *s, fy_shm_link *link, int usock,
     pthread_mutex_init(&sp->tx_lock, NULL);
     sp->link = link;
     sp->usock = usock;
+    sp_share *sh = calloc(1, sizeof *sh);
+    if (!sh) {
+        fy_shm_pipe_free(&sp->pipe);
+        return FERRY_ENOMEM;
+    }
+    atomic_init(&sh->refs, 1);
+    pthread_mutex_init(&sh->mu, NULL);
+    sh->sp = sp;
+    sh->link = link;
+    sh->fork_gen = fy_fork_gen();
+    sp->sh = sh;
+    sp->usock = usock;
     sp->side = fy_shm_link_side(link);
     sp->my_efd = fy_shm_link_efd(link, sp->side);
     fy_msg_init(&sp->stash);
@@ -687,6 +989,7 @@ int fy_shm_pipe_new(fy_pipe **out, fy_socket *s, fy_shm_link *link, int usock,
         return FERRY_EPROTO;
     }
     sp->tx_shared = v.ring[me];
+    sp->rx_shared = v.ring[peer];
     /* Both of our endpoints wake the peer through the peer's eventfd. */
     ferry_wait_policy pol;
     ferry_wait_policy_init(&pol);
