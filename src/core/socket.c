@@ -42,11 +42,6 @@ static void fy_fork_init(void)
     pthread_atfork(NULL, NULL, fy_fork_child);
 }
 
-unsigned fy_fork_gen(void)
-{
-    return atomic_load_explicit(&fy_fork_generation, memory_order_relaxed);
-}
-
 uint64_t fy_now_ns(void)
 {
     struct timespec ts;
@@ -256,44 +251,9 @@ static void sock_flush_all(fy_socket *s)
             p->ops->flush(p);
 }
 
-/*
- * The pipe a loan may live in (docs/shm.md "Zero-copy"): the only attached peer of a PAIR, PUSH
- * or DEALER socket (the pipe every pattern choice lands on), when it is alive and runs on shared
- * memory. NULL otherwise.
- */
-static fy_pipe *sock_loan_pipe(fy_socket *s)
-{
-    if (s->type != FERRY_PAIR && s->type != FERRY_PUSH && s->type != FERRY_DEALER)
-        return NULL;
-    fy_pipe *p = s->pipes;
-    if (s->npipes != 1 || !p || p->saw_epipe ||
-        atomic_load_explicit(&p->dead, memory_order_relaxed))
-        return NULL;
-    return fy_shm_pipe_of(p) ? p : NULL;
-}
-
-/* A frame in shared memory about to be sent: only a loan still owned by the pipe the pattern
- * will choose is committed in place; anything else becomes a heap copy first (a loan whose peer
- * changed or died, a received in-ring frame being forwarded). */
-static int sock_settle_zc(fy_socket *s, fy_msg *m)
-{
-    unsigned zc = fy_msg_zc(m);
-    if (zc == FY_MSG_ZC_LOAN && fy_shm_loan_on(m, sock_loan_pipe(s)))
-        return 0;
-    int rc = fy_shm_msg_unloan(m);
-    if (rc == 0 && zc == FY_MSG_ZC_LOAN)
-        s->loan_copies++;
-    return rc;
-}
-
 static int sock_op(fy_socket *s, bool out, fy_msg *m)
 {
     fy_socket_sync(s);
-    if (out && __builtin_expect(fy_msg_zc(m) != FY_MSG_ZC_NONE, 0)) {
-        int rc = sock_settle_zc(s, m);
-        if (rc < 0)
-            return rc;
-    }
     return out ? s->ops->send(s, s->pstate, m) : s->ops->recv(s, s->pstate, m);
 }
 
@@ -377,20 +337,46 @@ static int sock_run(fy_socket *s, bool out, int timeout_ms, fy_msg *m)
     }
 }
 
-/* Keeps the pollfd (epfd) readable exactly while input waits in user space (when in use). */
+/*
+ * Input in user space that recv would return without the kernel: frames the pattern itself holds
+ * (a prefetched frame, XPUB notices: its has_input op) or a complete frame buffered in a pipe
+ * (kernel-buffered input makes the epfd readable by itself). Only sockets that can receive count
+ * pipe input: a PUB's unread subscriptions are not input for its user, and reporting them would
+ * spin an event loop that never calls recv on a PUB. Asking each pipe also re-announces shm pipes
+ * to their peers (shm_pipe.c arms its wake-up whenever has_input reports nothing), which is what
+ * makes a later shm frame wake the pollfd.
+ */
+static bool sock_holds_input(fy_socket *s)
+{
+    bool in = s->ops->has_input && s->ops->has_input(s, s->pstate);
+    for (fy_pipe *p = s->pipes; p && !in && s->ops->recv; p = p->sock_next)
+        in = p->ops->has_input(p) || atomic_load(&p->dead);
+    return in;
+}
+
+/* Keeps the pollfd (epfd) readable while input waits in user space (when in use), and clears
+ * readiness left over from handled events. */
 static void sock_pollfd_upkeep(fy_socket *s)
 {
     if (!atomic_load_explicit(&s->pollfd_on, memory_order_relaxed))
         return;
     sock_drain_sig(s);
     fy_socket_sync(s);
-    for (fy_pipe *p = s->pipes; p; p = p->sock_next) {
-        if (p->ops->has_input(p) || (atomic_load(&p->dead) && s->ops->recv)) {
-            fy_socket_raise(s);
-            return;
-        }
-    }
-    if (atomic_load_explicit(&s->gen, memory_order_acquire) != s->seen_gen)
+    if (sock_holds_input(s) || atomic_load_explicit(&s->gen, memory_order_acquire) != s->seen_gen)
+        fy_socket_raise(s);
+}
+
+/* After a send: the pattern may have read input on the way (XPUB applies subscriptions while
+ * publishing and queues notices), sending may have disarmed an shm pipe's input wake-up, and
+ * pipes attached during the call need the full upkeep. Send-only sockets have no input to show.
+ * Costs a pass over the pipes per send, only while the pollfd is in use. */
+static void sock_pollfd_after_send(fy_socket *s, uint64_t gen_before)
+{
+    if (!atomic_load_explicit(&s->pollfd_on, memory_order_relaxed) || !s->ops->recv)
+        return;
+    if (s->seen_gen != gen_before)
+        sock_pollfd_upkeep(s);
+    else if (sock_holds_input(s))
         fy_socket_raise(s);
 }
 
@@ -686,6 +672,7 @@ static int sock_send_msg(fy_socket *s, fy_msg *m, int flags)
         return FERRY_EINVAL;
     m->flags = (flags & FERRY_MORE) ? FY_MSG_MORE : 0;
     size_t size = fy_msg_size(m);
+    uint64_t gen_before = s->seen_gen;
     int rc = sock_run(s, true, (flags & FERRY_DONTWAIT) ? 0 : s->sndtimeo, m);
     if (rc == 0) {
         s->bytes_out += size;
@@ -693,6 +680,7 @@ static int sock_send_msg(fy_socket *s, fy_msg *m, int flags)
             s->msgs_out++;
         s->sndmore = (flags & FERRY_MORE) != 0;
     }
+    sock_pollfd_after_send(s, gen_before);
     return rc;
 }
 
@@ -704,17 +692,6 @@ int ferry_socket_send(ferry_socket *s, const void *buf, size_t len, int flags)
     if (!buf && len)
         return FERRY_EFAULT;
     fy_msg m;
-    if (len > FY_MSG_INLINE) {
-        /* A single shm peer: copy straight into its ring (one copy instead of two). */
-        fy_socket_sync(s);
-        fy_pipe *p = sock_loan_pipe(s);
-        if (p && fy_shm_pipe_loan(fy_shm_pipe_of(p), &m, len, false) == 0) {
-            memcpy(fy_msg_data(&m), buf, len);
-            rc = sock_send_msg(s, &m, flags);
-            fy_msg_fini(&m); /* a loan not sent is cancelled */
-            return rc;
-        }
-    }
     rc = fy_msg_init_copy(&m, buf, len);
     if (rc)
         return rc;
@@ -723,16 +700,13 @@ int ferry_socket_send(ferry_socket *s, const void *buf, size_t len, int flags)
     return rc;
 }
 
-/* zc: whether shm pipes may leave the frame in their ring (see fy_socket.zc_rx_mode). */
-static int sock_recv_msg(fy_socket *s, fy_msg *m, int flags, int zc)
+static int sock_recv_msg(fy_socket *s, fy_msg *m, int flags)
 {
     if (!s->ops->recv)
         return FERRY_ENOTSUP;
     if (flags & ~FERRY_DONTWAIT)
         return FERRY_EINVAL;
-    s->zc_rx_mode = zc;
     int rc = sock_run(s, false, (flags & FERRY_DONTWAIT) ? 0 : s->rcvtimeo, m);
-    s->zc_rx_mode = 0;
     if (rc == 0) {
         m->flags &= FY_MSG_MORE;
         s->rcvmore = fy_msg_more(m);
@@ -753,8 +727,7 @@ ssize_t ferry_socket_recv(ferry_socket *s, void *buf, size_t cap, int flags, int
         return FERRY_EFAULT;
     fy_msg m;
     fy_msg_init(&m);
-    /* In place: the frame is copied out of the ring into buf and released right below. */
-    rc = sock_recv_msg(s, &m, flags, 1);
+    rc = sock_recv_msg(s, &m, flags);
     if (rc) {
         fy_msg_fini(&m);
         return rc;
@@ -791,43 +764,7 @@ int ferry_msg_recv(ferry_socket *s, ferry_msg *msg, int flags)
         return FERRY_EINVAL;
     fy_msg *m = (fy_msg *)msg;
     fy_msg_fini(m);
-    return sock_recv_msg(s, m, flags, s->zc_recv ? 2 : 0);
-}
-
-int ferry_msg_loan(ferry_socket *s, ferry_msg *msg, size_t size)
-{
-    if (!msg)
-        return FERRY_EINVAL;
-    fy_msg *m = (fy_msg *)msg;
-    fy_msg_init(m);
-    int rc = sock_check(s);
-    if (rc)
-        return rc;
-    /* A full ring is waited for like a send waits at SNDHWM (SNDTIMEO), in slices so that a
-     * peer that dies meanwhile is noticed; anything else falls back at once. */
-    uint64_t deadline = s->sndtimeo < 0 ? UINT64_MAX
-                                        : fy_now_ns() + (uint64_t)s->sndtimeo * 1000000ull;
-    for (;;) {
-        fy_socket_sync(s);
-        fy_pipe *p = sock_loan_pipe(s);
-        if (!p || size == 0)
-            break;
-        rc = fy_shm_pipe_loan(fy_shm_pipe_of(p), m, size, true);
-        if (rc == 0)
-            return 1;
-        uint64_t now = fy_now_ns();
-        if (rc != FERRY_EAGAIN || now >= deadline)
-            break;
-        uint64_t left_ms = (deadline - now) / 1000000ull;
-        rc = fy_shm_pipe_wait_room(fy_shm_pipe_of(p), size, left_ms < 10 ? (int)left_ms : 10);
-        if (rc != 0 && rc != FERRY_ETIMEDOUT)
-            break;
-    }
-    rc = fy_msg_init_size(m, size);
-    if (rc < 0)
-        return rc;
-    s->loan_copies++;
-    return 0;
+    return sock_recv_msg(s, m, flags);
 }
 
 int ferry_socket_subscribe(ferry_socket *s, const void *prefix, size_t len)
@@ -840,7 +777,9 @@ int ferry_socket_subscribe(ferry_socket *s, const void *prefix, size_t len)
     if (!s->ops->setopt)
         return FERRY_ENOTSUP;
     fy_socket_sync(s);
-    return s->ops->setopt(s, s->pstate, FY_OPT_SUBSCRIBE, prefix, len);
+    rc = s->ops->setopt(s, s->pstate, FY_OPT_SUBSCRIBE, prefix, len);
+    sock_pollfd_upkeep(s);
+    return rc;
 }
 
 int ferry_socket_unsubscribe(ferry_socket *s, const void *prefix, size_t len)
@@ -853,7 +792,9 @@ int ferry_socket_unsubscribe(ferry_socket *s, const void *prefix, size_t len)
     if (!s->ops->setopt)
         return FERRY_ENOTSUP;
     fy_socket_sync(s);
-    return s->ops->setopt(s, s->pstate, FY_OPT_UNSUBSCRIBE, prefix, len);
+    rc = s->ops->setopt(s, s->pstate, FY_OPT_UNSUBSCRIBE, prefix, len);
+    sock_pollfd_upkeep(s);
+    return rc;
 }
 
 /* ---- options ---- */
@@ -975,11 +916,6 @@ int ferry_socket_getopt_int(ferry_socket *s, int opt, int64_t *v)
     case FERRY_OPT_IMMEDIATE:
         *v = s->immediate;
         return 0;
-    case FERRY_OPT_ZEROCOPY_RECV:
-        if (v != 0 && v != 1)
-            return FERRY_EINVAL;
-        s->zc_recv = (int)v;
-        return 0;
     case FERRY_OPT_RCVMORE:
         *v = s->rcvmore;
         return 0;
@@ -997,9 +933,6 @@ int ferry_socket_getopt_int(ferry_socket *s, int opt, int64_t *v)
         return 0;
     case FERRY_OPT_PEER_UID:
         *v = s->peer_uid;
-        return 0;
-    case FERRY_OPT_ZEROCOPY_RECV:
-        *v = s->zc_recv;
         return 0;
     default:
         if (s->ops->getopt) {
@@ -1026,7 +959,7 @@ int ferry_socket_setopt_bytes(ferry_socket *s, int opt, const void *val, size_t 
         s->popts.routing_id_len = (uint8_t)len;
         return 0;
     }
-    if (opt >= FERRY_OPT_SNDHWM && opt <= FERRY_OPT_ZEROCOPY_RECV) {
+    if (opt >= FERRY_OPT_SNDHWM && opt <= FERRY_OPT_PEER_UID) {
         if (len != sizeof(int64_t) && len != sizeof(int))
             return FERRY_EINVAL;
         int64_t v;
@@ -1061,7 +994,7 @@ int ferry_socket_getopt_bytes(ferry_socket *s, int opt, void *buf, size_t *len)
         *len = n;
         return 0;
     }
-    if (opt >= FERRY_OPT_SNDHWM && opt <= FERRY_OPT_ZEROCOPY_RECV) {
+    if (opt >= FERRY_OPT_SNDHWM && opt <= FERRY_OPT_PEER_UID) {
         int64_t v;
         rc = ferry_socket_getopt_int(s, opt, &v);
         if (rc)
@@ -1228,6 +1161,7 @@ int ferry_socket_stats(ferry_socket *s, ferry_stats *out)
     if (!out)
         return FERRY_EINVAL;
     fy_socket_sync(s);
+    sock_pollfd_upkeep(s); /* pipes it attached must wake the pollfd too */
     memset(out, 0, sizeof *out);
     out->msgs_in = s->msgs_in;
     out->msgs_out = s->msgs_out;
@@ -1243,8 +1177,5 @@ int ferry_socket_stats(ferry_socket *s, ferry_stats *out)
     }
     out->peers = live;
     out->peers_shm = shm;
-    out->zc_sends = s->zc_sends;
-    out->zc_recvs = s->zc_recvs;
-    out->loan_copies = s->loan_copies;
     return 0;
 }

@@ -67,6 +67,13 @@ typedef struct fy_pattern_ops {
     /* FERRY_POLLIN when recv would not return FERRY_EAGAIN, FERRY_POLLOUT when send of a first
      * frame would not; never blocks. May pre-fetch (e.g. SUB filtering) into its own state. */
     int (*events)(fy_socket *s, void *st);
+    /* Optional, required for every pattern that keeps received frames in its own state (a
+     * prefetched frame, queued notices, a lost reply to report): true when recv would return a
+     * frame (or an error other than FERRY_EAGAIN) from that state alone, without reading any pipe.
+     * Never reads, never allocates. The core ORs it with the pipes' has_input to keep the
+     * level-triggered pollfd readable (ferry_socket_pollfd); a pattern that buffers without
+     * answering here makes an event loop sleep forever on input it already holds. */
+    bool (*has_input)(fy_socket *s, void *st);
     /* Optional: pattern options (enum fy_pattern_opt or pattern-specific); FERRY_EINVAL for a bad
      * value, FERRY_ENOTSUP when the option does not apply to this type. */
     int (*setopt)(fy_socket *s, void *st, int opt, const void *val, size_t len);

@@ -230,6 +230,13 @@ static int rep_events(fy_socket *s, void *st)
     return rc == FERRY_EAGAIN ? 0 : rc;
 }
 
+static bool rep_has_input(fy_socket *s, void *st)
+{
+    (void)s;
+    const rep_state *r = st;
+    return !r->replying && r->has_pre;
+}
+
 const fy_pattern_ops fy_pattern_rep = {
     .type = FERRY_REP,
     .name = "REP",
@@ -241,4 +248,5 @@ const fy_pattern_ops fy_pattern_rep = {
     .send = rep_send,
     .recv = rep_recv,
     .events = rep_events,
+    .has_input = rep_has_input,
 };

@@ -175,6 +175,14 @@ static int req_events(fy_socket *s, void *st)
     return rc == FERRY_EAGAIN ? 0 : rc;
 }
 
+/* A fetched reply frame, or a lost reply that recv reports as FERRY_EPIPE. */
+static bool req_has_input(fy_socket *s, void *st)
+{
+    (void)s;
+    const req_state *r = st;
+    return r->waiting && (r->has_pre || r->lost);
+}
+
 const fy_pattern_ops fy_pattern_req = {
     .type = FERRY_REQ,
     .name = "REQ",
@@ -186,4 +194,5 @@ const fy_pattern_ops fy_pattern_req = {
     .send = req_send,
     .recv = req_recv,
     .events = req_events,
+    .has_input = req_has_input,
 };

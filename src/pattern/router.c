@@ -211,6 +211,13 @@ static int router_events(fy_socket *s, void *st)
     return FERRY_POLLOUT | (rc == 0 ? FERRY_POLLIN : 0);
 }
 
+/* A fetched frame: its id frame (not yet delivered) or the frame itself is what recv returns. */
+static bool router_has_input(fy_socket *s, void *st)
+{
+    (void)s;
+    return ((const router_state *)st)->has_pre;
+}
+
 const fy_pattern_ops fy_pattern_router = {
     .type = FERRY_ROUTER,
     .name = "ROUTER",
@@ -222,4 +229,5 @@ const fy_pattern_ops fy_pattern_router = {
     .send = router_send,
     .recv = router_recv,
     .events = router_events,
+    .has_input = router_has_input,
 };

@@ -27,5 +27,6 @@ const fy_pattern_ops fy_pattern_sub = {
     .send = NULL,
     .recv = fy_subside_op_recv,
     .events = sub_events,
+    .has_input = fy_subside_op_has_input,
     .setopt = fy_subside_op_setopt,
 };

@@ -214,6 +214,12 @@ int fy_subside_op_recv(fy_socket *s, void *st, fy_msg *m)
     return fy_subside_recv(st, m);
 }
 
+bool fy_subside_op_has_input(fy_socket *s, void *st)
+{
+    (void)s;
+    return ((const fy_subside *)st)->has_pre;
+}
+
 int fy_subside_op_setopt(fy_socket *s, void *st, int opt, const void *val, size_t len)
 {
     (void)s;

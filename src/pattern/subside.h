@@ -55,6 +55,8 @@ void fy_subside_op_fini(fy_socket *s, void *st);
 int fy_subside_op_attach(fy_socket *s, void *st, fy_pipe *p);
 void fy_subside_op_detach(fy_socket *s, void *st, fy_pipe *p);
 int fy_subside_op_recv(fy_socket *s, void *st, fy_msg *m);
+/* A matching frame was fetched ahead (filtering, events). */
+bool fy_subside_op_has_input(fy_socket *s, void *st);
 /* FY_OPT_SUBSCRIBE / FY_OPT_UNSUBSCRIBE; FERRY_ENOTSUP for any other option. */
 int fy_subside_op_setopt(fy_socket *s, void *st, int opt, const void *val, size_t len);
 

@@ -54,6 +54,13 @@ static int xpub_events(fy_socket *s, void *st)
     return FERRY_POLLOUT | (fy_msgq_empty(&ps->queue) ? 0 : FERRY_POLLIN);
 }
 
+/* Notices and upstream messages queued by any call that read the subscribers (send included). */
+static bool xpub_has_input(fy_socket *s, void *st)
+{
+    (void)s;
+    return !fy_msgq_empty(&((fy_pubside *)st)->queue);
+}
+
 const fy_pattern_ops fy_pattern_xpub = {
     .type = FERRY_XPUB,
     .name = "XPUB",
@@ -65,4 +72,5 @@ const fy_pattern_ops fy_pattern_xpub = {
     .send = xpub_send,
     .recv = xpub_recv,
     .events = xpub_events,
+    .has_input = xpub_has_input,
 };

@@ -35,5 +35,6 @@ const fy_pattern_ops fy_pattern_xsub = {
     .send = xsub_send,
     .recv = fy_subside_op_recv,
     .events = xsub_events,
+    .has_input = fy_subside_op_has_input,
     .setopt = fy_subside_op_setopt,
 };
