@@ -4,9 +4,11 @@
  * rings and wake each other through the eventfds; a hostile listener's offers (no descriptors,
  * too many, an unsealed memfd, a pipe instead of an eventfd, sizes or a header that do not match)
  * are refused with FERRY_EPROTO and leak no descriptor; a declined offer and a hang-up are
- * reported as such.
+ * reported as such. Each side maps the data of the ring it receives from read-only: a write there
+ * faults (SIGSEGV in a child), while the words a receiver writes stay writable.
  */
 #include "ferry/ring.h"
+#include "ring/spsc_layout.h"
 #include "testutil.h"
 #include "transport/shm.h"
 
@@ -14,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -154,6 +157,136 @@ static void test_two_processes(void)
 
 /* ---- a hostile listener ---- */
 
+/* In a throw-away child: one byte at p rewritten with its own value. Returns the signal that ended
+ * the child (0: none). */
+static int write_in_child(volatile uint8_t *p)
+{
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        signal(SIGSEGV, SIG_DFL);
+        uint8_t b = p[0];
+        p[0] = b; /* the same value: the memory is shared with the live link */
+        _exit(0);
+    }
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    if (WIFSIGNALED(st))
+        return WTERMSIG(st);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    return 0;
+}
+
+/* Checks one side's view: the incoming ring's data is read-only (a write faults), everything the
+ * receiver and the producer must write is writable, and reading the incoming data works. */
+static void check_views(fy_shm_link *l, size_t cap)
+{
+    fy_shm_link_view v;
+    fy_shm_link_view_get(l, &v);
+    int me = fy_shm_link_side(l);
+    uint8_t *in = v.ring[1 - me], *out = v.ring[me];
+    fy_spsc_shared *ish = (fy_spsc_shared *)in;
+    CHECK(((uintptr_t)(in + FY_SPSC_HDR_SIZE) & 4095) == 0);
+    CHECK(((uintptr_t)(out + FY_SPSC_HDR_SIZE) & 4095) == 0);
+    volatile uint8_t *in_data = in + FY_SPSC_HDR_SIZE;
+    CHECK(write_in_child(in_data) == SIGSEGV);
+    CHECK(write_in_child(in_data + cap / 2) == SIGSEGV);
+    CHECK(write_in_child(in_data + cap - 1) == SIGSEGV);
+    /* Still ours to write: our consumer line and our sleep announcement in the producer line,
+     * the consumed counters, all of our outgoing ring. */
+    CHECK(write_in_child((volatile uint8_t *)&ish->head) == 0);
+    CHECK(write_in_child((volatile uint8_t *)&ish->readable) == 0);
+    CHECK(write_in_child((volatile uint8_t *)v.consumed[1 - me]) == 0);
+    CHECK(write_in_child(out + FY_SPSC_HDR_SIZE) == 0);
+    CHECK(write_in_child(out + FY_SPSC_HDR_SIZE + cap - 1) == 0);
+    uint8_t sum = 0;
+    for (size_t i = 0; i < cap; i += 4096)
+        sum = (uint8_t)(sum + in_data[i]);
+    (void)sum;
+}
+
+/*
+ * Issue 6, "receivers' view of data they only read is mapped read-only": both sides of a real
+ * hand-over check their views (a child of each writes into the incoming data and must die of
+ * SIGSEGV), then traffic still flows both ways through the rings.
+ */
+static void test_readonly_views(void)
+{
+    if (sysconf(_SC_PAGESIZE) != 4096) {
+        printf("read-only views: page size %ld, layout keeps the data writable: skipped\n",
+               sysconf(_SC_PAGESIZE));
+        return;
+    }
+    size_t cap = 16384;
+    int sv[2];
+    make_pair(sv);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        close(sv[0]);
+        fy_shm_hs hs;
+        fy_shm_hs_init(&hs, 1, 0);
+        CHECK_RC(run_hs(&hs, sv[1]), 1);
+        fy_shm_link *l = fy_shm_hs_take(&hs);
+        fy_shm_hs_fini(&hs);
+        CHECK(l);
+        check_views(l, cap);
+        fy_shm_link_view v;
+        fy_shm_link_view_get(l, &v);
+        ferry_spsc_rx rx;
+        ferry_spsc_tx tx;
+        CHECK_OK(ferry_spsc_rx_init(&rx, v.ring[0], v.ring_bytes));
+        CHECK_OK(ferry_spsc_tx_init(&tx, v.ring[1], v.ring_bytes));
+        /* Echo 100 records back, incremented, reading them in place from the read-only data. */
+        for (int i = 0; i < 100; i++) {
+            const void *d;
+            size_t n;
+            int rc;
+            uint64_t t_end = tu_now_ns() + 10000000000ull;
+            while ((rc = ferry_spsc_peek(&rx, &d, &n)) == FERRY_EAGAIN)
+                CHECK(tu_now_ns() < t_end);
+            CHECK_OK(rc);
+            CHECK(n == 8);
+            uint64_t x;
+            memcpy(&x, d, 8);
+            CHECK_OK(ferry_spsc_release(&rx, 0));
+            x++;
+            CHECK_OK(ferry_spsc_write(&tx, &x, 8, 0));
+        }
+        fy_shm_link_free(l);
+        _exit(0);
+    }
+    close(sv[1]);
+    fy_shm_hs hs;
+    fy_shm_hs_init(&hs, 0, cap);
+    CHECK_RC(run_hs(&hs, sv[0]), 1);
+    fy_shm_link *l = fy_shm_hs_take(&hs);
+    fy_shm_hs_fini(&hs);
+    CHECK(l);
+    check_views(l, cap);
+    fy_shm_link_view v;
+    fy_shm_link_view_get(l, &v);
+    ferry_spsc_tx tx;
+    ferry_spsc_rx rx;
+    CHECK_OK(ferry_spsc_tx_init(&tx, v.ring[0], v.ring_bytes));
+    CHECK_OK(ferry_spsc_rx_init(&rx, v.ring[1], v.ring_bytes));
+    for (uint64_t i = 0; i < 100; i++) {
+        CHECK_OK(ferry_spsc_write(&tx, &i, 8, 0));
+        uint64_t x;
+        ssize_t r;
+        uint64_t t_end = tu_now_ns() + 10000000000ull;
+        while ((r = ferry_spsc_read(&rx, &x, 8, 0)) == FERRY_EAGAIN)
+            CHECK(tu_now_ns() < t_end);
+        CHECK(r == 8 && x == i + 1);
+    }
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    fy_shm_link_free(l);
+    close(sv[0]);
+    printf("read-only views: writes into the incoming ring's data fault on both sides, traffic "
+           "ok\n");
+}
+
 static void put64(uint8_t *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++)
@@ -206,9 +339,10 @@ static void hostile_case(int which)
     uint8_t req[16];
     CHECK(read(sv[0], req, sizeof req) == 16 && memcmp(req, "FYSHMRQ1", 8) == 0);
 
+    /* The layout of version 2 (shm_link.c): ring control lines end where ring data pages start. */
     size_t cap = 65536;
-    size_t rb = (ferry_spsc_footprint(cap) + 4095) & ~(size_t)4095;
-    size_t size = 4096 + 2 * rb;
+    size_t rb = ferry_spsc_footprint(cap);
+    size_t size = 2 * 4096 + 2 * cap;
     int e1 = eventfd(0, EFD_CLOEXEC), e2 = eventfd(0, EFD_CLOEXEC);
     int pp[2];
     CHECK(pipe2(pp, O_CLOEXEC) == 0);
@@ -218,13 +352,13 @@ static void hostile_case(int which)
         uint8_t *b = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
         CHECK(b != MAP_FAILED);
         put64(b, which == H_MAGIC ? 0x1234 : UINT64_C(0x314d485359525246));
-        uint32_t ver = 1, hsz = 4096;
+        uint32_t ver = 2, hsz = 4096;
         memcpy(b + 8, &ver, 4);
         memcpy(b + 12, &hsz, 4);
         put64(b + 16, cap);
         put64(b + 24, rb);
-        put64(b + 32, 4096);
-        put64(b + 40, 4096 + rb);
+        put64(b + 32, 4096 - FY_SPSC_HDR_SIZE);
+        put64(b + 40, 2 * 4096 + cap - FY_SPSC_HDR_SIZE);
         put64(b + 48, size);
         munmap(b, size);
     }
@@ -324,6 +458,7 @@ int main(void)
     CHECK_RC(fy_shm_ring_capacity(-1, &cap), FERRY_EINVAL);
     CHECK_RC(fy_shm_ring_capacity((int64_t)1 << 40, &cap), FERRY_EINVAL);
     test_two_processes();
+    test_readonly_views();
     for (int i = 0; i < H_COUNT; i++)
         hostile_case(i);
     test_listener_errors();

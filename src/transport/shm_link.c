@@ -12,12 +12,24 @@
  * must really be eventfds (a pipe or a socket in their place could block or confuse a write).
  * Descriptors received in any failure path are closed, never leaked.
  *
- *   page 0  line 0: magic, version, header size, ring capacity, ring footprint, ring offsets, total
- *           line 1: consumed[0] - messages side 1 has taken out of ring 0 (written by side 1)
- *           line 2: consumed[1] - messages side 0 has taken out of ring 1 (written by side 0)
- *   page 1  ring 0 (side 0 -> side 1), then ring 1 (side 1 -> side 0)
+ *   page 0        line 0: magic, version, header size, ring capacity, ring footprint, ring
+ *                         offsets, total
+ *                 line 1: consumed[0] - messages side 1 has taken out of ring 0 (written by side 1)
+ *                 line 2: consumed[1] - messages side 0 has taken out of ring 1 (written by side 0)
+ *                 last 384 bytes: ring 0's header, producer and consumer lines
+ *   page 1        ring 0's data (side 0 -> side 1), capacity bytes
+ *   next page     last 384 bytes: ring 1's header, producer and consumer lines
+ *   next page     ring 1's data (side 1 -> side 0), capacity bytes
+ *
+ * Each ring's three control lines end exactly where a page starts, so its data area is whole pages
+ * of its own. A receiver maps the data of its incoming ring read-only (mprotect): it only ever
+ * reads there (records are copied out, or handed out read-only in place), and a stray write of
+ * ours into memory the peer reads fails loudly instead of corrupting the peer's view. The words a
+ * receiver must write (its head, its sleep announcement in the producer line, the consumed
+ * counters) all live in the control pages, which stay writable. Version 2 is this layout.
  */
 #include "transport/shm.h"
+#include "ring/spsc_layout.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,11 +37,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define SHM_MAGIC     UINT64_C(0x314d485359525246) /* "FRRYSHM1" little-endian */
-#define SHM_VERSION   1u
+#define SHM_VERSION   2u
 #define SHM_PAGE      4096u
 #define SHM_LINE      128u
 #define SHM_MIN_RING  ((size_t)4096)
@@ -59,7 +72,10 @@ typedef struct shm_hdr {
 } shm_hdr;
 
 _Static_assert(sizeof(shm_hdr) == 3 * SHM_LINE, "three lines");
-_Static_assert(sizeof(shm_hdr) <= SHM_PAGE, "header fits its page");
+_Static_assert(sizeof(shm_hdr) + FY_SPSC_HDR_SIZE <= SHM_PAGE,
+               "the link header and ring 0's control lines share page 0");
+_Static_assert(SHM_PAGE % FY_SPSC_LINE == 0 && SHM_MIN_RING % SHM_PAGE == 0,
+               "ring control lines stay line-aligned, ring data page-aligned");
 
 struct fy_shm_link {
     ferry_segment *seg;
@@ -97,22 +113,42 @@ int fy_shm_ring_capacity(int64_t requested, size_t *cap)
     return 0;
 }
 
+/* A ring's footprint: its three control lines and its data. */
 static uint64_t shm_ring_bytes(uint64_t cap)
 {
-    uint64_t fp = ferry_spsc_footprint((size_t)cap);
-    return (fp + SHM_PAGE - 1) & ~(uint64_t)(SHM_PAGE - 1);
+    return ferry_spsc_footprint((size_t)cap);
 }
 
-static void shm_link_fill_view(fy_shm_link *l)
+/* Where ring i starts: its control lines end on a page boundary, where its data begins. */
+static uint64_t shm_ring_off(uint64_t cap, int i)
+{
+    return (uint64_t)(i + 1) * SHM_PAGE + (uint64_t)i * cap - FY_SPSC_HDR_SIZE;
+}
+
+static uint64_t shm_seg_size(uint64_t cap)
+{
+    return 2 * (uint64_t)SHM_PAGE + 2 * cap;
+}
+
+/* Fills the view from the capacity we validated (never from the shared header, which the peer
+ * can rewrite) and makes the incoming ring's data read-only for us. */
+static int shm_link_fill_view(fy_shm_link *l, uint64_t cap)
 {
     uint8_t *base = ferry_segment_base(l->seg);
     shm_hdr *h = (shm_hdr *)base;
-    uint64_t rb = shm_ring_bytes(h->ring_cap);
-    l->view.ring[0] = base + SHM_PAGE;
-    l->view.ring[1] = base + SHM_PAGE + rb;
-    l->view.ring_bytes = (size_t)rb;
+    l->view.ring[0] = base + shm_ring_off(cap, 0);
+    l->view.ring[1] = base + shm_ring_off(cap, 1);
+    l->view.ring_bytes = (size_t)shm_ring_bytes(cap);
     l->view.consumed[0] = &h->consumed0;
     l->view.consumed[1] = &h->consumed1;
+    /* Only where the layout allows: the data must be whole pages of the running system. */
+    uint8_t *in = (uint8_t *)l->view.ring[1 - l->side] + FY_SPSC_HDR_SIZE;
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg > 0 && ((uintptr_t)in % (uintptr_t)pg) == 0 && cap % (uint64_t)pg == 0) {
+        if (mprotect(in, (size_t)cap, PROT_READ) != 0)
+            return -errno;
+    }
+    return 0;
 }
 
 static fy_shm_link *shm_link_alloc(int side)
@@ -161,7 +197,7 @@ static int shm_link_create(size_t cap, fy_shm_link **out)
     fy_shm_link *l = shm_link_alloc(0);
     if (!l)
         return FERRY_ENOMEM;
-    ferry_segment_opts o = {.size = (size_t)(SHM_PAGE + 2 * rb)};
+    ferry_segment_opts o = {.size = (size_t)shm_seg_size(cap)};
     int rc = ferry_segment_open(&l->seg, &o);
     if (rc < 0)
         goto fail;
@@ -173,11 +209,11 @@ static int shm_link_create(size_t cap, fy_shm_link **out)
     h->hdr_size = SHM_PAGE;
     h->ring_cap = cap;
     h->ring_bytes = rb;
-    h->ring_off[0] = SHM_PAGE;
-    h->ring_off[1] = SHM_PAGE + rb;
-    h->total = SHM_PAGE + 2 * rb;
-    if ((rc = ferry_spsc_format(base + SHM_PAGE, (size_t)rb, cap)) < 0 ||
-        (rc = ferry_spsc_format(base + SHM_PAGE + rb, (size_t)rb, cap)) < 0)
+    h->ring_off[0] = shm_ring_off(cap, 0);
+    h->ring_off[1] = shm_ring_off(cap, 1);
+    h->total = shm_seg_size(cap);
+    if ((rc = ferry_spsc_format(base + shm_ring_off(cap, 0), (size_t)rb, cap)) < 0 ||
+        (rc = ferry_spsc_format(base + shm_ring_off(cap, 1), (size_t)rb, cap)) < 0)
         goto fail;
     for (int i = 0; i < 2; i++) {
         l->efd[i] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -186,7 +222,8 @@ static int shm_link_create(size_t cap, fy_shm_link **out)
             goto fail;
         }
     }
-    shm_link_fill_view(l);
+    if ((rc = shm_link_fill_view(l, cap)) < 0)
+        goto fail;
     *out = l;
     return 0;
 fail:
@@ -217,7 +254,7 @@ static int shm_link_adopt(fy_shm_hs *hs, uint64_t cap, uint64_t seg_size, fy_shm
         return FERRY_EPROTO;
     }
     uint64_t rb = shm_ring_bytes(cap);
-    if (seg_size != SHM_PAGE + 2 * rb) {
+    if (seg_size != shm_seg_size(cap)) {
         hs->why = "shm offer: segment size does not match the capacity";
         return FERRY_EPROTO;
     }
@@ -240,8 +277,8 @@ static int shm_link_adopt(fy_shm_hs *hs, uint64_t cap, uint64_t seg_size, fy_shm
     const volatile shm_hdr *h = ferry_segment_base(l->seg);
     if (ferry_segment_size(l->seg) != seg_size || h->magic != SHM_MAGIC ||
         h->version != SHM_VERSION || h->hdr_size != SHM_PAGE || h->ring_cap != cap ||
-        h->ring_bytes != rb || h->ring_off[0] != SHM_PAGE || h->ring_off[1] != SHM_PAGE + rb ||
-        h->total != seg_size) {
+        h->ring_bytes != rb || h->ring_off[0] != shm_ring_off(cap, 0) ||
+        h->ring_off[1] != shm_ring_off(cap, 1) || h->total != seg_size) {
         hs->why = "shm offer: segment header does not match the offer";
         goto fail;
     }
@@ -252,10 +289,11 @@ static int shm_link_adopt(fy_shm_hs *hs, uint64_t cap, uint64_t seg_size, fy_shm
             goto fail;
         }
     }
+    if ((rc = shm_link_fill_view(l, cap)) < 0)
+        goto fail;
     l->efd[0] = fds[1];
     l->efd[1] = fds[2];
     fds[1] = fds[2] = -1;
-    shm_link_fill_view(l);
     *out = l;
     return 0;
 fail:
