@@ -7,7 +7,8 @@ build=${1:-build}
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 t="$build/tests"
-for p in test_harden_stream test_harden_fork test_harden_access test_harden_soak test_harden_chaos; do
+for p in test_harden_stream test_harden_fork test_harden_access test_harden_soak test_harden_chaos \
+    test_harden_shmhostile; do
     [ -x "$t/$p" ] || { echo "stress: $t/$p not built (make build BUILD=$build)"; exit 1; }
 done
 export FERRY_TEST_TMP="${FERRY_TEST_TMP:-$top/$build/tests/tmp}"
@@ -28,6 +29,8 @@ run "$t/test_harden_access"
 run FERRY_CHAOS_ROUNDS="${FERRY_CHAOS_ROUNDS:-1000}" "$t/test_harden_chaos"
 # Soak: 10^8 messages per transport and pattern.
 run FERRY_SOAK_MESSAGES="${FERRY_SOAK_MESSAGES:-100000000}" "$t/test_harden_soak"
+# Hostile shm peer: 10 s of scribbling over its link segments while the victim serves a good peer.
+run FERRY_HOSTILE_SHM_MS="${FERRY_HOSTILE_SHM_MS:-10000}" "$t/test_harden_shmhostile"
 # The shm scribbler and SIGKILL rounds that live with the shm and ring tests.
 if [ -x "$t/test_ring_hostile" ]; then
     run FERRY_HOSTILE_MS="${FERRY_HOSTILE_MS:-10000}" "$t/test_ring_hostile"
