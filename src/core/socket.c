@@ -42,6 +42,11 @@ static void fy_fork_init(void)
     pthread_atfork(NULL, NULL, fy_fork_child);
 }
 
+unsigned fy_fork_gen(void)
+{
+    return atomic_load_explicit(&fy_fork_generation, memory_order_relaxed);
+}
+
 uint64_t fy_now_ns(void)
 {
     struct timespec ts;
@@ -251,9 +256,44 @@ static void sock_flush_all(fy_socket *s)
             p->ops->flush(p);
 }
 
+/*
+ * The pipe a loan may live in (docs/shm.md "Zero-copy"): the only attached peer of a PAIR, PUSH
+ * or DEALER socket (the pipe every pattern choice lands on), when it is alive and runs on shared
+ * memory. NULL otherwise.
+ */
+static fy_pipe *sock_loan_pipe(fy_socket *s)
+{
+    if (s->type != FERRY_PAIR && s->type != FERRY_PUSH && s->type != FERRY_DEALER)
+        return NULL;
+    fy_pipe *p = s->pipes;
+    if (s->npipes != 1 || !p || p->saw_epipe ||
+        atomic_load_explicit(&p->dead, memory_order_relaxed))
+        return NULL;
+    return fy_shm_pipe_of(p) ? p : NULL;
+}
+
+/* A frame in shared memory about to be sent: only a loan still owned by the pipe the pattern
+ * will choose is committed in place; anything else becomes a heap copy first (a loan whose peer
+ * changed or died, a received in-ring frame being forwarded). */
+static int sock_settle_zc(fy_socket *s, fy_msg *m)
+{
+    unsigned zc = fy_msg_zc(m);
+    if (zc == FY_MSG_ZC_LOAN && fy_shm_loan_on(m, sock_loan_pipe(s)))
+        return 0;
+    int rc = fy_shm_msg_unloan(m);
+    if (rc == 0 && zc == FY_MSG_ZC_LOAN)
+        s->loan_copies++;
+    return rc;
+}
+
 static int sock_op(fy_socket *s, bool out, fy_msg *m)
 {
     fy_socket_sync(s);
+    if (out && __builtin_expect(fy_msg_zc(m) != FY_MSG_ZC_NONE, 0)) {
+        int rc = sock_settle_zc(s, m);
+        if (rc < 0)
+            return rc;
+    }
     return out ? s->ops->send(s, s->pstate, m) : s->ops->recv(s, s->pstate, m);
 }
 
@@ -692,6 +732,17 @@ int ferry_socket_send(ferry_socket *s, const void *buf, size_t len, int flags)
     if (!buf && len)
         return FERRY_EFAULT;
     fy_msg m;
+    if (len > FY_MSG_INLINE) {
+        /* A single shm peer: copy straight into its ring (one copy instead of two). */
+        fy_socket_sync(s);
+        fy_pipe *p = sock_loan_pipe(s);
+        if (p && fy_shm_pipe_loan(fy_shm_pipe_of(p), &m, len, false) == 0) {
+            memcpy(fy_msg_data(&m), buf, len);
+            rc = sock_send_msg(s, &m, flags);
+            fy_msg_fini(&m); /* a loan not sent is cancelled */
+            return rc;
+        }
+    }
     rc = fy_msg_init_copy(&m, buf, len);
     if (rc)
         return rc;
@@ -700,13 +751,16 @@ int ferry_socket_send(ferry_socket *s, const void *buf, size_t len, int flags)
     return rc;
 }
 
-static int sock_recv_msg(fy_socket *s, fy_msg *m, int flags)
+/* zc: whether shm pipes may leave the frame in their ring (see fy_socket.zc_rx_mode). */
+static int sock_recv_msg(fy_socket *s, fy_msg *m, int flags, int zc)
 {
     if (!s->ops->recv)
         return FERRY_ENOTSUP;
     if (flags & ~FERRY_DONTWAIT)
         return FERRY_EINVAL;
+    s->zc_rx_mode = zc;
     int rc = sock_run(s, false, (flags & FERRY_DONTWAIT) ? 0 : s->rcvtimeo, m);
+    s->zc_rx_mode = 0;
     if (rc == 0) {
         m->flags &= FY_MSG_MORE;
         s->rcvmore = fy_msg_more(m);
@@ -727,7 +781,8 @@ ssize_t ferry_socket_recv(ferry_socket *s, void *buf, size_t cap, int flags, int
         return FERRY_EFAULT;
     fy_msg m;
     fy_msg_init(&m);
-    rc = sock_recv_msg(s, &m, flags);
+    /* In place: the frame is copied out of the ring into buf and released right below. */
+    rc = sock_recv_msg(s, &m, flags, 1);
     if (rc) {
         fy_msg_fini(&m);
         return rc;
@@ -764,7 +819,43 @@ int ferry_msg_recv(ferry_socket *s, ferry_msg *msg, int flags)
         return FERRY_EINVAL;
     fy_msg *m = (fy_msg *)msg;
     fy_msg_fini(m);
-    return sock_recv_msg(s, m, flags);
+    return sock_recv_msg(s, m, flags, s->zc_recv ? 2 : 0);
+}
+
+int ferry_msg_loan(ferry_socket *s, ferry_msg *msg, size_t size)
+{
+    if (!msg)
+        return FERRY_EINVAL;
+    fy_msg *m = (fy_msg *)msg;
+    fy_msg_init(m);
+    int rc = sock_check(s);
+    if (rc)
+        return rc;
+    /* A full ring is waited for like a send waits at SNDHWM (SNDTIMEO), in slices so that a
+     * peer that dies meanwhile is noticed; anything else falls back at once. */
+    uint64_t deadline = s->sndtimeo < 0 ? UINT64_MAX
+                                        : fy_now_ns() + (uint64_t)s->sndtimeo * 1000000ull;
+    for (;;) {
+        fy_socket_sync(s);
+        fy_pipe *p = sock_loan_pipe(s);
+        if (!p || size == 0)
+            break;
+        rc = fy_shm_pipe_loan(fy_shm_pipe_of(p), m, size, true);
+        if (rc == 0)
+            return 1;
+        uint64_t now = fy_now_ns();
+        if (rc != FERRY_EAGAIN || now >= deadline)
+            break;
+        uint64_t left_ms = (deadline - now) / 1000000ull;
+        rc = fy_shm_pipe_wait_room(fy_shm_pipe_of(p), size, left_ms < 10 ? (int)left_ms : 10);
+        if (rc != 0 && rc != FERRY_ETIMEDOUT)
+            break;
+    }
+    rc = fy_msg_init_size(m, size);
+    if (rc < 0)
+        return rc;
+    s->loan_copies++;
+    return 0;
 }
 
 int ferry_socket_subscribe(ferry_socket *s, const void *prefix, size_t len)
@@ -863,6 +954,11 @@ int ferry_socket_setopt_int(ferry_socket *s, int opt, int64_t v)
             return FERRY_EINVAL;
         s->peer_uid = (int)v;
         return 0;
+    case FERRY_OPT_ZEROCOPY_RECV:
+        if (v != 0 && v != 1)
+            return FERRY_EINVAL;
+        s->zc_recv = (int)v;
+        return 0;
     case FERRY_OPT_RCVMORE:
     case FERRY_OPT_TYPE:
         return FERRY_EINVAL; /* read-only */
@@ -934,6 +1030,9 @@ int ferry_socket_getopt_int(ferry_socket *s, int opt, int64_t *v)
     case FERRY_OPT_PEER_UID:
         *v = s->peer_uid;
         return 0;
+    case FERRY_OPT_ZEROCOPY_RECV:
+        *v = s->zc_recv;
+        return 0;
     default:
         if (s->ops->getopt) {
             size_t len = sizeof *v;
@@ -959,7 +1058,7 @@ int ferry_socket_setopt_bytes(ferry_socket *s, int opt, const void *val, size_t 
         s->popts.routing_id_len = (uint8_t)len;
         return 0;
     }
-    if (opt >= FERRY_OPT_SNDHWM && opt <= FERRY_OPT_PEER_UID) {
+    if (opt >= FERRY_OPT_SNDHWM && opt <= FERRY_OPT_ZEROCOPY_RECV) {
         if (len != sizeof(int64_t) && len != sizeof(int))
             return FERRY_EINVAL;
         int64_t v;
@@ -994,7 +1093,7 @@ int ferry_socket_getopt_bytes(ferry_socket *s, int opt, void *buf, size_t *len)
         *len = n;
         return 0;
     }
-    if (opt >= FERRY_OPT_SNDHWM && opt <= FERRY_OPT_PEER_UID) {
+    if (opt >= FERRY_OPT_SNDHWM && opt <= FERRY_OPT_ZEROCOPY_RECV) {
         int64_t v;
         rc = ferry_socket_getopt_int(s, opt, &v);
         if (rc)
@@ -1177,5 +1276,8 @@ int ferry_socket_stats(ferry_socket *s, ferry_stats *out)
     }
     out->peers = live;
     out->peers_shm = shm;
+    out->zc_sends = s->zc_sends;
+    out->zc_recvs = s->zc_recvs;
+    out->loan_copies = s->loan_copies;
     return 0;
 }
