@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -285,3 +286,139 @@ FER_TR(bench_tr_ferry_pipe, "ferry:pipe", "poll", FER_PIPE, 0, false,
        "ferry sockets over fd:// on two pipes (ferry_socket_adopt), default spin window")
 FER_TR(bench_tr_ferry_pipe_block, "ferry:pipe:block", "blocking", FER_PIPE, 1, false,
        "ferry sockets over fd:// on two pipes, SPIN_NS=0")
+
+/*
+ * ferry:shm-loan: the zero-copy path. The producer writes each message straight into the peer's
+ * ring (ferry_msg_loan + ferry_msg_send commits it in place) and the consumer reads it in place
+ * (FERRY_OPT_ZEROCOPY_RECV), so neither side copies: the payload rule (every byte written by the
+ * producer, every byte read by the consumer) is the only memory traffic. The row fails unless
+ * every message took the zero-copy path on both sides (the socket statistics say so).
+ */
+static int loan_thr(bench_job *j, int role, fer_h *h)
+{
+    bench_ctl *c = j->ctl;
+    size_t size = j->size;
+    uint64_t mask = size >= 4096 ? 0 : size >= 256 ? 7 : 63;
+    ferry_msg m;
+    ferry_msg_init(&m);
+    if (role == 0) {
+        /* A loan needs the shm peer attached (before that it is a heap message): wait for it. */
+        uint64_t give_up = bench_now_ns() + 20000000000ull;
+        for (;;) {
+            ferry_stats st;
+            int rc = ferry_socket_stats(h->s, &st);
+            if (rc < 0)
+                return fer_fail(j, "ferry_socket_stats", rc);
+            if (st.peers_shm == 1)
+                break;
+            if (bench_now_ns() > give_up)
+                return bench_fail(j, "the shm link never came up");
+            struct pollfd pf = {.fd = ferry_socket_pollfd(h->s), .events = POLLIN};
+            poll(&pf, 1, 1);
+        }
+        uint64_t end = bench_now_ns() + (uint64_t)((j->cfg->warmup + j->cfg->seconds) * 1e9);
+        for (uint64_t i = 1;; i++) {
+            bool last = i >= BENCH_MIN_MSGS && (i & mask) == 0 && bench_now_ns() >= end;
+            if (last)
+                atomic_store_explicit(&c->total, i, memory_order_seq_cst);
+            int rc = ferry_msg_loan(h->s, &m, size);
+            if (rc < 0)
+                return fer_fail(j, "ferry_msg_loan", rc);
+            bench_fill(ferry_msg_data(&m), size, i);
+            while ((rc = ferry_msg_send(h->s, &m, 0)) == FERRY_EINTR)
+                ;
+            if (rc < 0) {
+                ferry_msg_fini(&m);
+                return fer_fail(j, "ferry_msg_send", rc);
+            }
+            if ((i & mask) == 0)
+                atomic_store_explicit(&c->progress[0], i, memory_order_relaxed);
+            if (last) {
+                ferry_stats st;
+                if ((rc = ferry_socket_stats(h->s, &st)) < 0)
+                    return fer_fail(j, "ferry_socket_stats", rc);
+                if (st.zc_sends != i)
+                    return bench_fail(j, "only %llu of %llu loans were committed in place",
+                                      (unsigned long long)st.zc_sends, (unsigned long long)i);
+                return 0;
+            }
+        }
+    }
+    uint64_t warm = (uint64_t)(j->cfg->warmup * 1e9);
+    uint64_t t_first = 0, t0 = 0, k0 = 0, sum = 0;
+    for (uint64_t i = 1;; i++) {
+        int rc;
+        while ((rc = ferry_msg_recv(h->s, &m, 0)) == FERRY_EINTR)
+            ;
+        if (rc < 0)
+            return fer_fail(j, "ferry_msg_recv", rc);
+        const void *p = ferry_msg_data(&m);
+        if (ferry_msg_size(&m) != size || !bench_check(p, size, i)) {
+            ferry_msg_fini(&m);
+            return bench_fail(j, "message %llu: wrong length or payload (lost or reordered)",
+                              (unsigned long long)i);
+        }
+        sum += bench_touch(p, size);
+        if ((i & mask) == 0)
+            atomic_store_explicit(&c->progress[1], i, memory_order_relaxed);
+        if (i == 1) {
+            t_first = bench_now_ns();
+        } else if (!k0 && (i & mask) == 0 && bench_now_ns() >= t_first + warm) {
+            k0 = i;
+            t0 = bench_now_ns();
+        }
+        if (i >= atomic_load_explicit(&c->total, memory_order_acquire)) {
+            uint64_t t1 = bench_now_ns();
+            ferry_msg_fini(&m);
+            if (!k0 || i - k0 < BENCH_MIN_MSGS / 2) {
+                k0 = 1;
+                t0 = t_first;
+            }
+            bench_sink += sum;
+            ferry_stats st;
+            if ((rc = ferry_socket_stats(h->s, &st)) < 0)
+                return fer_fail(j, "ferry_socket_stats", rc);
+            /* Frames up to 40 bytes live inside the message: nothing to hold in place. */
+            if (size > 40 && st.zc_recvs != i)
+                return bench_fail(j, "only %llu of %llu frames were received in place",
+                                  (unsigned long long)st.zc_recvs, (unsigned long long)i);
+            c->res[1].count = i - k0;
+            c->res[1].ns = t1 - t0;
+            c->res[1].bytes = (i - k0) * size;
+            return 0;
+        }
+    }
+}
+
+static int loan_run(bench_job *j, int role)
+{
+    void *hv = NULL;
+    int rc = fer_open(j, role, &hv);
+    if (rc < 0)
+        return rc;
+    fer_h *h = hv;
+    if (role == 1 && (rc = ferry_socket_setopt_int(h->s, FERRY_OPT_ZEROCOPY_RECV, 1)) < 0)
+        rc = fer_fail(j, "FERRY_OPT_ZEROCOPY_RECV", rc);
+    else
+        rc = loan_thr(j, role, h);
+    /* As in bench_msg_run: neither side closes before the other has finished. */
+    atomic_store_explicit(&j->ctl->finished[role], 1, memory_order_release);
+    if (rc == 0 && bench_await(&j->ctl->finished[1 - role], 30.0) < 0)
+        rc = bench_fail(j, "peer did not finish");
+    fer_close(h);
+    return rc;
+}
+
+const bench_transport bench_tr_ferry_shm_loan = {
+    .name = "ferry:shm-loan",
+    .peer = "ferry",
+    .wait = "poll",
+    .help = "ferry sockets over shm:// with zero copy: ferry_msg_loan on send, "
+            "FERRY_OPT_ZEROCOPY_RECV on receive (thr only)",
+    .modes = BENCH_M(BENCH_THR),
+    .default_on = true,
+    .setup = fer_setup,
+    .teardown = fer_teardown,
+    .run = loan_run,
+    .priv = FER_PRIV(FER_SHM, 0),
+};
