@@ -22,6 +22,8 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -74,19 +76,21 @@ static ferry_socket *sock(void)
     return s;
 }
 
-/* When the killed child finished dying (its fds closed: a zombie now), as seen by the survivor's
- * polling; 0 while unknown. Separates the kernel's share of a detection time (the child must be
- * scheduled to run its exit, slow on an overloaded machine) from the library's. */
-static _Atomic uint64_t g_zombie_ns;
+/* When the killed child's descriptors were closed (so the kernel had run its exit), as seen by
+ * the survivor's polling; 0 while unknown. A pipe whose only write end the child holds hangs up
+ * at that moment, the same moment its link socket does. This separates the kernel's share of a
+ * detection time (the child must be scheduled to run its exit, slow on an overloaded machine) from
+ * the library's. */
+static _Atomic uint64_t g_closed_ns;
+static int g_death_fd = -1;
 
-static void note_zombie(pid_t pid)
+static void note_closed(void)
 {
-    if (atomic_load(&g_zombie_ns))
+    if (g_death_fd < 0 || atomic_load(&g_closed_ns))
         return;
-    siginfo_t si;
-    memset(&si, 0, sizeof si);
-    if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid)
-        atomic_store(&g_zombie_ns, tu_now_ns());
+    struct pollfd p = {.fd = g_death_fd, .events = POLLIN};
+    if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR)))
+        atomic_store(&g_closed_ns, tu_now_ns());
 }
 
 static const char *loadavg(void)
@@ -117,6 +121,25 @@ static int count_dir(const char *path, const char *prefix)
             n++;
     closedir(d);
     return n;
+}
+
+/* On a failure: what the open descriptors are. */
+static void fd_list(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], target[256];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        target[n > 0 ? n : 0] = 0;
+        fprintf(stderr, "    fd %s -> %s\n", e->d_name, target);
+    }
+    closedir(d);
 }
 
 static int fd_count(void)
@@ -257,7 +280,7 @@ static uint64_t wait_peers(ferry_socket *s, uint32_t want, uint32_t *i, const ch
         if (i)
             churn(s, i, what);
         if (want == 0)
-            note_zombie(g_child);
+            note_closed();
         nap_us(200);
     }
     return tu_now_ns() - t0;
@@ -273,31 +296,71 @@ static void drain(ferry_socket *s, const char *what)
     CHECK(r == FERRY_EAGAIN);
 }
 
-/* The lowest fd count seen over a few samples (a reconnect attempt holds a socket for a moment). */
-static int fd_floor(void)
+/* The socket inodes open in this process ("socket:[N]" in /proc/self/fd). */
+#define MAX_SOCKS 64
+typedef struct sockset {
+    unsigned long ino[MAX_SOCKS];
+    int n;
+} sockset;
+
+static void sockets_now(sockset *ss)
 {
-    int m = fd_count();
-    for (int k = 0; k < 20; k++) {
-        nap_us(500);
-        int n = fd_count();
-        if (n < m)
-            m = n;
+    ss->n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    CHECK(d != NULL);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char path[300], target[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        if (n <= 0)
+            continue;
+        target[n] = 0;
+        unsigned long ino;
+        if (sscanf(target, "socket:[%lu]", &ino) == 1 && ss->n < MAX_SOCKS)
+            ss->ino[ss->n++] = ino;
     }
-    return m;
+    closedir(d);
 }
 
-/* Waits until the fds and memfd mappings are back to base (10 s deadline); false on timeout. */
-static bool wait_base(int fds, int maps, pid_t dying)
+static bool sockset_has(const sockset *ss, unsigned long ino)
+{
+    for (int i = 0; i < ss->n; i++)
+        if (ss->ino[i] == ino)
+            return true;
+    return false;
+}
+
+/* The sockets of the link that just came up: open now and not before it (by inode, so neither a
+ * reused fd number nor a reconnect attempt of the other socket confuses the count). */
+static void sockets_new(const sockset *before, sockset *link)
+{
+    sockset now;
+    sockets_now(&now);
+    link->n = 0;
+    for (int i = 0; i < now.n; i++)
+        if (!sockset_has(before, now.ino[i]))
+            link->ino[link->n++] = now.ino[i];
+}
+
+/* Waits until none of the link's sockets is open and the memfd mappings are back to base
+ * (10 s deadline); false on timeout. */
+static bool wait_link_gone(const sockset *link, int maps)
 {
     uint64_t end = tu_now_ns() + 10000000000ull;
-    while (fd_count() > fds || memfd_maps() > maps) {
+    for (;;) {
+        sockset now;
+        sockets_now(&now);
+        bool open = false;
+        for (int i = 0; i < link->n && !open; i++)
+            open = sockset_has(&now, link->ino[i]);
+        if (!open && memfd_maps() <= maps)
+            return true;
         if (tu_now_ns() > end)
             return false;
-        if (dying > 0)
-            note_zombie(dying);
+        note_closed();
         nap_us(100);
     }
-    return true;
 }
 
 /* Watcher thread of the blocked modes: kills the child after `delay_us` (our thread is asleep in
@@ -305,7 +368,8 @@ static bool wait_base(int fds, int maps, pid_t dying)
 typedef struct watch {
     pid_t pid;
     long delay_us;
-    int fds, maps;
+    const sockset *link;
+    int maps;
     uint64_t det, kill_ns;
     bool ok;
 } watch;
@@ -317,15 +381,15 @@ static void *watch_main(void *arg)
     uint64_t t0 = tu_now_ns();
     w->kill_ns = t0;
     CHECK(kill(w->pid, SIGKILL) == 0);
-    w->ok = wait_base(w->fds, w->maps, w->pid);
+    w->ok = wait_link_gone(w->link, w->maps);
     w->det = tu_now_ns() - t0;
     return NULL;
 }
 
 /* Blocked modes: our thread sleeps in recv (nothing comes) or in send (the link is full) while
  * the watcher kills the child. The call itself ends at its 300 ms timeout. */
-static uint64_t blocked_kill(ferry_socket *s, pid_t pid, bool in_send, long delay_us, int fds,
-                             int maps, const char *what, uint64_t *kill_ns)
+static uint64_t blocked_kill(ferry_socket *s, pid_t pid, bool in_send, long delay_us,
+                             const sockset *link, int maps, const char *what, uint64_t *kill_ns)
 {
     static uint8_t buf[4096];
     if (in_send) {
@@ -336,13 +400,16 @@ static uint64_t blocked_kill(ferry_socket *s, pid_t pid, bool in_send, long dela
             ;
         CHECK_RC(rc, FERRY_EAGAIN);
     }
-    watch w = {.pid = pid, .delay_us = delay_us, .fds = fds, .maps = maps};
+    watch w = {.pid = pid, .delay_us = delay_us, .link = link, .maps = maps};
     pthread_t th;
     CHECK(pthread_create(&th, NULL, watch_main, &w) == 0);
     int rc;
     if (in_send) {
         CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SNDTIMEO, 300));
-        rc = ferry_socket_send(s, buf, 1000, 0);
+        /* The control thread's tail flush may still move our queue into the kernel and free
+         * SNDHWM room: then the send succeeds, and the next one blocks. */
+        for (int k = 0; k < 100000 && (rc = ferry_socket_send(s, buf, 1000, 0)) == 0; k++)
+            ;
         CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SNDTIMEO, 10000));
     } else {
         CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RCVTIMEO, 300));
@@ -358,9 +425,10 @@ static uint64_t blocked_kill(ferry_socket *s, pid_t pid, bool in_send, long dela
     }
     if (!w.ok) {
         fprintf(stderr,
-                "%s: the link's fds/mappings were not freed within 10 s (fds %d, want %d; "
+                "%s: the link's sockets/mappings were not freed within 10 s (%d link sockets; "
                 "memfd mappings %d, want %d)\n",
-                what, fd_count(), fds, memfd_maps(), maps);
+                what, link->n, memfd_maps(), maps);
+        fd_list();
         exit(1);
     }
     *kill_ns = w.kill_ns;
@@ -407,8 +475,8 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
     ferry_socket *c = sock();
     CHECK_OK(ferry_socket_connect(c, curl));
 
-    /* The fds and memfd mappings with no link up (both sockets exist, no peer). */
-    int fds_base = fd_floor(), maps_base = memfd_maps();
+    /* The memfd mappings with no link up (both sockets exist, no peer). */
+    int maps_base = memfd_maps();
     uint64_t worst = 0, total = 0, mworst[M_COUNT] = {0}, mtotal[M_COUNT] = {0};
     uint64_t kworst = 0, lworst = 0;
     int mkills[M_COUNT] = {0};
@@ -427,26 +495,37 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
         snprintf(what, sizeof what, "%s round %d (%s, %s)", tname[t], r, mname[mode],
                  child_listens ? "connector, child listener killed"
                                : "listener, child connector killed");
+        sockset before;
         if (blocked) {
-            /* Whatever earlier peers left is received first, so the link's resources are the
-             * only ones above the base when the child is killed. */
+            /* Whatever earlier peers left is received first, so that their links go (the memfd
+             * mappings must be back to the base before this round's link comes up). */
             drain(l, what);
             drain(c, what);
-            if (!wait_base(fds_base, maps_base, 0)) {
-                fprintf(stderr, "%s: fds %d / memfd mappings %d never came back to %d / %d\n", what,
-                        fd_count(), memfd_maps(), fds_base, maps_base);
-                exit(1);
+            uint64_t end = tu_now_ns() + 10000000000ull;
+            while (memfd_maps() > maps_base) {
+                if (tu_now_ns() > end) {
+                    fprintf(stderr, "%s: memfd mappings %d never came back to %d\n", what,
+                            memfd_maps(), maps_base);
+                    exit(1);
+                }
+                nap_us(200);
             }
         }
+        sockets_now(&before);
         fflush(stdout);
         fflush(stderr);
+        int dp[2];
+        CHECK(pipe2(dp, O_CLOEXEC) == 0);
         pid_t pid = fork();
         CHECK(pid >= 0);
         g_child = pid;
         if (pid == 0) {
+            close(dp[0]);
             alarm(60);
             child_run(child_listens ? curl : lurl, child_listens, blocked);
         }
+        close(dp[1]);
+        g_death_fd = dp[0];
         if (child_listens) {
             /* The peer returns: our connecting socket reconnects and a round trip works. The
              * send blocks before the peer is back (it must be woken when the link comes up, and
@@ -478,12 +557,15 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
             wait_peers(s, 1, blocked || mode == M_IDLE ? NULL : &li, what);
         }
         uint32_t *ctr = child_listens ? &ci : &li;
-        atomic_store(&g_zombie_ns, 0);
+        atomic_store(&g_closed_ns, 0);
         /* A random point in the phase. */
         long delay = (long)(rand_r(seed) % 20000);
         uint64_t det, kill_ns = 0;
         if (blocked) {
-            det = blocked_kill(s, pid, mode == M_SEND, 1000 + delay, fds_base, maps_base, what,
+            sockset link;
+            sockets_new(&before, &link);
+            CHECK(link.n > 0);
+            det = blocked_kill(s, pid, mode == M_SEND, 1000 + delay, &link, maps_base, what,
                                &kill_ns);
         } else {
             uint64_t until = tu_now_ns() + (uint64_t)delay * 1000;
@@ -496,11 +578,15 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
             kill_ns = tu_now_ns();
             det = wait_peers(s, 0, mode == M_BUSY ? ctr : NULL, what);
         }
-        /* The kernel's share: kill until the child was seen a zombie (not seen: all ours). */
-        uint64_t z = atomic_load(&g_zombie_ns);
+        /* The kernel's share: kill until the child's descriptors were closed (not seen before
+         * the detection, in the same poll step: the detection came right after it). */
+        note_closed();
+        uint64_t z = atomic_load(&g_closed_ns);
         uint64_t kern = z > kill_ns ? z - kill_ns : 0;
         if (kern > det)
             kern = det;
+        close(g_death_fd);
+        g_death_fd = -1;
         if (kern > kworst)
             kworst = kern;
         reap_killed(pid);
@@ -516,8 +602,8 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
             lworst = det - kern;
         if (strict && t != T_TCP && det > 100000000ull) {
             fprintf(stderr,
-                    "%s: detection took %.1f ms (> 100 ms), of which %.1f ms until the child "
-                    "had finished dying (load average %s)\n",
+                    "%s: detection took %.1f ms (> 100 ms), of which %.1f ms until the killed "
+                    "child's descriptors were closed (load average %s)\n",
                     what, (double)det / 1e6, (double)kern / 1e6, loadavg());
             exit(1);
         }
@@ -539,8 +625,8 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
     printf("  %s: %d kills (child listener and connector alternating), detection max %.2f ms, "
            "mean %.2f ms\n",
            tname[t], kills, (double)worst / 1e6, (double)total / 1e6 / (kills ? kills : 1));
-    printf("    worst kernel share (kill until the child was a zombie) %.2f ms, worst rest "
-           "(zombie until detected) %.2f ms; load average now %s\n",
+    printf("    worst kernel share (kill until the child's fds were closed) %.2f ms, worst rest "
+           "(closed until detected) %.2f ms; load average now %s\n",
            (double)kworst / 1e6, (double)lworst / 1e6, loadavg());
     for (int m = 0; m < M_COUNT; m++)
         if (mkills[m])
