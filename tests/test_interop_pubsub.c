@@ -4,10 +4,14 @@
  * tcp:// and ipc://, the standard message set, prefix filtering,
  * unsubscription, subscriptions in both encodings (libzmq SUB sends ZMTP 3.1
  * SUBSCRIBE/CANCEL commands to a 3.1 peer, libzmq XSUB forwards
- * 0x01/0x00-prefixed messages), XSUB upstream user messages, and reconnects
- * after the libzmq side restarts.
+ * 0x01/0x00-prefixed messages), XSUB upstream user messages, reconnects
+ * after the libzmq side restarts, and a ferry SUB that sleeps in recv or in
+ * poll(2) on its pollfd while a late libzmq PUB appears and restarts.
  */
 #include "interop_patterns.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
 
 /* SUB subscribes with the option; XSUB by sending 0x01/0x00 + prefix. */
 static void sub_change(ip_sock *s, const char *prefix, bool on)
@@ -271,6 +275,98 @@ static void case_xpub_two_encodings(const char *transport)
     ip_close(&x);
 }
 
+/* A ferry SUB that sleeps in a blocking recv (or in poll(2) on its pollfd, then recv without
+ * waiting) and makes no other call, while the libzmq PUB it connects to appears only after the
+ * SUB went to sleep, and later restarts: both times the SUB's subscription must reach the new
+ * publisher from the SUB's own wait loop (no resubscribe, no other call). */
+typedef struct asleep {
+    ferry_socket *sub;
+    bool use_poll;
+    _Atomic int got; /* messages received, or < 0 on a failure */
+} asleep;
+
+static void *asleep_main(void *arg)
+{
+    asleep *a = arg;
+    int fd = ferry_socket_pollfd(a->sub);
+    uint64_t end = tu_now_ns() + 8ull * IP_TIMEOUT_MS * 1000000u;
+    for (int i = 1; i <= 2 && tu_now_ns() < end;) {
+        char buf[16];
+        ssize_t n;
+        if (a->use_poll) {
+            struct pollfd p = {.fd = fd, .events = POLLIN};
+            if (poll(&p, 1, IP_TIMEOUT_MS) != 1)
+                continue;
+            n = ferry_socket_recv(a->sub, buf, sizeof buf, FERRY_DONTWAIT, NULL);
+        } else {
+            n = ferry_socket_recv(a->sub, buf, sizeof buf, 0, NULL);
+        }
+        if (n == FERRY_EAGAIN)
+            continue;
+        /* Late copies of the previous round's message may still arrive: skip them. */
+        if (n == 2 && buf[0] == 'R' && buf[1] == (char)('0' + i - 1))
+            continue;
+        if (n != 2 || buf[0] != 'R' || buf[1] != (char)('0' + i)) {
+            fprintf(stderr, "sleeping SUB: want R%c, got %zd bytes\n", (char)('0' + i), n);
+            atomic_store(&a->got, -1);
+            return NULL;
+        }
+        atomic_store(&a->got, i);
+        i++;
+    }
+    return NULL;
+}
+
+/* Publishes `msg` on a libzmq PUB until the sleeping SUB has `want` messages. */
+static void publish_until(void *zpub, const char *msg, asleep *a, int want)
+{
+    uint64_t end = tu_now_ns() + 3ull * IP_TIMEOUT_MS * 1000000u;
+    while (atomic_load(&a->got) < want) {
+        CHECK(atomic_load(&a->got) >= 0);
+        if (tu_now_ns() >= end) {
+            fprintf(stderr, "sleeping ferry SUB (%s) never subscribed to the %s libzmq PUB\n",
+                    a->use_poll ? "poll(2)" : "recv", want == 1 ? "late" : "restarted");
+            exit(1);
+        }
+        CHECK(zmq_send(zpub, "Qx", 2, ZMQ_DONTWAIT) == 2);
+        CHECK(zmq_send(zpub, msg, strlen(msg), ZMQ_DONTWAIT) == (int)strlen(msg));
+        zmq_pollitem_t it = {zpub, 0, ZMQ_POLLIN, 0};
+        zmq_poll(&it, 1, 2); /* paces the loop: a PUB never polls readable */
+    }
+}
+
+static void case_restart_asleep(const char *transport, bool use_poll)
+{
+    fprintf(stderr, "late + restarting libzmq PUB, ferry SUB asleep in %s over %s\n",
+            use_poll ? "poll(2)" : "recv", transport);
+    char url[512];
+    if (strcmp(transport, "tcp") == 0)
+        snprintf(url, sizeof url, "tcp://127.0.0.1:%d", tu_free_port());
+    else
+        snprintf(url, sizeof url, "ipc://%s/%s", tu_tmpdir(), tu_unique("ips"));
+    asleep a = {.use_poll = use_poll};
+    CHECK_OK(ferry_socket_open(&a.sub, FERRY_SUB));
+    CHECK_OK(ferry_socket_setopt_int(a.sub, FERRY_OPT_LINGER, 0));
+    CHECK_OK(ferry_socket_setopt_int(a.sub, FERRY_OPT_RCVTIMEO, IP_TIMEOUT_MS));
+    CHECK_OK(ferry_socket_setopt_int(a.sub, FERRY_OPT_RECONNECT_IVL, 20));
+    CHECK_OK(ferry_socket_subscribe(a.sub, "R", 1));
+    CHECK_OK(ferry_socket_connect(a.sub, url));
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, asleep_main, &a) == 0);
+    ip_sock pub;
+    ip_open(&pub, true, FERRY_PUB);
+    ip_bind_url(&pub, url);
+    publish_until(pub.z, "R1", &a, 1);
+    ip_close(&pub);
+    ip_open(&pub, true, FERRY_PUB);
+    ip_bind_url(&pub, url);
+    publish_until(pub.z, "R2", &a, 2);
+    CHECK(pthread_join(th, NULL) == 0);
+    CHECK(atomic_load(&a.got) == 2);
+    ip_close(&pub);
+    ferry_socket_close(a.sub);
+}
+
 int main(void)
 {
     tu_deadline(100);
@@ -286,7 +382,9 @@ int main(void)
         case_restart(FERRY_XPUB, FERRY_XSUB, true, transports[t]);
         case_restart(FERRY_XPUB, FERRY_XSUB, false, transports[t]);
         case_xpub_two_encodings(transports[t]);
-        n += 5;
+        case_restart_asleep(transports[t], false);
+        case_restart_asleep(transports[t], true);
+        n += 7;
     }
     fprintf(stderr, "%d pub/sub interop cases passed\n", n);
     return 0;
