@@ -12,7 +12,8 @@ build) ;;
 test)
     # Interop tests talk to the real libzmq (C and pyzmq); fuzz smoke tests need clang's libFuzzer.
     required="$required libzmq3-dev python3-zmq clang libclang-rt-14-dev"
-    optional="$optional libnng-dev"
+    # msgpack-c: the examples/zerocopy_msgpack.c example (not built without it).
+    optional="$optional libnng-dev libmsgpack-dev"
     ;;
 bench)
     # Peers are dlopen'ed when present; gnuplot draws bench.png.
