@@ -191,6 +191,7 @@ static void sp_disarm(fy_shm_pipe *sp)
 static bool sp_tx_enter(fy_shm_pipe *sp);
 static void sp_tx_leave(fy_shm_pipe *sp, bool locked);
 static int sp_rx_publish(fy_shm_pipe *sp);
+static int sp_drain(fy_shm_pipe *sp);
 
 static void sp_share_unref(sp_share *sh)
 {
@@ -296,14 +297,41 @@ int fy_shm_pipe_loan(fy_pipe *p, fy_msg *m, size_t size, bool user)
     return 0;
 }
 
+typedef struct sp_room_ctx {
+    ferry_waitword *w;
+    uint32_t seq0;
+} sp_room_ctx;
+
+/* The consumer woke the writable word since we looked: room may have appeared. */
+static bool sp_room_moved(void *arg)
+{
+    const sp_room_ctx *c = arg;
+    return atomic_load_explicit(&c->w->seq, memory_order_acquire) != c->seq0;
+}
+
 int fy_shm_pipe_wait_room(fy_pipe *p, size_t size, int timeout_ms)
 {
     fy_shm_pipe *sp = sp_of(p);
     if (atomic_load_explicit(&p->dead, memory_order_relaxed))
         return FERRY_EPIPE;
-    /* Queued frames go first (and the tail flush may be using tx): no loan until they are in. */
-    if (sp->ovf_n || sp->loan_on)
+    if (sp->loan_on)
         return FERRY_EAGAIN;
+    if (sp->ovf_n) {
+        /* Queued frames go first: move them into the ring, and if some still wait, sleep until
+         * the consumer publishes a release (its rx_flush wakes the writable word when someone
+         * is announced there), at most timeout_ms; the caller then tries the loan again. */
+        ferry_waitword *w = &sp->tx_shared->writable;
+        uint32_t seq0 = atomic_load_explicit(&w->seq, memory_order_acquire);
+        bool locked = sp_tx_enter(sp);
+        int rc = sp->ovf_n ? sp_drain(sp) : 1;
+        if (rc >= 0 && ferry_spsc_flush(&sp->tx) < 0)
+            rc = sp_fail(sp, FERRY_EPROTO);
+        sp_tx_leave(sp, locked);
+        if (rc != 0)
+            return rc < 0 ? rc : 0;
+        sp_room_ctx ctx = {w, seq0};
+        return ferry_wait_block(w, sp_room_moved, &ctx, NULL, timeout_ms);
+    }
     /* The consumer's published release wakes this (futex on the ring's writable word). */
     int rc = ferry_spsc_wait_writable(&sp->tx, size + REC_META, timeout_ms);
     return rc == FERRY_EPROTO ? sp_fail(sp, rc) : rc;
