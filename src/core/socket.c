@@ -438,6 +438,7 @@ int ferry_socket_open(ferry_socket **out, int type)
     s->type = type;
     s->fork_gen = atomic_load(&fy_fork_generation);
     s->popts.sndhwm = s->popts.rcvhwm = FY_DEFAULT_HWM;
+    s->popts.immediate = 1; /* ferry's pipes exist only once connected (docs/sockets.md) */
     s->sndtimeo = s->rcvtimeo = -1;
     s->linger = 0;
     s->reconnect_ivl = 100;
@@ -624,14 +625,18 @@ static int sock_bind_connect(ferry_socket *s, const char *url, bool bind)
             return rc;
         }
         rc = fy_ctl_connect(s, t, &ep, url, &cfg);
-        if (rc == 0)
+        if (rc == 0) {
             snprintf(s->last_endpoint, sizeof s->last_endpoint, "%s", url);
+            s->popts.connects++;
+        }
         return rc;
     }
     case FY_EP_INPROC:
         rc = bind ? fy_inproc_bind(s, ep.name, &cfg) : fy_inproc_connect(s, ep.name, &cfg);
         if (rc == 0)
             snprintf(s->last_endpoint, sizeof s->last_endpoint, "%s", url);
+        if (rc == 0 && !bind)
+            s->popts.connects++;
         return rc;
     case FY_EP_FD:
         rc = sock_adopt_checked(s, ep.rfd, ep.wfd);
@@ -672,7 +677,10 @@ int ferry_socket_disconnect(ferry_socket *s, const char *url)
         return rc;
     if (!url)
         return FERRY_EINVAL;
-    return fy_ctl_disconnect(s, url);
+    rc = fy_ctl_disconnect(s, url);
+    if (rc == 0 && s->popts.connects)
+        s->popts.connects--;
+    return rc;
 }
 
 int ferry_socket_adopt(ferry_socket *s, int rfd, int wfd)
@@ -932,7 +940,7 @@ int ferry_socket_setopt_int(ferry_socket *s, int opt, int64_t v)
     case FERRY_OPT_IMMEDIATE:
         if (v != 0 && v != 1)
             return FERRY_EINVAL;
-        s->immediate = (int)v;
+        s->popts.immediate = (int)v; /* acted on by PUSH/DEALER (pattern/backlog.h) */
         return 0;
     case FERRY_OPT_SPIN_NS:
         if (v < 0 || v > 1000000000)
@@ -1010,7 +1018,7 @@ int ferry_socket_getopt_int(ferry_socket *s, int opt, int64_t *v)
         *v = s->hb_timeout;
         return 0;
     case FERRY_OPT_IMMEDIATE:
-        *v = s->immediate;
+        *v = s->popts.immediate;
         return 0;
     case FERRY_OPT_RCVMORE:
         *v = s->rcvmore;
