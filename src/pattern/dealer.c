@@ -2,12 +2,15 @@
  * dealer.c - the DEALER socket: round-robin send over peers that can take a
  * message, fair-queued receive, no envelope handling (libzmq semantics).
  * Sending blocks (FERRY_EAGAIN to the core) only when every peer is at SNDHWM
- * or there is none.
+ * or there is none (with IMMEDIATE=0 and a connect endpoint, messages are
+ * queued while no peer is up: backlog.h).
  */
+#include "pattern/backlog.h"
 #include "pattern/pattern.h"
 
 typedef struct dealer_state {
     fy_pipelist pipes;
+    fy_backlog backlog;
 } dealer_state;
 
 static void dealer_fini(fy_socket *s, void *st)
@@ -15,13 +18,17 @@ static void dealer_fini(fy_socket *s, void *st)
     (void)s;
     dealer_state *d = st;
     fy_pipelist_fini(&d->pipes);
+    fy_backlog_fini(&d->backlog);
 }
 
 static int dealer_attach(fy_socket *s, void *st, fy_pipe *p)
 {
     (void)s;
     dealer_state *d = st;
-    return fy_pipelist_add(&d->pipes, p);
+    int rc = fy_pipelist_add(&d->pipes, p);
+    if (rc == 0)
+        fy_backlog_drain(&d->backlog, &d->pipes);
+    return rc;
 }
 
 static void dealer_detach(fy_socket *s, void *st, fy_pipe *p)
@@ -33,9 +40,8 @@ static void dealer_detach(fy_socket *s, void *st, fy_pipe *p)
 
 static int dealer_send(fy_socket *s, void *st, fy_msg *m)
 {
-    (void)s;
     dealer_state *d = st;
-    return fy_pipelist_lb_send(&d->pipes, m);
+    return fy_backlog_lb_send(&d->backlog, &d->pipes, s, m);
 }
 
 static int dealer_recv(fy_socket *s, void *st, fy_msg *m)
@@ -47,12 +53,11 @@ static int dealer_recv(fy_socket *s, void *st, fy_msg *m)
 
 static int dealer_events(fy_socket *s, void *st)
 {
-    (void)s;
     dealer_state *d = st;
     int in = fy_pipelist_fq_poll(&d->pipes);
     if (in < 0)
         return in;
-    int out = fy_pipelist_lb_poll(&d->pipes);
+    int out = fy_backlog_lb_poll(&d->backlog, &d->pipes, s);
     if (out < 0)
         return out;
     return in | out;

@@ -67,6 +67,17 @@ int fy_msgq_pop(fy_msgq *q, fy_msg *m)
     return 0;
 }
 
+void fy_msgq_advance(fy_msgq *q, bool was_last)
+{
+    if (!q->count)
+        return;
+    fy_msg_fini(&q->v[q->head]);
+    q->head = (q->head + 1) & (q->cap - 1);
+    q->count--;
+    if (was_last)
+        q->msgs--;
+}
+
 bool fy_msgq_tail_more(const fy_msgq *q)
 {
     return q->count && fy_msg_more(&q->v[(q->head + q->count - 1) & (q->cap - 1)]);

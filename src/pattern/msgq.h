@@ -38,6 +38,16 @@ bool fy_msgq_tail_more(const fy_msgq *q);
  * vanished. */
 void fy_msgq_end_tail(fy_msgq *q);
 
+/* The head frame, left in place (NULL when empty): to hand it on with a call that moves its
+ * content only on success, then fy_msgq_advance. */
+static inline fy_msg *fy_msgq_peek(fy_msgq *q)
+{
+    return q->count ? &q->v[q->head] : NULL;
+}
+/* Drops the head slot whose content was moved out; was_last: it was a message's last frame (its
+ * flags are gone with the move, so the caller says). */
+void fy_msgq_advance(fy_msgq *q, bool was_last);
+
 static inline bool fy_msgq_empty(const fy_msgq *q)
 {
     return q->count == 0;

@@ -101,6 +101,8 @@ extern const fy_pattern_ops fy_pattern_xsub;
 /* Socket options relevant to patterns (values as set by the user; defaults like libzmq). */
 typedef struct fy_sockopts {
     int sndhwm, rcvhwm; /* messages per pipe; 0 = unlimited; default 1000 */
+    int immediate;      /* FERRY_OPT_IMMEDIATE: 1 (default) or 0 (backlog.h) */
+    uint32_t connects;  /* connect endpoints in use (connect minus disconnect) */
     uint8_t routing_id_len;
     uint8_t routing_id[255];
 } fy_sockopts;

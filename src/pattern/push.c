@@ -1,17 +1,25 @@
 /*
  * push.c - PUSH: round-robin each message to the next peer below its SNDHWM; blocks (FERRY_EAGAIN
- * to the core) when every peer is full or none is connected. The reference for load-balancing.
+ * to the core) when every peer is full or none is connected (with IMMEDIATE=0 and a connect
+ * endpoint, messages are queued while no peer is up: backlog.h). The reference for
+ * load-balancing.
  */
+#include "pattern/backlog.h"
 #include "pattern/pattern.h"
 
 typedef struct push_state {
     fy_pipelist pipes;
+    fy_backlog backlog;
 } push_state;
 
 static int push_attach(fy_socket *s, void *st, fy_pipe *p)
 {
     (void)s;
-    return fy_pipelist_add(&((push_state *)st)->pipes, p);
+    push_state *ps = st;
+    int rc = fy_pipelist_add(&ps->pipes, p);
+    if (rc == 0)
+        fy_backlog_drain(&ps->backlog, &ps->pipes);
+    return rc;
 }
 
 static void push_detach(fy_socket *s, void *st, fy_pipe *p)
@@ -24,18 +32,19 @@ static void push_fini(fy_socket *s, void *st)
 {
     (void)s;
     fy_pipelist_fini(&((push_state *)st)->pipes);
+    fy_backlog_fini(&((push_state *)st)->backlog);
 }
 
 static int push_send(fy_socket *s, void *st, fy_msg *m)
 {
-    (void)s;
-    return fy_pipelist_lb_send(&((push_state *)st)->pipes, m);
+    push_state *ps = st;
+    return fy_backlog_lb_send(&ps->backlog, &ps->pipes, s, m);
 }
 
 static int push_events(fy_socket *s, void *st)
 {
-    (void)s;
-    return fy_pipelist_lb_poll(&((push_state *)st)->pipes);
+    push_state *ps = st;
+    return fy_backlog_lb_poll(&ps->backlog, &ps->pipes, s);
 }
 
 const fy_pattern_ops fy_pattern_push = {
