@@ -50,13 +50,37 @@ static uint64_t fz_u64(const uint8_t *p)
     return v;
 }
 
+/*
+ * Ring buffers are reused across inputs, one per distinct size (a few dozen at most: the sizes come
+ * from a few bits of the input). A fresh posix_memalign + free per input made ASan's quarantine
+ * hand out new pages every time, and the page faults and malloc fill cost more than the ring calls
+ * did. Each buffer is still exactly `total` bytes, so ASan reports any access past the ring.
+ */
+#define FZ_CACHE 64
+static struct {
+    size_t total;
+    uint8_t *mem;
+} fz_cache[FZ_CACHE];
+static unsigned fz_cache_next;
+
+static uint8_t *fz_buffer(size_t total)
+{
+    for (unsigned i = 0; i < FZ_CACHE; i++)
+        if (fz_cache[i].mem && fz_cache[i].total == total)
+            return fz_cache[i].mem;
+    unsigned slot = fz_cache_next++ % FZ_CACHE;
+    free(fz_cache[slot].mem);
+    fz_cache[slot].mem = NULL;
+    if (posix_memalign((void **)&fz_cache[slot].mem, 128, total) != 0)
+        abort();
+    fz_cache[slot].total = total;
+    return fz_cache[slot].mem;
+}
+
 /* Builds the ring image: header bytes from the input, data bytes from `at` onwards, wrapping. */
 static void *fz_image(const uint8_t *in, size_t n, size_t total, size_t cap, uint64_t at)
 {
-    uint8_t *mem = NULL;
-    /* Exactly `total` bytes so ASan reports any access past the ring. */
-    if (posix_memalign((void **)&mem, 128, total) != 0)
-        abort();
+    uint8_t *mem = fz_buffer(total);
     memset(mem, 0, total);
     size_t h = n < HDR_BYTES ? n : HDR_BYTES;
     memcpy(mem, in, h);
@@ -150,7 +174,6 @@ static void fz_spsc(const uint8_t *in, size_t n, uint8_t kind, uint64_t seed)
         rc = ferry_spsc_flush(&tx);
         REQUIRE(rc == 0 || rc == FERRY_EPROTO);
     }
-    free(mem);
 }
 
 static void fz_mpsc(const uint8_t *in, size_t n, uint8_t kind, uint64_t seed)
@@ -197,7 +220,6 @@ static void fz_mpsc(const uint8_t *in, size_t n, uint8_t kind, uint64_t seed)
             }
         }
     }
-    free(mem);
 }
 
 static void fz_mpmc(const uint8_t *in, size_t n, uint8_t kind, uint8_t script, uint64_t seed)
@@ -249,7 +271,6 @@ static void fz_mpmc(const uint8_t *in, size_t n, uint8_t kind, uint8_t script, u
             }
         }
     }
-    free(mem);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
