@@ -234,6 +234,11 @@ enum ferry_option {
     /* int bool, default 0: ferry_msg_recv may hand out frames that stay inside an shm peer's ring
      * (read-only, released by ferry_msg_fini on the owner thread; see docs/shm.md) */
     FERRY_OPT_ZEROCOPY_RECV = 19,
+    /* int bool, ROUTER only, default 0 (libzmq ZMQ_ROUTER_MANDATORY): a message to an unknown or
+     * departed routing id fails with FERRY_EHOSTUNREACH instead of being dropped silently, and a
+     * peer at SNDHWM makes send wait (FERRY_EAGAIN after SNDTIMEO / with DONTWAIT) instead of
+     * dropping. The error comes from the send of the routing-id frame; nothing was sent. */
+    FERRY_OPT_ROUTER_MANDATORY = 20,
 };
 
 FERRY_API int ferry_socket_setopt_int(ferry_socket *s, int opt, int64_t value);
