@@ -40,6 +40,13 @@
 
 #define MAX_SEGS 4
 
+/* The forked children start a control thread; under ThreadSanitizer that needs this. */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+    return "die_after_fork=0";
+}
+
 static uint64_t rnd_state;
 
 static uint64_t rnd(void)
