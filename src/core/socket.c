@@ -841,8 +841,8 @@ int ferry_msg_loan(ferry_socket *s, ferry_msg *msg, size_t size)
         return rc;
     /* A full ring is waited for like a send waits at SNDHWM (SNDTIMEO), in slices so that a
      * peer that dies meanwhile is noticed; anything else falls back at once. */
-    uint64_t deadline = s->sndtimeo < 0 ? UINT64_MAX
-                                        : fy_now_ns() + (uint64_t)s->sndtimeo * 1000000ull;
+    uint64_t deadline =
+        s->sndtimeo < 0 ? UINT64_MAX : fy_now_ns() + (uint64_t)s->sndtimeo * 1000000ull;
     for (;;) {
         fy_socket_sync(s);
         fy_pipe *p = sock_loan_pipe(s);
@@ -1260,6 +1260,33 @@ out:
     return ready;
 }
 
+/*
+ * Asks the kernel directly whether any peer of s has hung up, and marks those pipes dead (the
+ * control thread does the same when it gets to their hang-up). An owner that only looks at the
+ * statistics then sees a death at once, even when the control thread has not been scheduled yet
+ * on a loaded machine. One poll() over the socket's link fds, outside any hot path.
+ */
+static void sock_check_hangups(fy_socket *s)
+{
+    struct pollfd pf[64];
+    fy_pipe *pp[64];
+    nfds_t n = 0;
+    for (fy_pipe *p = s->pipes; p && n < 64; p = p->sock_next) {
+        if (atomic_load_explicit(&p->dead, memory_order_relaxed) || !fy_pipe_is_engine(p))
+            continue;
+        int fd = fy_pipe_uses_shm(p) ? fy_shm_eng_ufd(p) : p->rfd;
+        if (fd < 0)
+            continue;
+        pf[n] = (struct pollfd){.fd = fd, .events = POLLRDHUP};
+        pp[n++] = p;
+    }
+    if (n == 0 || poll(pf, n, 0) <= 0)
+        return;
+    for (nfds_t i = 0; i < n; i++)
+        if (pf[i].revents & (POLLRDHUP | POLLHUP | POLLERR))
+            fy_engine_kill(pp[i], FERRY_EPIPE);
+}
+
 int ferry_socket_stats(ferry_socket *s, ferry_stats *out)
 {
     int rc = sock_check(s);
@@ -1268,6 +1295,7 @@ int ferry_socket_stats(ferry_socket *s, ferry_stats *out)
     if (!out)
         return FERRY_EINVAL;
     fy_socket_sync(s);
+    sock_check_hangups(s);
     sock_pollfd_upkeep(s); /* pipes it attached must wake the pollfd too */
     memset(out, 0, sizeof *out);
     out->msgs_in = s->msgs_in;
