@@ -9,7 +9,10 @@
  * matching libzmq's default of ignoring it. Sending to an unknown id, or to a
  * peer at SNDHWM, drops the message silently (libzmq's default without
  * ROUTER_MANDATORY); the HWM case is counted in drops_hwm. Sending never
- * blocks.
+ * blocks. With FERRY_OPT_ROUTER_MANDATORY the routing-id frame's send fails
+ * instead: FERRY_EHOSTUNREACH for an unknown or departed peer, FERRY_EAGAIN
+ * (the core waits up to SNDTIMEO, then reports it) for a peer at SNDHWM; in
+ * both cases nothing of the message was taken.
  */
 #include "pattern/pattern.h"
 #include "pattern/routing.h"
@@ -37,6 +40,7 @@ typedef struct router_state {
     bool started;  /* the body's first frame went out */
     bool dropping; /* unknown peer, full peer or peer gone: drop the rest */
     fy_pipe *out;
+    bool mandatory; /* FERRY_OPT_ROUTER_MANDATORY */
 } router_state;
 
 static int router_init(fy_socket *s, void *st)
@@ -123,7 +127,16 @@ static int router_send(fy_socket *s, void *st, fy_msg *m)
     if (!r->sending) {
         /* The routing id frame: look the peer up, never forward the frame itself.
          */
-        r->out = fy_routing_find(&r->table, fy_msg_cdata(m), fy_msg_size(m));
+        fy_pipe *to = fy_routing_find(&r->table, fy_msg_cdata(m), fy_msg_size(m));
+        if (r->mandatory && more) {
+            /* Fail before anything is consumed; the body's first frame cannot meet SNDHWM
+             * after this check (only the owner adds to the pipe). */
+            if (!to || atomic_load(&to->dead))
+                return FERRY_EHOSTUNREACH;
+            if (!fy_pipe_can_send(to))
+                return FERRY_EAGAIN;
+        }
+        r->out = to;
         r->dropping = r->out == NULL;
         r->started = false;
         r->sending = more;
@@ -218,6 +231,45 @@ static bool router_has_input(fy_socket *s, void *st)
     return ((const router_state *)st)->has_pre;
 }
 
+/* FERRY_OPT_ROUTER_MANDATORY as an int (4 or 8 bytes: setopt_bytes or setopt_int). */
+static int router_setopt(fy_socket *s, void *st, int opt, const void *val, size_t len)
+{
+    (void)s;
+    router_state *r = st;
+    if (opt != FERRY_OPT_ROUTER_MANDATORY)
+        return FERRY_EINVAL;
+    int64_t v;
+    if (len == sizeof(int64_t)) {
+        memcpy(&v, val, sizeof v);
+    } else if (len == sizeof(int)) {
+        int i;
+        memcpy(&i, val, sizeof i);
+        v = i;
+    } else {
+        return FERRY_EINVAL;
+    }
+    if (v != 0 && v != 1)
+        return FERRY_EINVAL;
+    r->mandatory = v == 1;
+    return 0;
+}
+
+static int router_getopt(fy_socket *s, void *st, int opt, void *val, size_t *len)
+{
+    (void)s;
+    router_state *r = st;
+    if (opt != FERRY_OPT_ROUTER_MANDATORY)
+        return FERRY_EINVAL;
+    int64_t v = r->mandatory;
+    if (*len < sizeof v) {
+        *len = sizeof v;
+        return FERRY_EMSGSIZE;
+    }
+    memcpy(val, &v, sizeof v);
+    *len = sizeof v;
+    return 0;
+}
+
 const fy_pattern_ops fy_pattern_router = {
     .type = FERRY_ROUTER,
     .name = "ROUTER",
@@ -230,4 +282,6 @@ const fy_pattern_ops fy_pattern_router = {
     .recv = router_recv,
     .events = router_events,
     .has_input = router_has_input,
+    .setopt = router_setopt,
+    .getopt = router_getopt,
 };

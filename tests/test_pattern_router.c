@@ -1,0 +1,171 @@
+/*
+ * test_pattern_router.c - ROUTER sending rules: by default a message to an unknown id or to a
+ * peer at SNDHWM is dropped silently (the HWM case counted in drops_hwm); with
+ * FERRY_OPT_ROUTER_MANDATORY the routing-id frame's send fails instead (FERRY_EHOSTUNREACH for an
+ * unknown or departed peer, FERRY_EAGAIN for a full one, nothing taken, nothing counted), as
+ * libzmq's ZMQ_ROUTER_MANDATORY. Also the option's validation.
+ */
+#include "testutil.h"
+
+#include "ferry/ferry.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#define TIMEOUT_MS 5000
+
+static ferry_socket *open_sock(int type)
+{
+    ferry_socket *s = NULL;
+    CHECK_OK(ferry_socket_open(&s, type));
+    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_LINGER, 0));
+    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RCVTIMEO, TIMEOUT_MS));
+    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SNDTIMEO, TIMEOUT_MS));
+    return s;
+}
+
+static void wait_peers(ferry_socket *s, uint32_t n)
+{
+    uint64_t end = tu_now_ns() + (uint64_t)TIMEOUT_MS * 1000000u;
+    for (;;) {
+        ferry_stats st;
+        CHECK_OK(ferry_socket_stats(s, &st));
+        if (st.peers == n)
+            return;
+        CHECK(tu_now_ns() < end);
+        ferry_pollitem it = {s, -1, FERRY_POLLIN, 0};
+        ferry_poll(&it, 1, 5);
+    }
+}
+
+static void test_option(void)
+{
+    ferry_socket *r = open_sock(FERRY_ROUTER), *d = open_sock(FERRY_DEALER);
+    int64_t v = -1;
+    CHECK_OK(ferry_socket_getopt_int(r, FERRY_OPT_ROUTER_MANDATORY, &v));
+    CHECK(v == 0);
+    CHECK_RC(ferry_socket_setopt_int(r, FERRY_OPT_ROUTER_MANDATORY, 2), FERRY_EINVAL);
+    CHECK_OK(ferry_socket_setopt_int(r, FERRY_OPT_ROUTER_MANDATORY, 1));
+    CHECK_OK(ferry_socket_getopt_int(r, FERRY_OPT_ROUTER_MANDATORY, &v));
+    CHECK(v == 1);
+    int zero = 0;
+    CHECK_OK(ferry_socket_setopt_bytes(r, FERRY_OPT_ROUTER_MANDATORY, &zero, sizeof zero));
+    CHECK_OK(ferry_socket_getopt_int(r, FERRY_OPT_ROUTER_MANDATORY, &v));
+    CHECK(v == 0);
+    CHECK_RC(ferry_socket_setopt_bytes(r, FERRY_OPT_ROUTER_MANDATORY, "x", 1), FERRY_EINVAL);
+    /* Not a DEALER option; unknown options stay EINVAL on a ROUTER. */
+    CHECK_RC(ferry_socket_setopt_int(d, FERRY_OPT_ROUTER_MANDATORY, 1), FERRY_EINVAL);
+    CHECK_RC(ferry_socket_setopt_int(r, 12345, 1), FERRY_EINVAL);
+    ferry_socket_close(r);
+    ferry_socket_close(d);
+}
+
+static void test_unknown(bool mandatory)
+{
+    char url[300];
+    snprintf(url, sizeof url, "ipc://%s/%s", tu_tmpdir(), tu_unique("rt"));
+    ferry_socket *r = open_sock(FERRY_ROUTER), *d = open_sock(FERRY_DEALER);
+    CHECK_OK(ferry_socket_setopt_int(r, FERRY_OPT_ROUTER_MANDATORY, mandatory));
+    CHECK_OK(ferry_socket_setopt_bytes(d, FERRY_OPT_ROUTING_ID, "peer", 4));
+    CHECK_OK(ferry_socket_bind(r, url));
+    CHECK_OK(ferry_socket_connect(d, url));
+    wait_peers(r, 1);
+    /* Unknown id. */
+    int rc = ferry_socket_send(r, "nobody", 6, FERRY_MORE);
+    if (mandatory) {
+        CHECK_RC(rc, FERRY_EHOSTUNREACH);
+        CHECK_RC(ferry_socket_send(r, "nobody", 6, FERRY_MORE | FERRY_DONTWAIT),
+                 FERRY_EHOSTUNREACH);
+    } else {
+        CHECK_OK(rc);
+        CHECK_OK(ferry_socket_send(r, "lost", 4, 0));
+    }
+    /* The known one works either way, and nothing of the failed message leaked into it. */
+    CHECK_OK(ferry_socket_send(r, "peer", 4, FERRY_MORE));
+    CHECK_OK(ferry_socket_send(r, "hello", 5, 0));
+    char buf[16];
+    CHECK_RC(ferry_socket_recv(d, buf, sizeof buf, 0, NULL), 5);
+    CHECK(memcmp(buf, "hello", 5) == 0);
+    CHECK_RC(ferry_socket_recv(d, buf, sizeof buf, FERRY_DONTWAIT, NULL), FERRY_EAGAIN);
+    /* A departed peer is unknown too. */
+    ferry_socket_close(d);
+    wait_peers(r, 0);
+    rc = ferry_socket_send(r, "peer", 4, FERRY_MORE);
+    if (mandatory) {
+        CHECK_RC(rc, FERRY_EHOSTUNREACH);
+    } else {
+        CHECK_OK(rc);
+        CHECK_OK(ferry_socket_send(r, "gone", 4, 0));
+    }
+    ferry_stats st;
+    CHECK_OK(ferry_socket_stats(r, &st));
+    CHECK(st.drops_hwm == 0); /* unknown ids are not HWM drops */
+    ferry_socket_close(r);
+}
+
+/* A peer that does not read: at SNDHWM the default drops and counts, mandatory refuses. */
+static void test_full(bool mandatory)
+{
+    char url[300];
+    snprintf(url, sizeof url, "ipc://%s/%s", tu_tmpdir(), tu_unique("rt"));
+    ferry_socket *r = open_sock(FERRY_ROUTER), *d = open_sock(FERRY_DEALER);
+    CHECK_OK(ferry_socket_setopt_int(r, FERRY_OPT_ROUTER_MANDATORY, mandatory));
+    CHECK_OK(ferry_socket_setopt_int(r, FERRY_OPT_SNDHWM, 2));
+    CHECK_OK(ferry_socket_setopt_int(d, FERRY_OPT_RCVHWM, 2));
+    CHECK_OK(ferry_socket_setopt_int(r, FERRY_OPT_SHM_UPGRADE, 0));
+    CHECK_OK(ferry_socket_setopt_int(d, FERRY_OPT_SHM_UPGRADE, 0));
+    CHECK_OK(ferry_socket_setopt_bytes(d, FERRY_OPT_ROUTING_ID, "slow", 4));
+    CHECK_OK(ferry_socket_bind(r, url));
+    CHECK_OK(ferry_socket_connect(d, url));
+    wait_peers(r, 1);
+    static char big[64 * 1024];
+    uint64_t sent = 0, refused = 0;
+    for (int i = 0; i < 4000 && refused == 0; i++) {
+        int rc = ferry_socket_send(r, "slow", 4, FERRY_MORE | FERRY_DONTWAIT);
+        if (rc == FERRY_EAGAIN) {
+            refused++;
+            break;
+        }
+        CHECK_OK(rc);
+        CHECK_OK(ferry_socket_send(r, big, sizeof big, FERRY_DONTWAIT));
+        sent++;
+        ferry_stats st;
+        CHECK_OK(ferry_socket_stats(r, &st));
+        if (!mandatory && st.drops_hwm > 0)
+            break;
+    }
+    ferry_stats st;
+    CHECK_OK(ferry_socket_stats(r, &st));
+    if (mandatory) {
+        CHECK(refused == 1 && st.drops_hwm == 0);
+        /* A timed send waits, then gives up the same way. */
+        CHECK_OK(ferry_socket_setopt_int(r, FERRY_OPT_SNDTIMEO, 20));
+        CHECK_RC(ferry_socket_send(r, "slow", 4, FERRY_MORE), FERRY_EAGAIN);
+    } else {
+        CHECK(refused == 0 && st.drops_hwm == 1);
+    }
+    /* Whatever was accepted (and not dropped) arrives whole. */
+    uint64_t got = 0;
+    char *buf = malloc(sizeof big);
+    CHECK(buf);
+    while (ferry_socket_recv(d, buf, sizeof big,
+                             got < sent - (mandatory ? 0 : 1) ? 0 : FERRY_DONTWAIT,
+                             NULL) == (ssize_t)sizeof big)
+        got++;
+    CHECK(got == (mandatory ? sent : sent - 1));
+    free(buf);
+    ferry_socket_close(d);
+    ferry_socket_close(r);
+}
+
+int main(void)
+{
+    tu_deadline(60);
+    test_option();
+    test_unknown(false);
+    test_unknown(true);
+    test_full(false);
+    test_full(true);
+    printf("test_pattern_router: ok\n");
+    return 0;
+}
