@@ -83,6 +83,49 @@ static void fy_msg_content_release(fy_msg_content *c)
     free(c);
 }
 
+int fy_msg_init_cached(fy_msg *m, fy_msg_content **cache, size_t size)
+{
+    if (size <= FY_MSG_INLINE || size > FY_MSG_CACHE_MAX)
+        return fy_msg_init_size(m, size);
+    fy_msg_content *c = *cache;
+    /* acquire: pairs with the acq_rel decrement of the frame that used the block last, so its
+     * reads of the body happen before the next frame overwrites it. A count of 1 means only the
+     * cache holds the block; nobody else can take a reference then, so the plain store below
+     * cannot race. */
+    if (c && (atomic_load_explicit(&c->refs, memory_order_acquire) != 1 || c->cap < size)) {
+        fy_msg_content_release(c);
+        c = *cache = NULL;
+    }
+    if (!c) {
+        size_t cap = 256;
+        while (cap < size)
+            cap *= 2;
+        c = malloc(sizeof *c + cap);
+        if (!c)
+            return FERRY_ENOMEM;
+        atomic_init(&c->refs, 1);
+        c->cap = (uint32_t)cap;
+        c->zc = FY_MSG_ZC_NONE;
+        c->ffn = NULL;
+        c->hint = NULL;
+        c->data = (uint8_t *)(c + 1);
+        c->drop = NULL;
+        *cache = c;
+    }
+    atomic_store_explicit(&c->refs, 2, memory_order_relaxed);
+    fy_msg_init(m);
+    m->content = c;
+    m->size = size;
+    return 0;
+}
+
+void fy_msg_cache_drop(fy_msg_content **cache)
+{
+    if (*cache)
+        fy_msg_content_release(*cache);
+    *cache = NULL;
+}
+
 void fy_msg_fini(fy_msg *m)
 {
     if (!m)

@@ -45,6 +45,7 @@
 typedef struct fy_msg_content {
     _Atomic uint32_t refs;
     uint32_t zc;        /* FY_MSG_ZC_* */
+    uint32_t cap;       /* blocks made by fy_msg_init_cached: bytes at data (else unused) */
     ferry_free_fn *ffn; /* NULL: the body is part of this allocation (or caller-owned) */
     void *hint;
     uint8_t *data;
@@ -72,6 +73,19 @@ int fy_msg_init_copy(fy_msg *m, const void *buf, size_t size);
 /* Zero-copy: the frame references data; ffn(data, hint) runs when the last reference goes
  * (ffn NULL: the caller keeps ownership and guarantees data outlives every copy). */
 int fy_msg_init_data(fy_msg *m, void *data, size_t size, ferry_free_fn *ffn, void *hint);
+/*
+ * Reusable body blocks. A producer of many short-lived frames (the stream engine for every frame
+ * it parses, ferry_socket_send for every buffer it copies) keeps one block in *cache and builds
+ * each frame in it while nobody else still holds the previous one: one atomic release per frame
+ * instead of a malloc/free pair. A frame somebody keeps (queued, held by the application) just
+ * keeps its block; the cache then moves on to a fresh one. Bodies up to FY_MSG_INLINE stay
+ * inline and bodies above FY_MSG_CACHE_MAX get their own block, as with fy_msg_init_size.
+ * The cache belongs to one thread at a time (its owner's lock).
+ */
+#define FY_MSG_CACHE_MAX 8192
+int fy_msg_init_cached(fy_msg *m, fy_msg_content **cache, size_t size);
+/* Drops the cache's reference (the block lives on while frames use it). Accepts *cache NULL. */
+void fy_msg_cache_drop(fy_msg_content **cache);
 /* Drops the content reference and leaves m empty. Accepts NULL. */
 void fy_msg_fini(fy_msg *m);
 /* dst (whose old content is released first) takes src's content; src is left empty. */

@@ -77,7 +77,8 @@ typedef struct fy_engine {
     fy_msg big;        /* large body being read in place */
     uint64_t big_have, big_alloc;
     bool big_on;
-    fy_msg peeked; /* a frame poll_in took out already */
+    fy_msg_content *rx_cache; /* body block reused for received frames (msg.h) */
+    fy_msg peeked;            /* a frame poll_in took out already */
     bool has_peeked;
     bool in_eof;
     bool in_mid; /* the last frame delivered had MORE */
@@ -522,8 +523,10 @@ static int eng_next(fy_engine *e, fy_msg *m)
                     return c == FERRY_ENOMEM ? c : FERRY_EPROTO;
                 continue;
             }
-            if (fy_msg_init_copy(m, body, (size_t)f.size) != 0)
+            if (fy_msg_init_cached(m, &e->rx_cache, (size_t)f.size) != 0)
                 return FERRY_ENOMEM;
+            if (f.size)
+                memcpy(fy_msg_data(m), body, (size_t)f.size);
             m->flags = fy_zmtp_frame_more(&f) ? FY_MSG_MORE : 0;
             eng_consume(e, total);
             return 0;
@@ -1144,6 +1147,7 @@ void fy_engine_free(fy_pipe *p)
         fy_msg_fini(&e->segs[e->seg_head + i].m);
     fy_msg_fini(&e->big);
     fy_msg_fini(&e->peeked);
+    fy_msg_cache_drop(&e->rx_cache);
     free(e->segs);
     free(e->ends);
     free(e->out);
