@@ -124,12 +124,26 @@ void fy_socket_publish_pipe(fy_socket *s, fy_pipe *p)
 
 /* ---- pipe set ---- */
 
+/* epoll data of a socket's epoll: 0 = sigfd; a pipe pointer tagged 0 (rfd), 1 (separate wfd) or
+ * 2 (the Unix socket of a shared-memory link, watched for its hang-up). */
+#define SOCK_EV_WFD   1u
+#define SOCK_EV_USOCK 2u
+
 static void sock_epoll_add(fy_socket *s, fy_pipe *p)
 {
     if (p->rfd < 0)
         return;
     struct epoll_event e = {.events = EPOLLIN, .data.ptr = p};
     epoll_ctl(s->epfd, EPOLL_CTL_ADD, p->rfd, &e);
+    if (fy_pipe_uses_shm(p)) {
+        /* The peer's death is the hang-up of this socket. The control thread watches it too,
+         * but an owner asleep here must not depend on that thread being scheduled promptly on a
+         * loaded machine: the hang-up wakes it directly (once: ONESHOT, no level-triggered spin
+         * for pollfd users while the pipe is being taken down). */
+        struct epoll_event u = {.events = EPOLLRDHUP | EPOLLONESHOT,
+                                .data.u64 = (uint64_t)(uintptr_t)p | SOCK_EV_USOCK};
+        epoll_ctl(s->epfd, EPOLL_CTL_ADD, fy_shm_eng_ufd(p), &u);
+    }
 }
 
 static void sock_disarm(fy_socket *s, fy_pipe *p)
@@ -154,7 +168,8 @@ static void sock_arm(fy_socket *s, fy_pipe *p)
         struct epoll_event e = {.events = EPOLLIN | EPOLLOUT, .data.ptr = p};
         epoll_ctl(s->epfd, EPOLL_CTL_MOD, p->rfd, &e);
     } else {
-        struct epoll_event e = {.events = EPOLLOUT, .data.u64 = (uint64_t)(uintptr_t)p | 1u};
+        struct epoll_event e = {.events = EPOLLOUT,
+                                .data.u64 = (uint64_t)(uintptr_t)p | SOCK_EV_WFD};
         epoll_ctl(s->epfd, EPOLL_CTL_ADD, p->wfd, &e);
     }
 }
@@ -164,6 +179,8 @@ static void sock_epoll_del(fy_socket *s, fy_pipe *p)
     sock_disarm(s, p);
     if (p->rfd >= 0)
         epoll_ctl(s->epfd, EPOLL_CTL_DEL, p->rfd, NULL);
+    if (fy_pipe_uses_shm(p))
+        epoll_ctl(s->epfd, EPOLL_CTL_DEL, fy_shm_eng_ufd(p), NULL);
 }
 
 static void sock_detach(fy_socket *s, fy_pipe *p)
@@ -330,7 +347,13 @@ static int sock_sleep(fy_socket *s, uint64_t deadline)
             sock_drain_sig(s);
             continue;
         }
-        fy_pipe *p = (fy_pipe *)(uintptr_t)(d & ~(uint64_t)1u);
+        fy_pipe *p = (fy_pipe *)(uintptr_t)(d & ~(uint64_t)3u);
+        if ((d & 3u) == SOCK_EV_USOCK) {
+            /* The shm peer hung up: mark the pipe dead now (idempotent with the control thread,
+             * which also sees it); the generation bump makes the next sync take it down. */
+            fy_engine_kill(p, FERRY_EPIPE);
+            continue;
+        }
         if (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
             if (p->ops->flush(p) != 1)
                 sock_disarm(s, p);
@@ -533,6 +556,7 @@ void ferry_socket_close(ferry_socket *s)
     }
     if (s->ops->fini)
         s->ops->fini(s, s->pstate);
+    fy_msg_cache_drop(&s->tx_cache);
     close(s->epfd);
     close(s->sigfd);
     free(s->pstate);
@@ -751,9 +775,12 @@ int ferry_socket_send(ferry_socket *s, const void *buf, size_t len, int flags)
             return rc;
         }
     }
-    rc = fy_msg_init_copy(&m, buf, len);
+    /* The body goes into the socket's reused block (msg.h): no malloc/free per send. */
+    rc = fy_msg_init_cached(&m, &s->tx_cache, len);
     if (rc)
         return rc;
+    if (len)
+        memcpy(fy_msg_data(&m), buf, len);
     rc = sock_send_msg(s, &m, flags);
     fy_msg_fini(&m);
     return rc;
