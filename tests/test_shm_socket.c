@@ -375,6 +375,70 @@ static void kill_child_peer(const char *url, bool child_binds)
     }
 }
 
+/*
+ * Known bug 1 of docs/hardening.md, at its root: a PAIR peer goes away leaving input we have not
+ * received; a new peer connects while our blocking send is already waiting. The send must reach
+ * the new peer (before: the new peer was refused while the dead one's input waited, and the send
+ * timed out), and recv must return the dead peer's messages first, all of them, in order, then the
+ * new peer's answer.
+ */
+static void test_pair_replace(const char *url, int upgrade)
+{
+    enum { N = 100 };
+    ferry_socket *s = open_sock(FERRY_PAIR);
+    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SHM_UPGRADE, upgrade));
+    CHECK_OK(ferry_socket_bind(s, url));
+    pid_t first = fork();
+    CHECK(first >= 0);
+    if (first == 0) {
+        ferry_socket *c = open_sock(FERRY_PAIR);
+        CHECK_OK(ferry_socket_setopt_int(c, FERRY_OPT_SHM_UPGRADE, upgrade));
+        CHECK_OK(ferry_socket_connect(c, url));
+        char m[16];
+        for (int i = 0; i < N; i++) {
+            int n = snprintf(m, sizeof m, "A%d", i);
+            CHECK_OK(ferry_socket_send(c, m, (size_t)n, 0));
+        }
+        CHECK_OK(ferry_socket_setopt_int(c, FERRY_OPT_LINGER, 10000));
+        ferry_socket_close(c);
+        _exit(0);
+    }
+    CHECK(reap(first) == 0);
+    wait_peers(s, 0, -1); /* gone, its input not received */
+    pid_t second = fork();
+    CHECK(second >= 0);
+    if (second == 0) {
+        ferry_socket *c = open_sock(FERRY_PAIR);
+        CHECK_OK(ferry_socket_setopt_int(c, FERRY_OPT_SHM_UPGRADE, upgrade));
+        CHECK_OK(ferry_socket_connect(c, url));
+        char b[16];
+        ssize_t n = ferry_socket_recv(c, b, sizeof b, 0, NULL);
+        if (n != 1 || b[0] != 'B')
+            _exit(20);
+        if (ferry_socket_send(c, "C", 1, 0) != 0)
+            _exit(21);
+        CHECK_OK(ferry_socket_setopt_int(c, FERRY_OPT_LINGER, 10000));
+        ferry_socket_close(c);
+        _exit(0);
+    }
+    /* Blocks until the second peer is attached (it must wake us and take our message). */
+    CHECK_OK(ferry_socket_send(s, "B", 1, 0));
+    char b[16];
+    for (int i = 0; i < N; i++) {
+        char want[16];
+        int wn = snprintf(want, sizeof want, "A%d", i);
+        ssize_t n = ferry_socket_recv(s, b, sizeof b, 0, NULL);
+        if (n != wn || memcmp(b, want, (size_t)wn) != 0) {
+            fprintf(stderr, "pair replace: message %d of the dead peer: got %zd bytes\n", i, n);
+            CHECK(0);
+        }
+    }
+    ssize_t n = ferry_socket_recv(s, b, sizeof b, 0, NULL);
+    CHECK(n == 1 && b[0] == 'C');
+    CHECK(reap(second) == 0);
+    ferry_socket_close(s);
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -507,6 +571,13 @@ int main(void)
     test_pair(url, 1, 0, 0);
     snprintf(url, sizeof url, "ipc://%s/%s", tu_tmpdir(), tu_unique("ipc"));
     test_pair(url, 0, 1, 0);
+    fprintf(stderr, "pair: a new peer replaces a dead one that left unread input\n");
+    snprintf(url, sizeof url, "shm://%s", tu_unique("repl"));
+    test_pair_replace(url, 1);
+    snprintf(url, sizeof url, "ipc://%s/%s", tu_tmpdir(), tu_unique("repl"));
+    test_pair_replace(url, 1);
+    snprintf(url, sizeof url, "ipc://%s/%s", tu_tmpdir(), tu_unique("repl"));
+    test_pair_replace(url, 0);
     fprintf(stderr, "patterns\n");
     test_patterns();
     fprintf(stderr, "foreign uid\n");
