@@ -556,6 +556,7 @@ void ferry_socket_close(ferry_socket *s)
     }
     if (s->ops->fini)
         s->ops->fini(s, s->pstate);
+    fy_msg_cache_drop(&s->tx_cache);
     close(s->epfd);
     close(s->sigfd);
     free(s->pstate);
@@ -774,9 +775,12 @@ int ferry_socket_send(ferry_socket *s, const void *buf, size_t len, int flags)
             return rc;
         }
     }
-    rc = fy_msg_init_copy(&m, buf, len);
+    /* The body goes into the socket's reused block (msg.h): no malloc/free per send. */
+    rc = fy_msg_init_cached(&m, &s->tx_cache, len);
     if (rc)
         return rc;
+    if (len)
+        memcpy(fy_msg_data(&m), buf, len);
     rc = sock_send_msg(s, &m, flags);
     fy_msg_fini(&m);
     return rc;

@@ -64,6 +64,8 @@ struct ferry_socket {
     uint64_t zc_sends, zc_recvs, loan_copies; /* docs/shm.md "Zero-copy" */
     _Atomic uint64_t drops_hwm;
 
+    fy_msg_content *tx_cache; /* owner: body block reused by ferry_socket_send (msg.h) */
+
     char last_endpoint[FY_ENDPOINT_MAX];
     fy_ctl_sock *ctl; /* control-thread side record (ctl.c) */
 };
