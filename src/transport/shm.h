@@ -180,6 +180,16 @@ bool fy_shm_loan_on(const fy_msg *m, fy_pipe *p);
 /* Turns a loan or in-ring frame into an ordinary heap copy (the loan's reservation is cancelled,
  * the frame released); other messages are left alone. 0 or FERRY_ENOMEM (m untouched). */
 int fy_shm_msg_unloan(fy_msg *m);
+/*
+ * fy_socket.zc_rx_mode for ferry_socket_recv on PULL/PAIR/DEALER, whose patterns hand each frame
+ * straight back: a frame may stay in the ring as a transient hold (no share reference), which the
+ * caller copies out and gives to fy_shm_msg_done in the same call, before anything can detach the
+ * pipe (no fy_socket_sync in between).
+ */
+#define FY_ZC_RX_TRANSIENT 3
+/* Drops m: a transient in-ring frame is released on the spot (no atomic read-modify-write, no
+ * mutex, no indirect call); anything else goes through fy_msg_fini. Owner thread. */
+void fy_shm_msg_done(fy_msg *m);
 
 /* ---- shm:// and the switch of an engine link to shared memory (shm.c) ---- */
 

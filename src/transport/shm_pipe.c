@@ -247,6 +247,65 @@ static void sp_hold_drop(fy_msg_content *c)
     sp_share_unref(sh);
 }
 
+/*
+ * Transient loans and holds (the plain ferry_socket_send/recv path): the message lives only inside
+ * one call on the owner thread, while its pipe is attached, so it takes no share reference and is
+ * committed or released without a mutex, an atomic read-modify-write or an indirect call
+ * (sp_commit_loan, fy_shm_msg_done). These drops only run when such a message is dropped some
+ * other way (an error path): they do what the ordinary drops do, minus the share reference.
+ */
+static void sp_loan_drop_tr(fy_msg_content *c)
+{
+    sp_share *sh = (sp_share *)((uint8_t *)c - offsetof(sp_share, loan_c));
+    if (c->zc == FY_MSG_ZC_LOAN) {
+        pthread_mutex_lock(&sh->mu);
+        if (sh->sp && sh->sp->loan_on)
+            sp_loan_cancel(sh->sp);
+        pthread_mutex_unlock(&sh->mu);
+    }
+}
+
+static void sp_hold_drop_tr(fy_msg_content *c)
+{
+    sp_share *sh = (sp_share *)((uint8_t *)c - offsetof(sp_share, hold_c));
+    pthread_mutex_lock(&sh->mu);
+    fy_shm_pipe *sp = sh->sp;
+    if (sp && sp->hold_on) {
+        sp->hold_on = false;
+        if (sp->rx_deferred && !atomic_load_explicit(&sp->pipe.dead, memory_order_relaxed))
+            sp_rx_publish(sp);
+    }
+    pthread_mutex_unlock(&sh->mu);
+}
+
+static bool sp_content_transient(const fy_msg_content *c)
+{
+    return c->drop == sp_loan_drop_tr || c->drop == sp_hold_drop_tr;
+}
+
+static int sp_release_published(fy_shm_pipe *sp, size_t len);
+
+void fy_shm_msg_done(fy_msg *m)
+{
+    fy_msg_content *c = m->content;
+    /* refs 1: nobody copied the frame (PULL/PAIR/DEALER hand it straight back), so it is ours to
+     * release here; a plain load, the owner thread is the only one that could have copied it. */
+    if (c && c->drop == sp_hold_drop_tr &&
+        atomic_load_explicit(&c->refs, memory_order_relaxed) == 1) {
+        sp_share *sh = (sp_share *)((uint8_t *)c - offsetof(sp_share, hold_c));
+        fy_shm_pipe *sp = sh->sp; /* attached to the caller's socket: alive, owner thread */
+        atomic_store_explicit(&c->refs, 0, memory_order_relaxed);
+        sp->hold_on = false;
+        /* The record's release was counted as deferred by sp_hold: publish by the same batching
+         * rule as a copied record (sp_release). */
+        if (!atomic_load_explicit(&sp->pipe.dead, memory_order_relaxed))
+            sp_release_published(sp, (size_t)m->size + REC_META);
+        fy_msg_init(m);
+        return;
+    }
+    fy_msg_fini(m);
+}
+
 static sp_share *sp_loan_share(const fy_msg *m)
 {
     return (sp_share *)((uint8_t *)m->content - offsetof(sp_share, loan_c));
@@ -288,8 +347,12 @@ int fy_shm_pipe_loan(fy_pipe *p, fy_msg *m, size_t size, bool user)
     c->ffn = NULL;
     c->hint = NULL;
     c->data = (uint8_t *)dst + REC_META;
-    c->drop = sp_loan_drop;
-    atomic_fetch_add_explicit(&sh->refs, 1, memory_order_relaxed);
+    if (user) {
+        c->drop = sp_loan_drop;
+        atomic_fetch_add_explicit(&sh->refs, 1, memory_order_relaxed);
+    } else {
+        c->drop = sp_loan_drop_tr; /* lives inside one ferry_socket_send call */
+    }
     sh->loan_user = user;
     fy_msg_init(m);
     m->content = c;
@@ -472,7 +535,14 @@ static int sp_commit_loan(fy_shm_pipe *sp, fy_msg *m)
     m->content->zc = FY_MSG_ZC_NONE; /* committed: the drop only lets go of the share */
     if (sp->sh->loan_user && sp->pipe.sock)
         sp->pipe.sock->zc_sends++;
-    fy_msg_fini(m);
+    if (m->content->drop == sp_loan_drop_tr &&
+        atomic_load_explicit(&m->content->refs, memory_order_relaxed) == 1) {
+        /* Transient and not copied: no share reference to let go of. */
+        atomic_store_explicit(&m->content->refs, 0, memory_order_relaxed);
+        fy_msg_init(m);
+    } else {
+        fy_msg_fini(m);
+    }
     if (rc < 0)
         return sp_fail(sp, rc);
     sp->out_mid = (fl & REC_MORE) != 0;
@@ -509,7 +579,13 @@ static int sp_send_locked(fy_pipe *p, fy_msg *m)
             if (sp->pipe.sock)
                 sp->pipe.sock->loan_copies++;
         }
-        /* Anything else (another ring's loan, an in-ring frame forwarded) is copied by sp_put. */
+        /* Anything else (another ring's loan, an in-ring frame forwarded) is copied by sp_put,
+         * except a transient loan of another pipe, which must not outlive the call in our queue. */
+        else if (sp_content_transient(m->content)) {
+            int rc = fy_shm_msg_unloan(m);
+            if (rc < 0)
+                return rc;
+        }
     }
     if (!sp->out_mid && !(m->flags & FY_MSG_SUB) && sp_at_hwm(sp) && sp_drain(sp) == 0 &&
         sp_at_hwm(sp))
@@ -594,14 +670,21 @@ static int sp_rx_publish(fy_shm_pipe *sp)
     return rc < 0 ? sp_fail(sp, rc) : 0;
 }
 
+/* The record of len bytes was released locally and counted in rx_deferred: publish the batch
+ * when it is full or the record large. */
+static int sp_release_published(fy_shm_pipe *sp, size_t len)
+{
+    bool defer = len < RX_BATCH_BYTES && sp->rx_deferred < RX_BATCH;
+    return defer ? 0 : sp_rx_publish(sp);
+}
+
 static int sp_release(fy_shm_pipe *sp, size_t len)
 {
-    bool defer = len < RX_BATCH_BYTES && sp->rx_deferred + 1 < RX_BATCH;
     int rc = ferry_spsc_release(&sp->rx, FERRY_RING_DEFER);
     if (rc < 0)
         return sp_fail(sp, rc);
     sp->rx_deferred++;
-    return defer ? 0 : sp_rx_publish(sp);
+    return sp_release_published(sp, len);
 }
 
 /*
@@ -610,7 +693,8 @@ static int sp_release(fy_shm_pipe *sp, size_t len)
  * dropped (sp_hold_drop), so the producer cannot reuse the bytes. The peer can still scribble on
  * them (it owns the memory): the user sees changing bytes, never bytes out of bounds.
  */
-static int sp_hold(fy_shm_pipe *sp, fy_msg *m, const uint8_t *src, uint64_t n, uint32_t fl)
+static int sp_hold(fy_shm_pipe *sp, fy_msg *m, const uint8_t *src, uint64_t n, uint32_t fl,
+                   bool transient)
 {
     int rc = ferry_spsc_release(&sp->rx, FERRY_RING_DEFER);
     if (rc < 0)
@@ -623,8 +707,12 @@ static int sp_hold(fy_shm_pipe *sp, fy_msg *m, const uint8_t *src, uint64_t n, u
     c->ffn = NULL;
     c->hint = NULL;
     c->data = (uint8_t *)(uintptr_t)src;
-    c->drop = sp_hold_drop;
-    atomic_fetch_add_explicit(&sh->refs, 1, memory_order_relaxed);
+    if (transient) {
+        c->drop = sp_hold_drop_tr; /* released by fy_shm_msg_done within the same call */
+    } else {
+        c->drop = sp_hold_drop;
+        atomic_fetch_add_explicit(&sh->refs, 1, memory_order_relaxed);
+    }
     sp->hold_on = true;
     fy_msg_fini(m);
     m->content = c;
@@ -633,8 +721,9 @@ static int sp_hold(fy_shm_pipe *sp, fy_msg *m, const uint8_t *src, uint64_t n, u
     return 0;
 }
 
-/* Reads the next complete frame out of the ring into m. 0, FERRY_EAGAIN, or < 0 (dead). */
-static int sp_next(fy_shm_pipe *sp, fy_msg *m)
+/* Reads the next complete frame out of the ring into m. 0, FERRY_EAGAIN, or < 0 (dead).
+ * direct: m goes straight to the caller of recv (not into the stash). */
+static int sp_next(fy_shm_pipe *sp, fy_msg *m, bool direct)
 {
     for (;;) {
         const void *data;
@@ -672,7 +761,8 @@ static int sp_next(fy_shm_pipe *sp, fy_msg *m)
                 if (total != n)
                     return sp_fail(sp, FERRY_EPROTO);
                 if (n > FY_MSG_INLINE && !sp->hold_on && sp->pipe.sock && sp->pipe.sock->zc_rx_mode)
-                    return sp_hold(sp, m, src, n, fl);
+                    return sp_hold(sp, m, src, n, fl,
+                                   direct && sp->pipe.sock->zc_rx_mode == FY_ZC_RX_TRANSIENT);
                 if ((rc = fy_msg_init_size(m, (size_t)n)) < 0)
                     return rc; /* record stays; the caller may retry */
                 if (n)
@@ -734,7 +824,7 @@ static int sp_recv(fy_pipe *p, fy_msg *m)
         return 0;
     }
     fy_msg_fini(m);
-    int rc = sp_next(sp, m);
+    int rc = sp_next(sp, m, true);
     if (rc == 0 && fy_msg_zc(m) == FY_MSG_ZC_RING && p->sock && p->sock->zc_rx_mode == 2)
         p->sock->zc_recvs++;
     if (rc < 0 && rc != FERRY_EAGAIN)
@@ -750,11 +840,11 @@ static int sp_poll_in(fy_pipe *p)
     if (sp->rx_armed || sp->tx_armed)
         sp_disarm(sp);
     fy_msg_init(&sp->stash);
-    int rc = sp_next(sp, &sp->stash);
+    int rc = sp_next(sp, &sp->stash, false);
     if (rc == FERRY_EAGAIN && fy_shm_pipe_prepare_wait(p, true, false) == 0) {
         /* The caller (events(), the pollfd upkeep, ferry_poll) may sleep on p->rfd when we say
          * "nothing": stay announced to the peer, unless something arrived meanwhile. */
-        rc = sp_next(sp, &sp->stash);
+        rc = sp_next(sp, &sp->stash, false);
     }
     if (rc == 0) {
         sp->has_stash = true;
@@ -804,7 +894,7 @@ static int sp_prepare_wait_locked(fy_pipe *p, bool want_in, bool want_out)
             ferry_wait_arm(&sp->rx_shared->readable);
             sp->rx_armed = true;
             fy_msg_init(&sp->stash);
-            rc = sp_next(sp, &sp->stash);
+            rc = sp_next(sp, &sp->stash, false);
             if (rc == 0) {
                 sp->has_stash = true;
                 return 0;
