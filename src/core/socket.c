@@ -786,8 +786,17 @@ int ferry_socket_send(ferry_socket *s, const void *buf, size_t len, int flags)
     return rc;
 }
 
-/* zc: whether shm pipes may leave the frame in their ring (see fy_socket.zc_rx_mode). */
-static int sock_recv_msg(fy_socket *s, fy_msg *m, int flags, int zc)
+/* Where ferry_socket_recv wants the frame copied (sock_recv_msg does it before the pollfd
+ * upkeep, which may detach and free the frame's pipe: see FY_ZC_RX_TRANSIENT). */
+typedef struct sock_rx_out {
+    void *buf;
+    size_t cap;
+    size_t size;
+} sock_rx_out;
+
+/* zc: whether shm pipes may leave the frame in their ring (see fy_socket.zc_rx_mode). out: copy
+ * the frame there and drop it (m is left empty). */
+static int sock_recv_msg(fy_socket *s, fy_msg *m, int flags, int zc, sock_rx_out *out)
 {
     if (!s->ops->recv)
         return FERRY_ENOTSUP;
@@ -802,6 +811,13 @@ static int sock_recv_msg(fy_socket *s, fy_msg *m, int flags, int zc)
         s->bytes_in += fy_msg_size(m);
         if (!s->rcvmore)
             s->msgs_in++;
+        if (out) {
+            size_t size = fy_msg_size(m);
+            if (size && out->cap)
+                memcpy(out->buf, fy_msg_data(m), size < out->cap ? size : out->cap);
+            out->size = size;
+            fy_shm_msg_done(m); /* releases a transient in-ring frame on the spot */
+        }
     }
     sock_pollfd_upkeep(s);
     return rc;
@@ -816,19 +832,21 @@ ssize_t ferry_socket_recv(ferry_socket *s, void *buf, size_t cap, int flags, int
         return FERRY_EFAULT;
     fy_msg m;
     fy_msg_init(&m);
-    /* In place: the frame is copied out of the ring into buf and released right below. */
-    rc = sock_recv_msg(s, &m, flags, 1);
+    /* In place: the frame is copied out of the ring into buf and released within the call. The
+     * patterns of PULL, PAIR and DEALER hand each frame straight back, so their frames may be
+     * held without a share reference (FY_ZC_RX_TRANSIENT); other patterns may keep a frame. */
+    int zc = (s->type == FERRY_PULL || s->type == FERRY_PAIR || s->type == FERRY_DEALER)
+                 ? FY_ZC_RX_TRANSIENT
+                 : 1;
+    sock_rx_out out = {buf, cap, 0};
+    rc = sock_recv_msg(s, &m, flags, zc, &out);
     if (rc) {
         fy_msg_fini(&m);
         return rc;
     }
-    size_t size = fy_msg_size(&m);
-    if (size && cap)
-        memcpy(buf, fy_msg_data(&m), size < cap ? size : cap);
     if (more)
-        *more = fy_msg_more(&m);
-    fy_msg_fini(&m);
-    return (ssize_t)size;
+        *more = s->rcvmore;
+    return (ssize_t)out.size;
 }
 
 int ferry_msg_send(ferry_socket *s, ferry_msg *msg, int flags)
@@ -854,7 +872,7 @@ int ferry_msg_recv(ferry_socket *s, ferry_msg *msg, int flags)
         return FERRY_EINVAL;
     fy_msg *m = (fy_msg *)msg;
     fy_msg_fini(m);
-    return sock_recv_msg(s, m, flags, s->zc_recv ? 2 : 0);
+    return sock_recv_msg(s, m, flags, s->zc_recv ? 2 : 0, NULL);
 }
 
 int ferry_msg_loan(ferry_socket *s, ferry_msg *msg, size_t size)
