@@ -239,6 +239,10 @@ enum ferry_option {
      * peer at SNDHWM makes send wait (FERRY_EAGAIN after SNDTIMEO / with DONTWAIT) instead of
      * dropping. The error comes from the send of the routing-id frame; nothing was sent. */
     FERRY_OPT_ROUTER_MANDATORY = 20,
+    /* int bool, XPUB only, default 0 (libzmq ZMQ_XPUB_VERBOSE): report every subscription a peer
+     * sends, not only the first one for a prefix; cancels are still reported only when the last
+     * holder drops a prefix. */
+    FERRY_OPT_XPUB_VERBOSE = 21,
 };
 
 FERRY_API int ferry_socket_setopt_int(ferry_socket *s, int opt, int64_t value);
