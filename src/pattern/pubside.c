@@ -64,8 +64,10 @@ static int pubside_apply(fy_pubside *ps, pubside_peer *peer, int subscribe, cons
                          size_t len)
 {
     if (subscribe) {
+        /* The peer already holds it: nothing changes anywhere, but a verbose XPUB still tells
+         * the application (libzmq passes every subscribe message then). */
         if (fy_subs_refs(&peer->subs, prefix, len))
-            return 0; /* the peer already holds it: nothing changes anywhere */
+            return ps->verbose ? pubside_notify(ps, 1, prefix, len) : 0;
         int rc = fy_subs_add(&peer->subs, prefix, len);
         if (rc < 0)
             return rc;
@@ -74,7 +76,7 @@ static int pubside_apply(fy_pubside *ps, pubside_peer *peer, int subscribe, cons
             fy_subs_rm(&peer->subs, prefix, len);
             return rc;
         }
-        return rc == 1 ? pubside_notify(ps, 1, prefix, len) : 0;
+        return rc == 1 || ps->verbose ? pubside_notify(ps, 1, prefix, len) : 0;
     }
     if (fy_subs_rm(&peer->subs, prefix, len) != 1) {
         /* libzmq's XPUB reports a cancel for a prefix the peer never held (its

@@ -35,8 +35,9 @@
 typedef struct fy_pubside {
     fy_pipelist pipes;
     fy_dist dist;
-    fy_subs all;   /* prefix -> number of peers holding it */
-    bool xpub;     /* queue notices and upstream messages for the application */
+    fy_subs all;  /* prefix -> number of peers holding it */
+    bool xpub;    /* queue notices and upstream messages for the application */
+    bool verbose; /* XPUB: report every subscribe, not only new prefixes (FERRY_OPT_XPUB_VERBOSE) */
     fy_msgq queue; /* XPUB: frames for the application */
     uint64_t last_pump_ns;
     uint32_t sends_since_pump;
