@@ -15,9 +15,9 @@
  *  - input: reads of up to FY_ENG_IN_CAP bytes are parsed into many frames; bodies too large for
  *    the read buffer are read straight into their own message buffer, which grows with the bytes
  *    that actually arrive (a peer's size claim never drives a large allocation on its own).
- * Both directions have a mutex because the control thread also writes (PING, PONG, tail flush)
+ * Both directions have a lock because the control thread also writes (PING, PONG, tail flush)
  * and reads (answering PINGs while the application is not receiving); in steady state only the
- * owner takes them, so they are uncontended.
+ * owner takes them, so they are uncontended (eng_lock: one atomic in, one out).
  */
 #include "core/ctl.h"
 #include "core/socket.h"
@@ -26,6 +26,7 @@
 #include "wire/zmtp.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +59,48 @@ typedef struct eng_seg {
     bool is_msg;
 } eng_seg;
 
+/*
+ * The two engine locks. The owner takes one per send or receive and the control thread only
+ * now and then (tail flush, heartbeats, idle input scan), so nearly every acquisition is
+ * uncontended: one compare-and-swap in and one exchange out, a fraction of what a
+ * pthread_mutex_lock/unlock pair costs. Contended, it is a futex lock (0 free, 1 held, 2 held
+ * with sleepers), so a holder preempted in a write(2) costs the waiter a sleep, not a spin.
+ */
+typedef struct eng_lock {
+    _Atomic uint32_t v;
+} eng_lock;
+
+static void eng_lock_slow(eng_lock *l)
+{
+    uint32_t c = atomic_exchange_explicit(&l->v, 2, memory_order_acquire);
+    while (c != 0) {
+        syscall(SYS_futex, &l->v, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+        c = atomic_exchange_explicit(&l->v, 2, memory_order_acquire);
+    }
+}
+
+static inline void eng_lock_take(eng_lock *l)
+{
+    uint32_t z = 0;
+    if (!atomic_compare_exchange_strong_explicit(&l->v, &z, 1, memory_order_acquire,
+                                                 memory_order_relaxed))
+        eng_lock_slow(l);
+}
+
+static inline bool eng_lock_try(eng_lock *l)
+{
+    uint32_t z = 0;
+    return atomic_compare_exchange_strong_explicit(&l->v, &z, 1, memory_order_acquire,
+                                                   memory_order_relaxed);
+}
+
+static inline void eng_lock_drop(eng_lock *l)
+{
+    /* release: pairs with the acquire of the next taker. */
+    if (atomic_exchange_explicit(&l->v, 0, memory_order_release) == 2)
+        syscall(SYS_futex, &l->v, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
 typedef struct fy_engine {
     fy_pipe pipe; /* first: a fy_pipe * is a fy_engine * */
     fy_socket *sock;
@@ -69,7 +113,7 @@ typedef struct fy_engine {
     fy_zmtp_limits lim;
 
     /* input, under in_lock */
-    pthread_mutex_t in_lock;
+    eng_lock in_lock;
     uint8_t *in;
     size_t in_r, in_w;
     uint64_t in_abs;   /* stream offset of in[in_r] */
@@ -87,7 +131,7 @@ typedef struct fy_engine {
     uint64_t ctl_seen_in_seq;
 
     /* output, under out_lock */
-    pthread_mutex_t out_lock;
+    eng_lock out_lock;
     uint8_t *out;
     size_t out_r, out_w, out_cap;
     eng_seg *segs;
@@ -392,11 +436,11 @@ static int eng_queue_pong(fy_engine *e, const fy_zmtp_command *c)
     ssize_t n = fy_zmtp_pong_encode(buf, sizeof buf, c->arg, c->arg_len);
     if (n < 0)
         return (int)n;
-    pthread_mutex_lock(&e->out_lock);
+    eng_lock_take(&e->out_lock);
     int rc = eng_out_bytes(e, buf, (size_t)n);
     if (rc == 0)
         rc = eng_write(e, fy_now_ns()) < 0 ? FERRY_EPIPE : 0;
-    pthread_mutex_unlock(&e->out_lock);
+    eng_lock_drop(&e->out_lock);
     return rc;
 }
 
@@ -571,7 +615,7 @@ static int eng_pipe_send(fy_pipe *p, fy_msg *m)
     bool sub = (m->flags & FY_MSG_SUB) != 0;
     bool more = (m->flags & FY_MSG_MORE) != 0;
     size_t size = fy_msg_size(m);
-    pthread_mutex_lock(&e->out_lock);
+    eng_lock_take(&e->out_lock);
     int rc = 0;
     if (e->out_dead) {
         rc = FERRY_EPIPE;
@@ -581,7 +625,7 @@ static int eng_pipe_send(fy_pipe *p, fy_msg *m)
         /* At SNDHWM: the kernel may have taken bytes since the last write; try before refusing,
          * so the socket's spin window can make progress without the control thread. */
         if (eng_write(e, fy_now_ns()) < 0) {
-            pthread_mutex_unlock(&e->out_lock);
+            eng_lock_drop(&e->out_lock);
             fy_engine_kill(p, FERRY_EPIPE);
             return FERRY_EPIPE;
         }
@@ -651,26 +695,26 @@ static int eng_pipe_send(fy_pipe *p, fy_msg *m)
         (!more && (quiet >= FY_ENG_BATCH_NS || now - e->last_write_ns >= FY_ENG_MAX_DELAY_NS))) {
         if (eng_write(e, now) < 0) {
             /* The frame was accepted; the loss is reported as the pipe's death. */
-            pthread_mutex_unlock(&e->out_lock);
+            eng_lock_drop(&e->out_lock);
             fy_engine_kill(p, FERRY_EPIPE);
             return 0;
         }
     }
     if (eng_out_pending(e) > 0) {
         p->dirty = true;
-        pthread_mutex_unlock(&e->out_lock);
+        eng_lock_drop(&e->out_lock);
         fy_ctl_flush_watch();
         return 0;
     }
 out:
-    pthread_mutex_unlock(&e->out_lock);
+    eng_lock_drop(&e->out_lock);
     return rc;
 }
 
 static int eng_pipe_recv(fy_pipe *p, fy_msg *m)
 {
     fy_engine *e = eng(p);
-    pthread_mutex_lock(&e->in_lock);
+    eng_lock_take(&e->in_lock);
     int rc;
     if (e->has_peeked) {
         fy_msg_move(m, &e->peeked);
@@ -685,7 +729,7 @@ static int eng_pipe_recv(fy_pipe *p, fy_msg *m)
     atomic_store_explicit(&e->owner_in_seq,
                           atomic_load_explicit(&e->owner_in_seq, memory_order_relaxed) + 1,
                           memory_order_relaxed);
-    pthread_mutex_unlock(&e->in_lock);
+    eng_lock_drop(&e->in_lock);
     if (rc < 0 && rc != FERRY_EAGAIN) {
         p->saw_epipe = true;
         if (rc == FERRY_EPROTO)
@@ -700,7 +744,7 @@ static int eng_pipe_recv(fy_pipe *p, fy_msg *m)
 static int eng_pipe_poll_in(fy_pipe *p)
 {
     fy_engine *e = eng(p);
-    pthread_mutex_lock(&e->in_lock);
+    eng_lock_take(&e->in_lock);
     int rc = 0;
     if (!e->has_peeked) {
         fy_msg_init(&e->peeked);
@@ -709,7 +753,7 @@ static int eng_pipe_poll_in(fy_pipe *p)
             e->has_peeked = true;
     }
     bool ready = e->has_peeked;
-    pthread_mutex_unlock(&e->in_lock);
+    eng_lock_drop(&e->in_lock);
     if (rc < 0 && rc != FERRY_EAGAIN)
         fy_engine_kill(p, rc);
     return ready;
@@ -720,22 +764,22 @@ static bool eng_pipe_can_send(fy_pipe *p)
     fy_engine *e = eng(p);
     if (atomic_load_explicit(&p->dead, memory_order_relaxed))
         return true;
-    pthread_mutex_lock(&e->out_lock);
+    eng_lock_take(&e->out_lock);
     bool ok = e->out_dead || e->cfg.sndhwm <= 0 || e->ends_n < (uint32_t)e->cfg.sndhwm;
-    pthread_mutex_unlock(&e->out_lock);
+    eng_lock_drop(&e->out_lock);
     return ok;
 }
 
 static int eng_pipe_flush(fy_pipe *p)
 {
     fy_engine *e = eng(p);
-    pthread_mutex_lock(&e->out_lock);
+    eng_lock_take(&e->out_lock);
     uint32_t ends_before = e->ends_n;
     int rc = e->seg_n ? eng_write(e, fy_now_ns()) : 0;
     if (rc == 0)
         p->dirty = false;
     bool freed = e->ends_n < ends_before;
-    pthread_mutex_unlock(&e->out_lock);
+    eng_lock_drop(&e->out_lock);
     if (rc < 0)
         fy_engine_kill(p, rc);
     /* The socket flushes right before it sleeps, after its last attempt saw SNDHWM full. When
@@ -751,13 +795,13 @@ static int eng_pipe_flush(fy_pipe *p)
 static bool eng_pipe_has_input(fy_pipe *p)
 {
     fy_engine *e = eng(p);
-    pthread_mutex_lock(&e->in_lock);
+    eng_lock_take(&e->in_lock);
     bool any = e->has_peeked;
     if (!any && !e->big_on && e->in_w > e->in_r) {
         fy_zmtp_frame f;
         any = fy_zmtp_frame_decode(e->in + e->in_r, e->in_w - e->in_r, &e->lim, &f, NULL) != 0;
     }
-    pthread_mutex_unlock(&e->in_lock);
+    eng_lock_drop(&e->in_lock);
     return any;
 }
 
@@ -814,8 +858,6 @@ int fy_engine_new(fy_pipe **out, fy_socket *s, int rfd, int wfd, const fy_link_c
     fy_zmtp_greeting_decoder_init(&e->gd);
     e->lim.max_msg_size = FY_ZMTP_DEFAULT_MAX_MSG;
     e->lim.max_command_size = FY_ENG_BIG_MIN; /* a command must fit the read buffer */
-    pthread_mutex_init(&e->in_lock, NULL);
-    pthread_mutex_init(&e->out_lock, NULL);
     fy_msg_init(&e->big);
     fy_msg_init(&e->peeked);
     uint64_t now = fy_now_ns();
@@ -920,11 +962,11 @@ int fy_engine_ctl_event(fy_pipe *p, uint32_t events, bool on_wfd)
         return FERRY_EPIPE;
     int rc = 0;
     if (events & EPOLLOUT) {
-        pthread_mutex_lock(&e->out_lock);
+        eng_lock_take(&e->out_lock);
         uint32_t ends_before = e->ends_n;
         int w = eng_write(e, fy_now_ns());
         bool freed = e->ends_n < ends_before;
-        pthread_mutex_unlock(&e->out_lock);
+        eng_lock_drop(&e->out_lock);
         if (w < 0)
             return w;
         fy_ctl_want_out(p, w == 1);
@@ -935,9 +977,9 @@ int fy_engine_ctl_event(fy_pipe *p, uint32_t events, bool on_wfd)
     }
     if (e->state != ENG_LIVE) {
         if (!on_wfd && (events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
-            pthread_mutex_lock(&e->in_lock);
+            eng_lock_take(&e->in_lock);
             rc = eng_handshake_input(e);
-            pthread_mutex_unlock(&e->in_lock);
+            eng_lock_drop(&e->in_lock);
         }
         if (rc == 0 && e->state == ENG_SHM && eng_out_pending(e) == 0) {
             bool wo = false;
@@ -974,7 +1016,7 @@ int fy_engine_ctl_flush(fy_pipe *p)
         return fy_shm_eng_ctl_flush(p);
     if (atomic_load(&p->dead))
         return 0;
-    pthread_mutex_lock(&e->out_lock);
+    eng_lock_take(&e->out_lock);
     int pending = e->seg_n > 0;
     uint32_t ends_before = e->ends_n;
     if (pending) {
@@ -983,7 +1025,7 @@ int fy_engine_ctl_flush(fy_pipe *p)
         if (now - e->last_append_ns >= FY_ENG_BATCH_NS) {
             int w = eng_write(e, now);
             if (w < 0) {
-                pthread_mutex_unlock(&e->out_lock);
+                eng_lock_drop(&e->out_lock);
                 fy_engine_kill(p, w);
                 return 0;
             }
@@ -992,7 +1034,7 @@ int fy_engine_ctl_flush(fy_pipe *p)
         }
     }
     bool freed = e->ends_n < ends_before;
-    pthread_mutex_unlock(&e->out_lock);
+    eng_lock_drop(&e->out_lock);
     /* Messages left the HWM window: an owner blocked in send at SNDHWM sleeps in epoll with no
      * EPOLLOUT armed (its own flush found nothing left to write), so only this wake lets it
      * retry. Without it a sender at SNDHWM slept until SNDTIMEO while its peer sat idle. */
@@ -1005,7 +1047,7 @@ int fy_engine_ctl_flush(fy_pipe *p)
  * peer's heartbeat does not declare us dead while the application is busy elsewhere. */
 static void eng_idle_scan(fy_engine *e)
 {
-    if (pthread_mutex_trylock(&e->in_lock) != 0)
+    if (!eng_lock_try(&e->in_lock))
         return;
     size_t before = e->in_w - e->in_r;
     if (!e->big_on && !e->has_peeked)
@@ -1034,7 +1076,7 @@ static void eng_idle_scan(fy_engine *e)
             e->scan_abs = abs + f.header_len + f.size;
     }
     bool grew = e->in_w - e->in_r > before;
-    pthread_mutex_unlock(&e->in_lock);
+    eng_lock_drop(&e->in_lock);
     if (bad) {
         fy_ctl_note_error(e->sock, "peer sent an invalid frame");
         fy_engine_kill(&e->pipe, FERRY_EPROTO);
@@ -1081,13 +1123,13 @@ int fy_engine_ctl_tick(fy_pipe *p, uint64_t now, uint64_t *next_ns)
             uint16_t ttl = (uint16_t)(e->cfg.hb_ttl > 0 ? e->cfg.hb_ttl / 100 : 0);
             ssize_t n = fy_zmtp_ping_encode(buf, sizeof buf, ttl, NULL, 0);
             if (n > 0) {
-                pthread_mutex_lock(&e->out_lock);
+                eng_lock_take(&e->out_lock);
                 if (eng_out_bytes(e, buf, (size_t)n) == 0) {
                     int w = eng_write(e, now);
                     if (w >= 0)
                         fy_ctl_want_out(p, w == 1);
                 }
-                pthread_mutex_unlock(&e->out_lock);
+                eng_lock_drop(&e->out_lock);
             }
             e->ping_sent_ns = now;
             if (!e->ping_deadline_ns) {
@@ -1152,7 +1194,5 @@ void fy_engine_free(fy_pipe *p)
     free(e->ends);
     free(e->out);
     free(e->in);
-    pthread_mutex_destroy(&e->in_lock);
-    pthread_mutex_destroy(&e->out_lock);
     free(e);
 }
