@@ -650,7 +650,7 @@ int main(void)
     const char *st = getenv("FERRY_CHAOS_STRICT");
     bool strict = e && *e && !(st && strcmp(st, "0") == 0);
     const char *only = getenv("FERRY_CHAOS_ONLY");
-    tu_deadline(strict ? 0 : 110);
+    tu_deadline(e && *e ? 0 : 110); /* long runs take as long as they take */
     /* A private shm runtime directory so that it can be checked for leftovers. */
     snprintf(g_rundir, sizeof g_rundir, "%s/run", tu_tmpdir());
     CHECK(mkdir(g_rundir, 0700) == 0);
