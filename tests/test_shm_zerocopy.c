@@ -518,7 +518,42 @@ static void test_fork(void)
     ferry_socket_close(s);
 }
 
-/* ---- 6: 1 MiB through the copying API and through loans, in volume ---- */
+/* ---- 6: ipc:// between two ferry processes switches to shm: loans work there too ---- */
+
+static void child_ipc(void *arg)
+{
+    (void)arg;
+    ferry_socket *s = open_sock(FERRY_DEALER);
+    CHECK_OK(ferry_socket_connect(s, url));
+    wait_peers(s, 1);
+    CHECK(loan_send(s, 300000, 61, FERRY_MORE) == 1);
+    CHECK(loan_send(s, 64, 62, 0) == 1);
+    CHECK(stats(s).zc_sends == 2);
+    ferry_socket_close(s);
+}
+
+static void test_ipc_upgrade(void)
+{
+    snprintf(url, sizeof url, "ipc://%s/%s", tu_tmpdir(), tu_unique("zc-ipc"));
+    ferry_socket *s = open_sock(FERRY_DEALER);
+    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_ZEROCOPY_RECV, 1));
+    CHECK_OK(ferry_socket_bind(s, url));
+    pid_t pid = spawn(child_ipc, NULL);
+    ferry_msg m, n;
+    ferry_msg_init(&m);
+    ferry_msg_init(&n);
+    recv_check(s, &m, 300000, 61, 1);
+    recv_check(s, &n, 64, 62, 0);
+    CHECK(ferry_msg_is_loaned(&m)); /* the second is copied while the first is held */
+    CHECK(!ferry_msg_is_loaned(&n));
+    ferry_msg_fini(&m);
+    ferry_msg_fini(&n);
+    CHECK(stats(s).peers_shm == 1 || stats(s).peers == 0);
+    reap(pid, true);
+    ferry_socket_close(s);
+}
+
+/* ---- 7: 1 MiB through the copying API and through loans, in volume ---- */
 
 static void child_mib(void *arg)
 {
@@ -583,6 +618,7 @@ int main(void)
         {"death_with_hold", test_death_with_hold},
         {"hostile_scribbler", test_hostile_scribbler},
         {"fork", test_fork},
+        {"ipc_upgrade", test_ipc_upgrade},
         {"mib", test_mib},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
