@@ -77,12 +77,14 @@ int fy_pipelist_lb_send(fy_pipelist *l, fy_msg *m)
             l->send_cur = NULL;
         return 0;
     }
-    for (uint32_t i = 0; i < l->n; i++) {
-        uint32_t idx = (l->next + i) % l->n;
+    /* Round robin from next (< n while n > 0, see remove) without a division per call: this runs
+     * for every frame sent. */
+    for (uint32_t i = 0, idx = l->next < l->n ? l->next : 0; i < l->n; i++) {
         fy_pipe *p = l->v[idx];
+        idx = idx + 1 == l->n ? 0 : idx + 1;
         if (fy_pipe_send(p, m) != 0)
             continue; /* full (EAGAIN) or dying (EPIPE): the next one */
-        l->next = (idx + 1) % l->n;
+        l->next = idx;
         if (more)
             l->send_cur = p;
         return 0;
@@ -105,12 +107,12 @@ int fy_pipelist_fq_recv(fy_pipelist *l, fy_msg *m, fy_pipe **from)
             return rc;      /* the rest of the message is on its way */
         l->recv_cur = NULL; /* the peer died mid-message */
     }
-    for (uint32_t i = 0; i < l->n; i++) {
-        uint32_t idx = (l->next + i) % l->n;
+    for (uint32_t i = 0, idx = l->next < l->n ? l->next : 0; i < l->n; i++) {
         fy_pipe *p = l->v[idx];
+        idx = idx + 1 == l->n ? 0 : idx + 1;
         if (fy_pipe_recv(p, m) != 0)
             continue;
-        l->next = (idx + 1) % l->n;
+        l->next = idx;
         if (fy_msg_more(m))
             l->recv_cur = p;
         if (from)
