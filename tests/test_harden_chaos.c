@@ -11,7 +11,7 @@
  *  - blocked in send with the link full (the child never receives): a watcher thread kills the
  *    child while our thread sleeps in the blocking call, and detection = kill to the link's fds and
  *    memfd mappings being gone from /proc/self (the blocked owner woke, dropped the pipe and the
- *    control thread freed it), so a survivor that only noticed at its timeout (300 ms) fails.
+ *    control thread freed it), so a survivor that only noticed at its timeout (200 ms) fails.
  * The survivor must never receive a corrupted message, keep working, and at the end /proc/self/fd,
  * the memfd mappings in /proc/self/maps, /dev/shm and the shm runtime directory are back to their
  * baseline. Rounds per transport: FERRY_CHAOS_ROUNDS (default 20); given explicitly (long mode),
@@ -388,7 +388,7 @@ static void *watch_main(void *arg)
 }
 
 /* Blocked modes: our thread sleeps in recv (nothing comes) or in send (the link is full) while
- * the watcher kills the child. The call itself ends at its 300 ms timeout. */
+ * the watcher kills the child. The call itself ends at its 200 ms timeout. */
 static uint64_t blocked_kill(ferry_socket *s, pid_t pid, bool in_send, long delay_us,
                              const sockset *link, int maps, const char *what, uint64_t *kill_ns)
 {
@@ -406,14 +406,14 @@ static uint64_t blocked_kill(ferry_socket *s, pid_t pid, bool in_send, long dela
     CHECK(pthread_create(&th, NULL, watch_main, &w) == 0);
     int rc;
     if (in_send) {
-        CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SNDTIMEO, 300));
+        CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SNDTIMEO, 200));
         /* The control thread's tail flush may still move our queue into the kernel and free
          * SNDHWM room: then the send succeeds, and the next one blocks. */
         for (int k = 0; k < 100000 && (rc = ferry_socket_send(s, buf, 1000, 0)) == 0; k++)
             ;
         CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SNDTIMEO, 10000));
     } else {
-        CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RCVTIMEO, 300));
+        CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RCVTIMEO, 200));
         ssize_t n = ferry_socket_recv(s, buf, sizeof buf, 0, NULL);
         rc = n >= 0 ? 0 : (int)n;
         CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RCVTIMEO, 10000));
