@@ -8,8 +8,8 @@
  * is the ring's (fuzz_ring covers lying ring words); here the records' contents lie.
  *
  * Checked: no crash or sanitizer report; recv returns only 0, FERRY_EAGAIN or FERRY_EPROTO; every
- * frame delivered has known flags, respects the size limit (with FERRY_KNOWN_BUG=1 only: known
- * bug 4 in docs/hardening.md) and, when it came from one whole record, carries exactly that
+ * frame delivered has known flags, respects the size limit (known bug 4 in docs/hardening.md,
+ * fixed) and, when it came from one whole record, carries exactly that
  * record's bytes and flags; once the pipe reports FERRY_EPROTO it stays dead.
  *
  * Input: byte 0 picks the frame size limit (64 B << 0..15, or the 1 GiB default), then records,
@@ -68,14 +68,11 @@ static void fz_link(fy_shm_link **l0, fy_shm_link **l1, int sv[2])
     REQUIRE(*l0 && *l1);
 }
 
-static bool fz_known_bug; /* FERRY_KNOWN_BUG=1: also check what is known to fail */
-
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    fz_known_bug = getenv("FERRY_KNOWN_BUG") != NULL;
     return 0;
 }
 
@@ -106,7 +103,7 @@ static bool fz_drain(fy_pipe *p, uint64_t max_msg, expect *ex, bool *dead)
         }
         REQUIRE(rc == 0);
         /* Known bug 4 (docs/hardening.md): a whole record larger than the limit is delivered. */
-        REQUIRE(fy_msg_size(&m) <= max_msg || !fz_known_bug);
+        REQUIRE(fy_msg_size(&m) <= max_msg);
         REQUIRE((m.flags & ~(uint32_t)(FY_MSG_MORE | FY_MSG_SUB)) == 0);
         if (ex->whole) {
             REQUIRE(fy_msg_size(&m) == ex->len);

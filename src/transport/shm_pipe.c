@@ -758,7 +758,9 @@ static int sp_next(fy_shm_pipe *sp, fy_msg *m, bool direct)
             if (fl & REC_CONT)
                 return sp_fail(sp, FERRY_EPROTO);
             if (!(fl & REC_CHUNK)) {
-                if (total != n)
+                /* A whole record obeys the same size limit as a reassembled one (a hostile peer
+                 * could otherwise deliver anything up to the ring's size). */
+                if (total != n || total > sp->max_msg)
                     return sp_fail(sp, FERRY_EPROTO);
                 if (n > FY_MSG_INLINE && !sp->hold_on && sp->pipe.sock && sp->pipe.sock->zc_rx_mode)
                     return sp_hold(sp, m, src, n, fl,
