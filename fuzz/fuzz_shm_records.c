@@ -102,7 +102,7 @@ static bool fz_drain(fy_pipe *p, uint64_t max_msg, expect *ex, bool *dead)
             continue; /* the next call must say the same */
         }
         REQUIRE(rc == 0);
-        /* Known bug 4 (docs/hardening.md): a whole record larger than the limit is delivered. */
+        /* Known bug 4 (docs/hardening.md, fixed): whole records used to skip this limit. */
         REQUIRE(fy_msg_size(&m) <= max_msg);
         REQUIRE((m.flags & ~(uint32_t)(FY_MSG_MORE | FY_MSG_SUB)) == 0);
         if (ex->whole) {
