@@ -366,7 +366,18 @@ static int sock_sleep(fy_socket *s, uint64_t deadline)
  * 0 never wait). Timeouts report FERRY_EAGAIN, as libzmq does. */
 static int sock_run(fy_socket *s, bool out, int timeout_ms, fy_msg *m)
 {
-    int rc = sock_op(s, out, m);
+    int rc;
+    fy_msg_content *tl = out ? fy_shm_msg_transient_loan(m) : NULL;
+    if (tl) {
+        /* ferry_socket_send made this loan on the pipe it found attached right before, with no
+         * sync since: the first attempt goes straight to the pattern (the pipe must stay attached
+         * while the loan holds no reference). What survives the attempt is pinned before anything
+         * can sync. */
+        rc = s->ops->send(s, s->pstate, m);
+        fy_shm_loan_pin(tl);
+    } else {
+        rc = sock_op(s, out, m);
+    }
     if (rc != FERRY_EAGAIN || timeout_ms == 0)
         return rc;
     uint64_t now = fy_now_ns();

@@ -190,6 +190,13 @@ int fy_shm_msg_unloan(fy_msg *m);
 /* Drops m: a transient in-ring frame is released on the spot (no atomic read-modify-write, no
  * mutex, no indirect call); anything else goes through fy_msg_fini. Owner thread. */
 void fy_shm_msg_done(fy_msg *m);
+/* ferry_socket_send's loan (fy_shm_pipe_loan with user false) is transient: it takes no share
+ * reference, so it may only live while its pipe is surely attached (no fy_socket_sync since it
+ * was made). fy_shm_msg_transient_loan: m's content when it is such a loan, else NULL.
+ * fy_shm_loan_pin: after the first send attempt, turns the loan into an ordinary referenced one
+ * if it still exists (not sent: the caller will wait and sync; or queued by the pattern). */
+fy_msg_content *fy_shm_msg_transient_loan(const fy_msg *m);
+void fy_shm_loan_pin(fy_msg_content *c);
 
 /* ---- shm:// and the switch of an engine link to shared memory (shm.c) ---- */
 

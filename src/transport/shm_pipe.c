@@ -306,6 +306,21 @@ void fy_shm_msg_done(fy_msg *m)
     fy_msg_fini(m);
 }
 
+fy_msg_content *fy_shm_msg_transient_loan(const fy_msg *m)
+{
+    return m->content && m->content->drop == sp_loan_drop_tr ? m->content : NULL;
+}
+
+void fy_shm_loan_pin(fy_msg_content *c)
+{
+    /* refs 0: committed, cancelled or copied during the attempt; nothing outlives the call. */
+    if (atomic_load_explicit(&c->refs, memory_order_relaxed) == 0)
+        return;
+    sp_share *sh = (sp_share *)((uint8_t *)c - offsetof(sp_share, loan_c));
+    atomic_fetch_add_explicit(&sh->refs, 1, memory_order_relaxed);
+    c->drop = sp_loan_drop;
+}
+
 static sp_share *sp_loan_share(const fy_msg *m)
 {
     return (sp_share *)((uint8_t *)m->content - offsetof(sp_share, loan_c));
