@@ -1018,7 +1018,11 @@ int fy_shm_pipe_ctl_flush(fy_pipe *p)
         return 0;
     pthread_mutex_lock(&sp->tx_lock);
     int pending = 0;
-    if (atomic_load_explicit(&sp->ovf_pending, memory_order_relaxed)) {
+    /* acquire, not relaxed: between the check above and the lock, the owner may have drained
+     * the queue under the lock (storing 0), then queued again unlocked and stored 1; the 1 read
+     * here is that later store, and only an acquire orders the owner's unlocked queue writes
+     * before our drain (the mutex only covers what happened before its unlock). */
+    if (atomic_load_explicit(&sp->ovf_pending, memory_order_acquire)) {
         if (sp_drain(sp) >= 0 && ferry_spsc_flush(&sp->tx) == 0)
             pending = sp->ovf_n != 0;
         /* release: see sp_tx_enter. */
