@@ -478,6 +478,11 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
 
     /* The memfd mappings with no link up (both sockets exist, no peer). */
     int maps_base = memfd_maps();
+    /* The sockets that exist with no link up (the listener; maybe a reconnect attempt, whose inode
+     * is never reused). A snapshot taken later, right before a fork, could catch the connecting
+     * socket that is about to become the next link (created before the child listens). */
+    sockset base_socks;
+    sockets_now(&base_socks);
     uint64_t worst = 0, total = 0, mworst[M_COUNT] = {0}, mtotal[M_COUNT] = {0};
     uint64_t kworst = 0, lworst = 0;
     int over = 0, over_lib = 0; /* rounds over 100 ms; of which over 100 ms without the kernel */
@@ -497,7 +502,6 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
         snprintf(what, sizeof what, "%s round %d (%s, %s)", tname[t], r, mname[mode],
                  child_listens ? "connector, child listener killed"
                                : "listener, child connector killed");
-        sockset before;
         if (blocked) {
             /* Whatever earlier peers left is received first, so that their links go (the memfd
              * mappings must be back to the base before this round's link comes up). */
@@ -513,7 +517,6 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
                 nap_us(200);
             }
         }
-        sockets_now(&before);
         fflush(stdout);
         fflush(stderr);
         int dp[2];
@@ -565,7 +568,9 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
         uint64_t det, kill_ns = 0;
         if (blocked) {
             sockset link;
-            sockets_new(&before, &link);
+            /* Also counts links of earlier rounds still being freed: they only add the time the
+             * control thread needs to close them, which they were given already. */
+            sockets_new(&base_socks, &link);
             CHECK(link.n > 0);
             det = blocked_kill(s, pid, mode == M_SEND, 1000 + delay, &link, maps_base, what,
                                &kill_ns);
