@@ -297,6 +297,61 @@ static void test_hwm(void)
     CHECK(reap(s.child) == 0);
 }
 
+/*
+ * Known bug 3: a send refused at SNDHWM, then the control thread's tail flush empties the queue
+ * before the owner's pre-sleep flush. That flush must report "ready" (write our wake eventfd) even
+ * though nothing is queued any more, or the owner sleeps while it could send (it used to sleep
+ * until SNDTIMEO: nothing was left for the peer's releases to wake it about).
+ */
+static void test_ctl_drain(void)
+{
+    int go[2], back[2];
+    CHECK(pipe(go) == 0 && pipe(back) == 0);
+    const size_t sz = 10000; /* 6 fit the 64 KiB ring; SNDHWM 4 queues 4 more */
+    side s = make_link(65536, 4, 1000000);
+    if (s.child == 0) {
+        close(go[1]); /* a failing parent must not leave us blocked */
+        close(back[0]);
+        char b;
+        CHECK(read(go[0], &b, 1) == 1);
+        for (uint32_t i = 0; i < 6; i++)
+            expect_frame(s.p, sz, i, 0); /* releases of >= 4 KiB are published at once */
+        CHECK(write(back[1], "r", 1) == 1);
+        CHECK(read(go[0], &b, 1) == 1);
+        for (uint32_t i = 6; i < 11; i++)
+            expect_frame(s.p, sz, i, 0);
+        send_frame(s.p, 3, 3, 0);
+        fy_msg m;
+        fy_msg_init(&m);
+        CHECK_RC(recv_wait(s.p, &m), FERRY_EPIPE);
+        fy_shm_pipe_free(s.p);
+        _exit(0);
+    }
+    close(go[0]);
+    close(back[1]);
+    for (uint32_t i = 0; i < 10; i++)
+        send_frame(s.p, sz, i, 0);
+    fy_msg m;
+    CHECK_OK(fy_msg_init_size(&m, sz));
+    fill(fy_msg_data(&m), sz, 10);
+    CHECK_RC(fy_pipe_send(s.p, &m), FERRY_EAGAIN); /* at SNDHWM */
+    CHECK(write(go[1], "g", 1) == 1);
+    char b;
+    CHECK(read(back[0], &b, 1) == 1);     /* the peer emptied the ring */
+    CHECK_OK(fy_shm_pipe_ctl_flush(s.p)); /* 0: the whole queue moved into the ring */
+    CHECK(s.p->ops->flush(s.p) == 0);
+    struct pollfd f = {.fd = s.p->rfd, .events = POLLIN};
+    CHECK(poll(&f, 1, 0) == 1); /* told not to sleep */
+    CHECK(write(go[1], "g", 1) == 1);
+    CHECK_OK(send_wait(s.p, &m));
+    flush_wait(s.p);
+    expect_frame(s.p, 3, 3, 0);
+    fy_shm_pipe_free(s.p);
+    close(go[1]);
+    close(back[0]);
+    CHECK(reap(s.child) == 0);
+}
+
 /* With no HWM and a small ring, a burst far larger than the ring is queued and delivered in
  * order while the peer reads. */
 static void test_overflow(void)
@@ -475,6 +530,8 @@ int main(void)
     test_large();
     fprintf(stderr, "hwm\n");
     test_hwm();
+    fprintf(stderr, "ctl drain\n");
+    test_ctl_drain();
     fprintf(stderr, "overflow\n");
     test_overflow();
     fprintf(stderr, "peer death\n");
