@@ -38,7 +38,7 @@
 
 /* Where a content's bytes live (fy_msg_content.zc). */
 #define FY_MSG_ZC_NONE 0u /* heap or user memory */
-#define FY_MSG_ZC_LOAN 1u /* space reserved in an shm peer's ring (ferry_msg_loan), not committed */
+#define FY_MSG_ZC_LOAN 1u /* space reserved in an shm peer's ring (ferry_msg_loan) */
 #define FY_MSG_ZC_RING 2u /* a received frame still inside the peer's ring (released on drop) */
 
 /* The shared body of a large or zero-copy frame. */
