@@ -217,6 +217,51 @@ static inline bool bench_check(const void *buf, size_t len, uint64_t seq)
     return len == 0 || ((const unsigned char *)buf)[0] == (unsigned char)(seq & 0xff);
 }
 
+/*
+ * The spinning one-way loops of `ring` (bench_ring.c) and its yardstick `ring:ref` (bench_ref.c)
+ * share these, so both rows are measured by exactly the same rules. Records per published flush
+ * (a power of two minus one, for a mask), and records between clock reads / end checks: */
+static inline uint64_t bench_thr_batch_mask(size_t size)
+{
+    return (size <= 256 ? 64 : size <= 4096 ? 8 : 1) - 1;
+}
+static inline uint64_t bench_thr_tick_mask(size_t size)
+{
+    return size >= 65536 ? 0 : size >= 4096 ? 15 : size >= 256 ? 1023 : 65535;
+}
+
+/* The consumer's clock: call bench_thr_tick at every record i with (i & mask) == 0; it returns the
+ * end time once i is the producer's last record (c->total), else 0. bench_thr_done then writes
+ * role 1's result (warm-up excluded unless it was nearly all of the run). */
+typedef struct bench_thr_clock {
+    uint64_t warm, mask, t_first, t0, k0;
+} bench_thr_clock;
+
+static inline uint64_t bench_thr_tick(bench_thr_clock *k, bench_ctl *c, uint64_t i)
+{
+    if (i == k->mask + 1) {
+        k->t_first = bench_now_ns();
+    } else if (!k->k0 && bench_now_ns() >= k->t_first + k->warm) {
+        k->k0 = i;
+        k->t0 = bench_now_ns();
+    }
+    if (i < atomic_load_explicit(&c->total, memory_order_acquire))
+        return 0;
+    return bench_now_ns();
+}
+
+static inline void bench_thr_done(bench_thr_clock *k, bench_ctl *c, uint64_t i, uint64_t t1,
+                                  size_t size)
+{
+    if (!k->k0 || i - k->k0 < (k->mask + 1) * 4) {
+        k->k0 = k->mask + 1;
+        k->t0 = k->t_first;
+    }
+    c->res[1].count = i - k->k0;
+    c->res[1].ns = t1 - k->t0;
+    c->res[1].bytes = (i - k->k0) * size;
+}
+
 /* Spins until flag is non-zero or the timeout passes; 0 or -1. */
 int bench_await(_Atomic int *flag, double seconds);
 /* Generic loops for message transports. */

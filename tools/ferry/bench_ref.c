@@ -182,8 +182,7 @@ static int ref_thr(bench_job *j, int role, ref_end *tx, ref_end *rx)
     bench_ctl *c = j->ctl;
     size_t size = j->size;
     uint64_t rec = ref_rec(size), len64 = size;
-    uint64_t bmask = (size <= 256 ? 64 : size <= 4096 ? 8 : 1) - 1;
-    uint64_t mask = size >= 65536 ? 0 : size >= 4096 ? 15 : size >= 256 ? 1023 : 65535;
+    uint64_t bmask = bench_thr_batch_mask(size), mask = bench_thr_tick_mask(size);
     if (role == 0) {
         uint64_t end = bench_now_ns() + (uint64_t)((j->cfg->warmup + j->cfg->seconds) * 1e9);
         for (uint64_t i = 1;; i++) {
@@ -200,8 +199,8 @@ static int ref_thr(bench_job *j, int role, ref_end *tx, ref_end *rx)
                 return 0;
         }
     }
-    uint64_t warm = (uint64_t)(j->cfg->warmup * 1e9);
-    uint64_t t_first = 0, t0 = 0, k0 = 0, sum = 0;
+    bench_thr_clock k = {.warm = (uint64_t)(j->cfg->warmup * 1e9), .mask = mask};
+    uint64_t sum = 0;
     for (uint64_t i = 1;; i++) {
         const uint8_t *in = ref_peek(rx);
         uint64_t len;
@@ -214,23 +213,11 @@ static int ref_thr(bench_job *j, int role, ref_end *tx, ref_end *rx)
             ref_release(rx);
         if ((i & mask) != 0)
             continue;
-        if (i == mask + 1) {
-            t_first = bench_now_ns();
-        } else if (!k0 && bench_now_ns() >= t_first + warm) {
-            k0 = i;
-            t0 = bench_now_ns();
-        }
-        if (i >= atomic_load_explicit(&c->total, memory_order_acquire)) {
-            uint64_t t1 = bench_now_ns();
+        uint64_t t1 = bench_thr_tick(&k, c, i);
+        if (t1) {
             ref_release(rx);
-            if (!k0 || i - k0 < (mask + 1) * 4) {
-                k0 = mask + 1;
-                t0 = t_first;
-            }
             bench_sink += sum;
-            c->res[1].count = i - k0;
-            c->res[1].ns = t1 - t0;
-            c->res[1].bytes = (i - k0) * size;
+            bench_thr_done(&k, c, i, t1, size);
             return 0;
         }
     }
