@@ -53,6 +53,15 @@ static void test_option(void)
     CHECK_OK(ferry_socket_getopt_int(r, FERRY_OPT_ROUTER_MANDATORY, &v));
     CHECK(v == 0);
     CHECK_RC(ferry_socket_setopt_bytes(r, FERRY_OPT_ROUTER_MANDATORY, "x", 1), FERRY_EINVAL);
+    /* The bytes forms of a pattern's int option go through the core's int decoding/encoding. */
+    int64_t one = 1, got = -1;
+    size_t glen = sizeof got;
+    CHECK_OK(ferry_socket_setopt_bytes(r, FERRY_OPT_ROUTER_MANDATORY, &one, sizeof one));
+    CHECK_OK(ferry_socket_getopt_bytes(r, FERRY_OPT_ROUTER_MANDATORY, &got, &glen));
+    CHECK(glen == sizeof got && got == 1);
+    glen = 4;
+    CHECK_RC(ferry_socket_getopt_bytes(r, FERRY_OPT_ROUTER_MANDATORY, &got, &glen), FERRY_EMSGSIZE);
+    CHECK(glen == sizeof got);
     /* Not a DEALER option; unknown options stay EINVAL on a ROUTER. */
     CHECK_RC(ferry_socket_setopt_int(d, FERRY_OPT_ROUTER_MANDATORY, 1), FERRY_EINVAL);
     CHECK_RC(ferry_socket_setopt_int(r, 12345, 1), FERRY_EINVAL);

@@ -1106,6 +1106,10 @@ int ferry_socket_getopt_int(ferry_socket *s, int opt, int64_t *v)
     }
 }
 
+/* The last public int option: every FERRY_OPT_* from SNDHWM to here is an int, whether the core
+ * or the pattern owns it, so the bytes forms decode (4 or 8 bytes) and encode it in one place. */
+#define FY_OPT_INT_LAST FERRY_OPT_XPUB_VERBOSE
+
 int ferry_socket_setopt_bytes(ferry_socket *s, int opt, const void *val, size_t len)
 {
     int rc = sock_check(s);
@@ -1122,7 +1126,7 @@ int ferry_socket_setopt_bytes(ferry_socket *s, int opt, const void *val, size_t 
         s->popts.routing_id_len = (uint8_t)len;
         return 0;
     }
-    if (opt >= FERRY_OPT_SNDHWM && opt <= FERRY_OPT_ZEROCOPY_RECV) {
+    if (opt >= FERRY_OPT_SNDHWM && opt <= FY_OPT_INT_LAST) {
         if (len != sizeof(int64_t) && len != sizeof(int))
             return FERRY_EINVAL;
         int64_t v;
@@ -1157,7 +1161,7 @@ int ferry_socket_getopt_bytes(ferry_socket *s, int opt, void *buf, size_t *len)
         *len = n;
         return 0;
     }
-    if (opt >= FERRY_OPT_SNDHWM && opt <= FERRY_OPT_ZEROCOPY_RECV) {
+    if (opt >= FERRY_OPT_SNDHWM && opt <= FY_OPT_INT_LAST) {
         int64_t v;
         rc = ferry_socket_getopt_int(s, opt, &v);
         if (rc)

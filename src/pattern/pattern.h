@@ -42,6 +42,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Pattern-specific options passed through ferry_socket_setopt_bytes/ferry_socket_subscribe. The
  * core handles every public FERRY_OPT_* itself; these internal numbers reach setopt(). */
@@ -49,6 +50,35 @@ enum fy_pattern_opt {
     FY_OPT_SUBSCRIBE = 1000,   /* bytes: prefix (ferry_socket_subscribe) */
     FY_OPT_UNSUBSCRIBE = 1001, /* bytes: prefix (ferry_socket_unsubscribe) */
 };
+
+/*
+ * Public int options a pattern owns (FERRY_OPT_ROUTER_MANDATORY, FERRY_OPT_XPUB_VERBOSE) reach
+ * setopt/getopt as one int64_t: the core decodes the 4- or 8-byte forms of
+ * ferry_socket_setopt_bytes before they get here. These read and write such a 0/1 value.
+ */
+static inline int fy_opt_get_bool(const void *val, size_t len, bool *out)
+{
+    int64_t v;
+    if (len != sizeof v)
+        return FERRY_EINVAL;
+    memcpy(&v, val, sizeof v);
+    if (v != 0 && v != 1)
+        return FERRY_EINVAL;
+    *out = v == 1;
+    return 0;
+}
+
+static inline int fy_opt_put_bool(bool b, void *val, size_t *len)
+{
+    int64_t v = b;
+    if (*len < sizeof v) {
+        *len = sizeof v;
+        return FERRY_EMSGSIZE;
+    }
+    memcpy(val, &v, sizeof v);
+    *len = sizeof v;
+    return 0;
+}
 
 typedef struct fy_pattern_ops {
     int type;          /* enum ferry_socket_type */

@@ -231,43 +231,20 @@ static bool router_has_input(fy_socket *s, void *st)
     return ((const router_state *)st)->has_pre;
 }
 
-/* FERRY_OPT_ROUTER_MANDATORY as an int (4 or 8 bytes: setopt_bytes or setopt_int). */
 static int router_setopt(fy_socket *s, void *st, int opt, const void *val, size_t len)
 {
     (void)s;
-    router_state *r = st;
     if (opt != FERRY_OPT_ROUTER_MANDATORY)
         return FERRY_EINVAL;
-    int64_t v;
-    if (len == sizeof(int64_t)) {
-        memcpy(&v, val, sizeof v);
-    } else if (len == sizeof(int)) {
-        int i;
-        memcpy(&i, val, sizeof i);
-        v = i;
-    } else {
-        return FERRY_EINVAL;
-    }
-    if (v != 0 && v != 1)
-        return FERRY_EINVAL;
-    r->mandatory = v == 1;
-    return 0;
+    return fy_opt_get_bool(val, len, &((router_state *)st)->mandatory);
 }
 
 static int router_getopt(fy_socket *s, void *st, int opt, void *val, size_t *len)
 {
     (void)s;
-    router_state *r = st;
     if (opt != FERRY_OPT_ROUTER_MANDATORY)
         return FERRY_EINVAL;
-    int64_t v = r->mandatory;
-    if (*len < sizeof v) {
-        *len = sizeof v;
-        return FERRY_EMSGSIZE;
-    }
-    memcpy(val, &v, sizeof v);
-    *len = sizeof v;
-    return 0;
+    return fy_opt_put_bool(((router_state *)st)->mandatory, val, len);
 }
 
 const fy_pattern_ops fy_pattern_router = {

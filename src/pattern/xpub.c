@@ -63,26 +63,12 @@ static bool xpub_has_input(fy_socket *s, void *st)
     return !fy_msgq_empty(&((fy_pubside *)st)->queue);
 }
 
-/* FERRY_OPT_XPUB_VERBOSE as an int (4 or 8 bytes: setopt_bytes or setopt_int). */
 static int xpub_setopt(fy_socket *s, void *st, int opt, const void *val, size_t len)
 {
     (void)s;
     if (opt != FERRY_OPT_XPUB_VERBOSE)
         return FERRY_EINVAL;
-    int64_t v;
-    if (len == sizeof(int64_t)) {
-        memcpy(&v, val, sizeof v);
-    } else if (len == sizeof(int)) {
-        int i;
-        memcpy(&i, val, sizeof i);
-        v = i;
-    } else {
-        return FERRY_EINVAL;
-    }
-    if (v != 0 && v != 1)
-        return FERRY_EINVAL;
-    ((fy_pubside *)st)->verbose = v == 1;
-    return 0;
+    return fy_opt_get_bool(val, len, &((fy_pubside *)st)->verbose);
 }
 
 static int xpub_getopt(fy_socket *s, void *st, int opt, void *val, size_t *len)
@@ -90,14 +76,7 @@ static int xpub_getopt(fy_socket *s, void *st, int opt, void *val, size_t *len)
     (void)s;
     if (opt != FERRY_OPT_XPUB_VERBOSE)
         return FERRY_EINVAL;
-    int64_t v = ((fy_pubside *)st)->verbose;
-    if (*len < sizeof v) {
-        *len = sizeof v;
-        return FERRY_EMSGSIZE;
-    }
-    memcpy(val, &v, sizeof v);
-    *len = sizeof v;
-    return 0;
+    return fy_opt_put_bool(((fy_pubside *)st)->verbose, val, len);
 }
 
 const fy_pattern_ops fy_pattern_xpub = {
