@@ -10,6 +10,7 @@
  * with its kind; an engine pipe is its pointer tagged with 1 (read fd) or 2 (separate write fd).
  */
 #include "core/ctl.h"
+#include "common/epwait.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -466,14 +467,10 @@ static void *ctl_main(void *arg)
                 next = G.next_flush_ns;
             flushing = atomic_load(&G.flush_mode) != 0;
         }
-        struct timespec ts, *tsp = NULL;
-        if (next != UINT64_MAX) {
-            uint64_t d = next > now ? next - now : 0;
-            ts.tv_sec = (time_t)(d / 1000000000ull);
-            ts.tv_nsec = (long)(d % 1000000000ull);
-            tsp = &ts;
-        }
-        int n = epoll_pwait2(G.epfd, evs, 64, tsp, NULL);
+        uint64_t wait_ns = UINT64_MAX;
+        if (next != UINT64_MAX)
+            wait_ns = next > now ? next - now : 0;
+        int n = fy_epoll_wait(G.epfd, evs, 64, wait_ns);
         if (n < 0)
             continue;
         for (int i = 0; i < n; i++) {

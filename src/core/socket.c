@@ -10,6 +10,7 @@
  * The same epoll fd is the user's level-triggered pollfd.
  */
 #include "core/socket.h"
+#include "common/epwait.h"
 #include "core/ctl.h"
 #include "core/endpoint.h"
 #include "transport/shm.h"
@@ -328,16 +329,13 @@ static int sock_sleep(fy_socket *s, uint64_t deadline)
     for (fy_pipe *p = s->pipes; p; p = p->sock_next)
         if (p->dirty && p->ops->flush(p) == 1)
             sock_arm(s, p);
-    struct timespec ts, *tsp = NULL;
+    uint64_t wait_ns = UINT64_MAX;
     if (deadline != UINT64_MAX) {
         uint64_t now = fy_now_ns();
-        uint64_t d = deadline > now ? deadline - now : 0;
-        ts.tv_sec = (time_t)(d / 1000000000ull);
-        ts.tv_nsec = (long)(d % 1000000000ull);
-        tsp = &ts;
+        wait_ns = deadline > now ? deadline - now : 0;
     }
     struct epoll_event evs[32];
-    int n = epoll_pwait2(s->epfd, evs, 32, tsp, NULL);
+    int n = fy_epoll_wait(s->epfd, evs, 32, wait_ns);
     atomic_store(&s->sleeping, 0);
     if (n < 0)
         return errno == EINTR ? FERRY_EINTR : 0;
