@@ -33,6 +33,8 @@
 #include "core/socket.h"
 #include "ring/spsc_layout.h"
 #include "transport/shm.h"
+#include "transport/shm_pipe_impl.h"
+#include "transport/shm_record.h"
 #include "wire/zmtp.h"
 
 #include <errno.h>
@@ -40,87 +42,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define REC_MORE      0x01u /* the frame has FY_MSG_MORE */
-#define REC_SUB       0x02u /* the frame has FY_MSG_SUB */
-#define REC_CHUNK     0x04u /* more chunks of this frame follow */
-#define REC_CONT      0x08u /* this record continues a frame */
-#define REC_FLAGS     (REC_MORE | REC_SUB | REC_CHUNK | REC_CONT)
-#define REC_META      8u
-#define SIZE_MAX_META ((UINT64_C(1) << 56) - 1)
-
-/* Releases smaller than this are published in batches of up to RX_BATCH records. */
-#define RX_BATCH_BYTES 4096u
-#define RX_BATCH       32u
-
-typedef struct shm_ovf {
-    fy_msg m;
-    uint64_t off; /* bytes of m already in the ring */
-    bool last;    /* the last frame of its message */
-} shm_ovf;
-
-typedef struct fy_shm_pipe fy_shm_pipe;
-
-/*
- * What a loan or an in-ring frame refers to. refs: one for the pipe, one per outstanding loan or
- * held frame; the last one unmaps the segment. mu guards sp, which fy_shm_pipe_free clears (on
- * the control thread for upgraded ipc:// pipes) while a message's drop may want to touch the pipe.
- */
-typedef struct sp_share {
-    _Atomic uint32_t refs;
-    pthread_mutex_t mu;
-    fy_shm_pipe *sp;
-    fy_shm_link *link;
-    unsigned fork_gen; /* a forked child's copy of a message must not touch the rings */
-    bool loan_user;    /* the open loan came from ferry_msg_loan (counts as zc_sends) */
-    fy_msg_content loan_c, hold_c;
-} sp_share;
-
-struct fy_shm_pipe {
-    fy_pipe pipe; /* first: a fy_pipe * is a fy_shm_pipe * */
-    fy_shm_link *link;
-    sp_share *sh;
-    int usock;
-    int side;
-    int my_efd;
-    _Atomic int err;
-    ferry_spsc_tx tx;
-    ferry_spsc_rx rx;
-    fy_spsc_shared *tx_shared;
-
-    /* output (owner) */
-    int sndhwm;
-    uint64_t max_msg;
-    uint64_t whole_max; /* largest frame sent as one record */
-    uint64_t chunk_max; /* payload per chunk record of a larger frame */
-    uint32_t ovf_msgs;  /* messages that end in the overflow queue (SNDHWM counts these) */
-    bool out_mid;
-    bool tx_armed;
-    bool out_refused; /* the owner's last send (or can_send) was refused at SNDHWM */
-    shm_ovf *ovf;
-    uint32_t ovf_head, ovf_n, ovf_cap;
-    /* The control thread drains the overflow queue when the owner stops calling (tail flush).
-     * While the queue is empty only the owner touches tx and the queue, without a lock; while
-     * it is not (ovf_pending), both take tx_lock. Only the owner makes the queue non-empty. */
-    _Atomic int ovf_pending;
-    pthread_mutex_t tx_lock;
-
-    /* input (owner) */
-    uint32_t rx_deferred;
-    bool rx_armed;
-    fy_msg stash; /* a frame poll_in completed ahead of recv */
-    bool has_stash;
-    fy_msg asmb; /* a chunked frame being reassembled */
-    uint64_t asm_total, asm_have;
-    uint32_t asm_flags;
-    bool asm_on;
-
-    /* zero copy (owner) */
-    bool loan_on;      /* sh->loan_c is the ring's open reservation */
-    bool hold_on;      /* sh->hold_c is a frame still in the ring: publish no release */
-    uint8_t *loan_rec; /* start of the reserved record (meta word) */
-    fy_spsc_shared *rx_shared;
-};
 
 static const fy_pipe_ops shm_pipe_ops;
 
@@ -751,6 +672,12 @@ static int sp_hold(fy_shm_pipe *sp, fy_msg *m, const uint8_t *src, uint64_t n, u
     return 0;
 }
 
+/* The reader's checks live in shm_record.c (pure, fuzzed): one format on both sides. */
+_Static_assert(REC_MORE == FY_SHM_REC_MORE && REC_SUB == FY_SHM_REC_SUB &&
+                   REC_CHUNK == FY_SHM_REC_CHUNK && REC_CONT == FY_SHM_REC_CONT &&
+                   REC_META == FY_SHM_REC_META,
+               "shm record format differs from shm_record.h");
+
 /* Reads the next complete frame out of the ring into m. 0, FERRY_EAGAIN, or < 0 (dead).
  * direct: m goes straight to the caller of recv (not into the stash). */
 static int sp_next(fy_shm_pipe *sp, fy_msg *m, bool direct)
@@ -774,63 +701,49 @@ static int sp_next(fy_shm_pipe *sp, fy_msg *m, bool direct)
         }
         if (rc < 0)
             return sp_fail(sp, FERRY_EPROTO);
-        if (len < REC_META)
+        uint64_t meta = 0;
+        if (len >= REC_META)
+            memcpy(&meta, data, REC_META); /* read once: the peer may change it behind us */
+        fy_shm_rec_asm st = {
+            .on = sp->asm_on, .total = sp->asm_total, .have = sp->asm_have, .flags = sp->asm_flags};
+        fy_shm_rec r;
+        if (fy_shm_rec_check(&st, meta, len, sp->max_msg, &r) < 0)
             return sp_fail(sp, FERRY_EPROTO);
-        uint64_t meta;
-        memcpy(&meta, data, REC_META); /* read once: the peer may change it behind us */
-        uint32_t fl = (uint32_t)(meta & 0xffu);
-        uint64_t total = meta >> 8;
-        uint64_t n = (uint64_t)len - REC_META;
+        uint64_t n = r.n;
+        uint32_t fl = r.flags;
         const uint8_t *src = (const uint8_t *)data + REC_META;
-        if (fl & ~REC_FLAGS)
-            return sp_fail(sp, FERRY_EPROTO);
-        if (!sp->asm_on) {
-            if (fl & REC_CONT)
-                return sp_fail(sp, FERRY_EPROTO);
-            if (!(fl & REC_CHUNK)) {
-                /* A whole record obeys the same size limit as a reassembled one (a hostile peer
-                 * could otherwise deliver anything up to the ring's size). */
-                if (total != n || total > sp->max_msg)
-                    return sp_fail(sp, FERRY_EPROTO);
-                if (n > FY_MSG_INLINE && !sp->hold_on && sp->pipe.sock && sp->pipe.sock->zc_rx_mode)
-                    return sp_hold(sp, m, src, n, fl,
-                                   direct && sp->pipe.sock->zc_rx_mode == FY_ZC_RX_TRANSIENT);
-                if ((rc = fy_msg_init_size(m, (size_t)n)) < 0)
-                    return rc; /* record stays; the caller may retry */
-                if (n)
-                    memcpy(fy_msg_data(m), src, (size_t)n);
-                m->flags = ((fl & REC_MORE) ? FY_MSG_MORE : 0) | ((fl & REC_SUB) ? FY_MSG_SUB : 0);
-                if ((rc = sp_release(sp, len)) < 0)
-                    return rc;
-                return 0;
-            }
-            if (total <= n || total > sp->max_msg)
-                return sp_fail(sp, FERRY_EPROTO);
-            if ((rc = fy_msg_init_size(&sp->asmb, (size_t)total)) < 0)
+        if (r.kind == FY_SHM_REC_WHOLE) {
+            if (n > FY_MSG_INLINE && !sp->hold_on && sp->pipe.sock && sp->pipe.sock->zc_rx_mode)
+                return sp_hold(sp, m, src, n, fl,
+                               direct && sp->pipe.sock->zc_rx_mode == FY_ZC_RX_TRANSIENT);
+            if ((rc = fy_msg_init_size(m, (size_t)n)) < 0)
+                return rc; /* record stays; the caller may retry */
+            if (n)
+                memcpy(fy_msg_data(m), src, (size_t)n);
+            m->flags = ((fl & REC_MORE) ? FY_MSG_MORE : 0) | ((fl & REC_SUB) ? FY_MSG_SUB : 0);
+            if ((rc = sp_release(sp, len)) < 0)
                 return rc;
-            sp->asm_on = true;
-            sp->asm_total = total;
-            sp->asm_have = 0;
-            sp->asm_flags = fl & (REC_MORE | REC_SUB);
-        } else if (!(fl & REC_CONT) || total != sp->asm_total ||
-                   (fl & (REC_MORE | REC_SUB)) != sp->asm_flags ||
-                   n > sp->asm_total - sp->asm_have ||
-                   (!(fl & REC_CHUNK) && n != sp->asm_total - sp->asm_have) ||
-                   ((fl & REC_CHUNK) && n == sp->asm_total - sp->asm_have)) {
-            return sp_fail(sp, FERRY_EPROTO);
+            return 0;
         }
+        if (r.kind == FY_SHM_REC_FIRST && (rc = fy_msg_init_size(&sp->asmb, (size_t)r.total)) < 0)
+            return rc; /* record stays; the caller may retry */
+        /* The check guarantees have + n <= total, the size asmb was made with. */
+        uint64_t at = r.kind == FY_SHM_REC_FIRST ? 0 : st.have;
         if (n)
-            memcpy(fy_msg_data(&sp->asmb) + sp->asm_have, src, (size_t)n);
-        sp->asm_have += n;
+            memcpy(fy_msg_data(&sp->asmb) + at, src, (size_t)n);
+        fy_shm_rec_advance(&st, &r);
+        sp->asm_on = st.on;
+        sp->asm_total = st.total;
+        sp->asm_have = st.have;
+        sp->asm_flags = st.flags;
         /* Chunks are large: publish at once so the producer can stream the next one (unless a
          * frame is held: then the release waits behind it). */
         rc = ferry_spsc_release(&sp->rx, sp->hold_on ? FERRY_RING_DEFER : 0);
         if (rc < 0)
             return sp_fail(sp, rc);
         sp->rx_deferred += sp->hold_on;
-        if (fl & REC_CHUNK)
+        if (r.kind != FY_SHM_REC_LAST)
             continue;
-        sp->asm_on = false;
         fy_msg_move(m, &sp->asmb);
         m->flags = ((fl & REC_MORE) ? FY_MSG_MORE : 0) | ((fl & REC_SUB) ? FY_MSG_SUB : 0);
         if ((rc = sp_rx_publish(sp)) < 0)

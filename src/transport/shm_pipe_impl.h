@@ -1,0 +1,105 @@
+/*
+ * shm_pipe_impl.h - the private state of a shared-memory pipe, shared by shm_pipe.c (the pipe ops,
+ * one frame at a time) and shm_batch.c (ferry_socket_send_many/recv_many: many frames per ring
+ * publish). Nothing outside src/transport/shm_*.c may include it.
+ *
+ * Record format (one ring record per frame, or per chunk of a frame larger than one record): an
+ * 8-byte meta word, flags in the low byte (REC_*) and the frame's total size above, then the
+ * bytes. Both files must write and validate it identically: the peer is untrusted.
+ */
+#ifndef FERRY_TRANSPORT_SHM_PIPE_IMPL_H
+#define FERRY_TRANSPORT_SHM_PIPE_IMPL_H
+
+#include "core/msg.h"
+#include "core/pipe.h"
+#include "ferry/ring.h"
+#include "ring/spsc_layout.h"
+#include "transport/shm.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define REC_MORE      0x01u /* the frame has FY_MSG_MORE */
+#define REC_SUB       0x02u /* the frame has FY_MSG_SUB */
+#define REC_CHUNK     0x04u /* more chunks of this frame follow */
+#define REC_CONT      0x08u /* this record continues a frame */
+#define REC_FLAGS     (REC_MORE | REC_SUB | REC_CHUNK | REC_CONT)
+#define REC_META      8u
+#define SIZE_MAX_META ((UINT64_C(1) << 56) - 1)
+
+/* Releases smaller than this are published in batches of up to RX_BATCH records. */
+#define RX_BATCH_BYTES 4096u
+#define RX_BATCH       32u
+
+typedef struct shm_ovf {
+    fy_msg m;
+    uint64_t off; /* bytes of m already in the ring */
+    bool last;    /* the last frame of its message */
+} shm_ovf;
+
+typedef struct fy_shm_pipe fy_shm_pipe;
+
+/*
+ * What a loan or an in-ring frame refers to. refs: one for the pipe, one per outstanding loan or
+ * held frame; the last one unmaps the segment. mu guards sp, which fy_shm_pipe_free clears (on
+ * the control thread for upgraded ipc:// pipes) while a message's drop may want to touch the pipe.
+ */
+typedef struct sp_share {
+    _Atomic uint32_t refs;
+    pthread_mutex_t mu;
+    fy_shm_pipe *sp;
+    fy_shm_link *link;
+    unsigned fork_gen; /* a forked child's copy of a message must not touch the rings */
+    bool loan_user;    /* the open loan came from ferry_msg_loan (counts as zc_sends) */
+    fy_msg_content loan_c, hold_c;
+} sp_share;
+
+struct fy_shm_pipe {
+    fy_pipe pipe; /* first: a fy_pipe * is a fy_shm_pipe * */
+    fy_shm_link *link;
+    sp_share *sh;
+    int usock;
+    int side;
+    int my_efd;
+    _Atomic int err;
+    ferry_spsc_tx tx;
+    ferry_spsc_rx rx;
+    fy_spsc_shared *tx_shared;
+
+    /* output (owner) */
+    int sndhwm;
+    uint64_t max_msg;
+    uint64_t whole_max; /* largest frame sent as one record */
+    uint64_t chunk_max; /* payload per chunk record of a larger frame */
+    uint32_t ovf_msgs;  /* messages that end in the overflow queue (SNDHWM counts these) */
+    bool out_mid;
+    bool tx_armed;
+    bool out_refused; /* the owner's last send (or can_send) was refused at SNDHWM */
+    shm_ovf *ovf;
+    uint32_t ovf_head, ovf_n, ovf_cap;
+    /* The control thread drains the overflow queue when the owner stops calling (tail flush).
+     * While the queue is empty only the owner touches tx and the queue, without a lock; while
+     * it is not (ovf_pending), both take tx_lock. Only the owner makes the queue non-empty. */
+    _Atomic int ovf_pending;
+    pthread_mutex_t tx_lock;
+
+    /* input (owner) */
+    uint32_t rx_deferred;
+    bool rx_armed;
+    fy_msg stash; /* a frame poll_in completed ahead of recv */
+    bool has_stash;
+    fy_msg asmb; /* a chunked frame being reassembled */
+    uint64_t asm_total, asm_have;
+    uint32_t asm_flags;
+    bool asm_on;
+
+    /* zero copy (owner) */
+    bool loan_on;      /* sh->loan_c is the ring's open reservation */
+    bool hold_on;      /* sh->hold_c is a frame still in the ring: publish no release */
+    uint8_t *loan_rec; /* start of the reserved record (meta word) */
+    fy_spsc_shared *rx_shared;
+};
+
+#endif
