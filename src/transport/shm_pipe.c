@@ -34,6 +34,7 @@
 #include "ring/spsc_layout.h"
 #include "transport/shm.h"
 #include "transport/shm_pipe_impl.h"
+#include "transport/shm_record.h"
 #include "wire/zmtp.h"
 
 #include <errno.h>
@@ -671,6 +672,12 @@ static int sp_hold(fy_shm_pipe *sp, fy_msg *m, const uint8_t *src, uint64_t n, u
     return 0;
 }
 
+/* The reader's checks live in shm_record.c (pure, fuzzed): one format on both sides. */
+_Static_assert(REC_MORE == FY_SHM_REC_MORE && REC_SUB == FY_SHM_REC_SUB &&
+                   REC_CHUNK == FY_SHM_REC_CHUNK && REC_CONT == FY_SHM_REC_CONT &&
+                   REC_META == FY_SHM_REC_META,
+               "shm record format differs from shm_record.h");
+
 /* Reads the next complete frame out of the ring into m. 0, FERRY_EAGAIN, or < 0 (dead).
  * direct: m goes straight to the caller of recv (not into the stash). */
 static int sp_next(fy_shm_pipe *sp, fy_msg *m, bool direct)
@@ -694,63 +701,49 @@ static int sp_next(fy_shm_pipe *sp, fy_msg *m, bool direct)
         }
         if (rc < 0)
             return sp_fail(sp, FERRY_EPROTO);
-        if (len < REC_META)
+        uint64_t meta = 0;
+        if (len >= REC_META)
+            memcpy(&meta, data, REC_META); /* read once: the peer may change it behind us */
+        fy_shm_rec_asm st = {
+            .on = sp->asm_on, .total = sp->asm_total, .have = sp->asm_have, .flags = sp->asm_flags};
+        fy_shm_rec r;
+        if (fy_shm_rec_check(&st, meta, len, sp->max_msg, &r) < 0)
             return sp_fail(sp, FERRY_EPROTO);
-        uint64_t meta;
-        memcpy(&meta, data, REC_META); /* read once: the peer may change it behind us */
-        uint32_t fl = (uint32_t)(meta & 0xffu);
-        uint64_t total = meta >> 8;
-        uint64_t n = (uint64_t)len - REC_META;
+        uint64_t n = r.n;
+        uint32_t fl = r.flags;
         const uint8_t *src = (const uint8_t *)data + REC_META;
-        if (fl & ~REC_FLAGS)
-            return sp_fail(sp, FERRY_EPROTO);
-        if (!sp->asm_on) {
-            if (fl & REC_CONT)
-                return sp_fail(sp, FERRY_EPROTO);
-            if (!(fl & REC_CHUNK)) {
-                /* A whole record obeys the same size limit as a reassembled one (a hostile peer
-                 * could otherwise deliver anything up to the ring's size). */
-                if (total != n || total > sp->max_msg)
-                    return sp_fail(sp, FERRY_EPROTO);
-                if (n > FY_MSG_INLINE && !sp->hold_on && sp->pipe.sock && sp->pipe.sock->zc_rx_mode)
-                    return sp_hold(sp, m, src, n, fl,
-                                   direct && sp->pipe.sock->zc_rx_mode == FY_ZC_RX_TRANSIENT);
-                if ((rc = fy_msg_init_size(m, (size_t)n)) < 0)
-                    return rc; /* record stays; the caller may retry */
-                if (n)
-                    memcpy(fy_msg_data(m), src, (size_t)n);
-                m->flags = ((fl & REC_MORE) ? FY_MSG_MORE : 0) | ((fl & REC_SUB) ? FY_MSG_SUB : 0);
-                if ((rc = sp_release(sp, len)) < 0)
-                    return rc;
-                return 0;
-            }
-            if (total <= n || total > sp->max_msg)
-                return sp_fail(sp, FERRY_EPROTO);
-            if ((rc = fy_msg_init_size(&sp->asmb, (size_t)total)) < 0)
+        if (r.kind == FY_SHM_REC_WHOLE) {
+            if (n > FY_MSG_INLINE && !sp->hold_on && sp->pipe.sock && sp->pipe.sock->zc_rx_mode)
+                return sp_hold(sp, m, src, n, fl,
+                               direct && sp->pipe.sock->zc_rx_mode == FY_ZC_RX_TRANSIENT);
+            if ((rc = fy_msg_init_size(m, (size_t)n)) < 0)
+                return rc; /* record stays; the caller may retry */
+            if (n)
+                memcpy(fy_msg_data(m), src, (size_t)n);
+            m->flags = ((fl & REC_MORE) ? FY_MSG_MORE : 0) | ((fl & REC_SUB) ? FY_MSG_SUB : 0);
+            if ((rc = sp_release(sp, len)) < 0)
                 return rc;
-            sp->asm_on = true;
-            sp->asm_total = total;
-            sp->asm_have = 0;
-            sp->asm_flags = fl & (REC_MORE | REC_SUB);
-        } else if (!(fl & REC_CONT) || total != sp->asm_total ||
-                   (fl & (REC_MORE | REC_SUB)) != sp->asm_flags ||
-                   n > sp->asm_total - sp->asm_have ||
-                   (!(fl & REC_CHUNK) && n != sp->asm_total - sp->asm_have) ||
-                   ((fl & REC_CHUNK) && n == sp->asm_total - sp->asm_have)) {
-            return sp_fail(sp, FERRY_EPROTO);
+            return 0;
         }
+        if (r.kind == FY_SHM_REC_FIRST && (rc = fy_msg_init_size(&sp->asmb, (size_t)r.total)) < 0)
+            return rc; /* record stays; the caller may retry */
+        /* The check guarantees have + n <= total, the size asmb was made with. */
+        uint64_t at = r.kind == FY_SHM_REC_FIRST ? 0 : st.have;
         if (n)
-            memcpy(fy_msg_data(&sp->asmb) + sp->asm_have, src, (size_t)n);
-        sp->asm_have += n;
+            memcpy(fy_msg_data(&sp->asmb) + at, src, (size_t)n);
+        fy_shm_rec_advance(&st, &r);
+        sp->asm_on = st.on;
+        sp->asm_total = st.total;
+        sp->asm_have = st.have;
+        sp->asm_flags = st.flags;
         /* Chunks are large: publish at once so the producer can stream the next one (unless a
          * frame is held: then the release waits behind it). */
         rc = ferry_spsc_release(&sp->rx, sp->hold_on ? FERRY_RING_DEFER : 0);
         if (rc < 0)
             return sp_fail(sp, rc);
         sp->rx_deferred += sp->hold_on;
-        if (fl & REC_CHUNK)
+        if (r.kind != FY_SHM_REC_LAST)
             continue;
-        sp->asm_on = false;
         fy_msg_move(m, &sp->asmb);
         m->flags = ((fl & REC_MORE) ? FY_MSG_MORE : 0) | ((fl & REC_SUB) ? FY_MSG_SUB : 0);
         if ((rc = sp_rx_publish(sp)) < 0)
