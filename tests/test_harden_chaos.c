@@ -11,13 +11,15 @@
  *  - blocked in send with the link full (the child never receives): a watcher thread kills the
  *    child while our thread sleeps in the blocking call, and detection = kill to the link's fds and
  *    memfd mappings being gone from /proc/self (the blocked owner woke, dropped the pipe and the
- *    control thread freed it), so a survivor that only noticed at its timeout (200 ms) fails.
+ *    control thread freed it). Our thread repeats its blocking call until the watcher has its
+ *    measure (see blocked_kill); the calls last 200 ms (asleep in the call at the kill) or 2 ms
+ *    (killed between or after calls: the next call must free the link), alternating.
  * The survivor must never receive a corrupted message, keep working, and at the end /proc/self/fd,
  * the memfd mappings in /proc/self/maps, /dev/shm and the shm runtime directory are back to their
  * baseline. Rounds per transport: FERRY_CHAOS_ROUNDS (default 20); given explicitly (long mode),
  * detection on ipc/shm must also take at most 100 ms in every round (FERRY_CHAOS_STRICT=0: measure
  * only, counting the rounds over 100 ms). FERRY_CHAOS_ONLY=ipc|tcp|shm
- * runs one transport.
+ * runs one transport; FERRY_CHAOS_BLOCK_MS=n makes every blocked call last n ms.
  */
 #include "ferry/ferry.h"
 #include "testutil.h"
@@ -47,7 +49,10 @@ const char *__tsan_default_options(void)
 enum { T_IPC, T_TCP, T_SHM };
 static const char *const tname[] = {"ipc", "tcp", "shm"};
 enum { M_BUSY, M_IDLE, M_RECV, M_SEND, M_COUNT };
-static const char *const mname[] = {"busy", "idle", "blocked-recv", "blocked-send"};
+/* Statistics rows: the modes, then the blocked modes with short (2 ms) calls. */
+enum { S_RECV_SHORT = M_COUNT, S_SEND_SHORT, S_COUNT };
+static const char *const mname[] = {"busy",         "idle",           "blocked-recv",
+                                    "blocked-send", "recv 2ms-calls", "send 2ms-calls"};
 static char g_rundir[256];
 static pid_t g_child;
 
@@ -365,32 +370,49 @@ static bool wait_link_gone(const sockset *link, int maps)
 }
 
 /* Watcher thread of the blocked modes: kills the child after `delay_us` (our thread is asleep in
- * its blocking call by then) and measures until everything of the link is freed. */
+ * its blocking call by then, normally) and measures until everything of the link is freed. */
 typedef struct watch {
     pid_t pid;
     long delay_us;
     const sockset *link;
     int maps;
     uint64_t det, kill_ns;
+    uint64_t late_ns; /* how much later than planned the watcher got to the kill (scheduling) */
     bool ok;
+    _Atomic bool done; /* measured: our thread may stop blocking */
 } watch;
 
 static void *watch_main(void *arg)
 {
     watch *w = arg;
+    uint64_t planned = tu_now_ns() + (uint64_t)w->delay_us * 1000;
     nap_us(w->delay_us);
     uint64_t t0 = tu_now_ns();
     w->kill_ns = t0;
+    w->late_ns = t0 > planned ? t0 - planned : 0;
     CHECK(kill(w->pid, SIGKILL) == 0);
     w->ok = wait_link_gone(w->link, w->maps);
     w->det = tu_now_ns() - t0;
+    atomic_store(&w->done, true);
     return NULL;
 }
 
-/* Blocked modes: our thread sleeps in recv (nothing comes) or in send (the link is full) while
- * the watcher kills the child. The call itself ends at its 200 ms timeout. */
-static uint64_t blocked_kill(ferry_socket *s, pid_t pid, bool in_send, long delay_us,
-                             const sockset *link, int maps, const char *what, uint64_t *kill_ns)
+/*
+ * Blocked modes: our thread sleeps in recv (nothing comes) or in send (the link is full) while
+ * the watcher kills the child. Each call ends at its timeout (call_ms); our thread makes the next
+ * blocking call at once, and goes on until the watcher has its measure, like an application that
+ * waits in a loop. It must: a dead link is the owner's to free (pipe.h: detached at the owner's
+ * next call), so an owner that has stopped calling keeps it until it calls again. A single call
+ * is not enough even with a window far longer than the kill delay: on a loaded machine the
+ * watcher thread itself may be scheduled hundreds of ms late (its 1-21 ms nap took 257 ms at nice
+ * 19, load 10), and the killed child may take as long again to close its descriptors, so the kill
+ * or the hang-up could land after the one call had returned (that was known bug 5, docs/
+ * hardening.md). With short calls (2 ms) the death nearly always lands between or after calls,
+ * which checks that the next blocking call frees the link.
+ */
+static uint64_t blocked_kill(ferry_socket *s, pid_t pid, bool in_send, long delay_us, int call_ms,
+                             const sockset *link, int maps, const char *what, uint64_t *kill_ns,
+                             uint64_t *late_ns)
 {
     static uint8_t buf[4096];
     if (in_send) {
@@ -402,37 +424,45 @@ static uint64_t blocked_kill(ferry_socket *s, pid_t pid, bool in_send, long dela
         CHECK_RC(rc, FERRY_EAGAIN);
     }
     watch w = {.pid = pid, .delay_us = delay_us, .link = link, .maps = maps};
+    atomic_init(&w.done, false);
+    CHECK_OK(
+        ferry_socket_setopt_int(s, in_send ? FERRY_OPT_SNDTIMEO : FERRY_OPT_RCVTIMEO, call_ms));
     pthread_t th;
     CHECK(pthread_create(&th, NULL, watch_main, &w) == 0);
     int rc;
-    if (in_send) {
-        CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SNDTIMEO, 200));
-        /* The control thread's tail flush may still move our queue into the kernel and free
-         * SNDHWM room: then the send succeeds, and the next one blocks. */
-        for (int k = 0; k < 100000 && (rc = ferry_socket_send(s, buf, 1000, 0)) == 0; k++)
-            ;
-        CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SNDTIMEO, 10000));
-    } else {
-        CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RCVTIMEO, 200));
-        ssize_t n = ferry_socket_recv(s, buf, sizeof buf, 0, NULL);
-        rc = n >= 0 ? 0 : (int)n;
-        CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RCVTIMEO, 10000));
-    }
+    long calls = 0;
+    do {
+        if (in_send) {
+            /* The control thread's tail flush may still move our queue into the kernel and free
+             * SNDHWM room: then the send succeeds, and the next one blocks. */
+            for (int k = 0; k < 100000 && (rc = ferry_socket_send(s, buf, 1000, 0)) == 0; k++)
+                ;
+        } else {
+            ssize_t n = ferry_socket_recv(s, buf, sizeof buf, 0, NULL);
+            rc = n >= 0 ? 0 : (int)n;
+        }
+        calls++;
+    } while (rc == FERRY_EAGAIN && !atomic_load(&w.done));
     CHECK(pthread_join(th, NULL) == 0);
+    CHECK_OK(ferry_socket_setopt_int(s, in_send ? FERRY_OPT_SNDTIMEO : FERRY_OPT_RCVTIMEO, 10000));
     if (rc != FERRY_EAGAIN) {
         fprintf(stderr, "%s: the blocked call returned %s, want FERRY_EAGAIN at its timeout\n",
                 what, ferry_errname(rc));
         exit(1);
     }
     if (!w.ok) {
+        /* Our thread was in blocking calls all along (each call syncs the pipe set first): a
+         * real leak, not an owner that stopped calling. */
         fprintf(stderr,
-                "%s: the link's sockets/mappings were not freed within 10 s (%d link sockets; "
-                "memfd mappings %d, want %d)\n",
-                what, link->n, memfd_maps(), maps);
+                "%s: the link's sockets/mappings were not freed within 10 s although our thread "
+                "kept blocking in %s (%ld calls of %d ms; %d link sockets; memfd mappings %d, want "
+                "%d)\n",
+                what, in_send ? "send" : "recv", calls, call_ms, link->n, memfd_maps(), maps);
         fd_list();
         exit(1);
     }
     *kill_ns = w.kill_ns;
+    *late_ns = w.late_ns;
     return w.det;
 }
 
@@ -447,7 +477,7 @@ static void reap_killed(pid_t pid)
     }
 }
 
-static bool chaos(int t, int rounds, bool strict, unsigned *seed)
+static bool chaos(int t, int rounds, bool strict, int block_ms, unsigned *seed)
 {
     char lurl[256], curl[256];
     int port = 0;
@@ -483,10 +513,10 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
      * socket that is about to become the next link (created before the child listens). */
     sockset base_socks;
     sockets_now(&base_socks);
-    uint64_t worst = 0, total = 0, mworst[M_COUNT] = {0}, mtotal[M_COUNT] = {0};
-    uint64_t kworst = 0, lworst = 0;
+    uint64_t worst = 0, total = 0, mworst[S_COUNT] = {0}, mtotal[S_COUNT] = {0};
+    uint64_t kworst = 0, lworst = 0, late_worst = 0;
     int over = 0, over_lib = 0; /* rounds over 100 ms; of which over 100 ms without the kernel */
-    int mkills[M_COUNT] = {0};
+    int mkills[S_COUNT] = {0};
     uint32_t li = 0, ci = 0;
     int kills = 0;
     for (int r = 0; r < rounds; r++) {
@@ -497,9 +527,17 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
         if (t == T_TCP && mode == M_IDLE)
             mode = M_BUSY;
         bool blocked = mode == M_RECV || mode == M_SEND;
+        /* Blocked rounds alternate (every other pass through the modes) between calls of 200 ms,
+         * asleep in the call at the kill, and calls of 2 ms, killed between or after calls;
+         * FERRY_CHAOS_BLOCK_MS sets one length for all. */
+        bool short_calls = block_ms <= 0 && ((r / (2 * M_COUNT)) & 1);
+        int call_ms = block_ms > 0 ? block_ms : short_calls ? 2 : 200;
+        int row = mode;
+        if (blocked && short_calls)
+            row = mode == M_RECV ? S_RECV_SHORT : S_SEND_SHORT;
         ferry_socket *s = child_listens ? c : l;
         char what[160];
-        snprintf(what, sizeof what, "%s round %d (%s, %s)", tname[t], r, mname[mode],
+        snprintf(what, sizeof what, "%s round %d (%s, %s)", tname[t], r, mname[row],
                  child_listens ? "connector, child listener killed"
                                : "listener, child connector killed");
         if (blocked) {
@@ -572,8 +610,11 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
              * control thread needs to close them, which they were given already. */
             sockets_new(&base_socks, &link);
             CHECK(link.n > 0);
-            det = blocked_kill(s, pid, mode == M_SEND, 1000 + delay, &link, maps_base, what,
-                               &kill_ns);
+            uint64_t late = 0;
+            det = blocked_kill(s, pid, mode == M_SEND, 1000 + delay, call_ms, &link, maps_base,
+                               what, &kill_ns, &late);
+            if (late > late_worst)
+                late_worst = late;
         } else {
             uint64_t until = tu_now_ns() + (uint64_t)delay * 1000;
             while (tu_now_ns() < until) {
@@ -599,10 +640,10 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
         reap_killed(pid);
         kills++;
         total += det;
-        mkills[mode]++;
-        mtotal[mode] += det;
-        if (det > mworst[mode])
-            mworst[mode] = det;
+        mkills[row]++;
+        mtotal[row] += det;
+        if (det > mworst[row])
+            mworst[row] = det;
         if (det > worst)
             worst = det;
         if (det - kern > lworst)
@@ -637,11 +678,12 @@ static bool chaos(int t, int rounds, bool strict, unsigned *seed)
     printf("    worst kernel share (kill until the child's fds were closed) %.2f ms, worst rest "
            "(closed until detected) %.2f ms; load average now %s\n",
            (double)kworst / 1e6, (double)lworst / 1e6, loadavg());
-    printf("    rounds over 100 ms: %d (over 100 ms not counting the kernel's share: %d)\n", over,
-           over_lib);
-    for (int m = 0; m < M_COUNT; m++)
+    printf("    rounds over 100 ms: %d (over 100 ms not counting the kernel's share: %d); the "
+           "watcher's kill came up to %.2f ms later than planned (scheduling)\n",
+           over, over_lib, (double)late_worst / 1e6);
+    for (int m = 0; m < S_COUNT; m++)
         if (mkills[m])
-            printf("    %-12s %4d kills, max %7.2f ms, mean %6.2f ms\n", mname[m], mkills[m],
+            printf("    %-14s %4d kills, max %7.2f ms, mean %6.2f ms\n", mname[m], mkills[m],
                    (double)mworst[m] / 1e6, (double)mtotal[m] / 1e6 / mkills[m]);
     return true;
 }
@@ -655,6 +697,9 @@ int main(void)
     const char *st = getenv("FERRY_CHAOS_STRICT");
     bool strict = e && *e && !(st && strcmp(st, "0") == 0);
     const char *only = getenv("FERRY_CHAOS_ONLY");
+    /* FERRY_CHAOS_BLOCK_MS=n: every blocked call lasts n ms (default: 200 and 2 alternating). */
+    const char *bm = getenv("FERRY_CHAOS_BLOCK_MS");
+    int block_ms = bm && *bm ? atoi(bm) : 0;
     tu_deadline(e && *e ? 0 : 110); /* long runs take as long as they take */
     /* A private shm runtime directory so that it can be checked for leftovers. */
     snprintf(g_rundir, sizeof g_rundir, "%s/run", tu_tmpdir());
@@ -672,7 +717,7 @@ int main(void)
     for (int t = T_IPC; t <= T_SHM; t++)
         if (only && *only && strcmp(only, tname[t]) != 0)
             continue;
-        else if (!chaos(t, rounds, strict, &seed))
+        else if (!chaos(t, rounds, strict, block_ms, &seed))
             printf("  %s: not available, skipped\n", tname[t]);
     /* Leak checks (the control thread closes dropped links asynchronously: poll, with deadline). */
     uint64_t end = tu_now_ns() + 10000000000ull;
