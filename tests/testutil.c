@@ -84,3 +84,65 @@ void tu_deadline(unsigned seconds)
     signal(SIGALRM, tu_on_alarm);
     alarm(seconds);
 }
+
+ferry_socket *tu_open_sock(int type)
+{
+    ferry_socket *s = NULL;
+    CHECK_OK(ferry_socket_open(&s, type));
+    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_LINGER, 0));
+    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RCVTIMEO, TU_TIMEOUT_MS));
+    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SNDTIMEO, TU_TIMEOUT_MS));
+    return s;
+}
+
+void tu_ipc_url(char *buf, size_t cap, const char *tag)
+{
+    snprintf(buf, cap, "ipc://%s/%s", tu_tmpdir(), tu_unique(tag));
+}
+
+void tu_wait_peers(ferry_socket *s, uint32_t n)
+{
+    uint64_t end = tu_now_ns() + (uint64_t)TU_TIMEOUT_MS * 1000000u;
+    for (;;) {
+        ferry_stats st;
+        CHECK_OK(ferry_socket_stats(s, &st));
+        if (st.peers == n)
+            return;
+        CHECK(tu_now_ns() < end);
+        ferry_pollitem it = {s, -1, FERRY_POLLIN, 0};
+        ferry_poll(&it, 1, 5); /* any socket activity or 5 ms, then look again */
+    }
+}
+
+void tu_send_str(ferry_socket *s, const char *str, int flags)
+{
+    CHECK_OK(ferry_socket_send(s, str, strlen(str), flags));
+}
+
+void tu_recv_str(ferry_socket *s, const char *want, bool more)
+{
+    char buf[256];
+    int m = -1;
+    ssize_t n = ferry_socket_recv(s, buf, sizeof buf, 0, &m);
+    if (n < 0) {
+        fprintf(stderr, "recv (want '%s'): %s\n", want, ferry_errname((int)n));
+        exit(1);
+    }
+    if ((size_t)n != strlen(want) || memcmp(buf, want, (size_t)n) != 0) {
+        fprintf(stderr, "got '%.*s', want '%s'\n", (int)(n < 256 ? n : 256), buf, want);
+        exit(1);
+    }
+    CHECK(m == (more ? 1 : 0));
+}
+
+void tu_expect_sub(ferry_socket *x, bool on, const char *prefix)
+{
+    char buf[256];
+    ssize_t n = ferry_socket_recv(x, buf, sizeof buf, 0, NULL);
+    size_t len = strlen(prefix);
+    if (n != (ssize_t)len + 1 || buf[0] != (on ? 1 : 0) || memcmp(buf + 1, prefix, len) != 0) {
+        fprintf(stderr, "want %s '%s', got %zd bytes (first %d)\n", on ? "sub" : "cancel", prefix,
+                n, n > 0 ? buf[0] : -1);
+        exit(1);
+    }
+}

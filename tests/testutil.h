@@ -5,6 +5,10 @@
 #ifndef FERRY_TESTUTIL_H
 #define FERRY_TESTUTIL_H
 
+#include "ferry/ferry.h"
+
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,5 +49,23 @@ int tu_free_port(void);
 uint64_t tu_now_ns(void);
 /* Sets the process's fatal-signal alarm: the test dies with a message after `seconds`. */
 void tu_deadline(unsigned seconds);
+
+/* ---- socket helpers (the socket tests share them) ---- */
+
+/* What every tu_ socket helper waits at most before the test fails. */
+#define TU_TIMEOUT_MS 5000
+
+/* Opens a socket of `type` with LINGER 0 and RCVTIMEO/SNDTIMEO TU_TIMEOUT_MS. */
+ferry_socket *tu_open_sock(int type);
+/* "ipc://<tu_tmpdir()>/<tu_unique(tag)>" into buf. */
+void tu_ipc_url(char *buf, size_t cap, const char *tag);
+/* Polls s's statistics until exactly n peers are attached (the calls attach them). */
+void tu_wait_peers(ferry_socket *s, uint32_t n);
+/* Sends the string (without its NUL) as one frame. */
+void tu_send_str(ferry_socket *s, const char *str, int flags);
+/* Receives one frame (blocking, RCVTIMEO applies) and checks it equals `want` and its MORE flag. */
+void tu_recv_str(ferry_socket *s, const char *want, bool more);
+/* XPUB: receives one notice and checks it is 0x01+prefix (on) or 0x00+prefix (off). */
+void tu_expect_sub(ferry_socket *x, bool on, const char *prefix);
 
 #endif
