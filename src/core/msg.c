@@ -126,6 +126,129 @@ void fy_msg_cache_drop(fy_msg_content **cache)
     *cache = NULL;
 }
 
+static void fy_msg_block_free(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+int fy_msg_init_block(fy_msg *m, size_t size, size_t cap)
+{
+    fy_msg_init(m);
+    if (cap > size)
+        cap = size;
+    if (size > UINT32_MAX)
+        return FERRY_EMSGSIZE; /* beyond any frame the engine accepts (1 GiB) */
+    fy_msg_content *c = malloc(sizeof *c);
+    uint8_t *d = malloc(cap ? cap : 1);
+    if (!c || !d) {
+        free(c);
+        free(d);
+        return FERRY_ENOMEM;
+    }
+    atomic_init(&c->refs, 1);
+    c->zc = FY_MSG_ZC_NONE;
+    c->cap = (uint32_t)cap;
+    c->ffn = fy_msg_block_free;
+    c->hint = NULL;
+    c->data = d;
+    c->drop = NULL;
+    m->content = c;
+    m->size = size;
+    return 0;
+}
+
+int fy_msg_block_grow(fy_msg *m, size_t cap)
+{
+    fy_msg_content *c = m->content;
+    if (!c || c->ffn != fy_msg_block_free || cap > m->size)
+        return FERRY_EINVAL;
+    if (cap <= c->cap)
+        return 0;
+    uint8_t *d = realloc(c->data, cap);
+    if (!d)
+        return FERRY_ENOMEM;
+    c->data = d;
+    c->cap = (uint32_t)cap;
+    return 0;
+}
+
+/* A block in the pool is free when only the pool holds it. */
+static bool fy_msg_pool_free_slot(fy_msg_content *c, size_t size)
+{
+    /* acquire: pairs with the acq_rel decrement of the frame that used the block last (maybe on
+     * another thread: a write by the control thread, a release by the application), so its reads
+     * of the body happen before the next frame overwrites it. */
+    return c && c->cap >= size && c->cap / FY_MSG_POOL_SLACK <= size &&
+           atomic_load_explicit(&c->refs, memory_order_acquire) == 1;
+}
+
+int fy_msg_pool_take(fy_msg *m, fy_msg_pool *pool, size_t size)
+{
+    fy_msg_init(m);
+    for (int i = 0; i < FY_MSG_POOL_SLOTS; i++) {
+        fy_msg_content *c = pool->slot[i];
+        if (!fy_msg_pool_free_slot(c, size))
+            continue;
+        /* Only the pool holds it, so nobody can take a reference concurrently. */
+        atomic_store_explicit(&c->refs, 2, memory_order_relaxed);
+        m->content = c;
+        m->size = size;
+        return 1;
+    }
+    return 0;
+}
+
+void fy_msg_pool_keep(fy_msg_pool *pool, const fy_msg *m)
+{
+    fy_msg_content *c = m->content;
+    if (!c || c->ffn != fy_msg_block_free || c->cap > FY_MSG_POOL_MAX)
+        return;
+    int victim = -1;
+    for (int i = 0; i < FY_MSG_POOL_SLOTS; i++) {
+        if (pool->slot[i] == c)
+            return;
+        if (victim < 0 && !pool->slot[i])
+            victim = i;
+    }
+    if (victim < 0) {
+        /* Prefer a block that is in use (its holder frees it) or smaller than this one. */
+        for (int i = 0; i < FY_MSG_POOL_SLOTS && victim < 0; i++) {
+            fy_msg_content *o = pool->slot[i];
+            if (atomic_load_explicit(&o->refs, memory_order_relaxed) != 1 || o->cap < c->cap)
+                victim = i;
+        }
+        if (victim < 0)
+            victim = (int)(pool->next++ % FY_MSG_POOL_SLOTS);
+        fy_msg_content_release(pool->slot[victim]);
+    }
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    pool->slot[victim] = c;
+}
+
+int fy_msg_init_pooled(fy_msg *m, fy_msg_pool *pool, size_t size)
+{
+    if (size <= FY_MSG_CACHE_MAX || size > FY_MSG_POOL_MAX)
+        return fy_msg_init_size(m, size);
+    if (fy_msg_pool_take(m, pool, size))
+        return 0;
+    int rc = fy_msg_init_block(m, size, size);
+    if (rc == 0)
+        fy_msg_pool_keep(pool, m);
+    return rc;
+}
+
+void fy_msg_pool_fini(fy_msg_pool *pool)
+{
+    if (!pool)
+        return;
+    for (int i = 0; i < FY_MSG_POOL_SLOTS; i++) {
+        if (pool->slot[i])
+            fy_msg_content_release(pool->slot[i]);
+        pool->slot[i] = NULL;
+    }
+}
+
 void fy_msg_fini(fy_msg *m)
 {
     if (!m)

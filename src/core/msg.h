@@ -45,7 +45,7 @@
 typedef struct fy_msg_content {
     _Atomic uint32_t refs;
     uint32_t zc;        /* FY_MSG_ZC_* */
-    uint32_t cap;       /* blocks made by fy_msg_init_cached: bytes at data (else unused) */
+    uint32_t cap;       /* cached and pooled blocks: bytes at data (else unused) */
     ferry_free_fn *ffn; /* NULL: the body is part of this allocation (or caller-owned) */
     void *hint;
     uint8_t *data;
@@ -86,6 +86,44 @@ int fy_msg_init_data(fy_msg *m, void *data, size_t size, ferry_free_fn *ffn, voi
 int fy_msg_init_cached(fy_msg *m, fy_msg_content **cache, size_t size);
 /* Drops the cache's reference (the block lives on while frames use it). Accepts *cache NULL. */
 void fy_msg_cache_drop(fy_msg_content **cache);
+/*
+ * Large body blocks (above FY_MSG_CACHE_MAX). A fresh multi-megabyte malloc per frame is mostly
+ * page faults and zeroing (mmap), which made 1 MiB frames cost more than the copies themselves.
+ * A pool keeps up to FY_MSG_POOL_SLOTS blocks of at most FY_MSG_POOL_MAX bytes and hands out one
+ * nobody else holds (reference count back to 1, read with acquire) and that is big enough, but
+ * not more than FY_MSG_POOL_SLACK times too big (a kept frame pins its whole block). A frame the
+ * application keeps just keeps its block; the pool then allocates another one. A block's bytes
+ * live in their own buffer (c->data, c->cap bytes) so a receiver can grow it as bytes arrive.
+ * A pool belongs to one thread at a time (the socket's owner); blocks may be released anywhere.
+ */
+#define FY_MSG_POOL_SLOTS 4
+#define FY_MSG_POOL_MAX   (8u * 1024u * 1024u)
+#define FY_MSG_POOL_SLACK 4u
+typedef struct fy_msg_pool {
+    fy_msg_content *slot[FY_MSG_POOL_SLOTS];
+    uint32_t next; /* victim when every slot is taken */
+} fy_msg_pool;
+/* A frame of size bytes in a pooled block when one is free, else in a new block of exactly size
+ * bytes that the pool keeps (when size <= FY_MSG_POOL_MAX). Small sizes fall back to
+ * fy_msg_init_size. */
+int fy_msg_init_pooled(fy_msg *m, fy_msg_pool *pool, size_t size);
+/* A frame of size bytes in a free pooled block of at least size bytes, if the pool has one:
+ * 1 (m set), 0 (m left empty, nothing allocated). */
+int fy_msg_pool_take(fy_msg *m, fy_msg_pool *pool, size_t size);
+/* A frame of size bytes whose block has room for only cap (<= size) bytes so far, for bodies
+ * filled as they arrive; fy_msg_block_grow raises the room (realloc, the frame must not be shared
+ * yet). fy_msg_block_cap tells the room of such a block. */
+int fy_msg_init_block(fy_msg *m, size_t size, size_t cap);
+int fy_msg_block_grow(fy_msg *m, size_t cap);
+static inline size_t fy_msg_block_cap(const fy_msg *m)
+{
+    return m->content ? m->content->cap : 0;
+}
+/* Offers m's block (made by fy_msg_init_block, complete) to the pool, which takes a reference
+ * when the block is not too large. */
+void fy_msg_pool_keep(fy_msg_pool *pool, const fy_msg *m);
+/* Drops the pool's references (blocks in use live on). Accepts NULL. */
+void fy_msg_pool_fini(fy_msg_pool *pool);
 /* Drops the content reference and leaves m empty. Accepts NULL. */
 void fy_msg_fini(fy_msg *m);
 /* dst (whose old content is released first) takes src's content; src is left empty. */

@@ -566,6 +566,8 @@ void ferry_socket_close(ferry_socket *s)
     if (s->ops->fini)
         s->ops->fini(s, s->pstate);
     fy_msg_cache_drop(&s->tx_cache);
+    fy_msg_pool_fini(&s->tx_pool);
+    fy_msg_pool_fini(&s->rx_pool);
     close(s->epfd);
     close(s->sigfd);
     free(s->pstate);
@@ -784,8 +786,10 @@ int ferry_socket_send(ferry_socket *s, const void *buf, size_t len, int flags)
             return rc;
         }
     }
-    /* The body goes into the socket's reused block (msg.h): no malloc/free per send. */
-    rc = fy_msg_init_cached(&m, &s->tx_cache, len);
+    /* The body goes into the socket's reused block (msg.h): no malloc/free per send; large
+     * bodies into a pooled block (no fresh pages to fault in per send). */
+    rc = len > FY_MSG_CACHE_MAX ? fy_msg_init_pooled(&m, &s->tx_pool, len)
+                                : fy_msg_init_cached(&m, &s->tx_cache, len);
     if (rc)
         return rc;
     if (len)

@@ -65,6 +65,8 @@ struct ferry_socket {
     _Atomic uint64_t drops_hwm;
 
     fy_msg_content *tx_cache; /* owner: body block reused by ferry_socket_send (msg.h) */
+    fy_msg_pool tx_pool;      /* owner: large blocks reused by ferry_socket_send */
+    fy_msg_pool rx_pool;      /* owner: large blocks reused by the stream engine's bodies */
 
     char last_endpoint[FY_ENDPOINT_MAX];
     fy_ctl_sock *ctl; /* control-thread side record (ctl.c) */

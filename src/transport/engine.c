@@ -482,12 +482,6 @@ static int eng_command(fy_engine *e, const uint8_t *body, size_t len, uint64_t a
     }
 }
 
-static void eng_big_free(void *data, void *hint)
-{
-    (void)hint;
-    free(data);
-}
-
 /* Reads the rest of a large body straight into its buffer. Under in_lock. 0 complete,
  * FERRY_EAGAIN, or < 0. */
 static int eng_big_fill(fy_engine *e)
@@ -498,10 +492,8 @@ static int eng_big_fill(fy_engine *e)
             uint64_t na = e->big_alloc * 2;
             if (na > size)
                 na = size;
-            uint8_t *n = realloc(e->big.content->data, (size_t)na);
-            if (!n)
+            if (fy_msg_block_grow(&e->big, (size_t)na) != 0)
                 return FERRY_ENOMEM;
-            e->big.content->data = n;
             e->big_alloc = na;
         }
         ssize_t r = read(e->pipe.rfd, e->big.content->data + e->big_have,
@@ -543,6 +535,8 @@ static int eng_next(fy_engine *e, fy_msg *m)
                 return rc == FERRY_ENOMEM ? rc : FERRY_EPIPE;
             }
             e->big_on = false;
+            /* The next large body of this socket reuses the block once it is released. */
+            fy_msg_pool_keep(&e->sock->rx_pool, &e->big);
             fy_msg_move(m, &e->big);
             return 0;
         }
@@ -577,19 +571,21 @@ static int eng_next(fy_engine *e, fy_msg *m)
         }
         /* Incomplete. A large message body is read in place rather than through the buffer. */
         if (f.header_len && !fy_zmtp_frame_is_command(&f) && f.size > FY_ENG_BIG_MIN) {
-            uint64_t first = f.size < FY_ENG_BIG_FIRST_ALLOC ? f.size : FY_ENG_BIG_FIRST_ALLOC;
-            uint8_t *buf = malloc((size_t)first);
-            if (!buf)
-                return FERRY_ENOMEM;
-            if (fy_msg_init_data(&e->big, buf, (size_t)f.size, eng_big_free, NULL) != 0) {
-                free(buf);
-                return FERRY_ENOMEM;
+            /* A free block of the socket's pool already exists, so using it is not an
+             * allocation driven by the peer's claim; a new block grows as bytes arrive. */
+            if (fy_msg_pool_take(&e->big, &e->sock->rx_pool, (size_t)f.size)) {
+                e->big_alloc = f.size;
+            } else {
+                uint64_t first = f.size < FY_ENG_BIG_FIRST_ALLOC ? f.size : FY_ENG_BIG_FIRST_ALLOC;
+                int brc = fy_msg_init_block(&e->big, (size_t)f.size, (size_t)first);
+                if (brc != 0)
+                    return brc;
+                e->big_alloc = first;
             }
             e->big.flags = fy_zmtp_frame_more(&f) ? FY_MSG_MORE : 0;
             size_t have = avail - f.header_len;
-            memcpy(buf, e->in + e->in_r + f.header_len, have);
+            memcpy(fy_msg_data(&e->big), e->in + e->in_r + f.header_len, have);
             e->big_have = have;
-            e->big_alloc = first;
             e->big_on = true;
             eng_consume(e, avail);
             continue;
