@@ -154,6 +154,47 @@ FERRY_API int ferry_socket_send(ferry_socket *s, const void *buf, size_t len, in
  */
 FERRY_API ssize_t ferry_socket_recv(ferry_socket *s, void *buf, size_t cap, int flags, int *more);
 
+/*
+ * Batches (docs/api.md "Batches"): many frames per call, so the per-call work (socket checks,
+ * pattern dispatch, the shared-memory index publish and wake-up check) is paid once per batch
+ * instead of once per frame. One entry is one frame, exactly as in ferry_socket_send/recv; a
+ * message is a run of entries in which every entry but the last has FERRY_MORE. The caller owns
+ * the array and every buffer; nothing is kept after the call returns.
+ */
+typedef struct ferry_iov {
+    void *buf;   /* send: the frame's bytes (only read); recv: where the frame is copied */
+    size_t len;  /* send: the frame's size; recv: the capacity of buf */
+    size_t size; /* recv: set to the frame's full size (> len: truncated, only len bytes copied,
+                  * as ferry_socket_recv); send: ignored */
+    int flags;   /* send: FERRY_MORE or 0; recv: set to FERRY_MORE when more frames of the same
+                  * message follow, else 0 */
+} ferry_iov;
+
+/*
+ * Sends the frames v[0..n) in order, each copied as by ferry_socket_send. Waits (SNDTIMEO; never
+ * with FERRY_DONTWAIT in flags) only until the first frame is accepted, then accepts whatever the
+ * socket takes without waiting and returns how many entries it took (1..n). A short count means
+ * the next message would have had to wait (peer at SNDHWM, shared-memory ring full) or failed;
+ * send v + count later (a failure is then reported by that call). A started message is never
+ * split: the count ends at a message boundary, at n, or at an error. Routing is the socket
+ * type's, per message (PUSH round-robin, PUB fan-out with drops at HWM, ROUTER by the first
+ * frame...). Every entry is validated before anything is sent. Errors (nothing was sent):
+ * FERRY_EINVAL (n == 0 or > SSIZE_MAX, flags other than FERRY_DONTWAIT, an entry flag other than
+ * FERRY_MORE), FERRY_EFAULT (v NULL, or an entry with buf NULL and len > 0), and whatever
+ * ferry_socket_send returns (FERRY_EAGAIN on DONTWAIT/timeout, FERRY_ENOTSUP, FERRY_EFSM...).
+ */
+FERRY_API ssize_t ferry_socket_send_many(ferry_socket *s, const ferry_iov *v, size_t n, int flags);
+/*
+ * Receives up to n frames into v[0..n), each as by ferry_socket_recv (v[i].size, v[i].flags).
+ * Waits (RCVTIMEO; never with FERRY_DONTWAIT) only for the first frame, then takes what is already
+ * available without waiting and returns how many entries it filled (1..n). A message may span
+ * calls: FERRY_MORE on the last filled entry means its next frame comes first in the next call.
+ * Errors (nothing was received): FERRY_EINVAL (n == 0 or > SSIZE_MAX, flags other than
+ * FERRY_DONTWAIT), FERRY_EFAULT (v NULL, or an entry with buf NULL and len > 0), and whatever
+ * ferry_socket_recv returns (FERRY_EAGAIN on DONTWAIT/timeout, FERRY_ENOTSUP, FERRY_EFSM...).
+ */
+FERRY_API ssize_t ferry_socket_recv_many(ferry_socket *s, ferry_iov *v, size_t n, int flags);
+
 /* Subscriptions (SUB/XSUB): messages whose first frame starts with prefix pass. */
 FERRY_API int ferry_socket_subscribe(ferry_socket *s, const void *prefix, size_t len);
 FERRY_API int ferry_socket_unsubscribe(ferry_socket *s, const void *prefix, size_t len);

@@ -421,6 +421,11 @@ FERRY_SPSC_FAST_ int ferry_spsc_release(ferry_spsc_rx *rx, unsigned flags)
     return rx->err_ ? rx->err_ : FERRY_EINVAL;
 }
 
+/* Puts the peeked record back unreleased: the next peek returns it again. For a reader that
+ * looked at a record and leaves it to another code path (e.g. a batch loop that handles only
+ * some record kinds). Returns 0, FERRY_EINVAL (nothing peeked) or FERRY_EPROTO. */
+FERRY_API int ferry_spsc_unpeek(ferry_spsc_rx *rx);
+
 /*
  * Copy-out convenience: returns the record length (>= 0) after copying it to buf, FERRY_EMSGSIZE
  * if cap is too small (record left in the ring), or FERRY_EAGAIN/FERRY_EBUSY/FERRY_EPROTO.

@@ -271,6 +271,17 @@ int ferry_spsc_cancel(ferry_spsc_tx *tx)
     return 0;
 }
 
+int ferry_spsc_unpeek(ferry_spsc_rx *rx)
+{
+    if (!rx)
+        return FERRY_EINVAL;
+    if (rx->peeked_ == 0)
+        return rx->err_ ? rx->err_ : FERRY_EINVAL;
+    /* head_ did not move: the next peek finds the same record and checks it again. */
+    rx->peeked_ = 0;
+    return 0;
+}
+
 int ferry_spsc_wait_writable(ferry_spsc_tx *tx, size_t len, int timeout_ms)
 {
     if (!tx)

@@ -1,0 +1,166 @@
+/*
+ * batch.c - ferry_socket_send_many / ferry_socket_recv_many: many frames per call.
+ *
+ * A batch is defined as the equivalent run of ferry_socket_send/recv calls in which only the
+ * first may wait: the same routing, HWM and error rules, the same statistics. The generic path is
+ * literally that run (correct for every socket type and transport). The point of the call is the
+ * fast path: when the pattern would send every message to, or take every message from, one
+ * shared-memory peer and keeps no state about the stream (PAIR, PUSH/DEALER with IMMEDIATE on,
+ * PULL/DEALER, at a message boundary), the frames go straight between the caller's buffers and
+ * the ring with one index publish and one wake-up check per batch (transport/shm_batch.c).
+ * Whatever the fast path declines (multi-frame messages, large frames, a pipe with queued output
+ * or a held frame, a prefetched frame...) goes one frame at a time through the generic path,
+ * after which the fast path picks up again.
+ */
+#include "core/socket.h"
+#include "transport/shm.h"
+#include "transport/shm_batch.h"
+
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+static int batch_check(ferry_socket *s, const ferry_iov *v, size_t n, int flags)
+{
+    if (!s)
+        return FERRY_EBADF;
+    if (s->fork_gen != fy_fork_gen())
+        return FERRY_ECHILD_FORK;
+    if (n == 0 || n > (size_t)SSIZE_MAX || (flags & ~FERRY_DONTWAIT))
+        return FERRY_EINVAL;
+    if (!v)
+        return FERRY_EFAULT;
+    return 0;
+}
+
+/*
+ * The shared-memory pipe every message of this direction goes to / comes from, when the pattern
+ * would choose it for each of them and holds no state the fast path could bypass; else NULL.
+ *  - send: PAIR, PUSH, DEALER with exactly one live peer. PUSH/DEALER with IMMEDIATE 0 may hold
+ *    a backlog they send first (pattern/backlog.h), so they take the generic path.
+ *  - recv: PAIR, PULL, DEALER with exactly one peer (a PAIR draining a dead peer has two): their
+ *    fair queue then always reads that pipe, and they keep no frame of their own.
+ * Only at a message boundary (the pattern tracks a started message itself).
+ */
+static fy_pipe *batch_shm_pipe(fy_socket *s, bool out)
+{
+    int t = s->type;
+    if (out) {
+        if (s->sndmore || (t != FERRY_PAIR && t != FERRY_PUSH && t != FERRY_DEALER) ||
+            (t != FERRY_PAIR && !s->popts.immediate))
+            return NULL;
+    } else if (s->rcvmore || (t != FERRY_PAIR && t != FERRY_PULL && t != FERRY_DEALER)) {
+        return NULL;
+    }
+    fy_pipe *p = s->pipes;
+    if (s->npipes != 1 || !p || p->saw_epipe ||
+        atomic_load_explicit(&p->dead, memory_order_relaxed))
+        return NULL;
+    return fy_shm_pipe_of(p);
+}
+
+/* The fast path bypassed the core's per-call pollfd upkeep: run it once for the batch. */
+static void batch_pollfd_upkeep(fy_socket *s)
+{
+    if (atomic_load_explicit(&s->pollfd_on, memory_order_relaxed))
+        (void)ferry_socket_events(s);
+}
+
+ssize_t ferry_socket_send_many(ferry_socket *s, const ferry_iov *v, size_t n, int flags)
+{
+    int rc = batch_check(s, v, n, flags);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].flags & ~FERRY_MORE)
+            return FERRY_EINVAL;
+        if (!v[i].buf && v[i].len)
+            return FERRY_EFAULT;
+    }
+    if (!s->ops->send)
+        return FERRY_ENOTSUP;
+    size_t done = 0;
+    bool fast = false;
+    while (done < n) {
+        fy_socket_sync(s);
+        fy_pipe *p = batch_shm_pipe(s, true);
+        if (p) {
+            uint64_t bytes;
+            bool full;
+            size_t k = fy_shm_batch_send(p, v + done, n - done, &bytes, &full);
+            if (k) {
+                done += k;
+                s->msgs_out += k;
+                s->bytes_out += bytes;
+                fast = true;
+                continue;
+            }
+            /* The ring cannot take the next record: stop here rather than queue behind it. The
+             * next call queues (or waits for) one message as ferry_socket_send does, and the
+             * fast path resumes once the ring takes records again. Anything else the fast path
+             * declined (a multi-frame message, a large frame, an armed wait) goes the generic
+             * way, one frame. */
+            if (full && done > 0)
+                break;
+        }
+        /* One frame the generic way: the first may wait (unless DONTWAIT), the others not. A
+         * started message is never refused, so a short count ends at a message boundary. */
+        int f = (v[done].flags & FERRY_MORE) |
+                ((done > 0 || (flags & FERRY_DONTWAIT)) ? FERRY_DONTWAIT : 0);
+        rc = ferry_socket_send(s, v[done].buf, v[done].len, f);
+        if (rc < 0) {
+            if (done == 0)
+                return rc;
+            break;
+        }
+        done++;
+    }
+    if (fast)
+        batch_pollfd_upkeep(s);
+    return (ssize_t)done;
+}
+
+ssize_t ferry_socket_recv_many(ferry_socket *s, ferry_iov *v, size_t n, int flags)
+{
+    int rc = batch_check(s, v, n, flags);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        if (!v[i].buf && v[i].len)
+            return FERRY_EFAULT;
+    if (!s->ops->recv)
+        return FERRY_ENOTSUP;
+    size_t done = 0;
+    bool fast = false;
+    while (done < n) {
+        fy_socket_sync(s);
+        fy_pipe *p = batch_shm_pipe(s, false);
+        if (p) {
+            uint64_t bytes;
+            size_t k = fy_shm_batch_recv(p, v + done, n - done, &bytes);
+            if (k) {
+                done += k;
+                s->msgs_in += k;
+                s->bytes_in += bytes;
+                fast = true;
+                continue;
+            }
+        }
+        /* One frame the generic way: the first may wait (unless DONTWAIT), the others not. */
+        int more = 0;
+        ssize_t r =
+            ferry_socket_recv(s, v[done].buf, v[done].len,
+                              (done > 0 || (flags & FERRY_DONTWAIT)) ? FERRY_DONTWAIT : 0, &more);
+        if (r < 0) {
+            if (done == 0)
+                return r;
+            break;
+        }
+        v[done].size = (size_t)r;
+        v[done].flags = more ? FERRY_MORE : 0;
+        done++;
+    }
+    if (fast)
+        batch_pollfd_upkeep(s);
+    return (ssize_t)done;
+}

@@ -1,0 +1,42 @@
+/*
+ * shm_batch.h - the shared-memory fast path of ferry_socket_send_many/recv_many (src/core/batch.c).
+ *
+ * Both functions work on the shm pipe behind a socket's only peer (fy_shm_pipe_of) on the owner
+ * thread, bypass the pattern (the core only calls them when the pattern would pick that pipe
+ * anyway and holds no state about the message stream) and handle only the common case: whole
+ * single-frame messages, each one ring record. They stop, leaving everything as it was, at the
+ * first entry or record they do not handle, and the core sends or receives that one the ordinary
+ * way (which also handles every state change: waking, queued output, reassembly, held frames).
+ */
+#ifndef FERRY_TRANSPORT_SHM_BATCH_H
+#define FERRY_TRANSPORT_SHM_BATCH_H
+
+#include "core/pipe.h"
+#include "ferry/ferry.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Writes the messages v[0..n) into the ring as records, committed with one publish (and at most
+ * one wake-up of a sleeping peer) at the end. Stops at an entry with FERRY_MORE, a frame too large
+ * for one record, a ring that cannot take the next record now (*full set: it is full, or output
+ * is queued behind it or an open loan holds it, so an ordinary send would only queue), or a pipe
+ * in a state only the ordinary send handles (a wait armed, mid-message, dead). Returns the number
+ * of entries written; *bytes gets their total size.
+ */
+size_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *bytes, bool *full);
+
+/*
+ * Copies up to n whole single-frame records out of the ring into v (v[i].size, flags 0; at most
+ * v[i].len bytes copied), releasing them locally and publishing the releases once at the end (and
+ * every 64 KiB on the way, so a producer waiting for room can go on). Stops at an empty ring, a
+ * record that is part of a multi-frame message or a chunked frame, or a pipe in a state only the
+ * ordinary recv handles (a prefetched frame, a frame held in place, a reassembly, a wait armed).
+ * A record that breaks the format kills the pipe (FERRY_EPROTO, reported by the ordinary recv).
+ * Returns the number of entries filled; *bytes gets the frames' total (untruncated) size.
+ */
+size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes);
+
+#endif
