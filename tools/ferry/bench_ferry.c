@@ -422,3 +422,143 @@ const bench_transport bench_tr_ferry_shm_loan = {
     .run = loan_run,
     .priv = FER_PRIV(FER_SHM, 0),
 };
+
+/*
+ * ferry:shm+batch and ferry:ipc+batch: the batch calls (ferry_socket_send_many/recv_many, one-way
+ * thr only). The producer fills a batch of messages in its own buffers and sends them with as
+ * many send_many calls as it takes; the consumer receives up to a batch per recv_many into its
+ * own buffers and checks and reads every message, as in every other row. Over shm:// the calls
+ * take the ring fast path (one index publish per batch); ipc:// (no shm upgrade) shows the
+ * generic path, frame by frame inside one call.
+ */
+static size_t batch_len(size_t size)
+{
+    size_t b = size <= 4096 ? 64 : (size_t)262144 / size;
+    return b ? b : 1;
+}
+
+static int batch_thr(bench_job *j, int role, fer_h *h)
+{
+    bench_ctl *c = j->ctl;
+    size_t size = j->size, nb = batch_len(size);
+    uint8_t *bufs = malloc(nb * (size ? size : 1));
+    ferry_iov *v = calloc(nb, sizeof *v);
+    if (!bufs || !v) {
+        free(bufs);
+        free(v);
+        return bench_fail(j, "out of memory");
+    }
+    for (size_t k = 0; k < nb; k++)
+        v[k] = (ferry_iov){.buf = bufs + k * size, .len = size};
+    int ret = 0;
+    if (role == 0) {
+        uint64_t end = bench_now_ns() + (uint64_t)((j->cfg->warmup + j->cfg->seconds) * 1e9);
+        for (uint64_t i = 1;; i += nb) {
+            bool last = i > BENCH_MIN_MSGS && bench_now_ns() >= end;
+            if (last)
+                atomic_store_explicit(&c->total, i + nb - 1, memory_order_seq_cst);
+            for (size_t k = 0; k < nb; k++)
+                bench_fill(v[k].buf, size, i + k);
+            for (size_t off = 0; off < nb;) {
+                ssize_t r = ferry_socket_send_many(h->s, v + off, nb - off, 0);
+                if (r == FERRY_EINTR)
+                    continue;
+                if (r < 0) {
+                    ret = fer_fail(j, "ferry_socket_send_many", (int)r);
+                    goto out;
+                }
+                off += (size_t)r;
+            }
+            atomic_store_explicit(&c->progress[0], i + nb - 1, memory_order_relaxed);
+            if (last)
+                goto out;
+        }
+    }
+    uint64_t warm = (uint64_t)(j->cfg->warmup * 1e9);
+    uint64_t t_first = 0, t0 = 0, k0 = 0, sum = 0, i = 0;
+    for (;;) {
+        ssize_t r = ferry_socket_recv_many(h->s, v, nb, 0);
+        if (r == FERRY_EINTR)
+            continue;
+        if (r < 0) {
+            ret = fer_fail(j, "ferry_socket_recv_many", (int)r);
+            goto out;
+        }
+        for (ssize_t k = 0; k < r; k++) {
+            i++;
+            if (v[k].size != size || !bench_check(v[k].buf, size, i)) {
+                ret = bench_fail(j, "message %llu: wrong length or payload (lost or reordered)",
+                                 (unsigned long long)i);
+                goto out;
+            }
+            sum += bench_touch(v[k].buf, size);
+        }
+        atomic_store_explicit(&c->progress[1], i, memory_order_relaxed);
+        if (!t_first) {
+            t_first = bench_now_ns();
+        } else if (!k0 && bench_now_ns() >= t_first + warm) {
+            k0 = i;
+            t0 = bench_now_ns();
+        }
+        if (i >= atomic_load_explicit(&c->total, memory_order_acquire)) {
+            uint64_t t1 = bench_now_ns();
+            if (!k0 || i - k0 < BENCH_MIN_MSGS / 2) {
+                k0 = 1;
+                t0 = t_first;
+            }
+            bench_sink += sum;
+            c->res[1].count = i - k0;
+            c->res[1].ns = t1 - t0;
+            c->res[1].bytes = (i - k0) * size;
+            goto out;
+        }
+    }
+out:
+    free(bufs);
+    free(v);
+    return ret;
+}
+
+static int batch_run(bench_job *j, int role)
+{
+    void *hv = NULL;
+    int rc = fer_open(j, role, &hv);
+    if (rc < 0)
+        return rc;
+    fer_h *h = hv;
+    rc = batch_thr(j, role, h);
+    /* As in bench_msg_run: neither side closes before the other has finished. */
+    atomic_store_explicit(&j->ctl->finished[role], 1, memory_order_release);
+    if (rc == 0 && bench_await(&j->ctl->finished[1 - role], 30.0) < 0)
+        rc = bench_fail(j, "peer did not finish");
+    fer_close(h);
+    return rc;
+}
+
+const bench_transport bench_tr_ferry_shm_batch = {
+    .name = "ferry:shm+batch",
+    .peer = "ferry",
+    .wait = "poll",
+    .help = "ferry sockets over shm:// with ferry_socket_send_many/recv_many (64 messages per "
+            "call up to 4 KiB, 256 KiB per call above; thr only)",
+    .modes = BENCH_M(BENCH_THR),
+    .default_on = true,
+    .setup = fer_setup,
+    .teardown = fer_teardown,
+    .run = batch_run,
+    .priv = FER_PRIV(FER_SHM, 0),
+};
+
+const bench_transport bench_tr_ferry_ipc_batch = {
+    .name = "ferry:ipc+batch",
+    .peer = "ferry",
+    .wait = "poll",
+    .help = "ferry sockets over ipc:// as plain ZMTP with ferry_socket_send_many/recv_many "
+            "(generic path; thr only)",
+    .modes = BENCH_M(BENCH_THR),
+    .default_on = true,
+    .setup = fer_setup,
+    .teardown = fer_teardown,
+    .run = batch_run,
+    .priv = FER_PRIV(FER_IPC, 0),
+};
