@@ -13,28 +13,11 @@
 #include <stdbool.h>
 #include <string.h>
 
-#define TIMEOUT_MS 5000
-
-static void ipc_url(char *buf, size_t cap)
-{
-    snprintf(buf, cap, "ipc://%s/%s", tu_tmpdir(), tu_unique("im"));
-}
-
-static ferry_socket *open_sock(int type)
-{
-    ferry_socket *s = NULL;
-    CHECK_OK(ferry_socket_open(&s, type));
-    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_LINGER, 0));
-    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RCVTIMEO, TIMEOUT_MS));
-    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SNDTIMEO, TIMEOUT_MS));
-    return s;
-}
-
 /* Receives one frame on rx within the deadline, keeping tx calling (ferry runs pattern code only
  * inside calls: the queued messages move to a new peer at the sender's next call). */
 static void recv_kick(ferry_socket *rx, ferry_socket *tx, const char *want, bool more)
 {
-    uint64_t end = tu_now_ns() + (uint64_t)TIMEOUT_MS * 1000000u;
+    uint64_t end = tu_now_ns() + (uint64_t)TU_TIMEOUT_MS * 1000000u;
     char buf[64];
     int m = -1;
     ssize_t n;
@@ -50,19 +33,14 @@ static void recv_kick(ferry_socket *rx, ferry_socket *tx, const char *want, bool
     CHECK(m == (more ? 1 : 0));
 }
 
-static void send_str(ferry_socket *s, const char *str, int flags)
-{
-    CHECK_OK(ferry_socket_send(s, str, strlen(str), flags));
-}
-
 static void test_default(int type)
 {
-    ferry_socket *s = open_sock(type);
+    ferry_socket *s = tu_open_sock(type);
     int64_t v = -1;
     CHECK_OK(ferry_socket_getopt_int(s, FERRY_OPT_IMMEDIATE, &v));
     CHECK(v == 1);
     char url[300];
-    ipc_url(url, sizeof url);
+    tu_ipc_url(url, sizeof url, "im");
     CHECK_OK(ferry_socket_connect(s, url)); /* nobody there */
     CHECK_RC(ferry_socket_send(s, "x", 1, FERRY_DONTWAIT), FERRY_EAGAIN);
     CHECK((ferry_socket_events(s) & FERRY_POLLOUT) == 0);
@@ -74,7 +52,7 @@ static void test_default(int type)
 
 static void test_queue_until_connected(int type, int rxtype)
 {
-    ferry_socket *tx = open_sock(type);
+    ferry_socket *tx = tu_open_sock(type);
     CHECK_OK(ferry_socket_setopt_int(tx, FERRY_OPT_IMMEDIATE, 0));
     CHECK_OK(ferry_socket_setopt_int(tx, FERRY_OPT_SNDHWM, 4));
     int64_t v = -1;
@@ -83,15 +61,15 @@ static void test_queue_until_connected(int type, int rxtype)
     /* Not connected anywhere yet: still nothing to queue for. */
     CHECK_RC(ferry_socket_send(tx, "x", 1, FERRY_DONTWAIT), FERRY_EAGAIN);
     char url[300];
-    ipc_url(url, sizeof url);
+    tu_ipc_url(url, sizeof url, "im");
     CHECK_OK(ferry_socket_connect(tx, url));
     CHECK(ferry_socket_events(tx) & FERRY_POLLOUT);
-    send_str(tx, "m1", FERRY_DONTWAIT);
-    send_str(tx, "m2a", FERRY_DONTWAIT | FERRY_MORE);
-    send_str(tx, "m2b", FERRY_DONTWAIT | FERRY_MORE);
-    send_str(tx, "m2c", FERRY_DONTWAIT);
-    send_str(tx, "m3", FERRY_DONTWAIT);
-    send_str(tx, "m4", FERRY_DONTWAIT);
+    tu_send_str(tx, "m1", FERRY_DONTWAIT);
+    tu_send_str(tx, "m2a", FERRY_DONTWAIT | FERRY_MORE);
+    tu_send_str(tx, "m2b", FERRY_DONTWAIT | FERRY_MORE);
+    tu_send_str(tx, "m2c", FERRY_DONTWAIT);
+    tu_send_str(tx, "m3", FERRY_DONTWAIT);
+    tu_send_str(tx, "m4", FERRY_DONTWAIT);
     /* SNDHWM messages (not frames) are queued: the fifth waits. */
     CHECK_RC(ferry_socket_send(tx, "m5", 2, FERRY_DONTWAIT), FERRY_EAGAIN);
     CHECK((ferry_socket_events(tx) & FERRY_POLLOUT) == 0);
@@ -99,7 +77,7 @@ static void test_queue_until_connected(int type, int rxtype)
     CHECK_OK(ferry_socket_stats(tx, &st));
     CHECK(st.msgs_out == 4 && st.peers == 0);
 
-    ferry_socket *rx = open_sock(rxtype);
+    ferry_socket *rx = tu_open_sock(rxtype);
     CHECK_OK(ferry_socket_bind(rx, url));
     recv_kick(rx, tx, "m1", false);
     recv_kick(rx, tx, "m2a", true);
@@ -107,7 +85,7 @@ static void test_queue_until_connected(int type, int rxtype)
     recv_kick(rx, tx, "m2c", false);
     recv_kick(rx, tx, "m3", false);
     /* Sends after the peer came go behind the queued ones. */
-    send_str(tx, "m5", 0);
+    tu_send_str(tx, "m5", 0);
     recv_kick(rx, tx, "m4", false);
     recv_kick(rx, tx, "m5", false);
     char c;
@@ -118,17 +96,17 @@ static void test_queue_until_connected(int type, int rxtype)
 
 static void test_bind_only_and_disconnect(void)
 {
-    ferry_socket *s = open_sock(FERRY_PUSH);
+    ferry_socket *s = tu_open_sock(FERRY_PUSH);
     CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_IMMEDIATE, 0));
     char url[300];
-    ipc_url(url, sizeof url);
+    tu_ipc_url(url, sizeof url, "im");
     CHECK_OK(ferry_socket_bind(s, url));
     /* libzmq has no pipe for a bind either: a bind-only socket without peers takes nothing. */
     CHECK_RC(ferry_socket_send(s, "x", 1, FERRY_DONTWAIT), FERRY_EAGAIN);
     char url2[300];
-    ipc_url(url2, sizeof url2);
+    tu_ipc_url(url2, sizeof url2, "im");
     CHECK_OK(ferry_socket_connect(s, url2));
-    send_str(s, "queued", FERRY_DONTWAIT);
+    tu_send_str(s, "queued", FERRY_DONTWAIT);
     CHECK_OK(ferry_socket_disconnect(s, url2));
     CHECK_RC(ferry_socket_send(s, "x", 1, FERRY_DONTWAIT), FERRY_EAGAIN);
     CHECK_RC(ferry_socket_setopt_int(s, FERRY_OPT_IMMEDIATE, 2), FERRY_EINVAL);
@@ -139,16 +117,16 @@ static void test_bind_only_and_disconnect(void)
  * IMMEDIATE=0 would strand every second message on the down endpoint until it appears). */
 static void test_one_up_one_down(int immediate)
 {
-    ferry_socket *push = open_sock(FERRY_PUSH), *pull = open_sock(FERRY_PULL);
+    ferry_socket *push = tu_open_sock(FERRY_PUSH), *pull = tu_open_sock(FERRY_PULL);
     CHECK_OK(ferry_socket_setopt_int(push, FERRY_OPT_IMMEDIATE, immediate));
     char up[300], down[300];
-    ipc_url(up, sizeof up);
-    ipc_url(down, sizeof down);
+    tu_ipc_url(up, sizeof up, "im");
+    tu_ipc_url(down, sizeof down, "im");
     CHECK_OK(ferry_socket_bind(pull, up));
     CHECK_OK(ferry_socket_connect(push, down));
     CHECK_OK(ferry_socket_connect(push, up));
     /* Wait for the live link (blocking sends would also wait for it). */
-    uint64_t end = tu_now_ns() + (uint64_t)TIMEOUT_MS * 1000000u;
+    uint64_t end = tu_now_ns() + (uint64_t)TU_TIMEOUT_MS * 1000000u;
     for (;;) {
         ferry_stats st;
         CHECK_OK(ferry_socket_stats(push, &st));
@@ -161,7 +139,7 @@ static void test_one_up_one_down(int immediate)
     for (int i = 0; i < 6; i++) {
         char b[8];
         snprintf(b, sizeof b, "n%d", i);
-        send_str(push, b, 0);
+        tu_send_str(push, b, 0);
     }
     for (int i = 0; i < 6; i++) {
         char b[8];

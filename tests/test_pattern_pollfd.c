@@ -19,23 +19,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define TIMEOUT_MS 5000
-
-static void ipc_url(char *buf, size_t cap)
-{
-    snprintf(buf, cap, "ipc://%s/%s", tu_tmpdir(), tu_unique("pf"));
-}
-
-static ferry_socket *open_sock(int type)
-{
-    ferry_socket *s = NULL;
-    CHECK_OK(ferry_socket_open(&s, type));
-    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_LINGER, 0));
-    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RCVTIMEO, TIMEOUT_MS));
-    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SNDTIMEO, TIMEOUT_MS));
-    return s;
-}
-
 static bool readable(int fd, int ms)
 {
     struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -44,32 +27,13 @@ static bool readable(int fd, int ms)
     return r > 0 && (p.revents & POLLIN);
 }
 
-static void wait_peers(ferry_socket *s, uint32_t n)
-{
-    uint64_t end = tu_now_ns() + (uint64_t)TIMEOUT_MS * 1000000u;
-    for (;;) {
-        ferry_stats st;
-        CHECK_OK(ferry_socket_stats(s, &st));
-        if (st.peers == n)
-            return;
-        CHECK(tu_now_ns() < end);
-        ferry_pollitem it = {s, -1, FERRY_POLLIN, 0};
-        ferry_poll(&it, 1, 5);
-    }
-}
-
-static void send_str(ferry_socket *s, const char *str, int flags)
-{
-    CHECK_OK(ferry_socket_send(s, str, strlen(str), flags));
-}
-
 /* Waits for the pollfd like an event loop would (poll(2) only, no other ferry call), then
  * receives one frame without waiting and compares it. */
 static void fd_recv(ferry_socket *s, const char *want, bool more)
 {
     int fd = ferry_socket_pollfd(s);
     CHECK(fd >= 0);
-    if (!readable(fd, TIMEOUT_MS)) {
+    if (!readable(fd, TU_TIMEOUT_MS)) {
         fprintf(stderr, "pollfd not readable while '%s' is due (type %d)\n", want,
                 (int)ferry_socket_events(s));
         exit(1);
@@ -104,7 +68,7 @@ static void fd_idle(ferry_socket *s)
  * the fd agrees. This is the sequence that hid prefetched input from the fd. */
 static void events_then_fd(ferry_socket *s)
 {
-    uint64_t end = tu_now_ns() + (uint64_t)TIMEOUT_MS * 1000000u;
+    uint64_t end = tu_now_ns() + (uint64_t)TU_TIMEOUT_MS * 1000000u;
     while (!(ferry_socket_events(s) & FERRY_POLLIN)) {
         CHECK(tu_now_ns() < end);
         ferry_pollitem it = {s, -1, FERRY_POLLIN, 0};
@@ -123,16 +87,16 @@ static void link2(ferry_socket *a, ferry_socket *b, const char *url)
     CHECK_OK(ferry_socket_connect(b, ep));
     CHECK(ferry_socket_pollfd(a) >= 0);
     CHECK(ferry_socket_pollfd(b) >= 0);
-    wait_peers(a, 1);
-    wait_peers(b, 1);
+    tu_wait_peers(a, 1);
+    tu_wait_peers(b, 1);
 }
 
 /* A two-frame message then a one-frame message from tx, read by rx through its fd only. */
 static void two_messages(ferry_socket *tx, ferry_socket *rx, bool prefetch)
 {
-    send_str(tx, "m1a", FERRY_MORE);
-    send_str(tx, "m1b", 0);
-    send_str(tx, "m2", 0);
+    tu_send_str(tx, "m1a", FERRY_MORE);
+    tu_send_str(tx, "m1b", 0);
+    tu_send_str(tx, "m2", 0);
     if (prefetch)
         events_then_fd(rx);
     fd_recv(rx, "m1a", true);
@@ -152,7 +116,7 @@ static void step(const char *what, const char *url, bool prefetch)
 static void case_simple(int txt, int rxt, const char *url, bool prefetch)
 {
     step(txt == FERRY_PAIR ? "PAIR" : txt == FERRY_PUSH ? "PUSH-PULL" : "DEALER", url, prefetch);
-    ferry_socket *tx = open_sock(txt), *rx = open_sock(rxt);
+    ferry_socket *tx = tu_open_sock(txt), *rx = tu_open_sock(rxt);
     link2(rx, tx, url);
     two_messages(tx, rx, prefetch);
     /* A send-only socket has nothing to read: after one events() call its fd is quiet. */
@@ -167,18 +131,18 @@ static void case_simple(int txt, int rxt, const char *url, bool prefetch)
 static void case_reqrep(const char *url, bool prefetch)
 {
     step("REQ-REP", url, prefetch);
-    ferry_socket *req = open_sock(FERRY_REQ), *rep = open_sock(FERRY_REP);
+    ferry_socket *req = tu_open_sock(FERRY_REQ), *rep = tu_open_sock(FERRY_REP);
     link2(rep, req, url);
     for (int round = 0; round < 2; round++) {
-        send_str(req, "q1", FERRY_MORE);
-        send_str(req, "q2", 0);
+        tu_send_str(req, "q1", FERRY_MORE);
+        tu_send_str(req, "q2", 0);
         if (prefetch)
             events_then_fd(rep);
         fd_recv(rep, "q1", true);
         fd_recv(rep, "q2", false);
         fd_idle(rep);
-        send_str(rep, "r1", FERRY_MORE);
-        send_str(rep, "r2", 0);
+        tu_send_str(rep, "r1", FERRY_MORE);
+        tu_send_str(rep, "r2", 0);
         if (prefetch)
             events_then_fd(req);
         fd_recv(req, "r1", true);
@@ -192,12 +156,12 @@ static void case_reqrep(const char *url, bool prefetch)
 static void case_router(const char *url, bool prefetch)
 {
     step("DEALER-ROUTER", url, prefetch);
-    ferry_socket *dealer = open_sock(FERRY_DEALER), *router = open_sock(FERRY_ROUTER);
+    ferry_socket *dealer = tu_open_sock(FERRY_DEALER), *router = tu_open_sock(FERRY_ROUTER);
     CHECK_OK(ferry_socket_setopt_bytes(dealer, FERRY_OPT_ROUTING_ID, "D1", 2));
     link2(router, dealer, url);
-    send_str(dealer, "m1", 0);
-    send_str(dealer, "m2a", FERRY_MORE);
-    send_str(dealer, "m2b", 0);
+    tu_send_str(dealer, "m1", 0);
+    tu_send_str(dealer, "m2a", FERRY_MORE);
+    tu_send_str(dealer, "m2b", 0);
     if (prefetch)
         events_then_fd(router);
     fd_recv(router, "D1", true);
@@ -209,8 +173,8 @@ static void case_router(const char *url, bool prefetch)
     fd_recv(router, "m2b", false);
     fd_idle(router);
     /* And back: the dealer reads the reply through its fd. */
-    send_str(router, "D1", FERRY_MORE);
-    send_str(router, "r", 0);
+    tu_send_str(router, "D1", FERRY_MORE);
+    tu_send_str(router, "r", 0);
     fd_recv(dealer, "r", false);
     fd_idle(dealer);
     ferry_socket_close(dealer);
@@ -222,13 +186,13 @@ static void case_router(const char *url, bool prefetch)
 static void case_pubsub(int subt, const char *url, bool prefetch)
 {
     step(subt == FERRY_SUB ? "PUB-SUB" : "PUB-XSUB", url, prefetch);
-    ferry_socket *pub = open_sock(FERRY_PUB), *sub = open_sock(subt);
+    ferry_socket *pub = tu_open_sock(FERRY_PUB), *sub = tu_open_sock(subt);
     CHECK_OK(ferry_socket_subscribe(sub, "m", 1));
     link2(pub, sub, url);
     /* Slow joiner: publish a probe until it arrives. */
-    uint64_t end = tu_now_ns() + (uint64_t)TIMEOUT_MS * 1000000u;
+    uint64_t end = tu_now_ns() + (uint64_t)TU_TIMEOUT_MS * 1000000u;
     for (;;) {
-        send_str(pub, "mprobe", 0);
+        tu_send_str(pub, "mprobe", 0);
         if (ferry_socket_events(sub) & FERRY_POLLIN)
             break;
         CHECK(tu_now_ns() < end);
@@ -239,10 +203,10 @@ static void case_pubsub(int subt, const char *url, bool prefetch)
     while (ferry_socket_recv(sub, buf, sizeof buf, FERRY_DONTWAIT, NULL) >= 0)
         ;
     fd_idle(sub);
-    send_str(pub, "xskip", 0); /* filtered out */
+    tu_send_str(pub, "xskip", 0); /* filtered out */
     two_messages(pub, sub, prefetch);
-    send_str(pub, "xskip", 0);
-    send_str(pub, "m3", 0);
+    tu_send_str(pub, "xskip", 0);
+    tu_send_str(pub, "m3", 0);
     fd_recv(sub, "m3", false);
     fd_idle(sub);
     ferry_socket_close(pub);
@@ -254,7 +218,7 @@ static void case_pubsub(int subt, const char *url, bool prefetch)
 static void case_xpub(const char *url)
 {
     step("XSUB-XPUB", url, false);
-    ferry_socket *xpub = open_sock(FERRY_XPUB), *xsub = open_sock(FERRY_XSUB);
+    ferry_socket *xpub = tu_open_sock(FERRY_XPUB), *xsub = tu_open_sock(FERRY_XSUB);
     link2(xpub, xsub, url);
     CHECK_OK(ferry_socket_send(xsub, "\x01topic", 6, 0));
     events_then_fd(xpub);
@@ -266,11 +230,11 @@ static void case_xpub(const char *url)
      * traffic (it must, to apply subscriptions); the fd has to report what it queued. */
     CHECK_OK(ferry_socket_send(xsub, "\x01other", 6, 0));
     CHECK_OK(ferry_socket_send(xsub, "up", 2, 0));
-    uint64_t end = tu_now_ns() + (uint64_t)TIMEOUT_MS * 1000000u;
+    uint64_t end = tu_now_ns() + (uint64_t)TU_TIMEOUT_MS * 1000000u;
     int fd = ferry_socket_pollfd(xpub);
     while (!readable(fd, 0)) {
         CHECK(tu_now_ns() < end);
-        send_str(xpub, "topic!", 0);
+        tu_send_str(xpub, "topic!", 0);
     }
     fd_recv(xpub, "\x01other", false);
     fd_recv(xpub, "up", false);
@@ -283,12 +247,12 @@ static void case_xpub(const char *url)
 static void case_pollout(const char *url)
 {
     step("PUSH pollout", url, false);
-    ferry_socket *push = open_sock(FERRY_PUSH), *pull = open_sock(FERRY_PULL);
+    ferry_socket *push = tu_open_sock(FERRY_PUSH), *pull = tu_open_sock(FERRY_PULL);
     ferry_pollitem it = {push, -1, FERRY_POLLOUT, 0};
     CHECK_RC(ferry_poll(&it, 1, 0), 0);
     CHECK(!readable(ferry_socket_pollfd(push), 0));
     link2(pull, push, url);
-    CHECK_RC(ferry_poll(&it, 1, TIMEOUT_MS), 1);
+    CHECK_RC(ferry_poll(&it, 1, TU_TIMEOUT_MS), 1);
     CHECK(it.revents == FERRY_POLLOUT);
     ferry_socket_close(push);
     ferry_socket_close(pull);
@@ -298,7 +262,7 @@ static void case_pollout(const char *url)
 static const char *make_url(char *url, size_t cap, const char *kind)
 {
     if (strcmp(kind, "ipc") == 0)
-        ipc_url(url, cap);
+        tu_ipc_url(url, cap, "pf");
     else if (strcmp(kind, "inproc") == 0)
         snprintf(url, cap, "inproc://%s", tu_unique("pf"));
     else
@@ -338,13 +302,13 @@ static void *sleeper_main(void *arg)
     if (sl->use_poll) {
         /* An event loop: poll(2), then recv without waiting, and only that. */
         int fd = ferry_socket_pollfd(sl->sub);
-        uint64_t end = tu_now_ns() + 4ull * TIMEOUT_MS * 1000000u;
+        uint64_t end = tu_now_ns() + 4ull * TU_TIMEOUT_MS * 1000000u;
         for (;;) {
             if (tu_now_ns() >= end) {
                 n = FERRY_EAGAIN;
                 break;
             }
-            if (!readable(fd, TIMEOUT_MS))
+            if (!readable(fd, TU_TIMEOUT_MS))
                 continue;
             n = ferry_socket_recv(sl->sub, sl->buf, sizeof sl->buf, FERRY_DONTWAIT, NULL);
             if (n != FERRY_EAGAIN)
@@ -364,22 +328,22 @@ static void case_late_pub(int subt, bool use_poll, const char *transport)
     step(subt == FERRY_SUB ? "late PUB, SUB" : "late PUB, XSUB",
          use_poll ? "in poll(2)" : "in recv", false);
     if (strcmp(transport, "ipc") == 0) {
-        ipc_url(url, sizeof url);
+        tu_ipc_url(url, sizeof url, "pf");
     } else {
         port = tu_free_port();
         snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
     }
-    sleeper sl = {.sub = open_sock(subt), .use_poll = use_poll};
-    CHECK_OK(ferry_socket_setopt_int(sl.sub, FERRY_OPT_RCVTIMEO, 4 * TIMEOUT_MS));
+    sleeper sl = {.sub = tu_open_sock(subt), .use_poll = use_poll};
+    CHECK_OK(ferry_socket_setopt_int(sl.sub, FERRY_OPT_RCVTIMEO, 4 * TU_TIMEOUT_MS));
     CHECK_OK(ferry_socket_setopt_int(sl.sub, FERRY_OPT_RECONNECT_IVL, 10));
     CHECK_OK(ferry_socket_subscribe(sl.sub, "news", 4));
     CHECK_OK(ferry_socket_connect(sl.sub, url));
     pthread_t th;
     CHECK(pthread_create(&th, NULL, sleeper_main, &sl) == 0);
-    ferry_socket *pub = open_sock(FERRY_PUB);
+    ferry_socket *pub = tu_open_sock(FERRY_PUB);
     CHECK_OK(ferry_socket_bind(pub, url));
     /* Publish until the sleeper has it: it can only get it if its subscription reached us. */
-    uint64_t end = tu_now_ns() + 3ull * TIMEOUT_MS * 1000000u;
+    uint64_t end = tu_now_ns() + 3ull * TU_TIMEOUT_MS * 1000000u;
     while (atomic_load(&sl.got) == 0) {
         if (tu_now_ns() >= end) {
             fprintf(stderr,
@@ -387,8 +351,8 @@ static void case_late_pub(int subt, bool use_poll, const char *transport)
                     subt == FERRY_SUB ? "SUB" : "XSUB", use_poll ? "poll(2)" : "recv", transport);
             exit(1);
         }
-        send_str(pub, "other", 0);
-        send_str(pub, "news!", 0);
+        tu_send_str(pub, "other", 0);
+        tu_send_str(pub, "news!", 0);
         ferry_pollitem it = {pub, -1, FERRY_POLLIN, 0};
         ferry_poll(&it, 1, 2); /* paces the loop; PUB never polls readable */
     }

@@ -13,62 +13,9 @@
 #include <stdbool.h>
 #include <string.h>
 
-#define TIMEOUT_MS 5000
-
-static void ipc_url(char *buf, size_t cap)
-{
-    snprintf(buf, cap, "ipc://%s/%s", tu_tmpdir(), tu_unique("ps"));
-}
-
-static ferry_socket *open_sock(int type)
-{
-    ferry_socket *s = NULL;
-    CHECK_OK(ferry_socket_open(&s, type));
-    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_LINGER, 0));
-    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RCVTIMEO, TIMEOUT_MS));
-    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SNDTIMEO, TIMEOUT_MS));
-    return s;
-}
-
-/* Waits (polling the statistic, with a deadline) until s has n live peers. */
-static void wait_peers(ferry_socket *s, uint32_t n)
-{
-    uint64_t end = tu_now_ns() + (uint64_t)TIMEOUT_MS * 1000000u;
-    for (;;) {
-        ferry_stats st;
-        CHECK_OK(ferry_socket_stats(s, &st));
-        if (st.peers == n)
-            return;
-        CHECK(tu_now_ns() < end);
-        ferry_pollitem it = {s, -1, FERRY_POLLIN, 0};
-        ferry_poll(&it, 1, 5); /* any socket activity or 5 ms, then look again */
-    }
-}
-
-static void send_str(ferry_socket *s, const char *str, int flags)
-{
-    CHECK_OK(ferry_socket_send(s, str, strlen(str), flags));
-}
-
-static void recv_str(ferry_socket *s, const char *want, bool more)
-{
-    char buf[256];
-    int m = -1;
-    ssize_t n = ferry_socket_recv(s, buf, sizeof buf, 0, &m);
-    if (n < 0) {
-        fprintf(stderr, "recv (want '%s'): %s\n", want, ferry_errname((int)n));
-        exit(1);
-    }
-    if ((size_t)n != strlen(want) || memcmp(buf, want, (size_t)n) != 0) {
-        fprintf(stderr, "got '%.*s', want '%s'\n", (int)(n < 256 ? n : 256), buf, want);
-        exit(1);
-    }
-    CHECK(m == (more ? 1 : 0));
-}
-
 static void test_enotsup_efsm(void)
 {
-    ferry_socket *pub = open_sock(FERRY_PUB), *sub = open_sock(FERRY_SUB);
+    ferry_socket *pub = tu_open_sock(FERRY_PUB), *sub = tu_open_sock(FERRY_SUB);
     char buf[8];
     CHECK_RC(ferry_socket_recv(pub, buf, sizeof buf, FERRY_DONTWAIT, NULL), FERRY_ENOTSUP);
     CHECK_RC(ferry_socket_send(sub, "x", 1, FERRY_DONTWAIT), FERRY_ENOTSUP);
@@ -76,29 +23,29 @@ static void test_enotsup_efsm(void)
     ferry_socket_close(sub);
 
     char url[256];
-    ipc_url(url, sizeof url);
-    ferry_socket *req = open_sock(FERRY_REQ), *rep = open_sock(FERRY_REP);
+    tu_ipc_url(url, sizeof url, "ps");
+    ferry_socket *req = tu_open_sock(FERRY_REQ), *rep = tu_open_sock(FERRY_REP);
     CHECK_OK(ferry_socket_bind(rep, url));
     CHECK_OK(ferry_socket_connect(req, url));
     /* REQ: recv before send, send twice. REP: send before recv. */
     CHECK_RC(ferry_socket_recv(req, buf, sizeof buf, FERRY_DONTWAIT, NULL), FERRY_EFSM);
     CHECK_RC(ferry_socket_send(rep, "x", 1, FERRY_DONTWAIT), FERRY_EFSM);
-    send_str(req, "q1", 0);
+    tu_send_str(req, "q1", 0);
     CHECK_RC(ferry_socket_send(req, "q2", 2, FERRY_DONTWAIT), FERRY_EFSM);
-    recv_str(rep, "q1", false);
+    tu_recv_str(rep, "q1", false);
     CHECK_RC(ferry_socket_recv(rep, buf, sizeof buf, FERRY_DONTWAIT, NULL), FERRY_EFSM);
     /* A multipart reply: the state flips only after its last frame. */
-    send_str(rep, "r1a", FERRY_MORE);
+    tu_send_str(rep, "r1a", FERRY_MORE);
     CHECK_RC(ferry_socket_recv(rep, buf, sizeof buf, FERRY_DONTWAIT, NULL), FERRY_EFSM);
-    send_str(rep, "r1b", 0);
-    recv_str(req, "r1a", true);
+    tu_send_str(rep, "r1b", 0);
+    tu_recv_str(req, "r1a", true);
     CHECK_RC(ferry_socket_send(req, "q", 1, FERRY_DONTWAIT), FERRY_EFSM);
-    recv_str(req, "r1b", false);
+    tu_recv_str(req, "r1b", false);
     /* Back to the start: a second round works. */
-    send_str(req, "q2", 0);
-    recv_str(rep, "q2", false);
-    send_str(rep, "r2", 0);
-    recv_str(req, "r2", false);
+    tu_send_str(req, "q2", 0);
+    tu_recv_str(rep, "q2", false);
+    tu_send_str(rep, "r2", 0);
+    tu_recv_str(req, "r2", false);
     ferry_socket_close(req);
     ferry_socket_close(rep);
 }
@@ -106,8 +53,8 @@ static void test_enotsup_efsm(void)
 static void test_sub_refcount(void)
 {
     char url[256];
-    ipc_url(url, sizeof url);
-    ferry_socket *pub = open_sock(FERRY_PUB), *sub = open_sock(FERRY_SUB);
+    tu_ipc_url(url, sizeof url, "ps");
+    ferry_socket *pub = tu_open_sock(FERRY_PUB), *sub = tu_open_sock(FERRY_SUB);
     CHECK_OK(ferry_socket_bind(pub, url));
     CHECK_OK(ferry_socket_connect(sub, url));
     CHECK_OK(ferry_socket_subscribe(sub, "a", 1));
@@ -115,10 +62,10 @@ static void test_sub_refcount(void)
     CHECK_OK(ferry_socket_subscribe(sub, "sync", 4));
     /* Slow joiner: publish until the subscriber hears. */
     CHECK_OK(ferry_socket_setopt_int(sub, FERRY_OPT_RCVTIMEO, 10));
-    uint64_t end = tu_now_ns() + (uint64_t)TIMEOUT_MS * 1000000u;
+    uint64_t end = tu_now_ns() + (uint64_t)TU_TIMEOUT_MS * 1000000u;
     char buf[64];
     for (;;) {
-        send_str(pub, "sync", 0);
+        tu_send_str(pub, "sync", 0);
         ssize_t n = ferry_socket_recv(sub, buf, sizeof buf, 0, NULL);
         if (n == 4)
             break;
@@ -127,25 +74,25 @@ static void test_sub_refcount(void)
     }
     while (ferry_socket_recv(sub, buf, sizeof buf, FERRY_DONTWAIT, NULL) == 4)
         ;
-    CHECK_OK(ferry_socket_setopt_int(sub, FERRY_OPT_RCVTIMEO, TIMEOUT_MS));
+    CHECK_OK(ferry_socket_setopt_int(sub, FERRY_OPT_RCVTIMEO, TU_TIMEOUT_MS));
     /* One unsubscribe of two: still subscribed. Unsubscribing the unknown is a no-op (0). */
     CHECK_OK(ferry_socket_unsubscribe(sub, "a", 1));
     CHECK_OK(ferry_socket_unsubscribe(sub, "never", 5));
-    send_str(pub, "a1", 0);
-    send_str(pub, "b1", 0);
-    send_str(pub, "sync-1", 0);
-    recv_str(sub, "a1", false);
-    recv_str(sub, "sync-1", false);
+    tu_send_str(pub, "a1", 0);
+    tu_send_str(pub, "b1", 0);
+    tu_send_str(pub, "sync-1", 0);
+    tu_recv_str(sub, "a1", false);
+    tu_recv_str(sub, "sync-1", false);
     /* The second unsubscribe removes it. */
     CHECK_OK(ferry_socket_unsubscribe(sub, "a", 1));
-    send_str(pub, "a2", 0);
-    send_str(pub, "sync-2", 0);
-    recv_str(sub, "sync-2", false);
+    tu_send_str(pub, "a2", 0);
+    tu_send_str(pub, "sync-2", 0);
+    tu_recv_str(sub, "sync-2", false);
     /* Multipart: filtered on the first frame only, all frames delivered. */
-    send_str(pub, "sync-3", FERRY_MORE);
-    send_str(pub, "a-not-a-topic", 0);
-    recv_str(sub, "sync-3", true);
-    recv_str(sub, "a-not-a-topic", false);
+    tu_send_str(pub, "sync-3", FERRY_MORE);
+    tu_send_str(pub, "a-not-a-topic", 0);
+    tu_recv_str(sub, "sync-3", true);
+    tu_recv_str(sub, "a-not-a-topic", false);
     ferry_socket_close(pub);
     ferry_socket_close(sub);
 }
@@ -153,26 +100,26 @@ static void test_sub_refcount(void)
 static void test_req_round_robin(void)
 {
     char u1[256], u2[256];
-    ipc_url(u1, sizeof u1);
-    ipc_url(u2, sizeof u2);
-    ferry_socket *req = open_sock(FERRY_REQ);
-    ferry_socket *r1 = open_sock(FERRY_REP), *r2 = open_sock(FERRY_REP);
+    tu_ipc_url(u1, sizeof u1, "ps");
+    tu_ipc_url(u2, sizeof u2, "ps");
+    ferry_socket *req = tu_open_sock(FERRY_REQ);
+    ferry_socket *r1 = tu_open_sock(FERRY_REP), *r2 = tu_open_sock(FERRY_REP);
     CHECK_OK(ferry_socket_bind(r1, u1));
     CHECK_OK(ferry_socket_bind(r2, u2));
     CHECK_OK(ferry_socket_connect(req, u1));
     CHECK_OK(ferry_socket_connect(req, u2));
-    wait_peers(req, 2);
+    tu_wait_peers(req, 2);
     int last = -1;
     for (int i = 0; i < 6; i++) {
-        send_str(req, "ping", 0);
+        tu_send_str(req, "ping", 0);
         ferry_pollitem it[2] = {{r1, -1, FERRY_POLLIN, 0}, {r2, -1, FERRY_POLLIN, 0}};
-        int rc = ferry_poll(it, 2, TIMEOUT_MS);
+        int rc = ferry_poll(it, 2, TU_TIMEOUT_MS);
         CHECK(rc == 1);
         int who = it[0].revents & FERRY_POLLIN ? 0 : 1;
         ferry_socket *r = who ? r2 : r1;
-        recv_str(r, "ping", false);
-        send_str(r, who ? "two" : "one", 0);
-        recv_str(req, who ? "two" : "one", false);
+        tu_recv_str(r, "ping", false);
+        tu_send_str(r, who ? "two" : "one", 0);
+        tu_recv_str(req, who ? "two" : "one", false);
         /* Round-robin: consecutive requests go to different peers. */
         CHECK(who != last);
         last = who;
@@ -185,29 +132,29 @@ static void test_req_round_robin(void)
 static void test_req_drops_unsolicited(void)
 {
     char u1[256], u2[256];
-    ipc_url(u1, sizeof u1);
-    ipc_url(u2, sizeof u2);
-    ferry_socket *req = open_sock(FERRY_REQ);
+    tu_ipc_url(u1, sizeof u1, "ps");
+    tu_ipc_url(u2, sizeof u2, "ps");
+    ferry_socket *req = tu_open_sock(FERRY_REQ);
     CHECK_OK(ferry_socket_setopt_bytes(req, FERRY_OPT_ROUTING_ID, "req", 3));
-    ferry_socket *a = open_sock(FERRY_ROUTER), *b = open_sock(FERRY_ROUTER);
+    ferry_socket *a = tu_open_sock(FERRY_ROUTER), *b = tu_open_sock(FERRY_ROUTER);
     CHECK_OK(ferry_socket_bind(a, u1));
     CHECK_OK(ferry_socket_bind(b, u2));
     CHECK_OK(ferry_socket_connect(req, u1));
     CHECK_OK(ferry_socket_connect(req, u2));
-    wait_peers(req, 2);
-    wait_peers(a, 1);
-    wait_peers(b, 1);
-    send_str(req, "question", 0);
+    tu_wait_peers(req, 2);
+    tu_wait_peers(a, 1);
+    tu_wait_peers(b, 1);
+    tu_send_str(req, "question", 0);
     ferry_pollitem it[2] = {{a, -1, FERRY_POLLIN, 0}, {b, -1, FERRY_POLLIN, 0}};
-    CHECK(ferry_poll(it, 2, TIMEOUT_MS) == 1);
+    CHECK(ferry_poll(it, 2, TU_TIMEOUT_MS) == 1);
     ferry_socket *asked = it[0].revents ? a : b, *other = it[0].revents ? b : a;
-    recv_str(asked, "req", true);
-    recv_str(asked, "", true);
-    recv_str(asked, "question", false);
+    tu_recv_str(asked, "req", true);
+    tu_recv_str(asked, "", true);
+    tu_recv_str(asked, "question", false);
     /* The other peer sends a well-formed but unsolicited reply: it must be dropped. */
-    send_str(other, "req", FERRY_MORE);
-    send_str(other, "", FERRY_MORE);
-    send_str(other, "bogus", 0);
+    tu_send_str(other, "req", FERRY_MORE);
+    tu_send_str(other, "", FERRY_MORE);
+    tu_send_str(other, "bogus", 0);
     char buf[64];
     uint64_t end = tu_now_ns() + 200000000u;
     while (tu_now_ns() < end) {
@@ -217,12 +164,12 @@ static void test_req_drops_unsolicited(void)
         ferry_poll(&r, 1, 20);
     }
     /* A reply without the delimiter from the right peer is dropped too. */
-    send_str(asked, "req", FERRY_MORE);
-    send_str(asked, "no-delimiter", 0);
-    send_str(asked, "req", FERRY_MORE);
-    send_str(asked, "", FERRY_MORE);
-    send_str(asked, "good", 0);
-    recv_str(req, "good", false);
+    tu_send_str(asked, "req", FERRY_MORE);
+    tu_send_str(asked, "no-delimiter", 0);
+    tu_send_str(asked, "req", FERRY_MORE);
+    tu_send_str(asked, "", FERRY_MORE);
+    tu_send_str(asked, "good", 0);
+    tu_recv_str(req, "good", false);
     ferry_socket_close(req);
     ferry_socket_close(a);
     ferry_socket_close(b);
@@ -231,15 +178,15 @@ static void test_req_drops_unsolicited(void)
 static void test_router_ids(void)
 {
     char url[256];
-    ipc_url(url, sizeof url);
-    ferry_socket *router = open_sock(FERRY_ROUTER);
-    ferry_socket *anon = open_sock(FERRY_DEALER), *named = open_sock(FERRY_DEALER);
+    tu_ipc_url(url, sizeof url, "ps");
+    ferry_socket *router = tu_open_sock(FERRY_ROUTER);
+    ferry_socket *anon = tu_open_sock(FERRY_DEALER), *named = tu_open_sock(FERRY_DEALER);
     CHECK_OK(ferry_socket_setopt_bytes(named, FERRY_OPT_ROUTING_ID, "named", 5));
     CHECK_OK(ferry_socket_bind(router, url));
     CHECK_OK(ferry_socket_connect(anon, url));
     CHECK_OK(ferry_socket_connect(named, url));
-    send_str(anon, "from-anon", 0);
-    send_str(named, "from-named", 0);
+    tu_send_str(anon, "from-anon", 0);
+    tu_send_str(named, "from-named", 0);
     unsigned char anon_id[16];
     size_t anon_len = 0;
     bool got_anon = false, got_named = false;
@@ -265,29 +212,29 @@ static void test_router_ids(void)
     }
     CHECK(got_anon && got_named);
     /* Unknown ids are dropped silently; known ones route. */
-    send_str(router, "nobody", FERRY_MORE);
-    send_str(router, "lost", 0);
+    tu_send_str(router, "nobody", FERRY_MORE);
+    tu_send_str(router, "lost", 0);
     CHECK_OK(ferry_socket_send(router, anon_id, anon_len, FERRY_MORE));
-    send_str(router, "to-anon", 0);
-    send_str(router, "named", FERRY_MORE);
-    send_str(router, "to-named", FERRY_MORE);
-    send_str(router, "part2", 0);
-    recv_str(anon, "to-anon", false);
-    recv_str(named, "to-named", true);
-    recv_str(named, "part2", false);
+    tu_send_str(router, "to-anon", 0);
+    tu_send_str(router, "named", FERRY_MORE);
+    tu_send_str(router, "to-named", FERRY_MORE);
+    tu_send_str(router, "part2", 0);
+    tu_recv_str(anon, "to-anon", false);
+    tu_recv_str(named, "to-named", true);
+    tu_recv_str(named, "part2", false);
     /* An id frame alone (no body) is dropped too. */
-    send_str(router, "named", 0);
-    send_str(router, "named", FERRY_MORE);
-    send_str(router, "after", 0);
-    recv_str(named, "after", false);
+    tu_send_str(router, "named", 0);
+    tu_send_str(router, "named", FERRY_MORE);
+    tu_send_str(router, "after", 0);
+    tu_recv_str(named, "after", false);
 
     /* A second peer claiming a taken id is refused: the router keeps routing to the first. */
-    ferry_socket *dup = open_sock(FERRY_DEALER);
+    ferry_socket *dup = tu_open_sock(FERRY_DEALER);
     CHECK_OK(ferry_socket_setopt_bytes(dup, FERRY_OPT_ROUTING_ID, "named", 5));
     CHECK_OK(ferry_socket_connect(dup, url));
-    send_str(router, "named", FERRY_MORE);
-    send_str(router, "still-first", 0);
-    recv_str(named, "still-first", false);
+    tu_send_str(router, "named", FERRY_MORE);
+    tu_send_str(router, "still-first", 0);
+    tu_recv_str(named, "still-first", false);
     char buf[32];
     CHECK(ferry_socket_recv(dup, buf, sizeof buf, FERRY_DONTWAIT, NULL) == FERRY_EAGAIN);
     ferry_socket_close(dup);
@@ -299,8 +246,8 @@ static void test_router_ids(void)
 static void test_pub_hwm_drops(void)
 {
     char url[256];
-    ipc_url(url, sizeof url);
-    ferry_socket *pub = open_sock(FERRY_PUB), *sub = open_sock(FERRY_SUB);
+    tu_ipc_url(url, sizeof url, "ps");
+    ferry_socket *pub = tu_open_sock(FERRY_PUB), *sub = tu_open_sock(FERRY_SUB);
     CHECK_OK(ferry_socket_setopt_int(pub, FERRY_OPT_SNDHWM, 2));
     CHECK_OK(ferry_socket_setopt_int(sub, FERRY_OPT_RCVHWM, 2));
     CHECK_OK(ferry_socket_bind(pub, url));
@@ -308,7 +255,7 @@ static void test_pub_hwm_drops(void)
     CHECK_OK(ferry_socket_subscribe(sub, "", 0));
     /* Publish until the subscription has arrived (slow joiner): only then can the pipe fill. */
     CHECK_OK(ferry_socket_setopt_int(sub, FERRY_OPT_RCVTIMEO, 10));
-    uint64_t end = tu_now_ns() + (uint64_t)TIMEOUT_MS * 1000000u;
+    uint64_t end = tu_now_ns() + (uint64_t)TU_TIMEOUT_MS * 1000000u;
     char sbuf[8];
     for (;;) {
         CHECK_OK(ferry_socket_send(pub, "s", 1, FERRY_DONTWAIT));
@@ -341,7 +288,7 @@ struct mp_sender {
 static void *mp_thread(void *arg)
 {
     struct mp_sender *ms = arg;
-    ferry_socket *d = open_sock(FERRY_DEALER);
+    ferry_socket *d = tu_open_sock(FERRY_DEALER);
     char id[2] = {ms->tag, 0};
     CHECK_OK(ferry_socket_setopt_bytes(d, FERRY_OPT_ROUTING_ID, id, 1));
     CHECK_OK(ferry_socket_connect(d, ms->url));
@@ -350,7 +297,7 @@ static void *mp_thread(void *arg)
         for (int k = 0; k < 3; k++)
             snprintf(f[k], sizeof f[k], "%c-%d-%d", ms->tag, i, k);
         for (int k = 0; k < 3; k++)
-            send_str(d, f[k], k < 2 ? FERRY_MORE : 0);
+            tu_send_str(d, f[k], k < 2 ? FERRY_MORE : 0);
     }
     /* Wait for the router's acknowledgement so nothing is lost on close. */
     char buf[8];
@@ -362,8 +309,8 @@ static void *mp_thread(void *arg)
 static void test_multipart_atomic(void)
 {
     char url[256];
-    ipc_url(url, sizeof url);
-    ferry_socket *router = open_sock(FERRY_ROUTER);
+    tu_ipc_url(url, sizeof url, "ps");
+    ferry_socket *router = tu_open_sock(FERRY_ROUTER);
     CHECK_OK(ferry_socket_bind(router, url));
     struct mp_sender s1 = {url, 'x'}, s2 = {url, 'y'};
     pthread_t t1, t2;
@@ -391,10 +338,10 @@ static void test_multipart_atomic(void)
         next[who]++;
     }
     CHECK(next[0] == MP_MSGS && next[1] == MP_MSGS);
-    send_str(router, "x", FERRY_MORE);
-    send_str(router, "ack", 0);
-    send_str(router, "y", FERRY_MORE);
-    send_str(router, "ack", 0);
+    tu_send_str(router, "x", FERRY_MORE);
+    tu_send_str(router, "ack", 0);
+    tu_send_str(router, "y", FERRY_MORE);
+    tu_send_str(router, "ack", 0);
     pthread_join(t1, NULL);
     pthread_join(t2, NULL);
     ferry_socket_close(router);
@@ -410,7 +357,7 @@ static void recv_bytes(ferry_socket *s, const void *want, size_t len, ferry_sock
     char buf[256];
     int more = -1;
     ssize_t n;
-    uint64_t end = tu_now_ns() + (uint64_t)TIMEOUT_MS * 1000000u;
+    uint64_t end = tu_now_ns() + (uint64_t)TU_TIMEOUT_MS * 1000000u;
     for (;;) {
         if (kick)
             CHECK(ferry_socket_events(kick) >= 0);
@@ -427,9 +374,9 @@ static void recv_bytes(ferry_socket *s, const void *want, size_t len, ferry_sock
 static void test_xpub_xsub(void)
 {
     char url[256];
-    ipc_url(url, sizeof url);
-    ferry_socket *x = open_sock(FERRY_XPUB);
-    ferry_socket *s1 = open_sock(FERRY_XSUB), *s2 = open_sock(FERRY_SUB);
+    tu_ipc_url(url, sizeof url, "ps");
+    ferry_socket *x = tu_open_sock(FERRY_XPUB);
+    ferry_socket *s1 = tu_open_sock(FERRY_XSUB), *s2 = tu_open_sock(FERRY_SUB);
     CHECK_OK(ferry_socket_bind(x, url));
     CHECK_OK(ferry_socket_connect(s1, url));
     CHECK_OK(ferry_socket_connect(s2, url));
@@ -441,17 +388,17 @@ static void test_xpub_xsub(void)
     recv_bytes(x, "\x01", 1, s2);
     /* A multipart upstream message whose later frame starts with 0x01 is delivered whole, not
      * taken for a subscription. */
-    send_str(s1, "up", FERRY_MORE);
+    tu_send_str(s1, "up", FERRY_MORE);
     CHECK_OK(ferry_socket_send(s1, "\x01not-a-sub", 11, 0));
-    recv_str(x, "up", true);
+    tu_recv_str(x, "up", true);
     char buf[32];
     int more = -1;
     CHECK(ferry_socket_recv(x, buf, sizeof buf, 0, &more) == 11 && more == 0);
     CHECK(memcmp(buf, "\x01not-a-sub", 11) == 0);
     /* Publishing reaches both subscribers. */
-    send_str(x, "news.1", 0);
-    recv_str(s1, "news.1", false);
-    recv_str(s2, "news.1", false);
+    tu_send_str(x, "news.1", 0);
+    tu_recv_str(s1, "news.1", false);
+    tu_recv_str(s2, "news.1", false);
     /* s1 leaves: "news" is still held by s2 (no cancel); s2 leaves: both its prefixes are
      * cancelled. The set of notices is checked, not their order. */
     ferry_socket_close(s1);
