@@ -175,6 +175,14 @@ int fy_shm_pipe_loan(fy_pipe *p, fy_msg *m, size_t size, bool user);
 /* Waits up to timeout_ms for room for a loan of size bytes: 0, FERRY_ETIMEDOUT, FERRY_EAGAIN
  * (frames are queued behind the ring: no loan now), FERRY_EPIPE/EPROTO, FERRY_EINTR. */
 int fy_shm_pipe_wait_room(fy_pipe *p, size_t size, int timeout_ms);
+/*
+ * ferry_socket_send's loan: fy_shm_pipe_loan (user false), and when the ring is full or frames
+ * are queued, waits a bounded time (at most timeout_ms when >= 0; 0 = not at all) for the
+ * consumer to make room instead of failing at once (the caller would then queue a heap copy).
+ * FERRY_EAGAIN when it gave up (the consumer is not reading, or the wait expired): fall back to
+ * the heap. See docs/shm.md "Flow control".
+ */
+int fy_shm_pipe_send_loan(fy_pipe *p, fy_msg *m, size_t size, int timeout_ms);
 /* true when m is the open loan of the shm pipe behind p. */
 bool fy_shm_loan_on(const fy_msg *m, fy_pipe *p);
 /* Turns a loan or in-ring frame into an ordinary heap copy (the loan's reservation is cancelled,

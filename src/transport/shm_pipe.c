@@ -337,6 +337,59 @@ int fy_shm_pipe_wait_room(fy_pipe *p, size_t size, int timeout_ms)
     return rc == FERRY_EPROTO ? sp_fail(sp, rc) : rc;
 }
 
+/* How long ferry_socket_send waits for room for a frame of size bytes before it queues a heap
+ * copy instead: 2 ms plus 2 ms per MiB, i.e. a consumer that copies at 500 MB/s or faster and is
+ * not starved of CPU for milliseconds frees enough room in time. */
+static uint64_t sp_send_wait_ns(size_t size)
+{
+    return (2 + 2 * (uint64_t)(size >> 20)) * 1000000u;
+}
+
+int fy_shm_pipe_send_loan(fy_pipe *p, fy_msg *m, size_t size, int timeout_ms)
+{
+    fy_shm_pipe *sp = sp_of(p);
+    int rc = fy_shm_pipe_loan(p, m, size, false);
+    if (rc != FERRY_EAGAIN || timeout_ms == 0)
+        return rc;
+    /*
+     * The ring is full, or frames wait in the overflow queue. While the consumer keeps reading,
+     * room appears within about the time it takes to copy one record out, so waiting for it
+     * costs far less than the fallback (a heap copy of the frame, queued, copied into the ring
+     * later: two more passes over the bytes and, for large frames, fresh pages), and it stops
+     * the producer from piling up a queue of heap copies it would then have to drain. The wait
+     * is bounded (sp_send_wait_ns, and SNDTIMEO), so a send still never blocks on a slow peer
+     * for long before the queue takes the frame as the pipe contract says. A consumer that
+     * stopped reading is not waited for again until its published head moves: a sender filling
+     * the queue up to SNDHWM for an idle peer pays one wait, not one per message. The head is
+     * the peer's (untrusted): it is only compared for equality.
+     */
+    uint64_t head = atomic_load_explicit(&sp->tx_shared->head, memory_order_relaxed);
+    if (sp->stalled && head == sp->stall_head)
+        return FERRY_EAGAIN;
+    sp->stalled = false;
+    uint64_t budget = sp_send_wait_ns(size);
+    if (timeout_ms > 0 && (uint64_t)timeout_ms * 1000000u < budget)
+        budget = (uint64_t)timeout_ms * 1000000u;
+    uint64_t deadline = fy_now_ns() + budget;
+    for (;;) {
+        uint64_t now = fy_now_ns();
+        if (now >= deadline) {
+            sp->stalled = true;
+            sp->stall_head = atomic_load_explicit(&sp->tx_shared->head, memory_order_relaxed);
+            return FERRY_EAGAIN;
+        }
+        /* Drains the queue first when there is one, else waits for room for this frame. */
+        rc = fy_shm_pipe_wait_room(p, size, (int)((deadline - now + 999999u) / 1000000u));
+        if (rc == FERRY_EPIPE || rc == FERRY_EPROTO)
+            return rc;
+        if (rc != 0 && rc != FERRY_ETIMEDOUT)
+            return FERRY_EAGAIN; /* EINTR: let the heap path take it */
+        rc = fy_shm_pipe_loan(p, m, size, false);
+        if (rc != FERRY_EAGAIN)
+            return rc;
+    }
+}
+
 bool fy_shm_loan_on(const fy_msg *m, fy_pipe *p)
 {
     if (fy_msg_zc(m) != FY_MSG_ZC_LOAN || !p)

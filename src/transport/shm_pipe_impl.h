@@ -77,6 +77,11 @@ struct fy_shm_pipe {
     bool out_mid;
     bool tx_armed;
     bool out_refused; /* the owner's last send (or can_send) was refused at SNDHWM */
+    /* fy_shm_pipe_send_loan gave up waiting for room while the consumer's published head stood
+     * at stall_head: do not wait again until it moves (a consumer that stopped reading must not
+     * slow every send down by a wait) */
+    bool stalled;
+    uint64_t stall_head;
     shm_ovf *ovf;
     uint32_t ovf_head, ovf_n, ovf_cap;
     /* The control thread drains the overflow queue when the owner stops calling (tail flush).
