@@ -779,7 +779,8 @@ int ferry_socket_send(ferry_socket *s, const void *buf, size_t len, int flags)
         /* A single shm peer: copy straight into its ring (one copy instead of two). */
         fy_socket_sync(s);
         fy_pipe *p = sock_loan_pipe(s);
-        if (p && fy_shm_pipe_loan(fy_shm_pipe_of(p), &m, len, false) == 0) {
+        if (p && fy_shm_pipe_send_loan(fy_shm_pipe_of(p), &m, len,
+                                       (flags & FERRY_DONTWAIT) ? 0 : s->sndtimeo) == 0) {
             memcpy(fy_msg_data(&m), buf, len);
             rc = sock_send_msg(s, &m, flags);
             fy_msg_fini(&m); /* a loan not sent is cancelled */
