@@ -104,20 +104,24 @@ size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes)
         uint64_t meta = 0;
         if (len >= REC_META)
             memcpy(&meta, data, REC_META); /* read once: the peer may change it behind us */
-        fy_shm_rec r;
-        if (fy_shm_rec_check(&none, meta, len, sp->max_msg, &r) < 0) {
-            ferry_spsc_unpeek(&sp->rx);
-            batch_fail(sp, FERRY_EPROTO);
-            break;
-        }
-        if (r.kind != FY_SHM_REC_WHOLE || r.flags != 0) {
+        /* The common record inline: no flags and a size that matches the record's length and
+         * the limit is exactly what fy_shm_rec_check accepts as a whole single frame. Anything
+         * else gets the full check, which either rejects it or names what it is. */
+        uint64_t n_rec = (uint64_t)len - REC_META;
+        if (len < REC_META || meta != n_rec << 8 || n_rec > sp->max_msg) {
+            fy_shm_rec r;
+            if (fy_shm_rec_check(&none, meta, len, sp->max_msg, &r) < 0) {
+                ferry_spsc_unpeek(&sp->rx);
+                batch_fail(sp, FERRY_EPROTO);
+                break;
+            }
             /* A multi-frame message, a subscription or a chunked frame: the pattern and the
              * ordinary recv deliver it (and keep a message on one pipe). */
             ferry_spsc_unpeek(&sp->rx);
             break;
         }
         size_t cap = v[i].len;
-        size_t size = (size_t)r.n;
+        size_t size = (size_t)n_rec;
         if (size && cap)
             memcpy(v[i].buf, (const uint8_t *)data + REC_META, size < cap ? size : cap);
         v[i].size = size;
