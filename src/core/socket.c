@@ -116,11 +116,33 @@ void fy_socket_notify(fy_socket *s)
 
 void fy_socket_publish_pipe(fy_socket *s, fy_pipe *p)
 {
+    p->pattern_data = NULL;
+    p->pattern_u64 = 0;
     pthread_mutex_lock(&s->lock);
+    /* Under the lock the owner's subscription changes also take, so p gets either the state
+     * before a change (and then the change itself, as a pending pipe) or the state after it. */
+    if (s->ops->link_up)
+        s->ops->link_up(s, s->pstate, p);
     p->sock_next = s->incoming;
     s->incoming = p;
     pthread_mutex_unlock(&s->lock);
     fy_socket_notify(s);
+}
+
+void fy_socket_links_lock(fy_socket *s)
+{
+    pthread_mutex_lock(&s->lock);
+}
+
+void fy_socket_links_unlock(fy_socket *s)
+{
+    pthread_mutex_unlock(&s->lock);
+}
+
+void fy_socket_foreach_pending(fy_socket *s, void (*fn)(void *ctx, fy_pipe *p), void *ctx)
+{
+    for (fy_pipe *p = s->incoming; p; p = p->sock_next)
+        fn(ctx, p);
 }
 
 /* ---- pipe set ---- */
@@ -241,8 +263,6 @@ void fy_socket_sync(fy_socket *s)
         fy_pipe *p = in;
         in = p->sock_next;
         p->sock_next = NULL;
-        p->pattern_data = NULL;
-        p->pattern_u64 = 0;
         /* A peer that sent and left before we got here still delivers what it sent. */
         bool dead = atomic_load(&p->dead) != 0;
         if ((dead && (!s->ops->recv || !fy_pipe_poll_in(p))) ||

@@ -104,6 +104,14 @@ typedef struct fy_pattern_ops {
      * level-triggered pollfd readable (ferry_socket_pollfd); a pattern that buffers without
      * answering here makes an event loop sleep forever on input it already holds. */
     bool (*has_input)(fy_socket *s, void *st);
+    /* Optional: p is about to be published to the socket (pipe.h step 1). Runs on the thread that
+     * publishes it (the control thread, or the thread making an inproc link), with the socket's
+     * link lock held (fy_socket_links_lock) and before the owner can see p, so it may send on p:
+     * this is how a SUB's subscriptions reach a new publisher without any call by the owner. It
+     * may read only pattern state that the owner changes under that lock, and must not block.
+     * p->pattern_data/pattern_u64 are zeroed before and kept until attach (flags only: a pipe
+     * may be released without ever being attached). */
+    void (*link_up)(fy_socket *s, void *st, fy_pipe *p);
     /* Optional: pattern options (enum fy_pattern_opt or pattern-specific); FERRY_EINVAL for a bad
      * value, FERRY_ENOTSUP when the option does not apply to this type. */
     int (*setopt)(fy_socket *s, void *st, int opt, const void *val, size_t len);
@@ -141,6 +149,18 @@ int fy_socket_type(const fy_socket *s);
 const fy_sockopts *fy_socket_opts(const fy_socket *s);
 /* Adds n messages to the socket's drops_hwm statistic (PUB/XPUB/ROUTER dropping at HWM). */
 void fy_socket_count_drop(fy_socket *s, uint64_t n);
+
+/*
+ * The socket's link lock: held while link_up runs and while a pipe joins the set of published
+ * pipes the owner has not attached yet ("pending"). A pattern with a link_up op takes it around
+ * every change of the state link_up reads, and sends such a change to the pending pipes too
+ * (they got the state as it was at their link_up, and attach must not send it again). Owner
+ * thread; never hold it across a wait.
+ */
+void fy_socket_links_lock(fy_socket *s);
+void fy_socket_links_unlock(fy_socket *s);
+/* Under the link lock: calls fn for every published pipe not attached yet. */
+void fy_socket_foreach_pending(fy_socket *s, void (*fn)(void *ctx, fy_pipe *p), void *ctx);
 
 /* ---- pipe lists: round-robin send and fair-queued receive, shared by the patterns ---- */
 

@@ -22,6 +22,7 @@ const fy_pattern_ops fy_pattern_sub = {
     .state_size = sizeof(fy_subside),
     .init = fy_subside_op_init,
     .fini = fy_subside_op_fini,
+    .link_up = fy_subside_op_link_up,
     .attach = fy_subside_op_attach,
     .detach = fy_subside_op_detach,
     .send = NULL,

@@ -67,12 +67,29 @@ static int subside_send_existing(void *ctx, const void *prefix, size_t len)
     return 0;
 }
 
-int fy_subside_attach(fy_subside *ss, fy_pipe *p)
+/* pattern_u64 of a pipe whose link_up could not send the whole set (out of memory). */
+#define SUBSIDE_RESEND 1u
+
+void fy_subside_link_up(fy_subside *ss, fy_pipe *p)
 {
     struct subside_attach_ctx a = {p, 0};
     fy_subs_foreach(&ss->subs, subside_send_existing, &a);
     if (a.rc < 0)
-        return a.rc;
+        p->pattern_u64 = SUBSIDE_RESEND;
+}
+
+int fy_subside_attach(fy_subside *ss, fy_pipe *p)
+{
+    /* link_up sent the set as it was then, and every change since went to p as a pending pipe;
+     * only a link_up cut short by an allocation failure is repaired here (a prefix it did send
+     * goes twice: a publisher holds a prefix once per peer, so that changes nothing there). */
+    if (p->pattern_u64 & SUBSIDE_RESEND) {
+        struct subside_attach_ctx a = {p, 0};
+        fy_subs_foreach(&ss->subs, subside_send_existing, &a);
+        if (a.rc < 0)
+            return a.rc;
+        p->pattern_u64 = 0;
+    }
     return fy_pipelist_add(&ss->pipes, p);
 }
 
@@ -87,12 +104,15 @@ void fy_subside_detach(fy_subside *ss, fy_pipe *p)
     fy_pipelist_remove(&ss->pipes, p);
 }
 
-int fy_subside_subscribe(fy_subside *ss, int subscribe, const void *prefix, size_t len)
+static void subside_send_pending(void *ctx, fy_pipe *p)
 {
-    /* A subscription frame must not land between the frames of an upstream
-     * message. */
-    if (ss->dist.in_msg)
-        return FERRY_EFSM;
+    subside_send_one(p, ctx);
+}
+
+/* Under the link lock (see fy_subside_subscribe). */
+static int subside_change(fy_subside *ss, fy_socket *s, int subscribe, const void *prefix,
+                          size_t len)
+{
     int rc;
     if (subscribe) {
         rc = fy_subs_add(&ss->subs, prefix, len);
@@ -116,8 +136,25 @@ int fy_subside_subscribe(fy_subside *ss, int subscribe, const void *prefix, size
     }
     for (uint32_t i = 0; i < ss->pipes.n; i++)
         subside_send_one(ss->pipes.v[i], &f);
+    /* Pipes published but not attached yet got the set as it was at their link_up. */
+    fy_socket_foreach_pending(s, subside_send_pending, &f);
     fy_msg_fini(&f);
     return 0;
+}
+
+int fy_subside_subscribe(fy_subside *ss, fy_socket *s, int subscribe, const void *prefix,
+                         size_t len)
+{
+    /* A subscription frame must not land between the frames of an upstream
+     * message. */
+    if (ss->dist.in_msg)
+        return FERRY_EFSM;
+    /* The link lock orders this change against link_up on other threads: a new pipe sees the
+     * set either before the change (and is then pending here) or after it, never both. */
+    fy_socket_links_lock(s);
+    int rc = subside_change(ss, s, subscribe, prefix, len);
+    fy_socket_links_unlock(s);
+    return rc;
 }
 
 /* Fetches the next deliverable frame into ss->pre. */
@@ -173,7 +210,7 @@ int fy_subside_send(fy_subside *ss, fy_socket *s, fy_msg *m)
 {
     if (!ss->dist.in_msg && !fy_msg_more(m) && fy_msg_size(m) >= 1 && fy_msg_cdata(m)[0] <= 1) {
         const uint8_t *d = fy_msg_cdata(m);
-        int rc = fy_subside_subscribe(ss, d[0], d + 1, fy_msg_size(m) - 1);
+        int rc = fy_subside_subscribe(ss, s, d[0], d + 1, fy_msg_size(m) - 1);
         if (rc < 0)
             return rc;
         fy_msg_fini(m);
@@ -194,6 +231,12 @@ void fy_subside_op_fini(fy_socket *s, void *st)
 {
     (void)s;
     fy_subside_fini(st);
+}
+
+void fy_subside_op_link_up(fy_socket *s, void *st, fy_pipe *p)
+{
+    (void)s;
+    fy_subside_link_up(st, p);
 }
 
 int fy_subside_op_attach(fy_socket *s, void *st, fy_pipe *p)
@@ -222,10 +265,9 @@ bool fy_subside_op_has_input(fy_socket *s, void *st)
 
 int fy_subside_op_setopt(fy_socket *s, void *st, int opt, const void *val, size_t len)
 {
-    (void)s;
     if (opt != FY_OPT_SUBSCRIBE && opt != FY_OPT_UNSUBSCRIBE)
         return FERRY_ENOTSUP;
     if (len && !val)
         return FERRY_EINVAL;
-    return fy_subside_subscribe(st, opt == FY_OPT_SUBSCRIBE, val, len);
+    return fy_subside_subscribe(st, s, opt == FY_OPT_SUBSCRIBE, val, len);
 }

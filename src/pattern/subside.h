@@ -8,7 +8,9 @@
  * the 3.0 message form to 3.0 peers; that is what libzmq 4.3.4's SUB does.
  * Semantics follow libzmq: every subscribe is forwarded (the publisher
  * deduplicates per peer), an unsubscribe is forwarded only when the last local
- * reference goes, and a new publisher receives each distinct prefix once.
+ * reference goes, and a new publisher receives each distinct prefix once, as
+ * soon as its handshake is done (link_up, on the publishing thread: the owner
+ * need not call ferry for it).
  * Filtering is also applied locally, so messages published before a cancel took
  * effect at the publisher are not delivered.
  */
@@ -33,11 +35,15 @@ typedef struct fy_subside {
 
 int fy_subside_init(fy_subside *ss);
 void fy_subside_fini(fy_subside *ss);
+/* A new publisher (any thread, link lock held): sends it the whole set now, so it gets the
+ * subscriptions even if the owner makes no call. */
+void fy_subside_link_up(fy_subside *ss, fy_pipe *p);
 int fy_subside_attach(fy_subside *ss, fy_pipe *p);
 void fy_subside_detach(fy_subside *ss, fy_pipe *p);
-/* Changes a local subscription and tells the publishers (libzmq rules, see
- * above). */
-int fy_subside_subscribe(fy_subside *ss, int subscribe, const void *prefix, size_t len);
+/* Changes a local subscription and tells the publishers, attached or pending (libzmq rules,
+ * see above). Takes s's link lock. */
+int fy_subside_subscribe(fy_subside *ss, fy_socket *s, int subscribe, const void *prefix,
+                         size_t len);
 /* The next frame of a matching message, or FERRY_EAGAIN. */
 int fy_subside_recv(fy_subside *ss, fy_msg *m);
 /* 1 when a frame is ready for fy_subside_recv (fetches ahead), 0 when not, < 0
@@ -52,6 +58,7 @@ int fy_subside_send(fy_subside *ss, fy_socket *s, fy_msg *m);
  * only the ops in which it differs (events, and XSUB's send). */
 int fy_subside_op_init(fy_socket *s, void *st);
 void fy_subside_op_fini(fy_socket *s, void *st);
+void fy_subside_op_link_up(fy_socket *s, void *st, fy_pipe *p);
 int fy_subside_op_attach(fy_socket *s, void *st, fy_pipe *p);
 void fy_subside_op_detach(fy_socket *s, void *st, fy_pipe *p);
 int fy_subside_op_recv(fy_socket *s, void *st, fy_msg *m);
