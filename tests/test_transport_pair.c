@@ -87,6 +87,10 @@ static void open_pair(ferry_socket **a, ferry_socket **b)
     CHECK_OK(ferry_socket_setopt_int(*b, FERRY_OPT_RCVTIMEO, 10000));
     CHECK_OK(ferry_socket_setopt_int(*a, FERRY_OPT_SNDTIMEO, 10000));
     CHECK_OK(ferry_socket_setopt_int(*b, FERRY_OPT_SNDTIMEO, 10000));
+    /* exchange() sends a 5000-message burst before reading it on the same thread: inproc holds
+     * exactly SNDHWM + RCVHWM messages (no kernel buffer behind it), so make room for it. */
+    CHECK_OK(ferry_socket_setopt_int(*a, FERRY_OPT_SNDHWM, 5000));
+    CHECK_OK(ferry_socket_setopt_int(*b, FERRY_OPT_SNDHWM, 5000));
 }
 
 static void run_url(const char *bind_url, bool bind_first)

@@ -1,62 +1,123 @@
 /*
  * inproc.c - inproc:// : two sockets of one process linked by a pair of SPSC rings, no kernel.
  *
- * A ring record is a whole fy_msg (64 bytes): sending moves the frame's ownership into the ring
- * and receiving moves it out, so bodies are never copied. Each link has two ends (one pipe per
- * socket) and is freed when both ends are released. A receiver that found its ring empty sets a
- * flag; a sender that finds the flag set after publishing signals the receiving socket's eventfd
- * (Dekker pair through the ring's seq_cst index store), so a sleeping owner wakes and an idle one
- * costs nothing. The same flag in the other direction wakes a sender blocked on a full ring.
+ * Each link has two directions; each direction is an SPSC byte ring in private memory plus a
+ * small overflow queue. A frame of up to copy_max bytes is copied into a ring record (the sender's
+ * body block goes straight back to its socket's cache, and the receiver rebuilds the frame in a
+ * block of its own cache: no malloc, no free, no cache line of the allocator shared between the
+ * two threads); a larger frame moves through the ring as a pointer to its reference-counted body,
+ * so big bodies are never copied. A send or receive is then a handful of loads and stores with
+ * no lock, no system call and no fence.
+ *
+ * Waking: a side that is about to sleep (its socket's `sleeping` flag, set by sock_run right
+ * before the last re-check) or whose pollfd is in use arms a flag and re-checks; the other side
+ * looks at the flag after every publish (a load of a read-mostly line) and signals the socket's
+ * eventfd only when it is set, once per arming. The Dekker pair "publish, then look at the flag" /
+ * "arm, then look at the ring" is made with the asymmetric barrier of the ring layer
+ * (ring/wait_internal.h): the sleeper issues membarrier() after arming, so the publishers need no
+ * fence at all. A spinning receiver never arms, so a busy link costs no system call. A sender
+ * blocked at the HWM is woken once the receiver has taken half the HWM (libzmq's low-water mark)
+ * or found the link empty, so a blocked sender costs one wake-up per half ring, not one per
+ * message.
+ *
+ * HWM: exactly SNDHWM + RCVHWM messages in flight per direction (libzmq's inproc rule; 0 on either
+ * side means none), counted in messages, not frames or bytes: the sender counts messages it
+ * started, the receiver publishes how many it finished. The ring is only the fast path: a frame
+ * that does not fit (a message with more frames than the ring holds, large HWMs) is parked in the
+ * overflow queue, under the link's mutex, behind everything in the ring; the receiver takes from
+ * it once the ring is empty, so a started message always completes even if its sender never calls
+ * again, and nothing accepted is ever lost.
  *
  * Binding registers a name in a process-wide table. Connecting before the bind exists is allowed:
- * the connect waits in the table and completes when the bind appears (like libzmq >= 4.2).
- * Capacity: the ring holds about SNDHWM + RCVHWM messages (libzmq's inproc HWM is their sum).
+ * the connect waits in the table and completes when the bind appears (like libzmq >= 4.2). Each
+ * link is freed when both of its ends are released.
  */
 #include "core/ctl.h"
 #include "core/socket.h"
 #include "ferry/ring.h"
+#include "ring/wait_internal.h"
 #include "transport/transport.h"
 #include "wire/zmtp.h"
 
+#include <linux/membarrier.h>
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
-#define FY_INPROC_REC      sizeof(fy_msg)
-#define FY_INPROC_MAX_RING (1u << 24)
+/* Record payload: u64 meta (frame flags, IP_REC_REF for a body passed by pointer), then either
+ * the body bytes (a copy record: size = record length - 8) or u64 size + the content pointer. */
+#define IP_REC_REF   0x80000000u
+#define IP_FLAG_MASK (FY_MSG_MORE | FY_MSG_SUB)
+#define IP_META      8u
+#define IP_REF_LEN   (IP_META + 16u)
+/* Ring bytes per message of HWM: a 64-byte frame copied in takes 80. */
+#define IP_BYTES_PER_MSG 128u
+/* Ring size bounds. Above the maximum the overflow queue holds the excess: a ring that cycles
+ * through more memory than the caches hold would make every record a cache miss. */
+#define IP_RING_MIN ((size_t)4096)
+#define IP_RING_MAX ((size_t)1 << 20)
 
 typedef struct inproc_link inproc_link;
+
+/* One direction of a link: messages towards side `to`. */
+typedef struct ip_dir {
+    /* Messages the receiver finished (frames without MORE taken). Written by the receiver once
+     * per message; read by the sender only when its cached copy says the HWM is reached. */
+    alignas(128) _Atomic uint64_t consumed;
+    /* The receiver sleeps (or uses its pollfd) and wants a signal on the next publish. Read by
+     * the sender after every publish, written rarely: a line of its own. */
+    alignas(128) _Atomic int rx_armed;
+    /* The sender waits for room: wake it once consumed reaches tx_wake_at or the link is empty.
+     * Read by the receiver after every message, written rarely. */
+    alignas(128) _Atomic int tx_armed;
+    _Atomic uint64_t tx_wake_at;
+    /* Overflow queue (link mutex; over_n is also read without it: only the sender raises it, only
+     * the receiver lowers it, both under the mutex). over[over_head .. over_head + over_n). */
+    alignas(128) _Atomic uint32_t over_n;
+    uint32_t over_head, over_cap;
+    fy_msg *over;
+    void *ring;
+    size_t ring_cap;
+    uint64_t limit; /* messages in flight allowed; UINT64_MAX: no HWM */
+} ip_dir;
 
 typedef struct inproc_pipe {
     fy_pipe pipe; /* first */
     inproc_link *link;
     int side;
+    ip_dir *out; /* towards the peer */
+    ip_dir *in;  /* towards us */
     ferry_spsc_tx tx;
     ferry_spsc_rx rx;
-    fy_msg *over; /* frames of a started message that did not fit the ring */
-    uint32_t over_n, over_cap;
-    bool out_mid;
-    uint64_t produced;    /* records this end pushed */
-    uint64_t out_records; /* conservative capacity of the outbound ring in records */
+    /* sender side (owner thread) */
+    uint64_t sent;          /* messages started */
+    uint64_t consumed_seen; /* last out->consumed read */
+    size_t copy_max;        /* larger frames travel by pointer */
+    bool out_mid;           /* a message is being sent */
+    /* receiver side (owner thread) */
+    uint64_t got;             /* messages finished */
+    fy_msg_content *rx_cache; /* body blocks for copied frames (msg.h) */
 } inproc_pipe;
 
 struct inproc_link {
-    pthread_mutex_t lock;         /* sock[], refs */
-    fy_socket *sock[2];           /* NULL once that side released its pipe */
-    _Atomic int closed[2];        /* side released: the other end sees EPIPE once drained */
-    _Atomic int rx_wait[2];       /* side found its inbound ring empty: wake it on publish */
-    _Atomic int tx_wait[2];       /* side found its outbound ring full: wake it on release */
-    _Atomic uint64_t consumed[2]; /* records side i took from its inbound ring */
-    int refs;
-    void *ring[2]; /* ring[i]: messages towards side i */
-    size_t ring_size;
+    ip_dir dir[2]; /* dir[i]: towards side i (side 0 connected, side 1 bound) */
     inproc_pipe end[2];
+    pthread_mutex_t lock;  /* sock[], refs, the overflow queues */
+    fy_socket *sock[2];    /* NULL once that side released its pipe */
+    _Atomic int closed[2]; /* side released: the other end sees EPIPE once drained */
+    _Atomic int strong;    /* no asymmetric barrier: publishers fence before looking at flags */
+    int refs;
 };
 
 static const fy_pipe_ops inproc_ops;
 
-static void inproc_wake(inproc_link *l, int side)
+/* ---- waking ---- */
+
+static void ip_wake(inproc_link *l, int side)
 {
     pthread_mutex_lock(&l->lock);
     if (l->sock[side])
@@ -64,105 +125,293 @@ static void inproc_wake(inproc_link *l, int side)
     pthread_mutex_unlock(&l->lock);
 }
 
-static int inproc_push(inproc_pipe *ip, fy_msg *m)
+/* Whether the owner is about to sleep or keeps a pollfd: only then is arming worth a barrier. */
+static inline bool ip_should_arm(const inproc_pipe *ip)
 {
-    void *at;
-    int rc = ferry_spsc_reserve(&ip->tx, FY_INPROC_REC, &at);
-    if (rc != 0)
-        return rc;
-    memcpy(at, m, sizeof *m);
-    fy_msg_init(m);
-    ferry_spsc_commit(&ip->tx, FY_INPROC_REC, 0);
-    ip->produced++;
-    int peer = 1 - ip->side;
-    /* Pairs with the receiver's store of rx_wait followed by its re-check of the ring: the
-     * commit above is a seq_cst store of the tail. */
-    if (atomic_load(&ip->link->rx_wait[peer]))
-        inproc_wake(ip->link, peer);
-    return 0;
+    fy_socket *s = ip->pipe.sock;
+    return atomic_load_explicit(&s->sleeping, memory_order_relaxed) ||
+           atomic_load_explicit(&s->pollfd_on, memory_order_relaxed);
 }
 
-/* Moves overflow frames into the ring. 0 all moved, 1 some left. */
-static int inproc_drain_over(inproc_pipe *ip)
+/*
+ * Announces a wait on flag; the caller re-checks its condition afterwards. The seq_cst store and
+ * fence pair with the fence of a strong publisher; the membarrier is the fence the ordinary
+ * publishers skipped (ip_published, ip_consumed): after it, either their publish is visible to
+ * our re-check or their look at the flag comes after our store. An armed flag stays armed until
+ * the other side takes it, so arming again costs nothing.
+ */
+static void ip_arm(inproc_pipe *ip, _Atomic int *flag)
 {
-    uint32_t i = 0;
-    while (i < ip->over_n && inproc_push(ip, &ip->over[i]) == 0)
-        i++;
-    if (i) {
-        memmove(ip->over, ip->over + i, (ip->over_n - i) * sizeof *ip->over);
-        ip->over_n -= i;
+    if (atomic_load_explicit(flag, memory_order_relaxed))
+        return;
+    atomic_store_explicit(flag, 1, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&ip->link->strong, memory_order_relaxed))
+        return;
+    if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0) {
+        /* From now on publishers fence. One that already skipped its fence may have missed us:
+         * wake ourselves so the sleep that follows is a re-check, not a hang. */
+        atomic_store_explicit(&ip->link->strong, 1, memory_order_seq_cst);
+        fy_socket_raise(ip->pipe.sock);
     }
-    return ip->over_n ? 1 : 0;
 }
 
-static int inproc_send(fy_pipe *p, fy_msg *m)
+/* The barrier a publisher needs between its publish and its look at the other side's flag. */
+static inline void ip_order(const inproc_link *l)
 {
-    inproc_pipe *ip = (inproc_pipe *)p;
-    inproc_link *l = ip->link;
-    if (atomic_load_explicit(&l->closed[1 - ip->side], memory_order_acquire))
-        return FERRY_EPIPE;
-    bool more = fy_msg_more(m);
-    if (ip->over_n && inproc_drain_over(ip) == 0)
-        p->dirty = false;
-    if (ip->over_n == 0) {
-        int rc = inproc_push(ip, m);
+    if (__builtin_expect(atomic_load_explicit(&l->strong, memory_order_relaxed), 0))
+        atomic_thread_fence(memory_order_seq_cst); /* pairs with the fence in ip_arm */
+    else
+        atomic_signal_fence(memory_order_seq_cst); /* the CPU half is ip_arm's membarrier */
+}
+
+/* Sender, after making frames visible (ring publish or overflow): wake an armed receiver. */
+static inline void ip_published(inproc_pipe *ip)
+{
+    ip_order(ip->link);
+    _Atomic int *f = &ip->out->rx_armed;
+    if (__builtin_expect(atomic_load_explicit(f, memory_order_relaxed), 0) &&
+        atomic_exchange_explicit(f, 0, memory_order_relaxed))
+        ip_wake(ip->link, 1 - ip->side);
+}
+
+/* Receiver, after taking a frame (empty: after finding nothing): wake an armed sender once it has
+ * room worth waking for. */
+static inline void ip_consumed(inproc_pipe *ip, bool empty)
+{
+    ip_order(ip->link);
+    ip_dir *d = ip->in;
+    if (__builtin_expect(atomic_load_explicit(&d->tx_armed, memory_order_relaxed), 0) &&
+        (empty || ip->got >= atomic_load_explicit(&d->tx_wake_at, memory_order_relaxed)) &&
+        atomic_exchange_explicit(&d->tx_armed, 0, memory_order_relaxed))
+        ip_wake(ip->link, 1 - ip->side);
+}
+
+/* Sender about to report a full link: ask for a wake-up at the low-water mark. */
+static void ip_arm_tx(inproc_pipe *ip)
+{
+    ip_dir *d = ip->out;
+    uint64_t half = d->limit != UINT64_MAX ? d->limit / 2 : 0;
+    atomic_store_explicit(&d->tx_wake_at, ip->consumed_seen + (half ? half : 1),
+                          memory_order_relaxed);
+    ip_arm(ip, &d->tx_armed);
+}
+
+/* ---- frames in and out of the ring ---- */
+
+/* Moves m into the ring: 0 (m left empty), FERRY_EAGAIN (no room) or FERRY_EPROTO. */
+static int ip_push(inproc_pipe *ip, fy_msg *m)
+{
+    uint64_t size = m->size;
+    uint64_t meta = m->flags & IP_FLAG_MASK;
+    void *at;
+    int rc;
+    if (size <= ip->copy_max || !m->content) {
+        rc = ferry_spsc_reserve(&ip->tx, IP_META + (size_t)size, &at);
         if (rc == 0) {
-            ip->out_mid = more;
+            memcpy(at, &meta, 8);
+            memcpy((uint8_t *)at + IP_META, fy_msg_cdata(m), (size_t)size);
+            ferry_spsc_commit(&ip->tx, IP_META + (size_t)size, 0);
+            fy_msg_fini(m); /* the body block goes back to whoever caches it */
             return 0;
         }
-        if (rc != FERRY_EAGAIN)
+        if (rc != FERRY_EAGAIN && rc != FERRY_EMSGSIZE)
             return FERRY_EPROTO;
-        if (!ip->out_mid && !(m->flags & FY_MSG_SUB)) {
-            atomic_store(&l->tx_wait[ip->side], 1);
-            /* Re-check after announcing the wait (pairs with the receiver's release). */
-            rc = inproc_push(ip, m);
-            if (rc == 0) {
-                atomic_store(&l->tx_wait[ip->side], 0);
-                ip->out_mid = more;
-                return 0;
-            }
+        if (!m->content)
             return FERRY_EAGAIN;
-        }
-    } else if (!ip->out_mid && !(m->flags & FY_MSG_SUB)) {
-        return FERRY_EAGAIN;
     }
-    /* A started message is never split: park the frame until the ring has room. */
-    if (ip->over_n == ip->over_cap) {
-        uint32_t cap = ip->over_cap ? ip->over_cap * 2 : 8;
-        fy_msg *n = realloc(ip->over, cap * sizeof *n);
-        if (!n)
-            return FERRY_ENOMEM;
-        ip->over = n;
-        ip->over_cap = cap;
-    }
-    ip->over[ip->over_n++] = *m;
+    /* By pointer: the content reference moves into the record (still one copy fewer for a big
+     * body, and the only way when the ring is short of bytes). */
+    rc = ferry_spsc_reserve(&ip->tx, IP_REF_LEN, &at);
+    if (rc != 0)
+        return rc == FERRY_EAGAIN ? FERRY_EAGAIN : FERRY_EPROTO;
+    meta |= IP_REC_REF;
+    memcpy(at, &meta, 8);
+    memcpy((uint8_t *)at + 8, &size, 8);
+    memcpy((uint8_t *)at + 16, &m->content, sizeof m->content);
+    ferry_spsc_commit(&ip->tx, IP_REF_LEN, 0);
     fy_msg_init(m);
-    ip->out_mid = more;
-    atomic_store(&l->tx_wait[ip->side], 1);
-    p->dirty = true;
     return 0;
 }
 
-static int inproc_pop(inproc_pipe *ip, fy_msg *m)
+/* Receiver: a message finished. */
+static inline void ip_finished(inproc_pipe *ip, const fy_msg *m)
+{
+    if (!fy_msg_more(m)) {
+        ip->got++;
+        atomic_store_explicit(&ip->in->consumed, ip->got, memory_order_relaxed);
+    }
+}
+
+/* Takes the next ring record into m (old content released): 0, FERRY_EAGAIN (ring empty),
+ * FERRY_ENOMEM (no block for the body: the record stays) or FERRY_EPROTO. */
+static int ip_pop(inproc_pipe *ip, fy_msg *m)
 {
     const void *d;
     size_t len;
     int rc = ferry_spsc_peek(&ip->rx, &d, &len);
     if (rc != 0)
-        return rc;
-    if (len != FY_INPROC_REC) {
+        return rc == FERRY_EAGAIN ? rc : FERRY_EPROTO;
+    const uint8_t *b = d;
+    uint64_t meta;
+    if (len < IP_META) {
         ferry_spsc_release(&ip->rx, 0);
         return FERRY_EPROTO;
     }
+    memcpy(&meta, b, 8);
     fy_msg_fini(m);
-    memcpy(m, d, sizeof *m);
-    ferry_spsc_release(&ip->rx, 0);
-    atomic_fetch_add_explicit(&ip->link->consumed[ip->side], 1, memory_order_relaxed);
-    int peer = 1 - ip->side;
-    if (atomic_load(&ip->link->tx_wait[peer])) {
-        atomic_store(&ip->link->tx_wait[peer], 0);
-        inproc_wake(ip->link, peer);
+    if (meta & IP_REC_REF) {
+        if (len != IP_REF_LEN) {
+            ferry_spsc_release(&ip->rx, 0);
+            return FERRY_EPROTO;
+        }
+        memcpy(&m->size, b + 8, 8);
+        memcpy(&m->content, b + 16, sizeof m->content);
+    } else {
+        size_t size = len - IP_META;
+        if (size <= FY_MSG_INLINE) {
+            m->size = size;
+            memcpy(m->inline_, b + IP_META, size);
+        } else {
+            rc = fy_msg_init_cached(m, &ip->rx_cache, size);
+            if (rc != 0) {
+                ip->rx.peeked_ = 0; /* leave the record where it is */
+                return rc;
+            }
+            memcpy(m->content->data, b + IP_META, size);
+        }
     }
+    m->flags = (uint32_t)meta & IP_FLAG_MASK;
+    ferry_spsc_release(&ip->rx, 0);
+    ip_finished(ip, m);
+    return 0;
+}
+
+/* Under the link mutex: moves parked frames into the ring while they fit. Returns how many are
+ * left. */
+static uint32_t ip_drain_over_locked(inproc_pipe *ip)
+{
+    ip_dir *d = ip->out;
+    uint32_t n = atomic_load_explicit(&d->over_n, memory_order_relaxed);
+    while (n && ip_push(ip, &d->over[d->over_head]) == 0) {
+        d->over_head++;
+        n--;
+    }
+    if (!n)
+        d->over_head = 0;
+    /* release: the receiver reads the queue under the mutex; the atomic is for the unlocked
+     * emptiness checks, which must not see a count ahead of the ring publishes above. */
+    atomic_store_explicit(&d->over_n, n, memory_order_release);
+    return n;
+}
+
+/* Under the link mutex: appends m to the overflow queue (m left empty). 0 or FERRY_ENOMEM. */
+static int ip_park_locked(inproc_pipe *ip, fy_msg *m)
+{
+    ip_dir *d = ip->out;
+    uint32_t n = atomic_load_explicit(&d->over_n, memory_order_relaxed);
+    if (d->over_head + n == d->over_cap) {
+        if (d->over_head) {
+            memmove(d->over, d->over + d->over_head, n * sizeof *d->over);
+            d->over_head = 0;
+        } else {
+            if (d->over_cap > UINT32_MAX / 2)
+                return FERRY_ENOMEM;
+            uint32_t cap = d->over_cap ? d->over_cap * 2 : 16;
+            fy_msg *v = realloc(d->over, cap * sizeof *v);
+            if (!v)
+                return FERRY_ENOMEM;
+            d->over = v;
+            d->over_cap = cap;
+        }
+    }
+    d->over[d->over_head + n] = *m;
+    fy_msg_init(m);
+    atomic_store_explicit(&d->over_n, n + 1, memory_order_release);
+    return 0;
+}
+
+/* Sender slow path: frames are parked (keep the order behind them) or the ring is full. */
+static int ip_send_locked(inproc_pipe *ip, fy_msg *m)
+{
+    inproc_link *l = ip->link;
+    pthread_mutex_lock(&l->lock);
+    int rc = 0;
+    if (ip_drain_over_locked(ip) == 0)
+        rc = ip_push(ip, m);
+    else
+        rc = FERRY_EAGAIN;
+    if (rc == FERRY_EAGAIN)
+        rc = ip_park_locked(ip, m);
+    pthread_mutex_unlock(&l->lock);
+    return rc;
+}
+
+/* Receiver: the ring is empty; take the first parked frame. 0, FERRY_EAGAIN (nothing parked) or
+ * an ip_pop error. */
+static int ip_pop_over(inproc_pipe *ip, fy_msg *m)
+{
+    ip_dir *d = ip->in;
+    if (!atomic_load_explicit(&d->over_n, memory_order_acquire))
+        return FERRY_EAGAIN;
+    inproc_link *l = ip->link;
+    pthread_mutex_lock(&l->lock);
+    /* The sender fills the ring from the queue only under this mutex and parks only behind what
+     * the ring holds: with the mutex held, an empty ring means the first parked frame is next. */
+    int rc = ip_pop(ip, m);
+    uint32_t n = atomic_load_explicit(&d->over_n, memory_order_relaxed);
+    if (rc == FERRY_EAGAIN && n) {
+        fy_msg_fini(m);
+        *m = d->over[d->over_head];
+        fy_msg_init(&d->over[d->over_head]);
+        d->over_head = n == 1 ? 0 : d->over_head + 1;
+        atomic_store_explicit(&d->over_n, n - 1, memory_order_relaxed);
+        ip_finished(ip, m);
+        rc = 0;
+    }
+    pthread_mutex_unlock(&l->lock);
+    return rc;
+}
+
+/* ---- pipe ops ---- */
+
+/* One attempt at sending m: 0, FERRY_EAGAIN (HWM), FERRY_ENOMEM or FERRY_EPROTO. */
+static int ip_try_send(inproc_pipe *ip, fy_msg *m, bool gated)
+{
+    ip_dir *d = ip->out;
+    if (gated && ip->sent - ip->consumed_seen >= d->limit) {
+        ip->consumed_seen = atomic_load_explicit(&d->consumed, memory_order_relaxed);
+        if (ip->sent - ip->consumed_seen >= d->limit)
+            return FERRY_EAGAIN;
+    }
+    if (__builtin_expect(atomic_load_explicit(&d->over_n, memory_order_relaxed) != 0, 0))
+        return ip_send_locked(ip, m);
+    int rc = ip_push(ip, m);
+    if (__builtin_expect(rc == FERRY_EAGAIN, 0))
+        rc = ip_send_locked(ip, m);
+    return rc;
+}
+
+static int inproc_send(fy_pipe *p, fy_msg *m)
+{
+    inproc_pipe *ip = (inproc_pipe *)p;
+    if (atomic_load_explicit(&ip->link->closed[1 - ip->side], memory_order_acquire))
+        return FERRY_EPIPE;
+    bool first = !ip->out_mid;
+    bool more = fy_msg_more(m);
+    /* Only the first frame of a message is subject to the HWM (a started message is never
+     * split), and subscriptions never are. */
+    bool gated = first && !(m->flags & FY_MSG_SUB);
+    int rc = ip_try_send(ip, m, gated);
+    if (rc == FERRY_EAGAIN && ip_should_arm(ip)) {
+        ip_arm_tx(ip);
+        rc = ip_try_send(ip, m, gated); /* re-check after arming (see ip_arm) */
+    }
+    if (rc != 0)
+        return rc;
+    ip->sent += first;
+    ip->out_mid = more;
+    ip_published(ip);
     return 0;
 }
 
@@ -170,87 +419,137 @@ static int inproc_recv(fy_pipe *p, fy_msg *m)
 {
     inproc_pipe *ip = (inproc_pipe *)p;
     inproc_link *l = ip->link;
-    int rc = inproc_pop(ip, m);
-    if (rc == 0) {
-        atomic_store_explicit(&l->rx_wait[ip->side], 0, memory_order_relaxed);
-        return 0;
-    }
-    if (rc != FERRY_EAGAIN)
-        return FERRY_EPROTO;
-    atomic_store(&l->rx_wait[ip->side], 1);
-    /* Re-check after announcing the wait (pairs with the sender's publish). */
-    rc = inproc_pop(ip, m);
-    if (rc == 0)
-        return 0;
-    if (atomic_load(&l->closed[1 - ip->side])) {
-        rc = inproc_pop(ip, m); /* the last frames may have landed just before the close */
-        if (rc == 0)
+    for (int pass = 0;; pass++) {
+        /* acquire: the peer released its pipe after its last publish; seen here, one more look
+         * below finds everything it sent. */
+        bool gone = atomic_load_explicit(&l->closed[1 - ip->side], memory_order_acquire);
+        int rc = ip_pop(ip, m);
+        if (rc == FERRY_EAGAIN)
+            rc = ip_pop_over(ip, m);
+        if (rc == 0) {
+            ip_consumed(ip, false);
+            /* Armed for a sleep we no longer need: spare the sender a signal. A pollfd user
+             * keeps it (the signal is what makes the pollfd readable). */
+            _Atomic int *f = &ip->in->rx_armed;
+            if (__builtin_expect(atomic_load_explicit(f, memory_order_relaxed), 0) &&
+                !atomic_load_explicit(&p->sock->pollfd_on, memory_order_relaxed))
+                atomic_store_explicit(f, 0, memory_order_relaxed);
             return 0;
-        p->saw_epipe = true;
-        return FERRY_EPIPE;
+        }
+        if (rc != FERRY_EAGAIN)
+            return rc;
+        ip_consumed(ip, true);
+        if (gone) {
+            p->saw_epipe = true;
+            return FERRY_EPIPE;
+        }
+        if (pass == 1 || !ip_should_arm(ip))
+            return FERRY_EAGAIN;
+        ip_arm(ip, &ip->in->rx_armed);
     }
-    return FERRY_EAGAIN;
+}
+
+/* A frame is waiting (ring or overflow). */
+static bool ip_ready(inproc_pipe *ip)
+{
+    const void *d;
+    size_t len;
+    if (ferry_spsc_peek(&ip->rx, &d, &len) == 0) {
+        ip->rx.peeked_ = 0; /* leave the record where it is */
+        return true;
+    }
+    return atomic_load_explicit(&ip->in->over_n, memory_order_acquire) != 0;
+}
+
+static int inproc_poll_in(fy_pipe *p)
+{
+    return ip_ready((inproc_pipe *)p);
 }
 
 static bool inproc_has_input(fy_pipe *p)
 {
     inproc_pipe *ip = (inproc_pipe *)p;
-    const void *d;
-    size_t len;
-    if (ferry_spsc_peek(&ip->rx, &d, &len) != 0) {
-        /* Empty: ask the sender for a wake-up, then look once more (see inproc_recv). */
-        atomic_store(&ip->link->rx_wait[ip->side], 1);
-        if (ferry_spsc_peek(&ip->rx, &d, &len) != 0)
-            return false;
-    }
-    ip->rx.peeked_ = 0; /* leave the record where it is */
-    return true;
+    if (ip_ready(ip))
+        return true;
+    if (!ip_should_arm(ip))
+        return false;
+    /* Nothing yet: ask the sender for a signal, then look once more (see ip_arm). */
+    ip_arm(ip, &ip->in->rx_armed);
+    return ip_ready(ip);
 }
 
-static int inproc_poll_in(fy_pipe *p)
+/* Room for a first frame: below the HWM (parked frames are no obstacle: a new frame parks
+ * behind them). */
+static bool ip_room(inproc_pipe *ip)
 {
-    return inproc_has_input(p);
+    ip_dir *d = ip->out;
+    if (ip->sent - ip->consumed_seen < d->limit)
+        return true;
+    ip->consumed_seen = atomic_load_explicit(&d->consumed, memory_order_relaxed);
+    return ip->sent - ip->consumed_seen < d->limit;
 }
 
 static bool inproc_can_send(fy_pipe *p)
 {
     inproc_pipe *ip = (inproc_pipe *)p;
-    if (atomic_load(&ip->link->closed[1 - ip->side]) || ip->out_mid)
+    if (atomic_load_explicit(&ip->link->closed[1 - ip->side], memory_order_acquire) ||
+        ip->out_mid || ip_room(ip))
         return true;
-    if (ip->over_n)
+    if (!ip_should_arm(ip))
         return false;
-    uint64_t gone = atomic_load_explicit(&ip->link->consumed[1 - ip->side], memory_order_relaxed);
-    if (ip->produced - gone + 1 >= ip->out_records) {
-        atomic_store(&ip->link->tx_wait[ip->side], 1);
-        return false;
-    }
-    return true;
+    ip_arm_tx(ip);
+    return ip_room(ip);
 }
 
 static int inproc_flush(fy_pipe *p)
 {
     inproc_pipe *ip = (inproc_pipe *)p;
-    if (!ip->over_n)
-        return 0;
-    if (atomic_load(&ip->link->closed[1 - ip->side]))
+    inproc_link *l = ip->link;
+    if (atomic_load_explicit(&l->closed[1 - ip->side], memory_order_acquire))
         return FERRY_EPIPE;
-    /* There is no fd to wait on: report "done" and rely on the receiver's wake-up (tx_wait). */
-    if (inproc_drain_over(ip) == 0)
-        p->dirty = false;
+    /* Parked frames need no flush (the receiver takes them itself); moving them into the ring
+     * now only spares it the mutex. */
+    if (atomic_load_explicit(&ip->out->over_n, memory_order_relaxed)) {
+        pthread_mutex_lock(&l->lock);
+        ip_drain_over_locked(ip);
+        pthread_mutex_unlock(&l->lock);
+        ip_published(ip);
+    }
     return 0;
+}
+
+/* Drops every frame still queued towards side i (the link is being freed). */
+static void ip_dir_discard(inproc_link *l, int i)
+{
+    ip_dir *d = &l->dir[i];
+    ferry_spsc_rx *rx = &l->end[i].rx;
+    const void *rec;
+    size_t len;
+    while (ferry_spsc_peek(rx, &rec, &len) == 0) {
+        uint64_t meta = 0;
+        if (len >= IP_META)
+            memcpy(&meta, rec, 8);
+        if ((meta & IP_REC_REF) && len == IP_REF_LEN) {
+            fy_msg m;
+            fy_msg_init(&m);
+            memcpy(&m.size, (const uint8_t *)rec + 8, 8);
+            memcpy(&m.content, (const uint8_t *)rec + 16, sizeof m.content);
+            fy_msg_fini(&m);
+        }
+        ferry_spsc_release(rx, 0);
+    }
+    uint32_t n = atomic_load_explicit(&d->over_n, memory_order_relaxed);
+    for (uint32_t k = 0; k < n; k++)
+        fy_msg_fini(&d->over[d->over_head + k]);
+    free(d->over);
+    free(d->ring);
 }
 
 static void inproc_link_free(inproc_link *l)
 {
     for (int i = 0; i < 2; i++) {
-        fy_msg m;
-        fy_msg_init(&m);
-        while (inproc_pop(&l->end[i], &m) == 0)
-            fy_msg_fini(&m);
-        for (uint32_t k = 0; k < l->end[i].over_n; k++)
-            fy_msg_fini(&l->end[i].over[k]);
-        free(l->end[i].over);
-        free(l->ring[i]);
+        ip_dir_discard(l, i);
+        fy_msg_cache_drop(&l->end[i].rx_cache);
     }
     pthread_mutex_destroy(&l->lock);
     free(l);
@@ -261,6 +560,8 @@ static void inproc_release(fy_pipe *p)
     inproc_pipe *ip = (inproc_pipe *)p;
     inproc_link *l = ip->link;
     int side = ip->side;
+    /* release: pairs with the acquire loads of closed (inproc_recv): our last publishes are
+     * visible to whoever sees it. */
     atomic_store_explicit(&l->closed[side], 1, memory_order_release);
     pthread_mutex_lock(&l->lock);
     l->sock[side] = NULL;
@@ -297,16 +598,18 @@ typedef struct inproc_entry {
 static pthread_mutex_t inproc_lock = PTHREAD_MUTEX_INITIALIZER;
 static inproc_entry *inproc_table;
 
-static size_t inproc_ring_bytes(const fy_link_cfg *a, const fy_link_cfg *b)
+/* Messages in flight from a socket configured as tx to one configured as rx. */
+static uint64_t inproc_limit(const fy_link_cfg *tx, const fy_link_cfg *rx)
 {
-    uint64_t msgs;
-    if (a->sndhwm <= 0 || b->rcvhwm <= 0)
-        msgs = FY_INPROC_MAX_RING / 128;
-    else
-        msgs = (uint64_t)a->sndhwm + (uint64_t)b->rcvhwm;
-    uint64_t want = msgs * FERRY_SPSC_REC_SIZE_(FY_INPROC_REC) * 2;
-    size_t cap = 4096;
-    while (cap < want && cap < FY_INPROC_MAX_RING)
+    if (tx->sndhwm <= 0 || rx->rcvhwm <= 0)
+        return UINT64_MAX;
+    return (uint64_t)tx->sndhwm + (uint64_t)rx->rcvhwm;
+}
+
+static size_t inproc_ring_bytes(uint64_t limit)
+{
+    size_t cap = IP_RING_MIN;
+    while (cap < IP_RING_MAX && (limit == UINT64_MAX || cap / IP_BYTES_PER_MSG < limit))
         cap *= 2;
     return cap;
 }
@@ -324,33 +627,36 @@ static int inproc_link_make(fy_socket *c, const fy_link_cfg *ccfg, fy_socket *b,
 {
     if (!fy_zmtp_socket_types_compatible(ccfg->type, bcfg->type))
         return FERRY_EPROTONOSUPPORT;
-    inproc_link *l = calloc(1, sizeof *l);
+    inproc_link *l = aligned_alloc(alignof(inproc_link), sizeof *l);
     if (!l)
         return FERRY_ENOMEM;
-    pthread_mutex_init(&l->lock, NULL);
-    /* ring[0] carries c -> b traffic is towards side 1; name rings by destination side. */
-    size_t cap_to_b = inproc_ring_bytes(ccfg, bcfg);
-    size_t cap_to_c = inproc_ring_bytes(bcfg, ccfg);
-    size_t caps[2] = {cap_to_c, cap_to_b}; /* side 0 = c, side 1 = b */
+    memset(l, 0, sizeof *l);
+    /* side 0 = c, side 1 = b; dir[i] carries messages towards side i. */
+    const fy_link_cfg *cfgs[2] = {ccfg, bcfg};
     for (int i = 0; i < 2; i++) {
-        size_t fp = ferry_spsc_footprint(caps[i]);
-        l->ring[i] = fp ? aligned_alloc(128, (fp + 127) & ~(size_t)127) : NULL;
-        if (!l->ring[i] || ferry_spsc_format(l->ring[i], fp, caps[i]) != 0) {
-            free(l->ring[0]);
-            free(l->ring[1]);
-            pthread_mutex_destroy(&l->lock);
+        ip_dir *d = &l->dir[i];
+        d->limit = inproc_limit(cfgs[1 - i], cfgs[i]);
+        d->ring_cap = inproc_ring_bytes(d->limit);
+        size_t fp = ferry_spsc_footprint(d->ring_cap);
+        d->ring = fp ? aligned_alloc(128, (fp + 127) & ~(size_t)127) : NULL;
+        if (!d->ring || ferry_spsc_format(d->ring, fp, d->ring_cap) != 0) {
+            free(l->dir[0].ring);
+            free(l->dir[1].ring);
             free(l);
             return FERRY_ENOMEM;
         }
     }
+    pthread_mutex_init(&l->lock, NULL);
+    atomic_init(&l->strong, !fy_wait_asym_register());
     l->sock[0] = c;
     l->sock[1] = b;
     l->refs = 2;
-    const fy_link_cfg *cfgs[2] = {ccfg, bcfg};
     for (int i = 0; i < 2; i++) {
         inproc_pipe *ip = &l->end[i];
         ip->link = l;
         ip->side = i;
+        ip->in = &l->dir[i];
+        ip->out = &l->dir[1 - i];
         fy_pipe *p = &ip->pipe;
         p->ops = &inproc_ops;
         p->sock = l->sock[i];
@@ -362,12 +668,12 @@ static int inproc_link_make(fy_socket *c, const fy_link_cfg *ccfg, fy_socket *b,
         p->peer.is_ferry = true;
         p->peer.id_len = peer->routing_id_len;
         memcpy(p->peer.id, peer->routing_id, peer->routing_id_len);
-        size_t fp_out = ferry_spsc_footprint(caps[1 - i]);
-        size_t fp_in = ferry_spsc_footprint(caps[i]);
-        ferry_spsc_tx_init(&ip->tx, l->ring[1 - i], fp_out);
-        ferry_spsc_rx_init(&ip->rx, l->ring[i], fp_in);
-        /* Records never wrap (a padding record fills the end), so count one in two spare. */
-        ip->out_records = caps[1 - i] / FERRY_SPSC_REC_SIZE_(FY_INPROC_REC) - 1;
+        ferry_spsc_tx_init(&ip->tx, ip->out->ring, ferry_spsc_footprint(ip->out->ring_cap));
+        ferry_spsc_rx_init(&ip->rx, ip->in->ring, ferry_spsc_footprint(ip->in->ring_cap));
+        /* Copies up to an eighth of the ring: a few big frames must not starve the small ones
+         * of ring space (they would then travel by pointer, which is still correct). */
+        size_t cm = ip->out->ring_cap / 8;
+        ip->copy_max = cm < FY_MSG_CACHE_MAX ? cm : FY_MSG_CACHE_MAX;
     }
     fy_socket_publish_pipe(c, &l->end[0].pipe);
     fy_socket_publish_pipe(b, &l->end[1].pipe);
@@ -396,8 +702,11 @@ int fy_inproc_bind(fy_socket *s, const char *name, const fy_link_cfg *cfg)
     for (inproc_entry **pe = &inproc_table; *pe;) {
         inproc_entry *e = *pe;
         if (!e->bound && strcmp(e->name, name) == 0) {
-            if (inproc_link_make(e->sock, &e->cfg, s, cfg) != 0)
+            int rc = inproc_link_make(e->sock, &e->cfg, s, cfg);
+            if (rc == FERRY_EPROTONOSUPPORT)
                 fy_ctl_note_error(e->sock, "inproc peer has an incompatible socket type");
+            else if (rc != 0)
+                fy_ctl_note_error(e->sock, "inproc link: out of memory");
             *pe = e->next;
             free(e);
             continue;
