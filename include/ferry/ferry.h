@@ -284,6 +284,34 @@ enum ferry_option {
      * sends, not only the first one for a prefix; cancels are still reported only when the last
      * holder drops a prefix. */
     FERRY_OPT_XPUB_VERBOSE = 21,
+    /* int bool, REQ only, default 0 (libzmq ZMQ_REQ_RELAXED): send is allowed while a reply is
+     * due; it abandons that request (its reply, if one comes, is dropped) and starts a new one on
+     * the next peer. recv before any request is still FERRY_EFSM. Pair with REQ_CORRELATE, or a
+     * late reply to the abandoned request may pass for the new one's. */
+    FERRY_OPT_REQ_RELAXED = 22,
+    /* int bool, REQ only, default 0 (libzmq ZMQ_REQ_CORRELATE): every request carries an extra
+     * first frame, a 4-byte request id (host byte order, incremented per request from a random
+     * start), in front of the empty delimiter; only a reply echoing the current id is accepted.
+     * REP and ROUTER peers echo it as part of the envelope. */
+    FERRY_OPT_REQ_CORRELATE = 23,
+    /* int bool, ROUTER only, default 0 (libzmq ZMQ_ROUTER_HANDOVER): a new peer announcing a
+     * routing id already in use takes it over; the old peer's connection is closed (messages it
+     * sent before are still delivered, under a generated id). Default: the new peer is refused. */
+    FERRY_OPT_ROUTER_HANDOVER = 24,
+    /* int bool, XPUB only, default 0 (libzmq ZMQ_XPUB_MANUAL): subscriptions from peers are not
+     * applied; the application receives every one (0x01/0x00 + prefix, duplicates included) and
+     * decides: ferry_socket_subscribe/unsubscribe on the XPUB then change the filter of the peer
+     * whose notice it received last. A departing peer's requested prefixes are reported as
+     * cancels. */
+    FERRY_OPT_XPUB_MANUAL = 25,
+    /* int bool, XPUB only, default 0 (libzmq ZMQ_XPUB_VERBOSER): like XPUB_VERBOSE, and every
+     * cancel is reported too (also from a holder that is not the last one, and for each prefix a
+     * departing peer held). Setting XPUB_VERBOSE sets the subscribe half and clears this one. */
+    FERRY_OPT_XPUB_VERBOSER = 26,
+    /* bytes, XPUB only, default empty (libzmq ZMQ_XPUB_WELCOME_MSG): a single-frame message sent
+     * to every new subscriber as soon as its connection is up (subscribers filter it like any
+     * message). 0 bytes: none. Applies to connections made after it is set. */
+    FERRY_OPT_XPUB_WELCOME_MSG = 27,
 };
 
 FERRY_API int ferry_socket_setopt_int(ferry_socket *s, int opt, int64_t value);
