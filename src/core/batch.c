@@ -137,12 +137,17 @@ ssize_t ferry_socket_recv_many(ferry_socket *s, ferry_iov *v, size_t n, int flag
         fy_pipe *p = batch_shm_pipe(s, false);
         if (p) {
             uint64_t bytes;
-            size_t k = fy_shm_batch_recv(p, v + done, n - done, &bytes);
+            bool empty;
+            size_t k = fy_shm_batch_recv(p, v + done, n - done, &bytes, &empty);
             if (k) {
                 done += k;
                 s->msgs_in += k;
                 s->bytes_in += bytes;
                 fast = true;
+                /* The ring ran dry: that is all there is now (asking the generic path would
+                 * only find the same). */
+                if (empty)
+                    break;
                 continue;
             }
         }

@@ -82,10 +82,11 @@ size_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *byt
     return i;
 }
 
-size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes)
+size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes, bool *empty)
 {
     fy_shm_pipe *sp = (fy_shm_pipe *)p;
     *bytes = 0;
+    *empty = false;
     if (sp->has_stash || sp->asm_on || sp->hold_on || sp->rx_armed || sp->tx_armed)
         return 0;
     const fy_shm_rec_asm none = {0};
@@ -95,8 +96,10 @@ size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes)
         const void *data;
         size_t len;
         int rc = ferry_spsc_peek(&sp->rx, &data, &len);
-        if (rc == FERRY_EAGAIN)
-            break; /* a dead peer's end of input is the ordinary recv's business */
+        if (rc == FERRY_EAGAIN) {
+            *empty = true; /* a dead peer's end of input is the ordinary recv's business */
+            break;
+        }
         if (rc < 0) {
             batch_fail(sp, FERRY_EPROTO);
             break;

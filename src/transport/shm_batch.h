@@ -35,8 +35,9 @@ size_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *byt
  * record that is part of a multi-frame message or a chunked frame, or a pipe in a state only the
  * ordinary recv handles (a prefetched frame, a frame held in place, a reassembly, a wait armed).
  * A record that breaks the format kills the pipe (FERRY_EPROTO, reported by the ordinary recv).
- * Returns the number of entries filled; *bytes gets the frames' total (untruncated) size.
+ * Returns the number of entries filled; *bytes gets the frames' total (untruncated) size, and
+ * *empty is set when it stopped because nothing more was published.
  */
-size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes);
+size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes, bool *empty);
 
 #endif
