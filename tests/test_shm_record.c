@@ -5,6 +5,7 @@
  * same function at random; this pins the named cases in every CI run, including known bug 4 (a
  * whole record over the limit, docs/hardening.md).
  */
+#include "ferry/ferry.h"
 #include "testutil.h"
 #include "transport/shm_record.h"
 
