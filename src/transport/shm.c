@@ -268,6 +268,28 @@ static bool shm_eng_has_input(fy_pipe *p)
     return in->ops->has_input(in);
 }
 
+int fy_shm_send_buf(fy_pipe *p, const void *buf, size_t len)
+{
+    if (p->ops != &shm_eng_ops)
+        return FY_SHM_DECLINE;
+    fy_pipe *in = up_of(p)->sp;
+    int rc = fy_shm_pipe_send_buf(in, buf, len);
+    if (__builtin_expect(rc != 0, 0))
+        shm_eng_sync(p, in);
+    return rc;
+}
+
+int fy_shm_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size)
+{
+    if (p->ops != &shm_eng_ops)
+        return FY_SHM_DECLINE;
+    fy_pipe *in = up_of(p)->sp;
+    int rc = fy_shm_pipe_recv_buf(in, buf, cap, size);
+    if (__builtin_expect(rc != 0, 0))
+        shm_eng_sync(p, in);
+    return rc;
+}
+
 static void shm_eng_release(fy_pipe *p)
 {
     fy_ctl_release_pipe(p); /* the control thread frees it with fy_engine_free */

@@ -206,6 +206,22 @@ void fy_shm_msg_done(fy_msg *m);
 fy_msg_content *fy_shm_msg_transient_loan(const fy_msg *m);
 void fy_shm_loan_pin(fy_msg_content *c);
 
+/*
+ * The owner's direct path (a pattern's direct pipe, see fy_engine_send_buf/recv_buf: same
+ * contract): whole single-frame messages between the caller's buffer and the ring, no fy_msg, no
+ * pattern. FY_SHM_DECLINE (== FY_ENG_DECLINE) when p is not a switched shm link or the frame
+ * needs the general path (send: ring full, frames queued, a loan open, a message half sent,
+ * dead, larger than one record; recv: nothing there, MORE, a subscription, a chunk, a held frame,
+ * anything invalid). send: 0 = in the ring and published. recv: 0 = a frame of *size bytes was
+ * taken, its first min(*size, cap) bytes copied to buf. Owner thread, pipe attached.
+ */
+#define FY_SHM_DECLINE 1
+int fy_shm_send_buf(fy_pipe *p, const void *buf, size_t len);
+int fy_shm_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size);
+/* The same on the shm pipe itself (shm_pipe.c). */
+int fy_shm_pipe_send_buf(fy_pipe *p, const void *buf, size_t len);
+int fy_shm_pipe_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size);
+
 /* ---- shm:// and the switch of an engine link to shared memory (shm.c) ---- */
 
 /* The X-Ferry value for our READY on fd: offers "shm" when cfg->shm and fd is a Unix socket. */

@@ -1013,6 +1013,81 @@ int fy_shm_pipe_ctl_flush(fy_pipe *p)
     return pending;
 }
 
+/* ---- the owner's direct path (ferry_socket_send/recv without a fy_msg or the pattern) ---- */
+
+/*
+ * A whole single-frame message from buf straight into the ring: one reserve, the meta word, one
+ * copy, one publish. Only in the pipe's plain streaming state (nothing queued or loaned, no
+ * message half sent, alive); anything else, and a full ring, is FY_SHM_DECLINE and goes the
+ * general way (fy_shm_pipe_send_loan waits for room there, the queue keeps order). What it
+ * leaves behind is exactly what sp_send leaves after the same frame, so either path may follow.
+ */
+int fy_shm_pipe_send_buf(fy_pipe *p, const void *buf, size_t len)
+{
+    fy_shm_pipe *sp = sp_of(p);
+    /* acquire: pairs with the release store of ovf_pending in sp_tx_leave and
+     * fy_shm_pipe_ctl_flush; while it reads 0 only the owner (us) touches tx and the queue. */
+    if (atomic_load_explicit(&sp->ovf_pending, memory_order_acquire) | sp->ovf_n | sp->loan_on |
+        sp->out_mid | (len > sp->whole_max) | (len > sp->max_msg) |
+        atomic_load_explicit(&p->dead, memory_order_relaxed))
+        return FY_SHM_DECLINE;
+    if (sp->tx_armed || sp->rx_armed)
+        sp_disarm(sp);
+    void *dst;
+    if (ferry_spsc_reserve(&sp->tx, len + REC_META, &dst) != 0)
+        return FY_SHM_DECLINE; /* full (the general path waits or queues) or failed (reports) */
+    uint64_t meta = (uint64_t)len << 8;
+    memcpy(dst, &meta, REC_META);
+    if (len)
+        memcpy((uint8_t *)dst + REC_META, buf, len);
+    if (ferry_spsc_commit(&sp->tx, len + REC_META, 0) < 0) {
+        sp_fail(sp, FERRY_EPROTO);
+        return FY_SHM_DECLINE; /* the general path reports the dead pipe */
+    }
+    sp->out_refused = false;
+    return 0;
+}
+
+/*
+ * The next frame straight from the ring into buf when it is a whole single-frame data record
+ * (no MORE, no subscription, not chunked): its first min(size, cap) bytes copied, the record
+ * released by the same batching rule as sp_next's. Anything else is put back untouched and is
+ * FY_SHM_DECLINE (the general path reads, validates and reports it, or waits when the ring is
+ * empty). Checks the record exactly as fy_shm_rec_check does for a whole record: a lying peer
+ * gets FERRY_EPROTO from the general path, never a read out of bounds here.
+ */
+int fy_shm_pipe_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size)
+{
+    fy_shm_pipe *sp = sp_of(p);
+    if (sp->has_stash | sp->asm_on | sp->hold_on)
+        return FY_SHM_DECLINE;
+    if (sp->rx_armed || sp->tx_armed)
+        sp_disarm(sp);
+    const void *data;
+    size_t len;
+    if (ferry_spsc_peek(&sp->rx, &data, &len) != 0)
+        return FY_SHM_DECLINE; /* empty (the general path publishes deferred releases, waits) */
+    uint64_t meta = 0;
+    if (len >= REC_META)
+        memcpy(&meta, data, REC_META); /* read once: the peer may change it behind us */
+    uint64_t n = (uint64_t)len - REC_META;
+    if (len < REC_META || (meta & 0xffu) != 0 || (meta >> 8) != n || n > sp->max_msg) {
+        if (ferry_spsc_unpeek(&sp->rx) < 0)
+            sp_fail(sp, FERRY_EPROTO);
+        return FY_SHM_DECLINE;
+    }
+    if (n && cap)
+        memcpy(buf, (const uint8_t *)data + REC_META, (size_t)(n < cap ? n : cap));
+    if (ferry_spsc_release(&sp->rx, FERRY_RING_DEFER) < 0) {
+        sp_fail(sp, FERRY_EPROTO);
+        return FY_SHM_DECLINE;
+    }
+    sp->rx_deferred++;
+    (void)sp_release_published(sp, len); /* a failure kills the pipe; the frame is ours anyway */
+    *size = (size_t)n;
+    return 0;
+}
+
 /* ---- life cycle ---- */
 
 void fy_shm_pipe_free(fy_pipe *p)
