@@ -199,6 +199,26 @@ static void ip_arm_tx(inproc_pipe *ip)
 
 /* ---- frames in and out of the ring ---- */
 
+/*
+ * Drops a frame whose bytes were copied into the ring. The common case is ferry_socket_send's
+ * reused block (msg.h fy_msg_init_cached) with two references, the socket's cache and m, both
+ * held by this thread: nobody else can change the count, so it is set back to 1 with a plain
+ * store instead of an atomic read-modify-write (whose implicit full fence would also wait for the
+ * ring stores just made, lines the consumer still has in its cache). Anything else goes through
+ * fy_msg_fini.
+ */
+static inline void ip_drop_copied(inproc_pipe *ip, fy_msg *m)
+{
+    fy_msg_content *c = m->content;
+    if (c && c == ip->pipe.sock->tx_cache &&
+        atomic_load_explicit(&c->refs, memory_order_relaxed) == 2) {
+        atomic_store_explicit(&c->refs, 1, memory_order_relaxed);
+        fy_msg_init(m);
+        return;
+    }
+    fy_msg_fini(m); /* the body block goes back to whoever caches it */
+}
+
 /* Moves m into the ring: 0 (m left empty), FERRY_EAGAIN (no room) or FERRY_EPROTO. */
 static int ip_push(inproc_pipe *ip, fy_msg *m)
 {
@@ -212,7 +232,7 @@ static int ip_push(inproc_pipe *ip, fy_msg *m)
             memcpy(at, &meta, 8);
             memcpy((uint8_t *)at + IP_META, fy_msg_cdata(m), (size_t)size);
             ferry_spsc_commit(&ip->tx, IP_META + (size_t)size, 0);
-            fy_msg_fini(m); /* the body block goes back to whoever caches it */
+            ip_drop_copied(ip, m);
             return 0;
         }
         if (rc != FERRY_EAGAIN && rc != FERRY_EMSGSIZE)
@@ -259,7 +279,10 @@ static int ip_pop(inproc_pipe *ip, fy_msg *m)
         return FERRY_EPROTO;
     }
     memcpy(&meta, b, 8);
-    fy_msg_fini(m);
+    if (m->content)
+        fy_msg_fini(m);
+    else
+        m->size = 0;
     if (meta & IP_REC_REF) {
         if (len != IP_REF_LEN) {
             ferry_spsc_release(&ip->rx, 0);
@@ -273,8 +296,16 @@ static int ip_pop(inproc_pipe *ip, fy_msg *m)
             m->size = size;
             memcpy(m->inline_, b + IP_META, size);
         } else {
-            rc = fy_msg_init_cached(m, &ip->rx_cache, size);
-            if (rc != 0) {
+            fy_msg_content *c = ip->rx_cache;
+            /* The cache protocol of msg.h (fy_msg_init_cached), inline for its common case:
+             * only the cache holds the block (acquire: pairs with the acq_rel release of the
+             * frame that used it last, possibly on another thread), so nobody can take a
+             * reference concurrently. */
+            if (c && c->cap >= size && atomic_load_explicit(&c->refs, memory_order_acquire) == 1) {
+                atomic_store_explicit(&c->refs, 2, memory_order_relaxed);
+                m->content = c;
+                m->size = size;
+            } else if ((rc = fy_msg_init_cached(m, &ip->rx_cache, size)) != 0) {
                 ip->rx.peeked_ = 0; /* leave the record where it is */
                 return rc;
             }
