@@ -4,7 +4,8 @@
  * hostile peer controls, and the harness attaches an endpoint and drains it (then also writes into
  * it, since producers read the consumer's index). Nothing may crash or touch memory outside the
  * ring under ASan/UBSan, and every call must return one of the codes its contract allows (0, a
- * length, FERRY_EAGAIN, FERRY_EPROTO, FERRY_EMSGSIZE); anything else aborts.
+ * length, FERRY_EAGAIN, FERRY_EPROTO, FERRY_EMSGSIZE); anything else aborts. A peeked SPSC record
+ * is sometimes put back (ferry_spsc_unpeek) and must then be peeked again unchanged.
  *
  * Input format (so that short inputs reach deep states):
  *   byte 0      kind (bits 0-1: 0/3 SPSC, 1 MPSC, 2 MPMC), bit 2: keep the header's shape words
@@ -125,8 +126,22 @@ static void fz_spsc(const uint8_t *in, size_t n, uint8_t kind, uint64_t seed)
                     const uint8_t *b = p;
                     REQUIRE(b >= mem + HDR_BYTES && len <= cap && b + len <= mem + HDR_BYTES + cap);
                     memcpy(buf, p, len);
+                    if (((r >> 6) & 3) == 0) {
+                        /* Put it back: the next peek must find the very same record (nobody
+                         * writes meanwhile), checked again. */
+                        REQUIRE(ferry_spsc_unpeek(&rx) == 0);
+                        const void *p2;
+                        size_t len2;
+                        rc = ferry_spsc_peek(&rx, &p2, &len2);
+                        REQUIRE(rc == 0 && p2 == p && len2 == len);
+                    }
                     rc = ferry_spsc_release(&rx, (r >> 1) & 1 ? FERRY_RING_DEFER : 0);
                     REQUIRE(rc == 0 || rc == FERRY_EPROTO);
+                }
+                /* Nothing is peeked now: unpeek has nothing to put back. */
+                if (((r >> 10) & 7) == 0) {
+                    rc = ferry_spsc_unpeek(&rx);
+                    REQUIRE(rc == FERRY_EINVAL || (rc == FERRY_EPROTO && rx.err_));
                 }
             } else {
                 size_t bcap = (r >> 8) % 3 == 0 ? (size_t)((r >> 16) % 64) : sizeof buf;
