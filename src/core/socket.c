@@ -794,6 +794,23 @@ int ferry_socket_send(ferry_socket *s, const void *buf, size_t len, int flags)
         return rc;
     if (!buf && len)
         return FERRY_EFAULT;
+    /* Fast path: a whole single-frame message to the one peer the pattern would pick anyway
+     * (its direct op) goes from buf straight into a stream engine's output buffer: no fy_msg,
+     * no pattern, no body block. Anything the engine declines (HWM, large, dead, shm) takes the
+     * general path below, which waits, reports errors and counts drops. */
+    if (!(flags & ~FERRY_DONTWAIT) && !s->sndmore && s->ops->direct) {
+        uint64_t gen_before = s->seen_gen;
+        fy_socket_sync(s);
+        fy_pipe *p = s->ops->direct(s, s->pstate, true);
+        if (p && (rc = fy_engine_send_buf(p, buf, len)) != FY_ENG_DECLINE) {
+            if (rc == 0) {
+                s->bytes_out += len;
+                s->msgs_out++;
+            }
+            sock_pollfd_after_send(s, gen_before);
+            return rc;
+        }
+    }
     fy_msg m;
     if (len > FY_MSG_INLINE) {
         /* A single shm peer: copy straight into its ring (one copy instead of two). */
@@ -864,6 +881,23 @@ ssize_t ferry_socket_recv(ferry_socket *s, void *buf, size_t cap, int flags, int
         return rc;
     if (!buf && cap)
         return FERRY_EFAULT;
+    /* Fast path: the next frame of the one peer the pattern would read, when it is a whole
+     * single-frame message already in a stream engine's read buffer (or arriving with one
+     * read), is copied from there into buf: no fy_msg, no pattern. Everything else (nothing
+     * there yet, MORE, commands, large bodies, shm) takes the general path below. */
+    if (!(flags & ~FERRY_DONTWAIT) && !s->rcvmore && s->ops->direct) {
+        fy_socket_sync(s);
+        fy_pipe *p = s->ops->direct(s, s->pstate, false);
+        size_t size;
+        if (p && fy_engine_recv_buf(p, buf, cap, &size) == 0) {
+            s->bytes_in += size;
+            s->msgs_in++;
+            if (more)
+                *more = 0;
+            sock_pollfd_upkeep(s);
+            return (ssize_t)size;
+        }
+    }
     fy_msg m;
     fy_msg_init(&m);
     /* In place: the frame is copied out of the ring into buf and released within the call. The

@@ -63,6 +63,18 @@ static int dealer_events(fy_socket *s, void *st)
     return in | out;
 }
 
+static fy_pipe *dealer_direct(fy_socket *s, void *st, bool out)
+{
+    (void)s;
+    dealer_state *d = st;
+    const fy_pipelist *l = &d->pipes;
+    if (l->n != 1)
+        return NULL;
+    if (out)
+        return l->send_cur || l->send_dropping || !fy_msgq_empty(&d->backlog.q) ? NULL : l->v[0];
+    return l->recv_cur ? NULL : l->v[0];
+}
+
 const fy_pattern_ops fy_pattern_dealer = {
     .type = FERRY_DEALER,
     .name = "DEALER",
@@ -73,4 +85,5 @@ const fy_pattern_ops fy_pattern_dealer = {
     .send = dealer_send,
     .recv = dealer_recv,
     .events = dealer_events,
+    .direct = dealer_direct,
 };

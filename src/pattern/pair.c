@@ -118,6 +118,15 @@ static int pair_events(fy_socket *s, void *st)
     return ev;
 }
 
+static fy_pipe *pair_direct(fy_socket *s, void *st, bool out)
+{
+    (void)s;
+    pair_state *ps = st;
+    if (out)
+        return ps->mid || ps->send_dropping ? NULL : ps->peer;
+    return ps->draining ? NULL : ps->peer;
+}
+
 const fy_pattern_ops fy_pattern_pair = {
     .type = FERRY_PAIR,
     .name = "PAIR",
@@ -127,4 +136,5 @@ const fy_pattern_ops fy_pattern_pair = {
     .send = pair_send,
     .recv = pair_recv,
     .events = pair_events,
+    .direct = pair_direct,
 };

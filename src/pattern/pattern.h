@@ -104,6 +104,13 @@ typedef struct fy_pattern_ops {
      * level-triggered pollfd readable (ferry_socket_pollfd); a pattern that buffers without
      * answering here makes an event loop sleep forever on input it already holds. */
     bool (*has_input)(fy_socket *s, void *st);
+    /* Optional: the pipe a whole single-frame message may move on right now without the pattern
+     * (out: the pipe send would pick; in: the pipe recv would read), when that choice needs no
+     * pattern state: one peer, no message half sent (out) or half received (in), nothing queued
+     * in the pattern. NULL otherwise. ferry_socket_send/recv then move such a frame on it
+     * themselves (the stream engine's fast path); the pattern's state is the same before and
+     * after such a frame, so the pattern never notices. */
+    fy_pipe *(*direct)(fy_socket *s, void *st, bool out);
     /* Optional: p is about to be published to the socket (pipe.h step 1). Runs on the thread that
      * publishes it (the control thread, or the thread making an inproc link), with the socket's
      * link lock held (fy_socket_links_lock) and before the owner can see p, so it may send on p:

@@ -38,6 +38,15 @@ static int pull_events(fy_socket *s, void *st)
     return fy_pipelist_fq_poll(&((pull_state *)st)->pipes);
 }
 
+static fy_pipe *pull_direct(fy_socket *s, void *st, bool out)
+{
+    (void)s;
+    const fy_pipelist *l = &((pull_state *)st)->pipes;
+    if (out || l->n != 1 || l->recv_cur)
+        return NULL;
+    return l->v[0];
+}
+
 const fy_pattern_ops fy_pattern_pull = {
     .type = FERRY_PULL,
     .name = "PULL",
@@ -47,4 +56,5 @@ const fy_pattern_ops fy_pattern_pull = {
     .detach = pull_detach,
     .recv = pull_recv,
     .events = pull_events,
+    .direct = pull_direct,
 };

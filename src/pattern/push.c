@@ -47,6 +47,16 @@ static int push_events(fy_socket *s, void *st)
     return fy_backlog_lb_poll(&ps->backlog, &ps->pipes, s);
 }
 
+static fy_pipe *push_direct(fy_socket *s, void *st, bool out)
+{
+    (void)s;
+    push_state *ps = st;
+    const fy_pipelist *l = &ps->pipes;
+    if (!out || l->n != 1 || l->send_cur || l->send_dropping || !fy_msgq_empty(&ps->backlog.q))
+        return NULL;
+    return l->v[0];
+}
+
 const fy_pattern_ops fy_pattern_push = {
     .type = FERRY_PUSH,
     .name = "PUSH",
@@ -56,4 +66,5 @@ const fy_pattern_ops fy_pattern_push = {
     .detach = push_detach,
     .send = push_send,
     .events = push_events,
+    .direct = push_direct,
 };

@@ -39,13 +39,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FY_ENG_IN_CAP          (64u * 1024u)
-#define FY_ENG_BIG_MIN         (FY_ENG_IN_CAP / 2) /* bodies above this bypass the read buffer */
-#define FY_ENG_COPY_MAX        8192u               /* bodies up to this are copied on send */
-#define FY_ENG_OUT_HIGH        (16u * 1024u)       /* write at once above this many bytes */
-#define FY_ENG_BATCH_NS        10000u              /* link quiet this long: write at once */
-#define FY_ENG_MAX_DELAY_NS    100000u             /* in a burst, write at least this often */
-#define FY_ENG_BIG_FIRST_ALLOC (256u * 1024u)      /* first allocation for a large body */
+#define FY_ENG_IN_CAP   (64u * 1024u)
+#define FY_ENG_BIG_MIN  (FY_ENG_IN_CAP / 2) /* bodies above this bypass the read buffer */
+#define FY_ENG_COPY_MAX 8192u               /* bodies up to this are copied on send */
+#define FY_ENG_OUT_HIGH (16u * 1024u)       /* write at once above this many bytes */
+/* The two batching times can be raised at build time for profiling: under callgrind a sender
+ * runs ~50x slower, so every message would look isolated and be written on its own. */
+#ifndef FY_ENG_BATCH_NS
+#define FY_ENG_BATCH_NS 10000u /* link quiet this long: write at once */
+#endif
+#ifndef FY_ENG_MAX_DELAY_NS
+#define FY_ENG_MAX_DELAY_NS 100000u /* in a burst, write at least this often */
+#endif
+#define FY_ENG_BIG_FIRST_ALLOC (256u * 1024u) /* first allocation for a large body */
 #define FY_ENG_IOV             64
 #define FY_ENG_HANDSHAKE_NS    (30ull * 1000000000ull)
 #define FY_ENG_IDLE_SCAN_NS    (50ull * 1000000ull)
@@ -603,6 +609,37 @@ static int eng_next(fy_engine *e, fy_msg *m)
 /* pipe ops (owner thread)                                                                     */
 /* ------------------------------------------------------------------------------------------- */
 
+/*
+ * After a frame was appended, under out_lock (which this drops). Batching: an isolated message
+ * (the link was quiet) goes out at once; in a burst frames accumulate until FY_ENG_OUT_HIGH
+ * bytes or FY_ENG_MAX_DELAY_NS since the last write. Returns 0: the frame was accepted (a write
+ * failure is reported as the pipe's death, not as this frame's error).
+ */
+static int eng_send_done(fy_engine *e, bool more)
+{
+    fy_pipe *p = &e->pipe;
+    uint64_t now = fy_now_ns();
+    uint64_t quiet = now - e->last_append_ns;
+    e->last_append_ns = now;
+    size_t pending = eng_out_pending(e);
+    if (pending >= FY_ENG_OUT_HIGH ||
+        (!more && (quiet >= FY_ENG_BATCH_NS || now - e->last_write_ns >= FY_ENG_MAX_DELAY_NS))) {
+        if (eng_write(e, now) < 0) {
+            eng_lock_drop(&e->out_lock);
+            fy_engine_kill(p, FERRY_EPIPE);
+            return 0;
+        }
+    }
+    if (eng_out_pending(e) > 0) {
+        p->dirty = true;
+        eng_lock_drop(&e->out_lock);
+        fy_ctl_flush_watch();
+        return 0;
+    }
+    eng_lock_drop(&e->out_lock);
+    return 0;
+}
+
 static int eng_pipe_send(fy_pipe *p, fy_msg *m)
 {
     fy_engine *e = eng(p);
@@ -681,30 +718,44 @@ static int eng_pipe_send(fy_pipe *p, fy_msg *m)
         rc = FERRY_ENOMEM;
         goto out;
     }
-    /* Batching: an isolated message (the link was quiet) goes out at once; in a burst frames
-     * accumulate until FY_ENG_OUT_HIGH bytes or FY_ENG_MAX_DELAY_NS since the last write. */
-    uint64_t now = fy_now_ns();
-    uint64_t quiet = now - e->last_append_ns;
-    e->last_append_ns = now;
-    size_t pending = eng_out_pending(e);
-    if (pending >= FY_ENG_OUT_HIGH ||
-        (!more && (quiet >= FY_ENG_BATCH_NS || now - e->last_write_ns >= FY_ENG_MAX_DELAY_NS))) {
-        if (eng_write(e, now) < 0) {
-            /* The frame was accepted; the loss is reported as the pipe's death. */
-            eng_lock_drop(&e->out_lock);
-            fy_engine_kill(p, FERRY_EPIPE);
-            return 0;
-        }
-    }
-    if (eng_out_pending(e) > 0) {
-        p->dirty = true;
-        eng_lock_drop(&e->out_lock);
-        fy_ctl_flush_watch();
-        return 0;
-    }
+    return eng_send_done(e, more);
 out:
     eng_lock_drop(&e->out_lock);
     return rc;
+}
+
+int fy_engine_send_buf(fy_pipe *p, const void *buf, size_t len)
+{
+    if (p->ops != &fy_engine_ops || len > FY_ENG_COPY_MAX ||
+        atomic_load_explicit(&p->dead, memory_order_relaxed))
+        return FY_ENG_DECLINE;
+    fy_engine *e = eng(p);
+    eng_lock_take(&e->out_lock);
+    /* At SNDHWM the general path tries a write, then refuses or waits. The end-offset ring gets
+     * its room first, so a failed allocation never leaves a frame counted nowhere. */
+    if (e->out_dead || e->out_mid ||
+        (e->cfg.sndhwm > 0 && (e->ends_n >= (uint32_t)e->cfg.sndhwm || e->ends_n == e->ends_cap))) {
+        eng_lock_drop(&e->out_lock);
+        return FY_ENG_DECLINE;
+    }
+    size_t hl = len <= 255 ? 2 : FY_ZMTP_MAX_HEADER;
+    uint8_t *at = eng_out_append(e, hl + len);
+    if (!at) {
+        eng_lock_drop(&e->out_lock);
+        return FERRY_ENOMEM;
+    }
+    if (hl == 2) {
+        at[0] = 0;
+        at[1] = (uint8_t)len;
+    } else {
+        at[0] = FY_ZMTP_FLAG_LONG;
+        for (int i = 0; i < 8; i++)
+            at[1 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+    }
+    if (len)
+        memcpy(at + hl, buf, len);
+    (void)eng_end_push(e); /* room checked above: cannot fail */
+    return eng_send_done(e, false);
 }
 
 static int eng_pipe_recv(fy_pipe *p, fy_msg *m)
@@ -735,6 +786,57 @@ static int eng_pipe_recv(fy_pipe *p, fy_msg *m)
             rc = FERRY_EPIPE;
     }
     return rc;
+}
+
+int fy_engine_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size)
+{
+    if (p->ops != &fy_engine_ops)
+        return FY_ENG_DECLINE;
+    fy_engine *e = eng(p);
+    eng_lock_take(&e->in_lock);
+    if (e->has_peeked || e->big_on || e->in_mid) {
+        eng_lock_drop(&e->in_lock);
+        return FY_ENG_DECLINE;
+    }
+    for (bool tried_read = false;; tried_read = true) {
+        size_t avail = e->in_w - e->in_r;
+        const uint8_t *h = e->in + e->in_r;
+        /* Plain data frames only (flags 0 or LONG): MORE, commands and invalid flags go the
+         * general way, which checks them (fy_zmtp_frame_decode). */
+        if (avail >= 2 && (h[0] & ~FY_ZMTP_FLAG_LONG) == 0) {
+            size_t hl = 2;
+            uint64_t sz = h[1];
+            if (h[0] == FY_ZMTP_FLAG_LONG) {
+                hl = FY_ZMTP_MAX_HEADER;
+                sz = 0;
+                if (avail >= hl)
+                    for (int i = 0; i < 8; i++)
+                        sz = sz << 8 | h[1 + i];
+                if (avail < hl || sz > FY_ENG_BIG_MIN)
+                    goto decline; /* large bodies bypass the read buffer */
+            }
+            if ((uint64_t)(avail - hl) >= sz) {
+                if (sz && cap)
+                    memcpy(buf, h + hl, (size_t)(sz < cap ? sz : cap));
+                eng_consume(e, hl + (size_t)sz);
+                *size = (size_t)sz;
+                atomic_store_explicit(&e->owner_in_seq,
+                                      atomic_load_explicit(&e->owner_in_seq, memory_order_relaxed) +
+                                          1,
+                                      memory_order_relaxed);
+                eng_lock_drop(&e->in_lock);
+                return 0;
+            }
+        } else if (avail >= 2) {
+            goto decline;
+        }
+        /* Incomplete or empty: one read, then the general path takes over. */
+        if (tried_read || eng_read(e) <= 0)
+            goto decline;
+    }
+decline:
+    eng_lock_drop(&e->in_lock);
+    return FY_ENG_DECLINE;
 }
 
 static int eng_pipe_poll_in(fy_pipe *p)

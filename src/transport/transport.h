@@ -80,6 +80,21 @@ void fy_engine_kill(fy_pipe *p, int err);
 /* Control thread: frees the engine (closes the fds). */
 void fy_engine_free(fy_pipe *p);
 
+/*
+ * Owner fast path (ferry_socket_send/recv with a pattern's direct pipe): whole single-frame
+ * messages straight between the caller's buffer and the engine's byte buffers, without a fy_msg
+ * and without the pattern. Both return FY_ENG_DECLINE when the pipe is not a plain stream
+ * engine or the frame needs the general path (send: above FY_ENG_COPY_MAX, at SNDHWM, dead,
+ * a message in progress; recv: the next frame is a command, has MORE, is large, incomplete or
+ * invalid, or nothing is buffered and the kernel has nothing either): the caller then runs the
+ * general path, which handles waiting, errors and everything else. send_buf: 0 = queued (and
+ * written or batched like any frame) or FERRY_ENOMEM. recv_buf: 0 = a frame of *size bytes
+ * was taken, its first min(*size, cap) bytes copied to buf.
+ */
+#define FY_ENG_DECLINE 1
+int fy_engine_send_buf(fy_pipe *p, const void *buf, size_t len);
+int fy_engine_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size);
+
 /* ---- inproc (inproc.c) ---- */
 int fy_inproc_bind(fy_socket *s, const char *name, const fy_link_cfg *cfg);
 int fy_inproc_connect(fy_socket *s, const char *name, const fy_link_cfg *cfg);
