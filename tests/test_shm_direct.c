@@ -1,0 +1,358 @@
+/*
+ * test_shm_direct.c - the shm pipe's owner fast paths between two real processes: the direct
+ * single-frame send/recv (fy_shm_pipe_send_buf/recv_buf, what ferry_socket_send/recv use for a
+ * pattern's direct pipe) mixed with the general pipe ops in one stream (order, content, flags,
+ * truncation, what each path declines), records a hostile peer writes (declined untouched, then
+ * FERRY_EPROTO from the general path, never a crash: run it under ASan), and the bounded wait of
+ * ferry_socket_send's ring loan (fy_shm_pipe_send_loan): it waits for a consumer that reads, gives
+ * up on one that does not and then does not wait again until that consumer moves, and never
+ * waits with timeout 0.
+ */
+#include "core/msg.h"
+#include "ferry/ring.h"
+#include "ring/spsc_layout.h"
+#include "testutil.h"
+#include "transport/shm.h"
+#include "transport/shm_pipe_impl.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int run_hs(fy_shm_hs *hs, int fd)
+{
+    for (;;) {
+        bool want_out;
+        int rc = fy_shm_hs_step(hs, fd, &want_out);
+        if (rc != 0)
+            return rc;
+        struct pollfd p = {.fd = fd, .events = want_out ? POLLOUT : POLLIN};
+        if (poll(&p, 1, 10000) != 1)
+            return FERRY_ETIMEDOUT;
+    }
+}
+
+typedef struct side {
+    fy_pipe *p;
+    pid_t child; /* in the parent: the peer's pid */
+    int gate[2]; /* parent -> child: one byte = "go on" */
+} side;
+
+/* Forks; both processes return with a live pipe (child: side 1). */
+static side make_link(size_t ring)
+{
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    side s = {0};
+    CHECK(pipe(s.gate) == 0);
+    s.child = fork();
+    CHECK(s.child >= 0);
+    int me = s.child == 0 ? 1 : 0;
+    close(sv[1 - me]);
+    fy_shm_hs hs;
+    fy_shm_hs_init(&hs, me, ring);
+    CHECK_RC(run_hs(&hs, sv[me]), 1);
+    fy_shm_link *l = fy_shm_hs_take(&hs);
+    fy_shm_hs_fini(&hs);
+    CHECK(l);
+    fy_shm_pipe_cfg cfg = {.sndhwm = 0, .max_msg = 0};
+    CHECK_OK(fy_shm_pipe_new(&s.p, NULL, l, sv[me], &cfg));
+    return s;
+}
+
+static void gate_open(side *s)
+{
+    char c = 1;
+    CHECK(write(s->gate[1], &c, 1) == 1);
+}
+
+static void gate_wait(side *s)
+{
+    char c;
+    CHECK(read(s->gate[0], &c, 1) == 1);
+}
+
+/* Sleeps the way the socket core does: announce, then poll on the wake eventfd and the Unix
+ * socket, whose hang-up kills the pipe. */
+static void wait_pipe(fy_pipe *p, bool in, bool out)
+{
+    if (fy_shm_pipe_prepare_wait(p, in, out) != 1)
+        return;
+    struct pollfd f[2] = {{.fd = p->rfd, .events = POLLIN},
+                          {.fd = fy_shm_pipe_usock(p), .events = POLLRDHUP}};
+    CHECK(poll(f, 2, 10000) >= 1);
+    if (f[1].revents & (POLLHUP | POLLRDHUP | POLLERR))
+        fy_shm_pipe_kill(p, FERRY_EPIPE);
+}
+
+static void fill(uint8_t *b, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++)
+        b[i] = (uint8_t)(seed * 31u + i * 7u + (i >> 8));
+}
+
+static bool check_fill(const uint8_t *b, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != (uint8_t)(seed * 31u + i * 7u + (i >> 8)))
+            return false;
+    return true;
+}
+
+static int reap(pid_t pid)
+{
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 1000 + WTERMSIG(st);
+}
+
+#define MIX_N 3000
+
+/* Frame i of the mixed stream: its size and whether it is the first of a two-frame message
+ * (sent and received by the general ops). */
+static size_t mix_size(uint32_t i)
+{
+    static const size_t sz[] = {0, 1, 8, 40, 41, 64, 200, 1000, 4096, 9000, 30000};
+    return sz[(i * 7u) % (sizeof sz / sizeof sz[0])];
+}
+
+static bool mix_multi(uint32_t i)
+{
+    return i % 9 == 4;
+}
+
+static void test_mixed(void)
+{
+    side s = make_link(65536);
+    static uint8_t buf[65536];
+    if (s.child == 0) {
+        /* Receiver: every single-frame message (whichever way it was sent) is taken by the
+         * direct path; the two-frame ones are declined (MORE) and taken by the general ops. */
+        for (uint32_t i = 0; i < MIX_N; i++) {
+            size_t want = mix_size(i);
+            size_t cap = i % 13 == 5 ? want / 2 : sizeof buf; /* truncating receives */
+            size_t got = 0;
+            int rc;
+            if (!mix_multi(i)) {
+                while ((rc = fy_shm_pipe_recv_buf(s.p, buf, cap, &got)) == FY_SHM_DECLINE)
+                    wait_pipe(s.p, true, false); /* declined: nothing there yet */
+                CHECK_OK(rc);
+                CHECK(got == want);
+                CHECK(check_fill(buf, want < cap ? want : cap, i));
+                continue;
+            }
+            /* A first frame with MORE is not a whole single-frame message: declined. */
+            while ((rc = fy_shm_pipe_recv_buf(s.p, buf, cap, &got)) == FY_SHM_DECLINE &&
+                   fy_shm_pipe_prepare_wait(s.p, true, false) == 1)
+                wait_pipe(s.p, true, false);
+            CHECK_RC(rc, FY_SHM_DECLINE);
+            for (int f = 0; f < 2; f++) {
+                fy_msg m;
+                fy_msg_init(&m);
+                while ((rc = fy_pipe_recv(s.p, &m)) == FERRY_EAGAIN)
+                    wait_pipe(s.p, true, false);
+                CHECK_OK(rc);
+                CHECK(m.flags == (f == 0 ? FY_MSG_MORE : 0u));
+                CHECK(fy_msg_size(&m) == (f ? 3 : want));
+                CHECK(check_fill(fy_msg_data(&m), fy_msg_size(&m), f ? i + 1000000 : i));
+                fy_msg_fini(&m);
+            }
+        }
+        fy_shm_pipe_free(s.p);
+        _exit(0);
+    }
+    uint32_t direct = 0;
+    for (uint32_t i = 0; i < MIX_N; i++) {
+        size_t n = mix_size(i);
+        fill(buf, n, i);
+        if (!mix_multi(i) && i % 5 != 2) {
+            int rc;
+            while ((rc = fy_shm_pipe_send_buf(s.p, buf, n)) == FY_SHM_DECLINE)
+                wait_pipe(s.p, false, true); /* full: the general path would wait too */
+            CHECK_OK(rc);
+            direct++;
+            continue;
+        }
+        for (int f = 0; f < (mix_multi(i) ? 2 : 1); f++) {
+            fy_msg m;
+            size_t fn = f ? 3 : n;
+            CHECK_OK(fy_msg_init_size(&m, fn));
+            fill(fy_msg_data(&m), fn, f ? i + 1000000 : i);
+            m.flags = mix_multi(i) && f == 0 ? FY_MSG_MORE : 0;
+            int rc = fy_pipe_send(s.p, &m);
+            CHECK_OK(rc); /* no SNDHWM: a full ring queues */
+            if (mix_multi(i) && f == 0) {
+                /* Half a message sent: the direct path must decline until it is complete. */
+                CHECK_RC(fy_shm_pipe_send_buf(s.p, buf, 1), FY_SHM_DECLINE);
+            }
+        }
+    }
+    while (s.p->ops->flush(s.p) == 1)
+        wait_pipe(s.p, false, true);
+    CHECK(direct > MIX_N / 2);
+    CHECK_RC(reap(s.child), 0);
+    fy_shm_pipe_free(s.p);
+    close(s.gate[0]);
+    close(s.gate[1]);
+}
+
+/* The peer writes record r (a meta word and len bytes in all) straight into its ring. */
+static void hostile_write(fy_pipe *p, uint64_t meta, size_t len)
+{
+    fy_shm_pipe *sp = (fy_shm_pipe *)p;
+    void *dst;
+    CHECK_OK(ferry_spsc_reserve(&sp->tx, len, &dst));
+    memset(dst, 0x5a, len);
+    if (len >= 8)
+        memcpy(dst, &meta, 8);
+    CHECK_OK(ferry_spsc_commit(&sp->tx, len, 0));
+}
+
+static void test_hostile(int which)
+{
+    side s = make_link(65536);
+    if (s.child == 0) {
+        switch (which) {
+        case 0: /* unknown flag bit */
+            hostile_write(s.p, 0x80u | ((uint64_t)16 << 8), 8 + 16);
+            break;
+        case 1: /* announces more bytes than the record holds */
+            hostile_write(s.p, (uint64_t)1000 << 8, 8 + 16);
+            break;
+        case 2: /* shorter than a meta word */
+            hostile_write(s.p, 0, 4);
+            break;
+        default: /* a continuation without a start */
+            hostile_write(s.p, REC_CONT | ((uint64_t)16 << 8), 8 + 16);
+            break;
+        }
+        gate_wait(&s);
+        fy_shm_pipe_free(s.p);
+        _exit(0);
+    }
+    uint8_t buf[64];
+    size_t got = 0;
+    int rc;
+    while ((rc = fy_shm_pipe_recv_buf(s.p, buf, sizeof buf, &got)) == FY_SHM_DECLINE) {
+        /* Declined untouched: the general path sees the same record and refuses it. */
+        fy_msg m;
+        fy_msg_init(&m);
+        rc = fy_pipe_recv(s.p, &m);
+        fy_msg_fini(&m);
+        if (rc != FERRY_EAGAIN)
+            break;
+        wait_pipe(s.p, true, false);
+    }
+    CHECK_RC(rc, FERRY_EPROTO);
+    CHECK(fy_shm_pipe_error(s.p) == FERRY_EPROTO);
+    CHECK_RC(fy_shm_pipe_recv_buf(s.p, buf, sizeof buf, &got), FY_SHM_DECLINE);
+    gate_open(&s);
+    CHECK_RC(reap(s.child), 0);
+    fy_shm_pipe_free(s.p);
+    close(s.gate[0]);
+    close(s.gate[1]);
+}
+
+#define LOAN_SIZE 12000u
+#define LOAN_N    300u
+
+/* One frame through ferry_socket_send's loan path: loan (with waiting), write, commit. */
+static int loan_send(fy_pipe *p, uint32_t seed, int timeout_ms)
+{
+    fy_msg m;
+    int rc = fy_shm_pipe_send_loan(p, &m, LOAN_SIZE, timeout_ms);
+    if (rc != 0)
+        return rc;
+    fill(fy_msg_data(&m), LOAN_SIZE, seed);
+    CHECK_OK(fy_pipe_send(p, &m));
+    fy_msg_fini(&m);
+    return 0;
+}
+
+static void test_send_wait(void)
+{
+    side s = make_link(65536); /* room for 5 frames of LOAN_SIZE */
+    if (s.child == 0) {
+        gate_wait(&s); /* not reading until the parent saw the stall */
+        for (uint32_t i = 0; i < LOAN_N; i++) {
+            fy_msg m;
+            fy_msg_init(&m);
+            int rc;
+            while ((rc = fy_pipe_recv(s.p, &m)) == FERRY_EAGAIN)
+                wait_pipe(s.p, true, false);
+            CHECK_OK(rc);
+            CHECK(fy_msg_size(&m) == LOAN_SIZE);
+            CHECK(check_fill(fy_msg_data(&m), LOAN_SIZE, i));
+            fy_msg_fini(&m);
+        }
+        fy_shm_pipe_free(s.p);
+        _exit(0);
+    }
+    fy_shm_pipe *sp = (fy_shm_pipe *)s.p;
+    uint32_t seed = 0;
+    /* Fill the ring while the consumer does not read. */
+    while (loan_send(s.p, seed, 0) == 0)
+        seed++;
+    CHECK(seed >= 4 && !sp->stalled);
+    /* Timeout 0 (DONTWAIT): no wait, no stall recorded. */
+    CHECK_RC(loan_send(s.p, seed, 0), FERRY_EAGAIN);
+    CHECK(!sp->stalled);
+    /* A consumer that does not read: the bounded wait expires and is remembered... */
+    CHECK_RC(loan_send(s.p, seed, -1), FERRY_EAGAIN);
+    CHECK(sp->stalled);
+    uint64_t head = atomic_load(&sp->tx_shared->head);
+    CHECK(sp->stall_head == head);
+    /* ...so the next sends give up at once (the caller queues) while the head stands still. A
+     * SNDTIMEO shorter than the wait caps it. */
+    for (int i = 0; i < 50; i++)
+        CHECK_RC(loan_send(s.p, seed, -1), FERRY_EAGAIN);
+    CHECK(sp->stalled && sp->ovf_n == 0);
+    /* The consumer starts reading: sends wait for room again and go into the ring. */
+    gate_open(&s);
+    uint32_t waited = 0, fell_back = 0;
+    while (seed < LOAN_N) {
+        int rc = loan_send(s.p, seed, -1);
+        if (rc == FERRY_EAGAIN) {
+            /* Only a consumer starved of CPU for milliseconds makes this happen: the frame goes
+             * the general way (queued), as ferry_socket_send does. */
+            fy_msg m;
+            CHECK_OK(fy_msg_init_size(&m, LOAN_SIZE));
+            fill(fy_msg_data(&m), LOAN_SIZE, seed);
+            CHECK_OK(fy_pipe_send(s.p, &m));
+            fell_back++;
+        } else {
+            CHECK_OK(rc);
+            waited++;
+        }
+        seed++;
+    }
+    CHECK(waited > 0);
+    fprintf(stderr, "  %u loans after waiting for room, %u fallbacks\n", waited, fell_back);
+    while (s.p->ops->flush(s.p) == 1)
+        wait_pipe(s.p, false, true);
+    CHECK_RC(reap(s.child), 0);
+    fy_shm_pipe_free(s.p);
+    close(s.gate[0]);
+    close(s.gate[1]);
+}
+
+int main(void)
+{
+    tu_deadline(100);
+    setvbuf(stderr, NULL, _IONBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+    fprintf(stderr, "mixed\n");
+    test_mixed();
+    for (int i = 0; i < 4; i++) {
+        fprintf(stderr, "hostile %d\n", i);
+        test_hostile(i);
+    }
+    fprintf(stderr, "send wait\n");
+    test_send_wait();
+    printf("test_shm_direct: ok\n");
+    return 0;
+}
