@@ -80,7 +80,8 @@ ssize_t ferry_socket_send_many(ferry_socket *s, const ferry_iov *v, size_t n, in
     if (!s->ops->send)
         return FERRY_ENOTSUP;
     size_t done = 0;
-    bool fast = false;
+    bool fast = false, waited = false;
+    uint64_t deadline = 0;
     while (done < n) {
         fy_socket_sync(s);
         fy_pipe *p = batch_shm_pipe(s, true);
@@ -102,11 +103,37 @@ ssize_t ferry_socket_send_many(ferry_socket *s, const ferry_iov *v, size_t n, in
              * way, one frame. */
             if (full && done > 0)
                 break;
+            /* Nothing accepted yet and allowed to wait: wait for room in the ring (the peer's
+             * release wakes us) rather than queue the first message behind it, which would
+             * turn the fast path off until the queue drained and publish that queue record by
+             * record. In slices, so a pipe-set change or the peer's death is seen. When the
+             * time is up, the message still gets what ferry_socket_send with FERRY_DONTWAIT
+             * would give it (queued below SNDHWM), so a batch never refuses what a single send
+             * accepts. */
+            if (full && !(flags & FERRY_DONTWAIT) && s->sndtimeo != 0) {
+                uint64_t now = fy_now_ns();
+                if (!waited) {
+                    waited = true;
+                    deadline =
+                        s->sndtimeo < 0 ? UINT64_MAX : now + (uint64_t)s->sndtimeo * 1000000ull;
+                }
+                if (now < deadline) {
+                    uint64_t left = (deadline - now) / 1000000ull;
+                    rc = fy_shm_pipe_wait_room(p, v[0].len, left < 10 ? (int)left : 10);
+                    if (rc == FERRY_EINTR)
+                        return rc;
+                    if (rc == 0 || rc == FERRY_ETIMEDOUT)
+                        continue;
+                    /* An open loan, a message too large for the ring, a dead peer: the
+                     * generic path knows what to do. */
+                }
+            }
         }
-        /* One frame the generic way: the first may wait (unless DONTWAIT), the others not. A
-         * started message is never refused, so a short count ends at a message boundary. */
-        int f = (v[done].flags & FERRY_MORE) |
-                ((done > 0 || (flags & FERRY_DONTWAIT)) ? FERRY_DONTWAIT : 0);
+        /* One frame the generic way: the first may wait (unless DONTWAIT, or the ring wait used
+         * up the timeout), the others not. A started message is never refused, so a short count
+         * ends at a message boundary. */
+        bool nowait = done > 0 || (flags & FERRY_DONTWAIT) || (waited && fy_now_ns() >= deadline);
+        int f = (v[done].flags & FERRY_MORE) | (nowait ? FERRY_DONTWAIT : 0);
         rc = ferry_socket_send(s, v[done].buf, v[done].len, f);
         if (rc < 0) {
             if (done == 0)
