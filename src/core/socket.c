@@ -145,6 +145,14 @@ void fy_socket_foreach_pending(fy_socket *s, void (*fn)(void *ctx, fy_pipe *p), 
         fn(ctx, p);
 }
 
+void fy_socket_drop_pipe(fy_socket *s, fy_pipe *p)
+{
+    /* Treated like a pipe that returned FERRY_EPIPE: the next sync detaches and releases it,
+     * which closes the connection. */
+    p->saw_epipe = true;
+    s->reap_pending = true;
+}
+
 /* ---- pipe set ---- */
 
 /* epoll data of a socket's epoll: 0 = sigfd; a pipe pointer tagged 0 (rfd), 1 (separate wfd) or
@@ -1084,6 +1092,7 @@ int ferry_socket_setopt_int(ferry_socket *s, int opt, int64_t v)
     case FERRY_OPT_TYPE:
         return FERRY_EINVAL; /* read-only */
     case FERRY_OPT_ROUTING_ID:
+    case FERRY_OPT_XPUB_WELCOME_MSG:
         return FERRY_EINVAL; /* bytes option */
     default:
         if (s->ops->setopt)
@@ -1154,6 +1163,8 @@ int ferry_socket_getopt_int(ferry_socket *s, int opt, int64_t *v)
     case FERRY_OPT_ZEROCOPY_RECV:
         *v = s->zc_recv;
         return 0;
+    case FERRY_OPT_XPUB_WELCOME_MSG:
+        return FERRY_EINVAL; /* bytes option */
     default:
         if (s->ops->getopt) {
             size_t len = sizeof *v;
@@ -1165,7 +1176,7 @@ int ferry_socket_getopt_int(ferry_socket *s, int opt, int64_t *v)
 
 /* The last public int option: every FERRY_OPT_* from SNDHWM to here is an int, whether the core
  * or the pattern owns it, so the bytes forms decode (4 or 8 bytes) and encode it in one place. */
-#define FY_OPT_INT_LAST FERRY_OPT_XPUB_VERBOSE
+#define FY_OPT_INT_LAST FERRY_OPT_XPUB_VERBOSER
 
 int ferry_socket_setopt_bytes(ferry_socket *s, int opt, const void *val, size_t len)
 {

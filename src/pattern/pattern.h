@@ -168,6 +168,9 @@ void fy_socket_links_lock(fy_socket *s);
 void fy_socket_links_unlock(fy_socket *s);
 /* Under the link lock: calls fn for every published pipe not attached yet. */
 void fy_socket_foreach_pending(fy_socket *s, void (*fn)(void *ctx, fy_pipe *p), void *ctx);
+/* Owner: closes p's connection; the core detaches p at the next call (its unread input is
+ * dropped). For ROUTER_HANDOVER. */
+void fy_socket_drop_pipe(fy_socket *s, fy_pipe *p);
 
 /* ---- pipe lists: round-robin send and fair-queued receive, shared by the patterns ---- */
 

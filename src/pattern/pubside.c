@@ -13,10 +13,11 @@
 #include <time.h>
 
 typedef struct pubside_peer {
-    fy_subs subs;  /* what this peer subscribed to (each prefix held once) */
-    bool in_mid;   /* the last frame read from this peer had MORE */
-    bool upstream; /* the message being read is an ordinary (non-subscription) one */
-    bool dropping; /* ...and is dropped (PUB, or the XPUB queue was at RCVHWM) */
+    fy_subs subs;   /* what this peer subscribed to (each prefix held once) */
+    fy_subs manual; /* XPUB_MANUAL: what it asked for (reported as cancels when it leaves) */
+    bool in_mid;    /* the last frame read from this peer had MORE */
+    bool upstream;  /* the message being read is an ordinary (non-subscription) one */
+    bool dropping;  /* ...and is dropped (PUB, or the XPUB queue was at RCVHWM) */
 } pubside_peer;
 
 static uint64_t pubside_now_ns(void)
@@ -39,13 +40,28 @@ void fy_pubside_fini(fy_pubside *ps)
     fy_pipelist_fini(&ps->pipes);
     fy_subs_fini(&ps->all);
     fy_msgq_fini(&ps->queue);
+    free(ps->note_ids);
+    free(ps->welcome);
 }
 
-/* Queues 0x01/0x00 + prefix for the XPUB application. */
-static int pubside_notify(fy_pubside *ps, int subscribe, const void *prefix, size_t len)
+/* Queues 0x01/0x00 + prefix for the XPUB application, from the pipe with id `from`. */
+static int pubside_notify(fy_pubside *ps, int subscribe, const void *prefix, size_t len,
+                          uint64_t from)
 {
     if (!ps->xpub)
         return 0;
+    if (ps->note_n == ps->note_cap) {
+        size_t cap = ps->note_cap ? ps->note_cap * 2 : 16;
+        uint64_t *v = malloc(cap * sizeof *v);
+        if (!v)
+            return FERRY_ENOMEM;
+        for (size_t i = 0; i < ps->note_n; i++)
+            v[i] = ps->note_ids[(ps->note_head + i) % ps->note_cap];
+        free(ps->note_ids);
+        ps->note_ids = v;
+        ps->note_cap = cap;
+        ps->note_head = 0;
+    }
     fy_msg n;
     int rc = fy_msg_init_size(&n, len + 1);
     if (rc < 0)
@@ -54,20 +70,43 @@ static int pubside_notify(fy_pubside *ps, int subscribe, const void *prefix, siz
     d[0] = subscribe ? 1 : 0;
     if (len)
         memcpy(d + 1, prefix, len);
+    n.flags = FY_MSG_SUB;
     rc = fy_msgq_push(&ps->queue, &n);
-    if (rc < 0)
+    if (rc < 0) {
         fy_msg_fini(&n);
-    return rc;
+        return rc;
+    }
+    ps->note_ids[(ps->note_head + ps->note_n++) % ps->note_cap] = from;
+    return 0;
 }
 
-static int pubside_apply(fy_pubside *ps, pubside_peer *peer, int subscribe, const uint8_t *prefix,
+/* XPUB_MANUAL: nothing is applied; the application sees every request and decides. The
+ * requests are remembered per peer only to report them cancelled when the peer leaves. */
+static int pubside_apply_manual(fy_pubside *ps, pubside_peer *peer, fy_pipe *p, int subscribe,
+                                const uint8_t *prefix, size_t len)
+{
+    bool held = fy_subs_refs(&peer->manual, prefix, len) != 0;
+    if (subscribe && !held) {
+        int rc = fy_subs_add(&peer->manual, prefix, len);
+        if (rc < 0)
+            return rc;
+    } else if (!subscribe && held) {
+        fy_subs_rm(&peer->manual, prefix, len);
+    }
+    return pubside_notify(ps, subscribe, prefix, len, p->id);
+}
+
+static int pubside_apply(fy_pubside *ps, fy_pipe *p, int subscribe, const uint8_t *prefix,
                          size_t len)
 {
+    pubside_peer *peer = p->pattern_data;
+    if (ps->manual)
+        return pubside_apply_manual(ps, peer, p, subscribe, prefix, len);
     if (subscribe) {
         /* The peer already holds it: nothing changes anywhere, but a verbose XPUB still tells
          * the application (libzmq passes every subscribe message then). */
         if (fy_subs_refs(&peer->subs, prefix, len))
-            return ps->verbose ? pubside_notify(ps, 1, prefix, len) : 0;
+            return ps->verbose ? pubside_notify(ps, 1, prefix, len, p->id) : 0;
         int rc = fy_subs_add(&peer->subs, prefix, len);
         if (rc < 0)
             return rc;
@@ -76,15 +115,17 @@ static int pubside_apply(fy_pubside *ps, pubside_peer *peer, int subscribe, cons
             fy_subs_rm(&peer->subs, prefix, len);
             return rc;
         }
-        return rc == 1 || ps->verbose ? pubside_notify(ps, 1, prefix, len) : 0;
+        return rc == 1 || ps->verbose ? pubside_notify(ps, 1, prefix, len, p->id) : 0;
     }
     if (fy_subs_rm(&peer->subs, prefix, len) != 1) {
         /* libzmq's XPUB reports a cancel for a prefix the peer never held (its
          * mtrie says "not found", which is not "values remain"); do the same so
          * proxies behave alike. */
-        return pubside_notify(ps, 0, prefix, len);
+        return pubside_notify(ps, 0, prefix, len, p->id);
     }
-    return fy_subs_rm(&ps->all, prefix, len) == 1 ? pubside_notify(ps, 0, prefix, len) : 0;
+    return fy_subs_rm(&ps->all, prefix, len) == 1 || ps->verbose_unsubs
+               ? pubside_notify(ps, 0, prefix, len, p->id)
+               : 0;
 }
 
 /* Handles one frame read from p. Consumes f. */
@@ -100,7 +141,7 @@ static int pubside_frame(fy_pubside *ps, fy_pipe *p, fy_msg *f, bool full)
         size_t n = fy_msg_size(f);
         bool is_sub = (f->flags & FY_MSG_SUB) || (!more && n >= 1 && d[0] <= 1);
         if (is_sub && n >= 1 && d[0] <= 1 && !more) {
-            rc = pubside_apply(ps, peer, d[0], d + 1, n - 1);
+            rc = pubside_apply(ps, p, d[0], d + 1, n - 1);
             fy_msg_fini(f);
             return rc;
         }
@@ -164,6 +205,7 @@ int fy_pubside_attach(fy_pubside *ps, fy_pipe *p)
     if (!peer)
         return FERRY_ENOMEM;
     fy_subs_init(&peer->subs);
+    fy_subs_init(&peer->manual);
     int rc = fy_pipelist_add(&ps->pipes, p);
     if (rc < 0) {
         free(peer);
@@ -176,16 +218,28 @@ int fy_pubside_attach(fy_pubside *ps, fy_pipe *p)
 struct pubside_gone {
     fy_pubside *ps;
     int rc;
+    bool quiet; /* manual: the filter goes without notices (the requests are reported) */
 };
+
+static void pubside_gone_note(struct pubside_gone *g, const void *prefix, size_t len)
+{
+    int rc = pubside_notify(g->ps, 0, prefix, len, 0);
+    if (rc < 0 && g->rc == 0)
+        g->rc = rc;
+}
 
 static int pubside_forget(void *ctx, const void *prefix, size_t len)
 {
     struct pubside_gone *g = ctx;
-    if (fy_subs_rm(&g->ps->all, prefix, len) == 1) {
-        int rc = pubside_notify(g->ps, 0, prefix, len);
-        if (rc < 0 && g->rc == 0)
-            g->rc = rc;
-    }
+    bool last = fy_subs_rm(&g->ps->all, prefix, len) == 1;
+    if (!g->quiet && (last || g->ps->verbose_unsubs))
+        pubside_gone_note(g, prefix, len);
+    return 0;
+}
+
+static int pubside_forget_request(void *ctx, const void *prefix, size_t len)
+{
+    pubside_gone_note(ctx, prefix, len);
     return 0;
 }
 
@@ -195,15 +249,20 @@ void fy_pubside_detach(fy_pubside *ps, fy_pipe *p)
     fy_pipelist_remove(&ps->pipes, p);
     if (!peer)
         return;
-    /* A departed subscriber's topics that nobody else holds are reported
-     * cancelled (libzmq's XPUB does this too), so an XPUB proxy can cancel
-     * upstream. An out-of-memory while queueing a notice loses only that notice.
-     */
-    struct pubside_gone g = {ps, 0};
-    fy_subs_foreach(&peer->subs, pubside_forget, &g);
+    /* End its unfinished upstream message first: the notices below must not become its last
+     * frames. */
     if (peer->in_mid && peer->upstream && !peer->dropping)
         fy_msgq_end_tail(&ps->queue);
+    /* A departed subscriber's topics that nobody else holds (VERBOSER: all of its topics) are
+     * reported cancelled (libzmq's XPUB does this too), so an XPUB proxy can cancel upstream;
+     * with XPUB_MANUAL, what it requested is reported instead. An out-of-memory while queueing
+     * a notice loses only that notice. */
+    struct pubside_gone g = {ps, 0, ps->manual};
+    fy_subs_foreach(&peer->subs, pubside_forget, &g);
+    if (ps->manual)
+        fy_subs_foreach(&peer->manual, pubside_forget_request, &g);
     fy_subs_fini(&peer->subs);
+    fy_subs_fini(&peer->manual);
     free(peer);
     p->pattern_data = NULL;
 }
@@ -235,5 +294,71 @@ int fy_pubside_recv(fy_pubside *ps, fy_socket *s, fy_msg *m)
         if (rc < 0 && fy_msgq_empty(&ps->queue))
             return rc;
     }
-    return fy_msgq_pop(&ps->queue, m);
+    int rc = fy_msgq_pop(&ps->queue, m);
+    if (rc == 0 && (m->flags & FY_MSG_SUB)) {
+        m->flags &= ~(uint32_t)FY_MSG_SUB;
+        uint64_t from = ps->note_ids[ps->note_head];
+        ps->note_head = (ps->note_head + 1) % ps->note_cap;
+        ps->note_n--;
+        /* libzmq: the last subscription message received names the peer that the XPUB's own
+         * subscribe/unsubscribe act on (XPUB_MANUAL). */
+        ps->last_pipe = from;
+    }
+    return rc;
+}
+
+int fy_pubside_manual(fy_pubside *ps, int subscribe, const void *prefix, size_t len)
+{
+    fy_pipe *p = NULL;
+    for (uint32_t i = 0; ps->last_pipe && i < ps->pipes.n; i++)
+        if (ps->pipes.v[i]->id == ps->last_pipe)
+            p = ps->pipes.v[i];
+    if (!p)
+        return 0; /* no peer to act on (none yet, or it left): libzmq ignores it too */
+    pubside_peer *peer = p->pattern_data;
+    bool held = fy_subs_refs(&peer->subs, prefix, len) != 0;
+    if (subscribe && !held) {
+        int rc = fy_subs_add(&peer->subs, prefix, len);
+        if (rc < 0)
+            return rc;
+        rc = fy_subs_add(&ps->all, prefix, len);
+        if (rc < 0) {
+            fy_subs_rm(&peer->subs, prefix, len);
+            return rc;
+        }
+    } else if (!subscribe && held) {
+        fy_subs_rm(&peer->subs, prefix, len);
+        fy_subs_rm(&ps->all, prefix, len);
+    }
+    return 0;
+}
+
+int fy_pubside_set_welcome(fy_pubside *ps, fy_socket *s, const void *msg, size_t len)
+{
+    uint8_t *copy = NULL;
+    if (len) {
+        copy = malloc(len);
+        if (!copy)
+            return FERRY_ENOMEM;
+        memcpy(copy, msg, len);
+    }
+    fy_socket_links_lock(s);
+    uint8_t *old = ps->welcome;
+    ps->welcome = copy;
+    ps->welcome_len = len;
+    fy_socket_links_unlock(s);
+    free(old);
+    return 0;
+}
+
+void fy_pubside_link_up(fy_pubside *ps, fy_pipe *p)
+{
+    if (!ps->welcome_len)
+        return;
+    fy_msg m;
+    if (fy_msg_init_size(&m, ps->welcome_len) < 0)
+        return; /* out of memory: this subscriber goes without its welcome */
+    memcpy(fy_msg_data(&m), ps->welcome, ps->welcome_len);
+    if (fy_pipe_send(p, &m) != 0)
+        fy_msg_fini(&m);
 }

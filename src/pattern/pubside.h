@@ -38,7 +38,17 @@ typedef struct fy_pubside {
     fy_subs all;  /* prefix -> number of peers holding it */
     bool xpub;    /* queue notices and upstream messages for the application */
     bool verbose; /* XPUB: report every subscribe, not only new prefixes (FERRY_OPT_XPUB_VERBOSE) */
-    fy_msgq queue; /* XPUB: frames for the application */
+    bool verbose_unsubs; /* XPUB: report every cancel too (FERRY_OPT_XPUB_VERBOSER) */
+    bool manual;         /* XPUB: the application applies subscriptions (FERRY_OPT_XPUB_MANUAL) */
+    fy_msgq queue;       /* XPUB: frames for the application */
+    /* XPUB: the pipe id of every notice in `queue`, in order (0: a departed peer's cancel); the
+     * notices carry FY_MSG_SUB while queued to tell them from upstream messages. */
+    uint64_t *note_ids;
+    size_t note_head, note_n, note_cap;
+    uint64_t last_pipe; /* manual: id of the pipe whose notice was received last, 0 = none */
+    /* welcome message (FERRY_OPT_XPUB_WELCOME_MSG), read by link_up: under the link lock */
+    uint8_t *welcome;
+    size_t welcome_len;
     uint64_t last_pump_ns;
     uint32_t sends_since_pump;
 } fy_pubside;
@@ -54,5 +64,13 @@ int fy_pubside_recv(fy_pubside *ps, fy_socket *s, fy_msg *m);
 /* Reads everything peers sent (subscriptions applied; XPUB queues notices and, below RCVHWM
  * queued messages, upstream messages). */
 int fy_pubside_pump(fy_pubside *ps, fy_socket *s);
+/* XPUB_MANUAL: the application's subscribe/unsubscribe on the XPUB, applied to the filter of
+ * the peer whose notice it received last (nothing when there is none or it left). 0 or
+ * FERRY_ENOMEM. */
+int fy_pubside_manual(fy_pubside *ps, int subscribe, const void *prefix, size_t len);
+/* XPUB_WELCOME_MSG: replaces the welcome message (len 0: none). Takes s's link lock. */
+int fy_pubside_set_welcome(fy_pubside *ps, fy_socket *s, const void *msg, size_t len);
+/* A new subscriber (any thread, link lock held): sends it the welcome message, if any. */
+void fy_pubside_link_up(fy_pubside *ps, fy_pipe *p);
 
 #endif

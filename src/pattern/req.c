@@ -9,8 +9,25 @@
  * request goes away, libzmq's REQ waits forever; ferry's recv returns
  * FERRY_EPIPE once and the socket is ready to send again, so the application
  * can retry instead of hanging.
+ *
+ * FERRY_OPT_REQ_RELAXED lets a send abandon the outstanding request (libzmq
+ * ZMQ_REQ_RELAXED); FERRY_OPT_REQ_CORRELATE puts a 4-byte request id frame in
+ * front of the delimiter and accepts only the reply that echoes it (libzmq
+ * ZMQ_REQ_CORRELATE: host byte order, incremented per request from a random
+ * start).
  */
 #include "pattern/pattern.h"
+
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t req_clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 typedef struct req_state {
     fy_pipelist pipes;
@@ -23,6 +40,10 @@ typedef struct req_state {
                            malformed */
     fy_msg pre;
     bool has_pre;
+    bool relaxed;        /* FERRY_OPT_REQ_RELAXED */
+    bool correlate;      /* FERRY_OPT_REQ_CORRELATE */
+    bool id_seen;        /* correlate: the reply's request id frame matched */
+    uint32_t request_id; /* correlate: the id of the current request */
 } req_state;
 
 static int req_init(fy_socket *s, void *st)
@@ -30,6 +51,11 @@ static int req_init(fy_socket *s, void *st)
     (void)s;
     req_state *r = st;
     fy_msg_init(&r->pre);
+    /* A random start, as libzmq, so a restarted requester does not reuse the ids of its previous
+     * life while old replies may still be around. */
+    if (getrandom(&r->request_id, sizeof r->request_id, GRND_NONBLOCK) !=
+        (ssize_t)sizeof r->request_id)
+        r->request_id = (uint32_t)req_clock_ns() ^ (uint32_t)getpid();
     return 0;
 }
 
@@ -64,23 +90,90 @@ static void req_detach(fy_socket *s, void *st, fy_pipe *p)
     fy_pipelist_remove(&r->pipes, p);
 }
 
+/* RELAXED: a new request abandons the outstanding one. */
+static void req_abandon(req_state *r)
+{
+    r->waiting = false;
+    r->lost = false;
+    r->reply_started = false;
+    r->id_seen = false;
+    r->reply_pipe = NULL;
+}
+
+/* RELAXED, before each request: whatever reply is already here belongs to an older request and
+ * is dropped now (libzmq drains its input at this point too), so it cannot pass for the new
+ * request's reply when both go to the same peer. Strict sockets skip this: they cannot have
+ * sent an earlier request whose reply is still due. */
+static void req_drain(req_state *r)
+{
+    bool more = false;
+    if (r->has_pre) {
+        more = fy_msg_more(&r->pre);
+        fy_msg_fini(&r->pre);
+        r->has_pre = false;
+    } else {
+        more = r->discarding;
+    }
+    for (;;) {
+        fy_msg f;
+        fy_msg_init(&f);
+        if (fy_pipelist_fq_recv(&r->pipes, &f, NULL) < 0)
+            break;
+        more = fy_msg_more(&f);
+        fy_msg_fini(&f);
+    }
+    /* The rest of a message that is still arriving is dropped as it comes. */
+    r->discarding = more;
+}
+
+/* Starts a request: [request id,] empty delimiter. The first of them picks the pipe; the
+ * request's frames follow it there. m is untouched on failure. */
+static int req_begin(req_state *r)
+{
+    fy_msg head;
+    int rc;
+    if (r->correlate) {
+        uint32_t id = r->request_id + 1;
+        rc = fy_msg_init_size(&head, sizeof id);
+        if (rc < 0)
+            return rc;
+        memcpy(fy_msg_data(&head), &id, sizeof id);
+        head.flags = FY_MSG_MORE;
+        rc = fy_pipelist_lb_send(&r->pipes, &head);
+        if (rc < 0) {
+            fy_msg_fini(&head);
+            return rc;
+        }
+        r->request_id = id;
+    }
+    fy_msg_init(&head);
+    head.flags = FY_MSG_MORE;
+    /* After an id frame this cannot fail: later frames of a started message are always taken
+     * (pipe.h), or silently discarded when the pipe died meanwhile. */
+    rc = fy_pipelist_lb_send(&r->pipes, &head);
+    if (rc < 0)
+        return rc;
+    r->reply_pipe = r->pipes.send_cur;
+    r->sending = true;
+    r->lost = false;
+    return 0;
+}
+
 static int req_send(fy_socket *s, void *st, fy_msg *m)
 {
     (void)s;
     req_state *r = st;
-    if (r->waiting)
-        return FERRY_EFSM;
+    if (r->waiting) {
+        if (!r->relaxed)
+            return FERRY_EFSM;
+        req_abandon(r);
+    }
     if (!r->sending) {
-        /* The delimiter picks the pipe; the request's frames follow it there. */
-        fy_msg delim;
-        fy_msg_init(&delim);
-        delim.flags = FY_MSG_MORE;
-        int rc = fy_pipelist_lb_send(&r->pipes, &delim);
+        if (r->relaxed)
+            req_drain(r);
+        int rc = req_begin(r);
         if (rc < 0)
             return rc;
-        r->reply_pipe = r->pipes.send_cur;
-        r->sending = true;
-        r->lost = false;
     }
     bool more = fy_msg_more(m);
     int rc = fy_pipelist_lb_send(&r->pipes, m);
@@ -117,9 +210,22 @@ static int req_fetch(req_state *r)
             fy_msg_fini(&f);
             continue;
         }
+        if (r->correlate && !r->id_seen) {
+            /* The reply must start with the current request's id (from the pipe we asked). */
+            if (from != r->reply_pipe || fy_msg_size(&f) != sizeof r->request_id || !more ||
+                memcmp(fy_msg_cdata(&f), &r->request_id, sizeof r->request_id) != 0) {
+                r->discarding = more;
+                fy_msg_fini(&f);
+                continue;
+            }
+            r->id_seen = true;
+            fy_msg_fini(&f);
+            continue;
+        }
         if (!r->reply_started) {
             /* A reply starts with an empty delimiter frame from the pipe we asked. */
             if (from != r->reply_pipe || fy_msg_size(&f) != 0 || !more) {
+                r->id_seen = false;
                 r->discarding = more;
                 fy_msg_fini(&f);
                 continue;
@@ -145,6 +251,7 @@ static int req_recv(fy_socket *s, void *st, fy_msg *m)
         r->waiting = false;
         r->lost = false;
         r->reply_started = false;
+        r->id_seen = false;
         return rc;
     }
     if (rc < 0)
@@ -155,6 +262,7 @@ static int req_recv(fy_socket *s, void *st, fy_msg *m)
         r->waiting = false;
         r->lost = false;
         r->reply_started = false;
+        r->id_seen = false;
         r->reply_pipe = NULL;
     }
     return 0;
@@ -168,11 +276,13 @@ static int req_events(fy_socket *s, void *st)
         int out = fy_pipelist_lb_poll(&r->pipes);
         return out;
     }
+    /* RELAXED: a new request may be sent while the reply is due. */
+    int out = r->relaxed ? fy_pipelist_lb_poll(&r->pipes) : 0;
     int rc = req_fetch(r);
     /* A lost reply is reported by recv, so it counts as readable. */
     if (rc == 0 || rc == FERRY_EPIPE)
-        return FERRY_POLLIN;
-    return rc == FERRY_EAGAIN ? 0 : rc;
+        return FERRY_POLLIN | out;
+    return rc == FERRY_EAGAIN ? out : rc;
 }
 
 /* A fetched reply frame, or a lost reply that recv reports as FERRY_EPIPE. */
@@ -181,6 +291,28 @@ static bool req_has_input(fy_socket *s, void *st)
     (void)s;
     const req_state *r = st;
     return r->waiting && (r->has_pre || r->lost);
+}
+
+static int req_setopt(fy_socket *s, void *st, int opt, const void *val, size_t len)
+{
+    (void)s;
+    req_state *r = st;
+    if (opt == FERRY_OPT_REQ_RELAXED)
+        return fy_opt_get_bool(val, len, &r->relaxed);
+    if (opt == FERRY_OPT_REQ_CORRELATE)
+        return fy_opt_get_bool(val, len, &r->correlate);
+    return FERRY_EINVAL;
+}
+
+static int req_getopt(fy_socket *s, void *st, int opt, void *val, size_t *len)
+{
+    (void)s;
+    req_state *r = st;
+    if (opt == FERRY_OPT_REQ_RELAXED)
+        return fy_opt_put_bool(r->relaxed, val, len);
+    if (opt == FERRY_OPT_REQ_CORRELATE)
+        return fy_opt_put_bool(r->correlate, val, len);
+    return FERRY_EINVAL;
 }
 
 const fy_pattern_ops fy_pattern_req = {
@@ -195,4 +327,6 @@ const fy_pattern_ops fy_pattern_req = {
     .recv = req_recv,
     .events = req_events,
     .has_input = req_has_input,
+    .setopt = req_setopt,
+    .getopt = req_getopt,
 };

@@ -13,6 +13,10 @@
  * instead: FERRY_EHOSTUNREACH for an unknown or departed peer, FERRY_EAGAIN
  * (the core waits up to SNDTIMEO, then reports it) for a peer at SNDHWM; in
  * both cases nothing of the message was taken.
+ *
+ * FERRY_OPT_ROUTER_HANDOVER (libzmq ZMQ_ROUTER_HANDOVER): the new peer with a
+ * taken id gets it; the old peer is renamed to a generated id (a message of it
+ * already fetched keeps the id it came with) and its connection is closed.
  */
 #include "pattern/pattern.h"
 #include "pattern/routing.h"
@@ -41,6 +45,7 @@ typedef struct router_state {
     bool dropping; /* unknown peer, full peer or peer gone: drop the rest */
     fy_pipe *out;
     bool mandatory; /* FERRY_OPT_ROUTER_MANDATORY */
+    bool handover;  /* FERRY_OPT_ROUTER_HANDOVER */
 } router_state;
 
 static int router_init(fy_socket *s, void *st)
@@ -61,9 +66,30 @@ static void router_fini(fy_socket *s, void *st)
     fy_msg_fini(&r->pre);
 }
 
+/* HANDOVER: the peer holding id gives it up (renamed to a generated id, connection closed),
+ * so the caller can map id to the newcomer. */
+static int router_take_over(fy_socket *s, router_state *r, const uint8_t *id, size_t len)
+{
+    fy_pipe *old = fy_routing_find(&r->table, id, len);
+    if (!old)
+        return 0;
+    router_peer *op = old->pattern_data;
+    fy_routing_remove(&r->table, id, len);
+    uint8_t gen[FY_ROUTING_GEN_LEN];
+    int rc = fy_routing_generate(&r->table, old, gen);
+    if (rc < 0) {
+        /* Out of memory: the old peer keeps its id and the newcomer is refused. */
+        fy_routing_add(&r->table, id, len, old);
+        return rc;
+    }
+    memcpy(op->id, gen, sizeof gen);
+    op->id_len = FY_ROUTING_GEN_LEN;
+    fy_socket_drop_pipe(s, old);
+    return 0;
+}
+
 static int router_attach(fy_socket *s, void *st, fy_pipe *p)
 {
-    (void)s;
     router_state *r = st;
     router_peer *peer = calloc(1, sizeof *peer);
     if (!peer)
@@ -71,6 +97,11 @@ static int router_attach(fy_socket *s, void *st, fy_pipe *p)
     int rc;
     if (p->peer.id_len) {
         rc = fy_routing_add(&r->table, p->peer.id, p->peer.id_len, p);
+        if (rc == FERRY_EEXIST && r->handover) {
+            rc = router_take_over(s, r, p->peer.id, p->peer.id_len);
+            if (rc == 0)
+                rc = fy_routing_add(&r->table, p->peer.id, p->peer.id_len, p);
+        }
         if (rc == 0) {
             peer->id_len = p->peer.id_len;
             memcpy(peer->id, p->peer.id, p->peer.id_len);
@@ -234,17 +265,23 @@ static bool router_has_input(fy_socket *s, void *st)
 static int router_setopt(fy_socket *s, void *st, int opt, const void *val, size_t len)
 {
     (void)s;
-    if (opt != FERRY_OPT_ROUTER_MANDATORY)
-        return FERRY_EINVAL;
-    return fy_opt_get_bool(val, len, &((router_state *)st)->mandatory);
+    router_state *r = st;
+    if (opt == FERRY_OPT_ROUTER_MANDATORY)
+        return fy_opt_get_bool(val, len, &r->mandatory);
+    if (opt == FERRY_OPT_ROUTER_HANDOVER)
+        return fy_opt_get_bool(val, len, &r->handover);
+    return FERRY_EINVAL;
 }
 
 static int router_getopt(fy_socket *s, void *st, int opt, void *val, size_t *len)
 {
     (void)s;
-    if (opt != FERRY_OPT_ROUTER_MANDATORY)
-        return FERRY_EINVAL;
-    return fy_opt_put_bool(((router_state *)st)->mandatory, val, len);
+    router_state *r = st;
+    if (opt == FERRY_OPT_ROUTER_MANDATORY)
+        return fy_opt_put_bool(r->mandatory, val, len);
+    if (opt == FERRY_OPT_ROUTER_HANDOVER)
+        return fy_opt_put_bool(r->handover, val, len);
+    return FERRY_EINVAL;
 }
 
 const fy_pattern_ops fy_pattern_router = {

@@ -7,6 +7,12 @@
  * wire, reported only when the first peer takes a prefix and when the last one
  * drops it (also when a subscriber disconnects), as libzmq's default XPUB does.
  * Ordinary messages from XSUB peers are delivered as they are.
+ *
+ * Options (libzmq's): XPUB_VERBOSE (every subscribe reported), XPUB_VERBOSER
+ * (every cancel too), XPUB_MANUAL (nothing applied: the application receives
+ * every request and subscribes the requesting peer itself with
+ * ferry_socket_subscribe/unsubscribe on the XPUB), XPUB_WELCOME_MSG (sent to
+ * each new subscriber at link-up, by the thread that completes the link).
  */
 #include "pattern/pattern.h"
 #include "pattern/pubside.h"
@@ -63,20 +69,69 @@ static bool xpub_has_input(fy_socket *s, void *st)
     return !fy_msgq_empty(&((fy_pubside *)st)->queue);
 }
 
-static int xpub_setopt(fy_socket *s, void *st, int opt, const void *val, size_t len)
+static void xpub_link_up(fy_socket *s, void *st, fy_pipe *p)
 {
     (void)s;
-    if (opt != FERRY_OPT_XPUB_VERBOSE)
+    fy_pubside_link_up(st, p);
+}
+
+static int xpub_setopt(fy_socket *s, void *st, int opt, const void *val, size_t len)
+{
+    fy_pubside *ps = st;
+    bool b;
+    int rc;
+    switch (opt) {
+    case FERRY_OPT_XPUB_VERBOSE:
+        /* libzmq: VERBOSE sets the subscribe half and clears the cancel half. */
+        if ((rc = fy_opt_get_bool(val, len, &b)) < 0)
+            return rc;
+        ps->verbose = b;
+        ps->verbose_unsubs = false;
+        return 0;
+    case FERRY_OPT_XPUB_VERBOSER:
+        if ((rc = fy_opt_get_bool(val, len, &b)) < 0)
+            return rc;
+        ps->verbose = ps->verbose_unsubs = b;
+        return 0;
+    case FERRY_OPT_XPUB_MANUAL:
+        return fy_opt_get_bool(val, len, &ps->manual);
+    case FERRY_OPT_XPUB_WELCOME_MSG:
+        return fy_pubside_set_welcome(ps, s, val, len);
+    case FY_OPT_SUBSCRIBE:
+    case FY_OPT_UNSUBSCRIBE:
+        /* Only a manual XPUB subscribes (its last requesting peer); libzmq says EINVAL else. */
+        if (!ps->manual)
+            return FERRY_EINVAL;
+        return fy_pubside_manual(ps, opt == FY_OPT_SUBSCRIBE, val, len);
+    default:
         return FERRY_EINVAL;
-    return fy_opt_get_bool(val, len, &((fy_pubside *)st)->verbose);
+    }
 }
 
 static int xpub_getopt(fy_socket *s, void *st, int opt, void *val, size_t *len)
 {
     (void)s;
-    if (opt != FERRY_OPT_XPUB_VERBOSE)
+    fy_pubside *ps = st;
+    switch (opt) {
+    case FERRY_OPT_XPUB_VERBOSE:
+        return fy_opt_put_bool(ps->verbose, val, len);
+    case FERRY_OPT_XPUB_VERBOSER:
+        return fy_opt_put_bool(ps->verbose_unsubs, val, len);
+    case FERRY_OPT_XPUB_MANUAL:
+        return fy_opt_put_bool(ps->manual, val, len);
+    case FERRY_OPT_XPUB_WELCOME_MSG:
+        /* Only the owner writes it, so the owner reads it without the link lock. */
+        if (*len < ps->welcome_len) {
+            *len = ps->welcome_len;
+            return FERRY_EMSGSIZE;
+        }
+        if (ps->welcome_len)
+            memcpy(val, ps->welcome, ps->welcome_len);
+        *len = ps->welcome_len;
+        return 0;
+    default:
         return FERRY_EINVAL;
-    return fy_opt_put_bool(((fy_pubside *)st)->verbose, val, len);
+    }
 }
 
 const fy_pattern_ops fy_pattern_xpub = {
@@ -85,6 +140,7 @@ const fy_pattern_ops fy_pattern_xpub = {
     .state_size = sizeof(fy_pubside),
     .init = xpub_init,
     .fini = xpub_fini,
+    .link_up = xpub_link_up,
     .attach = xpub_attach,
     .detach = xpub_detach,
     .send = xpub_send,

@@ -1,0 +1,360 @@
+/*
+ * test_pattern_options.c - the libzmq socket options that change a pattern, between ferry sockets
+ * over ipc://: REQ_RELAXED (abandoning a request), REQ_CORRELATE (the request id frame on the
+ * wire, replies with the wrong id dropped), ROUTER_HANDOVER (a newcomer takes a routing id over),
+ * XPUB_VERBOSER (every cancel reported), XPUB_MANUAL (the application applies subscriptions) and
+ * XPUB_WELCOME_MSG (sent at link-up without any XPUB call), plus validation of every option.
+ */
+#include "testutil.h"
+
+#include "ferry/ferry.h"
+
+#include <poll.h>
+#include <stdbool.h>
+#include <string.h>
+
+static void url_new(char *url, size_t cap)
+{
+    tu_ipc_url(url, cap, "po");
+}
+
+static void check_bool_option(int type, int opt)
+{
+    ferry_socket *s = tu_open_sock(type);
+    int64_t v = -1;
+    CHECK_OK(ferry_socket_getopt_int(s, opt, &v));
+    CHECK(v == 0);
+    CHECK_RC(ferry_socket_setopt_int(s, opt, 2), FERRY_EINVAL);
+    CHECK_RC(ferry_socket_setopt_int(s, opt, -1), FERRY_EINVAL);
+    CHECK_OK(ferry_socket_setopt_int(s, opt, 1));
+    CHECK_OK(ferry_socket_getopt_int(s, opt, &v));
+    CHECK(v == 1);
+    int zero = 0;
+    CHECK_OK(ferry_socket_setopt_bytes(s, opt, &zero, sizeof zero));
+    CHECK_OK(ferry_socket_getopt_int(s, opt, &v));
+    CHECK(v == 0);
+    ferry_socket_close(s);
+    /* Other socket types do not have it. */
+    ferry_socket *d = tu_open_sock(FERRY_DEALER);
+    CHECK_RC(ferry_socket_setopt_int(d, opt, 1), FERRY_EINVAL);
+    ferry_socket_close(d);
+}
+
+static void test_validation(void)
+{
+    check_bool_option(FERRY_REQ, FERRY_OPT_REQ_RELAXED);
+    check_bool_option(FERRY_REQ, FERRY_OPT_REQ_CORRELATE);
+    check_bool_option(FERRY_ROUTER, FERRY_OPT_ROUTER_HANDOVER);
+    check_bool_option(FERRY_XPUB, FERRY_OPT_XPUB_MANUAL);
+    check_bool_option(FERRY_XPUB, FERRY_OPT_XPUB_VERBOSER);
+    ferry_socket *x = tu_open_sock(FERRY_XPUB);
+    /* VERBOSER sets both halves; VERBOSE sets the subscribe half and clears the cancel half. */
+    int64_t v = -1;
+    CHECK_OK(ferry_socket_setopt_int(x, FERRY_OPT_XPUB_VERBOSER, 1));
+    CHECK_OK(ferry_socket_getopt_int(x, FERRY_OPT_XPUB_VERBOSE, &v));
+    CHECK(v == 1);
+    CHECK_OK(ferry_socket_setopt_int(x, FERRY_OPT_XPUB_VERBOSE, 1));
+    CHECK_OK(ferry_socket_getopt_int(x, FERRY_OPT_XPUB_VERBOSER, &v));
+    CHECK(v == 0);
+    /* The welcome message is a bytes option. */
+    char buf[16];
+    size_t len = sizeof buf;
+    CHECK_OK(ferry_socket_getopt_bytes(x, FERRY_OPT_XPUB_WELCOME_MSG, buf, &len));
+    CHECK(len == 0);
+    CHECK_RC(ferry_socket_setopt_int(x, FERRY_OPT_XPUB_WELCOME_MSG, 1), FERRY_EINVAL);
+    CHECK_RC(ferry_socket_getopt_int(x, FERRY_OPT_XPUB_WELCOME_MSG, &v), FERRY_EINVAL);
+    CHECK_OK(ferry_socket_setopt_bytes(x, FERRY_OPT_XPUB_WELCOME_MSG, "hello", 5));
+    len = 2;
+    CHECK_RC(ferry_socket_getopt_bytes(x, FERRY_OPT_XPUB_WELCOME_MSG, buf, &len), FERRY_EMSGSIZE);
+    CHECK(len == 5);
+    len = sizeof buf;
+    CHECK_OK(ferry_socket_getopt_bytes(x, FERRY_OPT_XPUB_WELCOME_MSG, buf, &len));
+    CHECK(len == 5 && memcmp(buf, "hello", 5) == 0);
+    CHECK_OK(ferry_socket_setopt_bytes(x, FERRY_OPT_XPUB_WELCOME_MSG, NULL, 0));
+    len = sizeof buf;
+    CHECK_OK(ferry_socket_getopt_bytes(x, FERRY_OPT_XPUB_WELCOME_MSG, buf, &len));
+    CHECK(len == 0);
+    /* Subscribing on an XPUB is for XPUB_MANUAL only (libzmq: EINVAL). */
+    CHECK_RC(ferry_socket_subscribe(x, "a", 1), FERRY_EINVAL);
+    CHECK_OK(ferry_socket_setopt_int(x, FERRY_OPT_XPUB_MANUAL, 1));
+    CHECK_OK(ferry_socket_subscribe(x, "a", 1)); /* no peer yet: nothing to act on */
+    ferry_socket_close(x);
+    ferry_socket *p = tu_open_sock(FERRY_PUB);
+    CHECK_RC(ferry_socket_setopt_bytes(p, FERRY_OPT_XPUB_WELCOME_MSG, "w", 1), FERRY_EINVAL);
+    ferry_socket_close(p);
+}
+
+static void rep_reply(ferry_socket *rep, const char *want, const char *reply)
+{
+    tu_recv_str(rep, want, false);
+    tu_send_str(rep, reply, 0);
+}
+
+static void test_relaxed(bool correlate)
+{
+    char url[300];
+    url_new(url, sizeof url);
+    ferry_socket *req = tu_open_sock(FERRY_REQ), *rep = tu_open_sock(FERRY_REP);
+    char buf[16];
+    /* Strict by default. */
+    CHECK_OK(ferry_socket_bind(rep, url));
+    CHECK_OK(ferry_socket_connect(req, url));
+    tu_send_str(req, "q0", 0);
+    CHECK_RC(ferry_socket_send(req, "x", 1, FERRY_DONTWAIT), FERRY_EFSM);
+    rep_reply(rep, "q0", "r0");
+    tu_recv_str(req, "r0", false);
+    CHECK_OK(ferry_socket_setopt_int(req, FERRY_OPT_REQ_RELAXED, 1));
+    CHECK_OK(ferry_socket_setopt_int(req, FERRY_OPT_REQ_CORRELATE, correlate));
+    /* Still no recv before a request. */
+    CHECK_RC(ferry_socket_recv(req, buf, sizeof buf, FERRY_DONTWAIT, NULL), FERRY_EFSM);
+    tu_send_str(req, "q1", 0);
+    tu_recv_str(rep, "q1", false);
+    /* q1's reply has not come: a relaxed REQ may send anyway, abandoning q1. */
+    CHECK(ferry_socket_events(req) & FERRY_POLLOUT);
+    tu_send_str(req, "q2", 0);
+    tu_send_str(rep, "r1", 0); /* the late reply to the abandoned request */
+    rep_reply(rep, "q2", "r2");
+    /* With CORRELATE the late r1 carries q1's id and is dropped; without it, it passes for q2's
+     * reply (libzmq documents the same: use both options together). */
+    tu_recv_str(req, correlate ? "r2" : "r1", false);
+    ferry_socket_close(req);
+    ferry_socket_close(rep);
+}
+
+static void recv_frame(ferry_socket *s, void *buf, size_t cap, size_t want_len, bool want_more)
+{
+    int more = -1;
+    ssize_t n = ferry_socket_recv(s, buf, cap, 0, &more);
+    if (n != (ssize_t)want_len || more != (want_more ? 1 : 0)) {
+        fprintf(stderr, "frame of %zd bytes (more %d), want %zu (more %d)\n", n, more, want_len,
+                (int)want_more);
+        exit(1);
+    }
+}
+
+static void test_correlate_wire(void)
+{
+    char url[300];
+    url_new(url, sizeof url);
+    ferry_socket *req = tu_open_sock(FERRY_REQ), *router = tu_open_sock(FERRY_ROUTER);
+    CHECK_OK(ferry_socket_setopt_int(req, FERRY_OPT_REQ_CORRELATE, 1));
+    CHECK_OK(ferry_socket_setopt_bytes(req, FERRY_OPT_ROUTING_ID, "rq", 2));
+    CHECK_OK(ferry_socket_bind(router, url));
+    CHECK_OK(ferry_socket_connect(req, url));
+    uint32_t ids[2];
+    for (int i = 0; i < 2; i++) {
+        tu_send_str(req, i ? "second" : "first", 0);
+        char b[16];
+        recv_frame(router, b, sizeof b, 2, true); /* routing id */
+        CHECK(memcmp(b, "rq", 2) == 0);
+        recv_frame(router, &ids[i], sizeof ids[i], 4, true); /* request id */
+        recv_frame(router, b, sizeof b, 0, true);            /* delimiter */
+        tu_recv_str(router, i ? "second" : "first", false);
+        if (i == 0) {
+            /* A reply with another id is dropped; the right one is delivered. */
+            uint32_t wrong = ids[0] + 7;
+            CHECK_OK(ferry_socket_send(router, "rq", 2, FERRY_MORE));
+            CHECK_OK(ferry_socket_send(router, &wrong, sizeof wrong, FERRY_MORE));
+            CHECK_OK(ferry_socket_send(router, "", 0, FERRY_MORE));
+            tu_send_str(router, "wrong", 0);
+            /* A reply without the id is dropped too. */
+            CHECK_OK(ferry_socket_send(router, "rq", 2, FERRY_MORE));
+            CHECK_OK(ferry_socket_send(router, "", 0, FERRY_MORE));
+            tu_send_str(router, "no-id", 0);
+        }
+        CHECK_OK(ferry_socket_send(router, "rq", 2, FERRY_MORE));
+        CHECK_OK(ferry_socket_send(router, &ids[i], sizeof ids[i], FERRY_MORE));
+        CHECK_OK(ferry_socket_send(router, "", 0, FERRY_MORE));
+        tu_send_str(router, i ? "reply2" : "reply1", 0);
+        tu_recv_str(req, i ? "reply2" : "reply1", false);
+    }
+    CHECK(ids[1] == ids[0] + 1);
+    ferry_socket_close(req);
+    ferry_socket_close(router);
+}
+
+/* Waits until s has n peers while `kick` makes calls (a pattern acts only inside its owner's
+ * calls: the ROUTER refuses or hands over at its next call). */
+static void wait_peers_kick(ferry_socket *s, uint32_t n, ferry_socket *kick)
+{
+    uint64_t end = tu_now_ns() + (uint64_t)TU_TIMEOUT_MS * 1000000u;
+    for (;;) {
+        CHECK(ferry_socket_events(kick) >= 0);
+        ferry_stats st;
+        CHECK_OK(ferry_socket_stats(s, &st));
+        if (st.peers == n)
+            return;
+        CHECK(tu_now_ns() < end);
+        ferry_pollitem it[2] = {{s, -1, FERRY_POLLIN, 0}, {kick, -1, FERRY_POLLIN, 0}};
+        CHECK(ferry_poll(it, 2, 5) >= 0);
+    }
+}
+
+static void test_handover(bool handover)
+{
+    char url[300];
+    url_new(url, sizeof url);
+    ferry_socket *r = tu_open_sock(FERRY_ROUTER), *d1 = tu_open_sock(FERRY_DEALER),
+                 *d2 = tu_open_sock(FERRY_DEALER);
+    CHECK_OK(ferry_socket_setopt_int(r, FERRY_OPT_ROUTER_HANDOVER, handover));
+    CHECK_OK(ferry_socket_bind(r, url));
+    for (int i = 0; i < 2; i++) {
+        ferry_socket *d = i ? d2 : d1;
+        CHECK_OK(ferry_socket_setopt_bytes(d, FERRY_OPT_ROUTING_ID, "peer", 4));
+        /* The one handed over must not come back and take the id again during the test. */
+        CHECK_OK(ferry_socket_setopt_int(d, FERRY_OPT_RECONNECT_IVL, 60000));
+    }
+    CHECK_OK(ferry_socket_connect(d1, url));
+    tu_send_str(d1, "from-d1", 0);
+    tu_recv_str(r, "peer", true);
+    tu_recv_str(r, "from-d1", false);
+    CHECK_OK(ferry_socket_connect(d2, url));
+    tu_wait_peers(d2, 1); /* its handshake is done; the ROUTER attaches it on its next call */
+    if (handover) {
+        /* d1 loses its connection; messages to "peer" reach d2. */
+        wait_peers_kick(d1, 0, r);
+        tu_send_str(d2, "from-d2", 0);
+        tu_recv_str(r, "peer", true);
+        tu_recv_str(r, "from-d2", false);
+        CHECK_OK(ferry_socket_send(r, "peer", 4, FERRY_MORE));
+        tu_send_str(r, "to-peer", 0);
+        tu_recv_str(d2, "to-peer", false);
+    } else {
+        /* d2 is refused (its connection is closed and it waits to reconnect); d1 keeps "peer". */
+        wait_peers_kick(d2, 0, r);
+        CHECK_OK(ferry_socket_send(r, "peer", 4, FERRY_MORE));
+        tu_send_str(r, "to-peer", 0);
+        tu_recv_str(d1, "to-peer", false);
+        ferry_stats st;
+        CHECK_OK(ferry_socket_stats(d1, &st));
+        CHECK(st.peers == 1);
+    }
+    ferry_socket_close(d1);
+    ferry_socket_close(d2);
+    ferry_socket_close(r);
+}
+
+static void test_verboser(void)
+{
+    char url[300];
+    url_new(url, sizeof url);
+    ferry_socket *x = tu_open_sock(FERRY_XPUB), *s1 = tu_open_sock(FERRY_SUB),
+                 *s2 = tu_open_sock(FERRY_SUB);
+    CHECK_OK(ferry_socket_setopt_int(x, FERRY_OPT_XPUB_VERBOSER, 1));
+    CHECK_OK(ferry_socket_bind(x, url));
+    CHECK_OK(ferry_socket_connect(s1, url));
+    CHECK_OK(ferry_socket_connect(s2, url));
+    tu_wait_peers(x, 2);
+    CHECK_OK(ferry_socket_subscribe(s1, "a", 1));
+    tu_expect_sub(x, true, "a");
+    CHECK_OK(ferry_socket_subscribe(s2, "a", 1));
+    tu_expect_sub(x, true, "a"); /* a second holder: reported (the VERBOSE half) */
+    CHECK_OK(ferry_socket_subscribe(s2, "b", 1));
+    tu_expect_sub(x, true, "b");
+    CHECK_OK(ferry_socket_unsubscribe(s1, "a", 1));
+    tu_expect_sub(x, false, "a"); /* s2 still holds it: reported anyway */
+    CHECK_OK(ferry_socket_subscribe(s1, "a", 1));
+    tu_expect_sub(x, true, "a");
+    /* s2 leaves holding "a" (which s1 holds too) and "b": both cancels, in either order. */
+    ferry_socket_close(s2);
+    char n[2][4];
+    for (int i = 0; i < 2; i++) {
+        ssize_t len = ferry_socket_recv(x, n[i], sizeof n[i], 0, NULL);
+        CHECK(len == 2 && n[i][0] == 0);
+    }
+    CHECK((n[0][1] == 'a' && n[1][1] == 'b') || (n[0][1] == 'b' && n[1][1] == 'a'));
+    /* Back to plain VERBOSE: a cancel by a holder that is not the last is not reported. */
+    ferry_socket *s3 = tu_open_sock(FERRY_SUB);
+    CHECK_OK(ferry_socket_setopt_int(x, FERRY_OPT_XPUB_VERBOSE, 1));
+    CHECK_OK(ferry_socket_connect(s3, url));
+    CHECK_OK(ferry_socket_subscribe(s1, "c", 1));
+    tu_expect_sub(x, true, "c");
+    CHECK_OK(ferry_socket_subscribe(s3, "c", 1));
+    tu_expect_sub(x, true, "c");
+    CHECK_OK(ferry_socket_unsubscribe(s3, "c", 1));
+    CHECK_OK(ferry_socket_subscribe(s3, "mark", 4));
+    tu_expect_sub(x, true, "mark");
+    ferry_socket_close(s1);
+    ferry_socket_close(s3);
+    ferry_socket_close(x);
+}
+
+static void test_manual(void)
+{
+    char url[300];
+    url_new(url, sizeof url);
+    ferry_socket *x = tu_open_sock(FERRY_XPUB), *s = tu_open_sock(FERRY_SUB);
+    CHECK_OK(ferry_socket_setopt_int(x, FERRY_OPT_XPUB_MANUAL, 1));
+    CHECK_OK(ferry_socket_bind(x, url));
+    CHECK_OK(ferry_socket_connect(s, url));
+    CHECK_OK(ferry_socket_subscribe(s, "a", 1));
+    tu_expect_sub(x, true, "a");
+    /* Not applied by itself: "a1" reaches nobody. */
+    tu_send_str(x, "a1", 0);
+    CHECK_OK(ferry_socket_subscribe(x, "a", 1)); /* for the peer that asked */
+    tu_send_str(x, "a2", 0);
+    tu_recv_str(s, "a2", false);
+    /* Every request is reported, duplicates included. */
+    CHECK_OK(ferry_socket_subscribe(s, "a", 1));
+    tu_expect_sub(x, true, "a");
+    /* The application may also take a prefix away on its own. */
+    CHECK_OK(ferry_socket_unsubscribe(x, "a", 1));
+    tu_send_str(x, "a3", 0);
+    CHECK_OK(ferry_socket_subscribe(s, "m", 1));
+    tu_expect_sub(x, true, "m");
+    CHECK_OK(ferry_socket_subscribe(x, "m", 1));
+    tu_send_str(x, "a4", 0);
+    tu_send_str(x, "m1", 0);
+    tu_recv_str(s, "m1", false); /* a3 and a4 were not sent */
+    /* A departing peer's requests ("a" and "m") are reported as cancels. */
+    ferry_socket_close(s);
+    char n[2][4];
+    for (int i = 0; i < 2; i++) {
+        ssize_t len = ferry_socket_recv(x, n[i], sizeof n[i], 0, NULL);
+        CHECK(len == 2 && n[i][0] == 0);
+    }
+    CHECK((n[0][1] == 'a' && n[1][1] == 'm') || (n[0][1] == 'm' && n[1][1] == 'a'));
+    /* The peer is gone: subscribing on its behalf does nothing. */
+    CHECK_OK(ferry_socket_subscribe(x, "z", 1));
+    ferry_socket_close(x);
+}
+
+static void test_welcome(void)
+{
+    char url[300];
+    url_new(url, sizeof url);
+    ferry_socket *x = tu_open_sock(FERRY_XPUB), *s1 = tu_open_sock(FERRY_SUB),
+                 *s2 = tu_open_sock(FERRY_SUB);
+    CHECK_OK(ferry_socket_setopt_bytes(x, FERRY_OPT_XPUB_WELCOME_MSG, "W!", 2));
+    CHECK_OK(ferry_socket_bind(x, url));
+    CHECK_OK(ferry_socket_subscribe(s1, "W", 1));
+    CHECK_OK(ferry_socket_connect(s1, url));
+    /* The XPUB makes no call: the welcome goes out when the link comes up. */
+    tu_recv_str(s1, "W!", false);
+    tu_expect_sub(x, true, "W");
+    CHECK_OK(ferry_socket_setopt_bytes(x, FERRY_OPT_XPUB_WELCOME_MSG, NULL, 0));
+    CHECK_OK(ferry_socket_subscribe(s2, "", 0));
+    CHECK_OK(ferry_socket_connect(s2, url));
+    tu_expect_sub(x, true, "");
+    tu_send_str(x, "after", 0);
+    tu_recv_str(s2, "after", false); /* no welcome before it */
+    ferry_socket_close(s1);
+    ferry_socket_close(s2);
+    ferry_socket_close(x);
+}
+
+int main(void)
+{
+    tu_deadline(60);
+    test_validation();
+    test_relaxed(false);
+    test_relaxed(true);
+    test_correlate_wire();
+    test_handover(false);
+    test_handover(true);
+    test_verboser();
+    test_manual();
+    test_welcome();
+    printf("test_pattern_options: ok\n");
+    return 0;
+}
