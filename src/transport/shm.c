@@ -268,6 +268,8 @@ static bool shm_eng_has_input(fy_pipe *p)
     return in->ops->has_input(in);
 }
 
+_Static_assert(FY_SHM_DECLINE == FY_ENG_DECLINE, "fy_engine_send_buf/recv_buf forward our answer");
+
 int fy_shm_send_buf(fy_pipe *p, const void *buf, size_t len)
 {
     if (p->ops != &shm_eng_ops)

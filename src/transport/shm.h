@@ -215,7 +215,7 @@ void fy_shm_loan_pin(fy_msg_content *c);
  * anything invalid). send: 0 = in the ring and published. recv: 0 = a frame of *size bytes was
  * taken, its first min(*size, cap) bytes copied to buf. Owner thread, pipe attached.
  */
-#define FY_SHM_DECLINE 1
+#define FY_SHM_DECLINE 1 /* == FY_ENG_DECLINE (transport.h) */
 int fy_shm_send_buf(fy_pipe *p, const void *buf, size_t len);
 int fy_shm_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size);
 /* The same on the shm pipe itself (shm_pipe.c). */
