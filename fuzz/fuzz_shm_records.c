@@ -10,7 +10,8 @@
  *
  * Checked for every record, until the first refusal (where the pipe dies with FERRY_EPROTO):
  * - the answer is 0 or FERRY_EPROTO and agrees with a separately written model of the format
- *   (kind, size, payload length, flags);
+ *   (kind, size, payload length, flags), and fy_shm_rec_is_plain (the inline test for the common
+ *   record) says yes exactly when the check accepts a whole frame without flags;
  * - an accepted frame never exceeds the limit (known bug 4 in docs/hardening.md), a whole record
  *   is exactly its frame, the chunks of a frame add up to exactly its size (no chunk runs past it,
  *   the last one leaves nothing missing) and repeat its size and flags;
@@ -194,6 +195,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int rc = fy_shm_rec_check(&st, meta, len, max, &r);
         int want = fz_expect(&md, meta, len, max);
         REQUIRE(rc == 0 || rc == FERRY_EPROTO);
+        /* The inline fast test for the common record agrees with the full check. */
+        if (!st.on)
+            REQUIRE(fy_shm_rec_is_plain(meta, len, max) ==
+                    (rc == 0 && r.kind == FY_SHM_REC_WHOLE && r.flags == 0));
         if (rc < 0) {
             REQUIRE(want < 0);
             break; /* the pipe is dead: nothing after this record is read */

@@ -63,4 +63,16 @@ int fy_shm_rec_check(const fy_shm_rec_asm *a, uint64_t meta, size_t len, uint64_
 /* Moves the reassembly state past the record r (checked against a by fy_shm_rec_check). */
 void fy_shm_rec_advance(fy_shm_rec_asm *a, const fy_shm_rec *r);
 
+/*
+ * The common record, for hot paths that check it inline and send everything else through
+ * fy_shm_rec_check: a whole frame without flags whose size equals the record's payload length and
+ * is within max_msg. True exactly when fy_shm_rec_check, with no frame open, accepts the record
+ * as FY_SHM_REC_WHOLE with no flags (fuzz_shm_records asserts it), for every len.
+ */
+static inline bool fy_shm_rec_is_plain(uint64_t meta, size_t len, uint64_t max_msg)
+{
+    uint64_t n = (uint64_t)len - FY_SHM_REC_META;
+    return len >= FY_SHM_REC_META && (meta & 0xffu) == 0 && (meta >> 8) == n && n <= max_msg;
+}
+
 #endif
