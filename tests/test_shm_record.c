@@ -3,7 +3,8 @@
  * way a peer's record can be refused, and the edges that must still pass (a whole frame exactly at
  * the size limit, an empty frame, a chunk run that ends exactly). fuzz_shm_records explores the
  * same function at random; this pins the named cases in every CI run, including known bug 4 (a
- * whole record over the limit, docs/hardening.md).
+ * whole record over the limit, docs/hardening.md), and fy_shm_rec_is_plain, the inline test for
+ * the common record.
  */
 #include "ferry/ferry.h"
 #include "testutil.h"
@@ -106,10 +107,33 @@ static void test_chunks(void)
     CHECK_OK(check(&st, 0, 5, 5, 64, &r));
 }
 
+/* The inline test for the common record says yes exactly for plain whole frames. */
+static void test_plain(void)
+{
+    CHECK(fy_shm_rec_is_plain(meta(0, 0), 8, 64));
+    CHECK(fy_shm_rec_is_plain(meta(0, 64), 72, 64));
+    CHECK(!fy_shm_rec_is_plain(meta(0, 65), 73, 64)); /* over the limit */
+    CHECK(!fy_shm_rec_is_plain(meta(MORE, 4), 12, 64));
+    CHECK(!fy_shm_rec_is_plain(meta(SUB, 4), 12, 64));
+    CHECK(!fy_shm_rec_is_plain(meta(CHUNK, 40), 12, 64));
+    CHECK(!fy_shm_rec_is_plain(meta(0, 5), 12, 64));
+    for (size_t len = 0; len < FY_SHM_REC_META; len++)
+        CHECK(!fy_shm_rec_is_plain(0, len, 64));
+    /* A length above 2^56 whose low bits equal the meta word's size: "meta == n << 8" would
+     * say yes (the shift drops n's top bits); the frame's size is 5, the record's payload is not.
+     */
+    size_t huge = (size_t)((UINT64_C(1) << 56) + 5 + FY_SHM_REC_META);
+    CHECK(!fy_shm_rec_is_plain(meta(0, 5), huge, UINT64_MAX));
+    fy_shm_rec_asm st = {0};
+    fy_shm_rec r;
+    CHECK_RC(fy_shm_rec_check(&st, meta(0, 5), huge, UINT64_MAX, &r), FERRY_EPROTO);
+}
+
 int main(void)
 {
     test_whole();
     test_chunks();
+    test_plain();
     printf("test_shm_record: ok\n");
     return 0;
 }
