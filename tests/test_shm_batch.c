@@ -1,0 +1,372 @@
+/*
+ * test_shm_batch.c - the shared-memory batch fast path (transport/shm_batch.c) against a hostile
+ * peer, on bare pipes (no socket), in two processes: the peer writes one good record and then a
+ * broken one (short record, unknown flags, size lies, chunk runs that lie, a whole frame above the
+ * limit, a tail index jumping past the ring, a record header claiming unpublished bytes), or
+ * corrupts the consumer index of the ring the victim produces into. The victim receives with
+ * fy_shm_batch_recv (falling back to the ordinary recv as the socket core does) or sends with
+ * fy_shm_batch_send: it must deliver the good frame, never a frame after it, end with the pipe
+ * dead and FERRY_EPROTO, never fault (run under ASan+UBSan), and leave no fd or mapping behind.
+ * Also: records the batch path leaves alone (a multi-frame message) go to the ordinary recv
+ * untouched (ferry_spsc_unpeek), in order.
+ */
+#include "core/msg.h"
+#include "ferry/ring.h"
+#include "ring/spsc_layout.h"
+#include "testutil.h"
+#include "transport/shm.h"
+#include "transport/shm_batch.h"
+
+#include <dirent.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define RING    65536
+#define MAX_MSG 4096
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    CHECK(d);
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+static int count_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    CHECK(f);
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, "memfd:ferry-segment") != NULL;
+    fclose(f);
+    return n;
+}
+
+/* Forks; the parent (side 0, the victim) and the child (side 1, the peer) each return a live pipe
+ * over one link. *child is the child's pid in the parent, 0 in the child. */
+static fy_pipe *link_pipes(pid_t *child, uint64_t max_msg)
+{
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    *child = fork();
+    CHECK(*child >= 0);
+    int me = *child == 0 ? 1 : 0;
+    close(sv[1 - me]);
+    fy_shm_hs hs;
+    fy_shm_hs_init(&hs, me, RING);
+    for (;;) {
+        bool want_out;
+        int rc = fy_shm_hs_step(&hs, sv[me], &want_out);
+        if (rc == 1)
+            break;
+        CHECK_RC(rc, 0);
+        struct pollfd p = {.fd = sv[me], .events = want_out ? POLLOUT : POLLIN};
+        CHECK(poll(&p, 1, 10000) == 1);
+    }
+    fy_shm_link *l = fy_shm_hs_take(&hs);
+    fy_shm_hs_fini(&hs);
+    CHECK(l);
+    fy_shm_pipe_cfg cfg = {.sndhwm = 0, .max_msg = max_msg};
+    fy_pipe *p = NULL;
+    CHECK_OK(fy_shm_pipe_new(&p, NULL, l, sv[me], &cfg));
+    return p;
+}
+
+/* Sleeps as the socket core does: announce, then wait on the wake eventfd and the Unix socket. */
+static void wait_in(fy_pipe *p)
+{
+    if (fy_shm_pipe_prepare_wait(p, true, false) != 1)
+        return;
+    struct pollfd f[2] = {{.fd = p->rfd, .events = POLLIN},
+                          {.fd = fy_shm_pipe_usock(p), .events = POLLRDHUP}};
+    CHECK(poll(f, 2, 10000) >= 1);
+    if (f[1].revents & (POLLHUP | POLLRDHUP | POLLERR))
+        fy_shm_pipe_kill(p, FERRY_EPIPE);
+}
+
+/* The peer: stays until the victim dropped the link (its hang-up), then leaves. */
+static void peer_linger(fy_pipe *p)
+{
+    struct pollfd pf = {.fd = fy_shm_pipe_usock(p), .events = POLLIN};
+    poll(&pf, 1, 10000);
+    _exit(0);
+}
+
+static void raw_record(ferry_spsc_tx *tx, uint64_t meta, size_t reclen)
+{
+    void *d;
+    CHECK_OK(ferry_spsc_reserve(tx, reclen, &d));
+    memset(d, 0xab, reclen);
+    if (reclen >= 8)
+        memcpy(d, &meta, 8);
+    CHECK_OK(ferry_spsc_commit(tx, reclen, 0));
+}
+
+enum {
+    BAD_SHORT,
+    BAD_FLAGS,
+    BAD_TOTAL,
+    BAD_CONT,
+    BAD_HUGE,
+    BAD_CHUNKSEQ,
+    BAD_OVERRUN,
+    BAD_BIG,
+    BAD_TAIL,
+    BAD_RECHDR,
+    BAD_COUNT,
+};
+
+static void hostile_writer(fy_pipe *p, int which)
+{
+    fy_shm_link_view v;
+    fy_shm_link_view_get(fy_shm_pipe_link(p), &v);
+    ferry_spsc_tx tx;
+    CHECK_OK(ferry_spsc_tx_init(&tx, v.ring[1], v.ring_bytes));
+    ferry_wait_policy pol;
+    ferry_wait_policy_init(&pol);
+    pol.eventfd = fy_shm_link_efd(fy_shm_pipe_link(p), 0);
+    ferry_spsc_tx_set_wait(&tx, &pol);
+    raw_record(&tx, 3u << 8, 11); /* the good frame: 3 bytes */
+    fy_spsc_shared *sh = v.ring[1];
+    switch (which) {
+    case BAD_SHORT:
+        raw_record(&tx, 0, 4);
+        break;
+    case BAD_FLAGS:
+        raw_record(&tx, 0x40 | (4u << 8), 12);
+        break;
+    case BAD_TOTAL:
+        raw_record(&tx, 9u << 8, 12);
+        break;
+    case BAD_CONT:
+        raw_record(&tx, 0x08 | (100u << 8), 12);
+        break;
+    case BAD_HUGE:
+        raw_record(&tx, 0x04 | ((uint64_t)1 << 40 << 8), 12);
+        break;
+    case BAD_CHUNKSEQ:
+        raw_record(&tx, 0x04 | (100u << 8), 12);
+        raw_record(&tx, 0x0c | (101u << 8), 12);
+        break;
+    case BAD_OVERRUN:
+        raw_record(&tx, 0x04 | (10u << 8), 12);
+        raw_record(&tx, 0x08 | (10u << 8), 16);
+        break;
+    case BAD_BIG: /* a whole frame above the receiver's limit */
+        raw_record(&tx, (uint64_t)(MAX_MSG + 100) << 8, MAX_MSG + 108);
+        break;
+    case BAD_TAIL:
+        atomic_store(&sh->tail, atomic_load(&sh->tail) + (1u << 20));
+        break;
+    case BAD_RECHDR: {
+        uint64_t t = atomic_load(&sh->tail);
+        uint8_t *data = (uint8_t *)sh + FY_SPSC_HDR_SIZE;
+        uint64_t hdr = 1000 | ((uint64_t)FERRY_SPSC_REC_DATA_ << 32);
+        memcpy(data + (t & (RING - 1)), &hdr, 8);
+        atomic_store(&sh->tail, t + 16);
+        break;
+    }
+    }
+    uint64_t one = 1;
+    CHECK(write(pol.eventfd, &one, 8) == 8); /* raw scribbles wake nobody */
+    peer_linger(p);
+}
+
+static void test_hostile_recv(int which)
+{
+    int fds = count_fds(), maps = count_maps();
+    pid_t child;
+    fy_pipe *p = link_pipes(&child, MAX_MSG);
+    if (child == 0)
+        hostile_writer(p, which);
+    uint8_t bufs[8][64];
+    ferry_iov v[8];
+    bool good = false;
+    int rc = 0;
+    uint64_t end = tu_now_ns() + 10000000000ull;
+    for (;;) {
+        CHECK(tu_now_ns() < end);
+        for (int e = 0; e < 8; e++)
+            v[e] = (ferry_iov){.buf = bufs[e], .len = sizeof bufs[e]};
+        uint64_t bytes;
+        bool empty;
+        size_t k = fy_shm_batch_recv(p, v, 8, &bytes, &empty);
+        /* Only the good frame may come out, once. */
+        CHECK(k <= 1);
+        if (k == 1) {
+            CHECK(!good && v[0].size == 3 && bytes == 3 && bufs[0][0] == 0xab);
+            good = true;
+        }
+        if (k == 0 || atomic_load(&p->dead)) {
+            /* What the core does next: the ordinary recv (which also reports the death). */
+            fy_msg m;
+            fy_msg_init(&m);
+            rc = fy_pipe_recv(p, &m);
+            if (rc == 0) {
+                CHECK(!good && fy_msg_size(&m) == 3);
+                good = true;
+                fy_msg_fini(&m);
+                continue;
+            }
+            if (rc == FERRY_EAGAIN) {
+                wait_in(p);
+                continue;
+            }
+            break;
+        }
+    }
+    if (rc != FERRY_EPROTO)
+        fprintf(stderr, "hostile case %d: %d %s\n", which, rc, tu_errname(rc));
+    CHECK_RC(rc, FERRY_EPROTO);
+    /* A broken index may be seen before the good record; a broken record never is. */
+    CHECK(good || which == BAD_TAIL);
+    CHECK(atomic_load(&p->dead) && fy_shm_pipe_error(p) == FERRY_EPROTO);
+    uint64_t bytes;
+    bool empty;
+    CHECK(fy_shm_batch_recv(p, v, 8, &bytes, &empty) == 0);
+    fy_shm_pipe_free(p);
+    int st;
+    CHECK(waitpid(child, &st, 0) == child && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(count_fds() == fds && count_maps() == maps);
+}
+
+/* The consumer lies about its index: the batch producer fails the link instead of writing over
+ * unread records or out of bounds. */
+static void test_hostile_send(void)
+{
+    int fds = count_fds(), maps = count_maps();
+    pid_t child;
+    fy_pipe *p = link_pipes(&child, MAX_MSG);
+    if (child == 0) {
+        fy_shm_link_view lv;
+        fy_shm_link_view_get(fy_shm_pipe_link(p), &lv);
+        fy_spsc_shared *sh = lv.ring[0]; /* the ring the victim produces into */
+        atomic_store(&sh->head, atomic_load(&sh->tail) + 3 * (uint64_t)RING + 8);
+        peer_linger(p);
+    }
+    uint8_t buf[64][64];
+    ferry_iov v[64];
+    for (int e = 0; e < 64; e++)
+        v[e] = (ferry_iov){.buf = buf[e], .len = sizeof buf[e]};
+    uint64_t sent = 0;
+    for (int round = 0; round < 100000 && !atomic_load(&p->dead); round++) {
+        uint64_t bytes;
+        bool full;
+        size_t k = fy_shm_batch_send(p, v, 64, &bytes, &full);
+        sent += k;
+        CHECK(bytes == k * 64);
+        if (k == 0 && !atomic_load(&p->dead)) {
+            /* Full by the (lying) index it cannot read yet: what the core would wait on. */
+            CHECK(full);
+            (void)fy_shm_pipe_wait_room(p, 64, 100);
+        }
+    }
+    CHECK(atomic_load(&p->dead) && fy_shm_pipe_error(p) == FERRY_EPROTO);
+    CHECK(sent < (uint64_t)RING / 64); /* never more than one ring's worth of records */
+    uint64_t bytes;
+    bool full;
+    CHECK(fy_shm_batch_send(p, v, 64, &bytes, &full) == 0);
+    fy_shm_pipe_free(p);
+    int st;
+    CHECK(waitpid(child, &st, 0) == child && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(count_fds() == fds && count_maps() == maps);
+}
+
+/* A multi-frame message and a chunked frame between single frames: the batch path takes the
+ * single frames and leaves the rest, untouched, to the ordinary recv, in order. */
+static void test_leave_alone(void)
+{
+    static uint8_t big[40000]; /* above one record (half the ring): chunked */
+    int sig[2];
+    CHECK(pipe(sig) == 0);
+    pid_t child;
+    fy_pipe *p = link_pipes(&child, sizeof big);
+    if (child == 0) {
+        close(sig[0]);
+        /* a, [b MORE, c], big (chunked: above half the ring), d */
+        static const char *const fr[] = {"a", "bb", "ccc"};
+        static const uint32_t fl[] = {0, FY_MSG_MORE, 0};
+        for (int i = 0; i < 3; i++) {
+            fy_msg m;
+            CHECK_OK(fy_msg_init_copy(&m, fr[i], strlen(fr[i])));
+            m.flags = fl[i];
+            CHECK_OK(fy_pipe_send(p, &m));
+        }
+        ferry_iov one = {.buf = big, .len = sizeof big};
+        uint64_t bytes;
+        bool full;
+        CHECK(fy_shm_batch_send(p, &one, 1, &bytes, &full) == 0); /* too big for the fast path */
+        fy_msg m;
+        memset(big, 0x5a, sizeof big);
+        CHECK_OK(fy_msg_init_copy(&m, big, sizeof big));
+        CHECK_OK(fy_pipe_send(p, &m));
+        ferry_iov d = {.buf = "dddd", .len = 4};
+        CHECK(fy_shm_batch_send(p, &d, 1, &bytes, &full) == 1 && bytes == 4);
+        CHECK(p->ops->flush(p) == 0); /* everything fits the ring: all published */
+        CHECK(write(sig[1], "s", 1) == 1);
+        peer_linger(p);
+    }
+    /* Everything is published before the first look, so the split is deterministic. */
+    char c;
+    close(sig[1]);
+    CHECK(read(sig[0], &c, 1) == 1);
+    close(sig[0]);
+    static const size_t want[] = {1, 2, 3, sizeof big, 4};
+    static const bool want_more[] = {false, true, false, false, false};
+    static uint8_t bufs[4][sizeof big];
+    size_t got = 0, via_batch = 0;
+    uint64_t end = tu_now_ns() + 10000000000ull;
+    while (got < 5) {
+        CHECK(tu_now_ns() < end);
+        ferry_iov v[4];
+        for (int e = 0; e < 4; e++)
+            v[e] = (ferry_iov){.buf = bufs[e], .len = sizeof bufs[e]};
+        uint64_t bytes;
+        bool empty;
+        size_t k = fy_shm_batch_recv(p, v, 4, &bytes, &empty);
+        for (size_t e = 0; e < k; e++, got++) {
+            CHECK(v[e].size == want[got] && !want_more[got] && v[e].flags == 0);
+            via_batch++;
+        }
+        if (k)
+            continue;
+        fy_msg m;
+        fy_msg_init(&m);
+        int rc = fy_pipe_recv(p, &m);
+        if (rc == FERRY_EAGAIN) {
+            wait_in(p);
+            continue;
+        }
+        CHECK_OK(rc);
+        CHECK(fy_msg_size(&m) == want[got] && fy_msg_more(&m) == want_more[got]);
+        if (want[got] == sizeof big)
+            CHECK(fy_msg_data(&m)[0] == 0x5a && fy_msg_data(&m)[sizeof big - 1] == 0x5a);
+        fy_msg_fini(&m);
+        got++;
+    }
+    CHECK(via_batch == 3); /* "a", "ccc" (ends the message "bb" began) and "dddd" */
+    fy_shm_pipe_free(p);
+    int st;
+    CHECK(waitpid(child, &st, 0) == child && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+int main(void)
+{
+    tu_deadline(120);
+    signal(SIGPIPE, SIG_IGN);
+    test_leave_alone();
+    for (int i = 0; i < BAD_COUNT; i++)
+        test_hostile_recv(i);
+    test_hostile_send();
+    printf("test_shm_batch: ok\n");
+    return 0;
+}
