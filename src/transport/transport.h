@@ -84,12 +84,12 @@ void fy_engine_free(fy_pipe *p);
  * Owner fast path (ferry_socket_send/recv with a pattern's direct pipe): whole single-frame
  * messages straight between the caller's buffer and the engine's byte buffers, without a fy_msg
  * and without the pattern. Both return FY_ENG_DECLINE when the pipe is not a plain stream
- * engine or the frame needs the general path (send: above FY_ENG_COPY_MAX, at SNDHWM, dead,
- * a message in progress; recv: the next frame is a command, has MORE, is large, incomplete or
- * invalid, or nothing is buffered and the kernel has nothing either): the caller then runs the
- * general path, which handles waiting, errors and everything else. send_buf: 0 = queued (and
- * written or batched like any frame) or FERRY_ENOMEM. recv_buf: 0 = a frame of *size bytes
- * was taken, its first min(*size, cap) bytes copied to buf.
+ * engine or the frame needs the general path (send: at SNDHWM, dead, a message in progress,
+ * or a large body while output is queued ahead of it; recv: the next frame is a command, has MORE,
+ * is large, incomplete or invalid, or nothing is buffered and the kernel has nothing either): the
+ * caller then runs the general path, which handles waiting, errors and everything else. send_buf: 0
+ * = queued (and written or batched like any frame) or FERRY_ENOMEM. recv_buf: 0 = a frame of *size
+ * bytes was taken, its first min(*size, cap) bytes copied to buf.
  */
 #define FY_ENG_DECLINE 1
 int fy_engine_send_buf(fy_pipe *p, const void *buf, size_t len);
