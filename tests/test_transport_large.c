@@ -114,27 +114,47 @@ static void recv_check(ferry_socket *s, uint8_t *buf, size_t cap, uint64_t seq, 
     check_body(buf, seq, len);
 }
 
-static void run(const char *url)
+/* A sender child, forked before any socket exists in this process (a fork after the library
+ * started its control thread would leave the child a half-copied library, and TSan refuses
+ * it): it waits for the first byte on start before it opens its socket. */
+typedef struct sender {
+    pid_t pid;
+    int start, go, done; /* parent's ends */
+} sender;
+
+static void sender_spawn(sender *c, const char *url)
 {
-    int go[2], done[2];
-    CHECK(pipe(go) == 0 && pipe(done) == 0);
-    ferry_socket *s;
-    /* The child opens its own socket (a forked child gets a fresh control thread) and connects;
-     * it retries until the parent has bound. */
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
+    int st[2], go[2], done[2];
+    CHECK(pipe(st) == 0 && pipe(go) == 0 && pipe(done) == 0);
+    c->pid = fork();
+    CHECK(c->pid >= 0);
+    if (c->pid == 0) {
+        close(st[1]);
         close(go[1]);
         close(done[0]);
+        char b = 0;
+        if (read(st[0], &b, 1) != 1)
+            _exit(0); /* the parent gave up */
         run_sender(url, go[0], done[1]);
         _exit(0);
     }
+    close(st[0]);
     close(go[0]);
     close(done[1]);
+    c->start = st[1];
+    c->go = go[1];
+    c->done = done[0];
+}
+
+static void run(const char *url, sender *c)
+{
+    ferry_socket *s;
+    pid_t pid = c->pid;
     CHECK_OK(ferry_socket_open(&s, FERRY_PULL));
     CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SHM_UPGRADE, 0));
     CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RCVTIMEO, 20000));
     CHECK_OK(ferry_socket_bind(s, url));
+    CHECK(write(c->start, "s", 1) == 1); /* the child connects (retrying) once started */
     size_t cap = 3 * MIB + 64;
     uint8_t *buf = malloc(cap);
     CHECK(buf);
@@ -178,9 +198,9 @@ static void run(const char *url)
         check_body(ferry_msg_data(&held[i]), held_seq + (uint64_t)i, MIB - (size_t)i * 4096);
         ferry_msg_fini(&held[i]);
     }
-    CHECK(write(go[1], "g", 1) == 1);
-    char c = 0;
-    CHECK(read(done[0], &c, 1) == 1); /* every queued message was accepted by the sender */
+    CHECK(write(c->go, "g", 1) == 1);
+    char b = 0;
+    CHECK(read(c->done, &b, 1) == 1); /* every queued message was accepted by the sender */
     for (int i = 0; i < QUEUED; i++) {
         recv_check(s, buf, cap, seq, i % 3 == 2 ? 200 * 1024 : MIB, false);
         seq++;
@@ -192,18 +212,22 @@ static void run(const char *url)
     CHECK_OK(ferry_socket_stats(s, &stats));
     CHECK(stats.msgs_in == NSIZES * 2 + 2 + HELD + QUEUED);
     free(buf);
-    close(go[1]);
-    close(done[0]);
+    close(c->start);
+    close(c->go);
+    close(c->done);
     ferry_socket_close(s);
 }
 
 int main(void)
 {
     tu_deadline(120);
-    char url[300];
-    snprintf(url, sizeof url, "ipc://%s/%s", tu_tmpdir(), tu_unique("large"));
-    run(url);
-    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", tu_free_port());
-    run(url);
+    char ipc[300], tcp[300];
+    snprintf(ipc, sizeof ipc, "ipc://%s/%s", tu_tmpdir(), tu_unique("large"));
+    snprintf(tcp, sizeof tcp, "tcp://127.0.0.1:%d", tu_free_port());
+    sender c[2];
+    sender_spawn(&c[0], ipc);
+    sender_spawn(&c[1], tcp);
+    run(ipc, &c[0]);
+    run(tcp, &c[1]);
     return 0;
 }
