@@ -80,6 +80,19 @@ static int pubside_notify(fy_pubside *ps, int subscribe, const void *prefix, siz
     return 0;
 }
 
+/* Peer starts holding prefix (it did not): its filter and the per-prefix holder counts. 1 when
+ * it is the first holder, 0 when not, FERRY_ENOMEM (nothing changed). */
+static int pubside_hold(fy_pubside *ps, pubside_peer *peer, const void *prefix, size_t len)
+{
+    int rc = fy_subs_add(&peer->subs, prefix, len);
+    if (rc < 0)
+        return rc;
+    rc = fy_subs_add(&ps->all, prefix, len);
+    if (rc < 0)
+        fy_subs_rm(&peer->subs, prefix, len);
+    return rc;
+}
+
 /* XPUB_MANUAL: nothing is applied; the application sees every request and decides. The
  * requests are remembered per peer only to report them cancelled when the peer leaves. */
 static int pubside_apply_manual(fy_pubside *ps, pubside_peer *peer, fy_pipe *p, int subscribe,
@@ -107,14 +120,9 @@ static int pubside_apply(fy_pubside *ps, fy_pipe *p, int subscribe, const uint8_
          * the application (libzmq passes every subscribe message then). */
         if (fy_subs_refs(&peer->subs, prefix, len))
             return ps->verbose ? pubside_notify(ps, 1, prefix, len, p->id) : 0;
-        int rc = fy_subs_add(&peer->subs, prefix, len);
+        int rc = pubside_hold(ps, peer, prefix, len);
         if (rc < 0)
             return rc;
-        rc = fy_subs_add(&ps->all, prefix, len);
-        if (rc < 0) {
-            fy_subs_rm(&peer->subs, prefix, len);
-            return rc;
-        }
         return rc == 1 || ps->verbose ? pubside_notify(ps, 1, prefix, len, p->id) : 0;
     }
     if (fy_subs_rm(&peer->subs, prefix, len) != 1) {
@@ -318,14 +326,9 @@ int fy_pubside_manual(fy_pubside *ps, int subscribe, const void *prefix, size_t 
     pubside_peer *peer = p->pattern_data;
     bool held = fy_subs_refs(&peer->subs, prefix, len) != 0;
     if (subscribe && !held) {
-        int rc = fy_subs_add(&peer->subs, prefix, len);
+        int rc = pubside_hold(ps, peer, prefix, len);
         if (rc < 0)
             return rc;
-        rc = fy_subs_add(&ps->all, prefix, len);
-        if (rc < 0) {
-            fy_subs_rm(&peer->subs, prefix, len);
-            return rc;
-        }
     } else if (!subscribe && held) {
         fy_subs_rm(&peer->subs, prefix, len);
         fy_subs_rm(&ps->all, prefix, len);
