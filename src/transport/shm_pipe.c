@@ -1048,8 +1048,9 @@ int fy_shm_pipe_send_buf(fy_pipe *p, const void *buf, size_t len)
     fy_shm_pipe *sp = sp_of(p);
     /* acquire: pairs with the release store of ovf_pending in sp_tx_leave and
      * fy_shm_pipe_ctl_flush; while it reads 0 only the owner (us) touches tx and the queue. */
-    if (atomic_load_explicit(&sp->ovf_pending, memory_order_acquire) | sp->ovf_n | sp->loan_on |
-        sp->out_mid | (len > sp->whole_max) | (len > sp->max_msg) |
+    if (atomic_load_explicit(&sp->ovf_pending, memory_order_acquire))
+        return FY_SHM_DECLINE; /* the control thread may be draining: ovf_n is under tx_lock */
+    if (sp->ovf_n | sp->loan_on | sp->out_mid | (len > sp->whole_max) | (len > sp->max_msg) |
         atomic_load_explicit(&p->dead, memory_order_relaxed))
         return FY_SHM_DECLINE;
     if (sp->tx_armed || sp->rx_armed)
