@@ -437,6 +437,10 @@ static int inproc_send(fy_pipe *p, fy_msg *m)
     if (rc == FERRY_EAGAIN && ip_should_arm(ip)) {
         ip_arm_tx(ip);
         rc = ip_try_send(ip, m, gated); /* re-check after arming (see ip_arm) */
+        /* Room after all: no sleep follows, so spare the receiver a signal (a pollfd user keeps
+         * the arming: its POLLOUT is what the signal is for). */
+        if (rc == 0 && !atomic_load_explicit(&p->sock->pollfd_on, memory_order_relaxed))
+            atomic_store_explicit(&ip->out->tx_armed, 0, memory_order_relaxed);
     }
     if (rc != 0)
         return rc;
