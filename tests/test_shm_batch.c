@@ -52,11 +52,14 @@ static int count_maps(void)
 }
 
 /* Forks; the parent (side 0, the victim) and the child (side 1, the peer) each return a live pipe
- * over one link. *child is the child's pid in the parent, 0 in the child. */
+ * over one link. *child is the child's pid in the parent, 0 in the child. The child returns only
+ * once the parent's pipe exists: endpoints validate the ring headers when they attach, so a peer
+ * scribbling earlier would fail the attach instead of the path under test. */
 static fy_pipe *link_pipes(pid_t *child, uint64_t max_msg)
 {
-    int sv[2];
+    int sv[2], go[2];
     CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    CHECK(pipe(go) == 0);
     *child = fork();
     CHECK(*child >= 0);
     int me = *child == 0 ? 1 : 0;
@@ -78,6 +81,13 @@ static fy_pipe *link_pipes(pid_t *child, uint64_t max_msg)
     fy_shm_pipe_cfg cfg = {.sndhwm = 0, .max_msg = max_msg};
     fy_pipe *p = NULL;
     CHECK_OK(fy_shm_pipe_new(&p, NULL, l, sv[me], &cfg));
+    char c = 'g';
+    if (me == 0)
+        CHECK(write(go[1], &c, 1) == 1);
+    else
+        CHECK(read(go[0], &c, 1) == 1);
+    close(go[0]);
+    close(go[1]);
     return p;
 }
 
