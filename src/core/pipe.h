@@ -8,7 +8,10 @@
  * checked compatible), so every pipe a pattern sees has valid peer information.
  *
  * Threading: all fy_pipe_* functions below are called on the socket's owner thread only (inside
- * a pattern op). The control thread touches a pipe only through the core's private locking.
+ * a pattern op), with one exception: a pattern's link_up op (pattern.h) sends on a pipe from the
+ * thread that publishes it, before the owner can see it, and the owner may then send on it while
+ * it waits to be attached, both under the socket's link lock. The control thread touches a pipe
+ * only through the core's private locking.
  *
  * Life cycle, as a pattern sees it (see also pattern.h):
  *  1. The control thread finishes a handshake and publishes the pipe to the socket (atomic

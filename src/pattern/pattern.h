@@ -7,7 +7,8 @@
  * never waits and never touches file descriptors: every op returns at once, and FERRY_EAGAIN means
  * "cannot make progress now"; the core then waits (spin, then epoll, honouring DONTWAIT, SNDTIMEO/
  * RCVTIMEO) for any pipe to become readable/writable or the pipe set to change, and calls the op
- * again. All ops run on the socket's owner thread; no locking is needed inside a pattern.
+ * again. All ops but link_up run on the socket's owner thread; no locking is needed inside a
+ * pattern, except around the state link_up reads (see link_up and fy_socket_links_lock).
  *
  * Call order the core guarantees:
  *  - init(s, st) once after the socket is created (st = state_size zeroed bytes, owned by core).
