@@ -132,9 +132,16 @@ ssize_t ferry_socket_send_many(ferry_socket *s, const ferry_iov *v, size_t n, in
         /* One frame the generic way: the first may wait (unless DONTWAIT, or the ring wait used
          * up the timeout), the others not. A started message is never refused, so a short count
          * ends at a message boundary. */
-        bool nowait = done > 0 || (flags & FERRY_DONTWAIT) || (waited && fy_now_ns() >= deadline);
+        uint64_t now = waited ? fy_now_ns() : 0;
+        bool nowait = done > 0 || (flags & FERRY_DONTWAIT) || (waited && now >= deadline);
         int f = (v[done].flags & FERRY_MORE) | (nowait ? FERRY_DONTWAIT : 0);
+        /* After a ring wait cut short (dead peer, open loan), the generic wait gets only what is
+         * left of SNDTIMEO (owner thread: the option is ours to swap for the call). */
+        int sndtimeo = s->sndtimeo;
+        if (!nowait && waited && deadline != UINT64_MAX)
+            s->sndtimeo = (int)((deadline - now + 999999u) / 1000000u);
         rc = ferry_socket_send(s, v[done].buf, v[done].len, f);
+        s->sndtimeo = sndtimeo;
         if (rc < 0) {
             if (done == 0)
                 return rc;
