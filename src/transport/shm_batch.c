@@ -107,11 +107,11 @@ size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes, bo
         uint64_t meta = 0;
         if (len >= REC_META)
             memcpy(&meta, data, REC_META); /* read once: the peer may change it behind us */
-        /* The common record inline: no flags and a size that matches the record's length and
-         * the limit is exactly what fy_shm_rec_check accepts as a whole single frame. Anything
-         * else gets the full check, which either rejects it or names what it is. */
+        /* The common record inline (fy_shm_rec_is_plain: exactly what fy_shm_rec_check accepts
+         * as a whole frame without flags, fuzzed for every length). Anything else gets the full
+         * check, which either rejects it or names what it is. */
         uint64_t n_rec = (uint64_t)len - REC_META;
-        if (len < REC_META || meta != n_rec << 8 || n_rec > sp->max_msg) {
+        if (!fy_shm_rec_is_plain(meta, len, sp->max_msg)) {
             fy_shm_rec r;
             if (fy_shm_rec_check(&none, meta, len, sp->max_msg, &r) < 0) {
                 ferry_spsc_unpeek(&sp->rx);
