@@ -283,13 +283,46 @@ int fy_shm_send_buf(fy_pipe *p, const void *buf, size_t len)
 
 int fy_shm_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size)
 {
+    return fy_shm_recv_buf_wait(p, buf, cap, size, 0);
+}
+
+static inline void shm_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+int fy_shm_recv_buf_wait(fy_pipe *p, void *buf, size_t cap, size_t *size, uint64_t wait_ns)
+{
     if (p->ops != &shm_eng_ops)
         return FY_SHM_DECLINE;
     fy_pipe *in = up_of(p)->sp;
     int rc = fy_shm_pipe_recv_buf(in, buf, cap, size);
-    if (__builtin_expect(rc != 0, 0))
+    if (__builtin_expect(rc == FY_SHM_EMPTY && wait_ns != 0, 0)) {
+        /* The same exits as the core's spin loop (socket.c sock_run), which would otherwise
+         * poll this ring through the pattern: a death or a pipe-set change goes back to it at
+         * once, and the clock is read only every 64 polls. */
+        fy_socket *s = p->sock;
+        uint64_t deadline = fy_now_ns() + wait_ns;
+        for (unsigned i = 1; rc == FY_SHM_EMPTY; i++) {
+            shm_relax();
+            if (atomic_load_explicit(&in->dead, memory_order_relaxed) ||
+                atomic_load_explicit(&p->dead, memory_order_relaxed) ||
+                (s && atomic_load_explicit(&s->gen, memory_order_acquire) != s->seen_gen))
+                break;
+            if ((i & 63) == 0 && fy_now_ns() >= deadline)
+                break;
+            rc = fy_shm_pipe_recv_buf(in, buf, cap, size);
+        }
+    }
+    if (__builtin_expect(rc != 0, 0)) {
         shm_eng_sync(p, in);
-    return rc;
+        return FY_SHM_DECLINE;
+    }
+    return 0;
 }
 
 static void shm_eng_release(fy_pipe *p)

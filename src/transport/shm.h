@@ -218,7 +218,17 @@ void fy_shm_loan_pin(fy_msg_content *c);
 #define FY_SHM_DECLINE 1 /* == FY_ENG_DECLINE (transport.h) */
 int fy_shm_send_buf(fy_pipe *p, const void *buf, size_t len);
 int fy_shm_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size);
-/* The same on the shm pipe itself (shm_pipe.c). */
+/*
+ * fy_shm_recv_buf that, when the ring is empty, busy-polls it for up to wait_ns (0: not at all)
+ * before declining: a receive that has to wait then takes the frame the moment it lands through
+ * this path instead of the general spin loop (pattern, pipe ops, an in-ring hold: about three
+ * times the instructions per frame). Gives up early, declining, when the pipe dies, the socket's
+ * pipe set changes or a record arrives that the direct path does not take. Owner thread.
+ */
+int fy_shm_recv_buf_wait(fy_pipe *p, void *buf, size_t cap, size_t *size, uint64_t wait_ns);
+/* The same on the shm pipe itself (shm_pipe.c); its recv_buf answers FY_SHM_EMPTY (not
+ * FY_SHM_DECLINE) when the ring is simply empty. */
+#define FY_SHM_EMPTY 2
 int fy_shm_pipe_send_buf(fy_pipe *p, const void *buf, size_t len);
 int fy_shm_pipe_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size);
 

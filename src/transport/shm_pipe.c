@@ -1087,8 +1087,15 @@ int fy_shm_pipe_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size)
         sp_disarm(sp);
     const void *data;
     size_t len;
-    if (ferry_spsc_peek(&sp->rx, &data, &len) != 0)
-        return FY_SHM_DECLINE; /* empty (the general path publishes deferred releases, waits) */
+    int rc = ferry_spsc_peek(&sp->rx, &data, &len);
+    if (rc == FERRY_EAGAIN) {
+        /* Empty: let the producer have the room we batched up, as sp_next does. */
+        if (sp->rx_deferred)
+            (void)sp_rx_publish(sp);
+        return FY_SHM_EMPTY;
+    }
+    if (rc != 0)
+        return FY_SHM_DECLINE; /* the general path reports it */
     uint64_t meta = 0;
     if (len >= REC_META)
         memcpy(&meta, data, REC_META); /* read once: the peer may change it behind us */
