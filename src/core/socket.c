@@ -897,7 +897,15 @@ ssize_t ferry_socket_recv(ferry_socket *s, void *buf, size_t cap, int flags, int
         fy_socket_sync(s);
         fy_pipe *p = s->ops->direct(s, s->pstate, false);
         size_t size;
-        if (p && fy_engine_recv_buf(p, buf, cap, &size) == 0) {
+        /* A shm ring is busy-polled here for the spin window (within RCVTIMEO) when the recv
+         * may wait: the frame is then taken by the direct path when it lands, not by the
+         * general spin loop (fy_shm_recv_buf_wait; it gives up on a pipe-set change or a
+         * death). */
+        uint64_t spin = (flags & FERRY_DONTWAIT) || s->spin_ns <= 0 ? 0 : (uint64_t)s->spin_ns;
+        if (s->rcvtimeo >= 0 && spin > (uint64_t)s->rcvtimeo * 1000000u)
+            spin = (uint64_t)s->rcvtimeo * 1000000u;
+        if (p && (fy_pipe_uses_shm(p) ? fy_shm_recv_buf_wait(p, buf, cap, &size, spin)
+                                      : fy_engine_recv_buf(p, buf, cap, &size)) == 0) {
             s->bytes_in += size;
             s->msgs_in++;
             if (more)
