@@ -24,8 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FY_CTL_FLUSH_TICK_NS 200000ull
-#define FY_CTL_ACCEPT_RETRY  100000000ull
+#define FY_CTL_FLUSH_TICK_NS   200000ull
+#define FY_CTL_FLUSH_MAX_SHIFT 5u /* 6.4 ms */
+#define FY_CTL_ACCEPT_RETRY    100000000ull
 
 enum { CTL_LISTENER = 1, CTL_CONNECTER };
 
@@ -86,6 +87,7 @@ static struct {
     /* control thread only */
     fy_pipe *engines;
     uint64_t next_flush_ns;
+    unsigned flush_shift; /* tail-flush back-off while only stalled peers are pending */
 } G = {.lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static void ctl_kick(void)
@@ -375,14 +377,23 @@ static void ctl_process_calls(void)
     }
 }
 
-/* Tail flush: drain what owners left queued. Returns true while anything is pending. */
-static bool ctl_flush_pass(void)
+/* Tail flush: drain what owners left queued. Returns 0 when nothing is pending, 1 when some
+ * pipe can make progress at the next tick (a batch still being appended, a ring the consumer is
+ * draining), 2 when everything pending waits on a peer that is not reading (its full shm ring:
+ * there is no fd to wait on, so the tick backs off instead of spinning at 5 kHz for as long as
+ * the peer stalls). A stream pipe whose kernel buffer is full reports 0: its EPOLLOUT, armed
+ * here, brings the control thread back. */
+static int ctl_flush_pass(void)
 {
-    bool any = false;
-    for (fy_pipe *p = G.engines; p; p = p->ctl_next)
-        if (p->ctl_published)
-            any |= fy_engine_ctl_flush(p) > 0;
-    return any;
+    bool busy = false, stalled = false;
+    for (fy_pipe *p = G.engines; p; p = p->ctl_next) {
+        if (!p->ctl_published)
+            continue;
+        int r = fy_engine_ctl_flush(p);
+        busy |= r == 1;
+        stalled |= r == 2;
+    }
+    return busy ? 1 : stalled ? 2 : 0;
 }
 
 static uint64_t ctl_timers(uint64_t now)
@@ -451,17 +462,26 @@ static void *ctl_main(void *arg)
             if (!flushing) {
                 /* Give the owner one tick to keep appending to its batch. */
                 flushing = true;
+                G.flush_shift = 0;
                 G.next_flush_ns = now + FY_CTL_FLUSH_TICK_NS;
             }
             if (now >= G.next_flush_ns) {
-                if (!ctl_flush_pass()) {
+                int r = ctl_flush_pass();
+                if (r == 0) {
                     /* Pairs with the owner's append-then-check in fy_ctl_flush_watch: either
                      * we see its output in the rescan, or it sees flush_mode == 0 and kicks. */
                     atomic_store(&G.flush_mode, 0);
-                    if (ctl_flush_pass())
+                    r = ctl_flush_pass();
+                    if (r != 0)
                         atomic_store(&G.flush_mode, 1);
                 }
-                G.next_flush_ns = now + FY_CTL_FLUSH_TICK_NS;
+                /* Stalled peers only: 0.2, 0.4 ... 6.4 ms between passes; any progress or new
+                 * work starts again at one tick. */
+                if (r == 2 && G.flush_shift < FY_CTL_FLUSH_MAX_SHIFT)
+                    G.flush_shift++;
+                else if (r != 2)
+                    G.flush_shift = 0;
+                G.next_flush_ns = now + (FY_CTL_FLUSH_TICK_NS << G.flush_shift);
             }
             if (atomic_load(&G.flush_mode) && G.next_flush_ns < next)
                 next = G.next_flush_ns;

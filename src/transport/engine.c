@@ -1234,8 +1234,11 @@ int fy_engine_ctl_flush(fy_pipe *p)
                 fy_engine_kill(p, w);
                 return 0;
             }
-            pending = w;
             fy_ctl_want_out(p, w == 1);
+            /* Kernel buffer full: the EPOLLOUT just armed brings the control thread back when
+             * the peer reads, so no tick is needed (retrying every tick would spin for as long
+             * as the peer stalls). */
+            pending = w == 1 && !(p->ctl_events & EPOLLOUT);
         }
     }
     bool freed = e->ends_n < ends_before;

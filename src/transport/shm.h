@@ -155,8 +155,9 @@ int fy_shm_pipe_error(const fy_pipe *p);
  * ready meanwhile (do not sleep; call recv/send again).
  */
 int fy_shm_pipe_prepare_wait(fy_pipe *p, bool want_in, bool want_out);
-/* Control thread (tail flush): moves frames the owner left queued into the ring. Returns 1 while
- * frames are still queued, else 0. */
+/* Control thread (tail flush): moves frames the owner left queued into the ring. Returns 0 when
+ * none is left, 1 while frames are still queued but some moved, 2 when none could move (the ring
+ * stayed full). */
 int fy_shm_pipe_ctl_flush(fy_pipe *p);
 /* Frees the pipe: closes its fds; the segment is unmapped (and the link's eventfds closed) once
  * no loan or in-ring frame refers to it any more. Accepts NULL. */

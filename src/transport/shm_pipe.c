@@ -1025,8 +1025,11 @@ int fy_shm_pipe_ctl_flush(fy_pipe *p)
      * here is that later store, and only an acquire orders the owner's unlocked queue writes
      * before our drain (the mutex only covers what happened before its unlock). */
     if (atomic_load_explicit(&sp->ovf_pending, memory_order_acquire)) {
+        uint32_t before = sp->ovf_n;
+        /* Still queued: 1 if the consumer made room for some (tick again soon), 2 if the ring
+         * stayed full (the control thread backs off; there is no fd to wait on). */
         if (sp_drain(sp) >= 0 && ferry_spsc_flush(&sp->tx) == 0)
-            pending = sp->ovf_n != 0;
+            pending = sp->ovf_n == 0 ? 0 : sp->ovf_n < before ? 1 : 2;
         /* release: see sp_tx_enter. */
         atomic_store_explicit(&sp->ovf_pending, sp->ovf_n != 0, memory_order_release);
     }

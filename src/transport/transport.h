@@ -66,8 +66,10 @@ int fy_engine_ctl_event(fy_pipe *p, uint32_t events, bool on_wfd);
 /* Control thread: timers (handshake timeout, heartbeats, tail flush). now in ns; lowers
  * *next_ns to the next time the engine needs a tick. Returns 0 or < 0 (dead). */
 int fy_engine_ctl_tick(fy_pipe *p, uint64_t now, uint64_t *next_ns);
-/* Control thread: drain output the owner left behind (tail flush); returns 1 while output is
- * still pending. */
+/* Control thread: drain output the owner left behind (tail flush). Returns 0 when nothing is
+ * left for the tick (all out, or a full kernel buffer with EPOLLOUT armed), 1 while output is
+ * pending and can move at the next tick, 2 while it waits on a peer that is not reading (a full
+ * shm ring: the control thread backs off). */
 int fy_engine_ctl_flush(fy_pipe *p);
 /* True for stream-engine pipes. */
 bool fy_pipe_is_engine(const fy_pipe *p);
