@@ -329,7 +329,10 @@ int fy_shm_pipe_wait_room(fy_pipe *p, size_t size, int timeout_ms)
         return FERRY_EPIPE;
     if (sp->loan_on)
         return FERRY_EAGAIN;
-    if (sp->ovf_n) {
+    /* ovf_n is read only while ovf_pending is 0 (then only we touch it); while it is 1 the
+     * control thread's tail flush may be draining the queue under tx_lock, which the branch
+     * takes. */
+    if (atomic_load_explicit(&sp->ovf_pending, memory_order_acquire) || sp->ovf_n) {
         /* Queued frames go first: move them into the ring, and if some still wait, sleep until
          * the consumer publishes a release (its rx_flush wakes the writable word when someone
          * is announced there), at most timeout_ms; the caller then tries the loan again. */
