@@ -28,29 +28,6 @@
 #define RING    65536
 #define MAX_MSG 4096
 
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    CHECK(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
-static int count_maps(void)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    CHECK(f);
-    char line[512];
-    int n = 0;
-    while (fgets(line, sizeof line, f))
-        n += strstr(line, "memfd:ferry-segment") != NULL;
-    fclose(f);
-    return n;
-}
-
 /* Forks; the parent (side 0, the victim) and the child (side 1, the peer) each return a live pipe
  * over one link. *child is the child's pid in the parent, 0 in the child. The child returns only
  * once the parent's pipe exists: endpoints validate the ring headers when they attach, so a peer
@@ -193,7 +170,7 @@ static void hostile_writer(fy_pipe *p, int which)
 
 static void test_hostile_recv(int which)
 {
-    int fds = count_fds(), maps = count_maps();
+    int fds = tu_count_fds(), maps = tu_count_segment_maps();
     pid_t child;
     fy_pipe *p = link_pipes(&child, MAX_MSG);
     if (child == 0)
@@ -246,14 +223,14 @@ static void test_hostile_recv(int which)
     fy_shm_pipe_free(p);
     int st;
     CHECK(waitpid(child, &st, 0) == child && WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    CHECK(count_fds() == fds && count_maps() == maps);
+    CHECK(tu_count_fds() == fds && tu_count_segment_maps() == maps);
 }
 
 /* The consumer lies about its index: the batch producer fails the link instead of writing over
  * unread records or out of bounds. */
 static void test_hostile_send(void)
 {
-    int fds = count_fds(), maps = count_maps();
+    int fds = tu_count_fds(), maps = tu_count_segment_maps();
     pid_t child;
     fy_pipe *p = link_pipes(&child, MAX_MSG);
     if (child == 0) {
@@ -288,7 +265,7 @@ static void test_hostile_send(void)
     fy_shm_pipe_free(p);
     int st;
     CHECK(waitpid(child, &st, 0) == child && WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    CHECK(count_fds() == fds && count_maps() == maps);
+    CHECK(tu_count_fds() == fds && tu_count_segment_maps() == maps);
 }
 
 /* A multi-frame message and a chunked frame between single frames: the batch path takes the

@@ -23,19 +23,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int run_hs(fy_shm_hs *hs, int fd)
-{
-    for (;;) {
-        bool want_out;
-        int rc = fy_shm_hs_step(hs, fd, &want_out);
-        if (rc != 0)
-            return rc;
-        struct pollfd p = {.fd = fd, .events = want_out ? POLLOUT : POLLIN};
-        if (poll(&p, 1, 10000) != 1)
-            return FERRY_ETIMEDOUT;
-    }
-}
-
 typedef struct side {
     fy_pipe *p;
     pid_t child; /* in the parent: the peer's pid */
@@ -55,7 +42,7 @@ static side make_link(size_t ring, int sndhwm)
     close(sv[1 - me]);
     fy_shm_hs hs;
     fy_shm_hs_init(&hs, me, ring);
-    CHECK_RC(run_hs(&hs, sv[me]), 1);
+    CHECK_RC(tu_shm_handover(&hs, sv[me]), 1);
     fy_shm_link *l = fy_shm_hs_take(&hs);
     fy_shm_hs_fini(&hs);
     CHECK(l);

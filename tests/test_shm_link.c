@@ -24,30 +24,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    CHECK(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
-/* Drives a hand-over to completion or failure, waiting with poll. */
-static int run_hs(fy_shm_hs *hs, int fd)
-{
-    for (;;) {
-        bool want_out;
-        int rc = fy_shm_hs_step(hs, fd, &want_out);
-        if (rc != 0)
-            return rc;
-        struct pollfd p = {.fd = fd, .events = want_out ? POLLOUT : POLLIN};
-        CHECK(poll(&p, 1, 10000) == 1);
-    }
-}
-
 static void make_pair(int sv[2])
 {
     CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
@@ -56,7 +32,7 @@ static void make_pair(int sv[2])
 /* Two processes: hand over, then ping-pong records through the rings, sleeping on the eventfds. */
 static void test_two_processes(void)
 {
-    int before = count_fds();
+    int before = tu_count_fds();
     int sv[2];
     make_pair(sv);
     pid_t pid = fork();
@@ -65,7 +41,7 @@ static void test_two_processes(void)
         close(sv[0]);
         fy_shm_hs hs;
         fy_shm_hs_init(&hs, 1, 0);
-        if (run_hs(&hs, sv[1]) != 1)
+        if (tu_shm_handover(&hs, sv[1]) != 1)
             _exit(10);
         fy_shm_link *l = fy_shm_hs_take(&hs);
         fy_shm_hs_fini(&hs);
@@ -114,7 +90,7 @@ static void test_two_processes(void)
     CHECK_OK(fy_shm_ring_capacity(100000, &cap));
     CHECK(cap == 131072);
     fy_shm_hs_init(&hs, 0, cap);
-    CHECK_RC(run_hs(&hs, sv[0]), 1);
+    CHECK_RC(tu_shm_handover(&hs, sv[0]), 1);
     fy_shm_link *l = fy_shm_hs_take(&hs);
     CHECK(l && fy_shm_link_side(l) == 0);
     fy_shm_hs_fini(&hs);
@@ -152,7 +128,7 @@ static void test_two_processes(void)
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     fy_shm_link_free(l);
     close(sv[0]);
-    CHECK(count_fds() == before);
+    CHECK(tu_count_fds() == before);
 }
 
 /* ---- a hostile listener ---- */
@@ -226,7 +202,7 @@ static void test_readonly_views(void)
         close(sv[0]);
         fy_shm_hs hs;
         fy_shm_hs_init(&hs, 1, 0);
-        CHECK_RC(run_hs(&hs, sv[1]), 1);
+        CHECK_RC(tu_shm_handover(&hs, sv[1]), 1);
         fy_shm_link *l = fy_shm_hs_take(&hs);
         fy_shm_hs_fini(&hs);
         CHECK(l);
@@ -259,7 +235,7 @@ static void test_readonly_views(void)
     close(sv[1]);
     fy_shm_hs hs;
     fy_shm_hs_init(&hs, 0, cap);
-    CHECK_RC(run_hs(&hs, sv[0]), 1);
+    CHECK_RC(tu_shm_handover(&hs, sv[0]), 1);
     fy_shm_link *l = fy_shm_hs_take(&hs);
     fy_shm_hs_fini(&hs);
     CHECK(l);
@@ -329,7 +305,7 @@ enum { H_NOFDS, H_TWOFDS, H_UNSEALED, H_PIPE, H_SIZE, H_HEADER, H_MAGIC, H_CAP, 
 /* The connector (in this process) against one crafted offer. */
 static void hostile_case(int which)
 {
-    int before = count_fds();
+    int before = tu_count_fds();
     int sv[2];
     make_pair(sv);
     fy_shm_hs hs;
@@ -391,13 +367,13 @@ static void hostile_case(int which)
         CHECK(read(sv[0], nak, 8) == 8 && memcmp(nak, "FYSHMNO1", 8) == 0);
     close(sv[0]);
     close(sv[1]);
-    CHECK(count_fds() == before);
+    CHECK(tu_count_fds() == before);
 }
 
 /* The listener side against a connector that declines, sends garbage, or hangs up. */
 static void test_listener_errors(void)
 {
-    int before = count_fds();
+    int before = tu_count_fds();
     for (int c = 0; c < 3; c++) {
         int sv[2];
         make_pair(sv);
@@ -405,7 +381,7 @@ static void test_listener_errors(void)
         fy_shm_hs_init(&hs, 0, 65536);
         if (c == 2) {
             CHECK(write(sv[1], "GARBAGE!\0\0\0\0\0\0\0\0", 16) == 16);
-            CHECK_RC(run_hs(&hs, sv[0]), FERRY_EPROTO);
+            CHECK_RC(tu_shm_handover(&hs, sv[0]), FERRY_EPROTO);
         } else {
             uint8_t req[16] = "FYSHMRQ1";
             memset(req + 8, 0, 8);
@@ -430,11 +406,11 @@ static void test_listener_errors(void)
                 close(got[i]);
             if (c == 0) {
                 CHECK(write(sv[1], "FYSHMNO1", 8) == 8);
-                CHECK_RC(run_hs(&hs, sv[0]), FERRY_ECONNREFUSED);
+                CHECK_RC(tu_shm_handover(&hs, sv[0]), FERRY_ECONNREFUSED);
             } else {
                 close(sv[1]);
                 sv[1] = -1;
-                CHECK_RC(run_hs(&hs, sv[0]), FERRY_ECONNRESET);
+                CHECK_RC(tu_shm_handover(&hs, sv[0]), FERRY_ECONNRESET);
             }
         }
         fy_shm_hs_fini(&hs);
@@ -442,7 +418,7 @@ static void test_listener_errors(void)
         if (sv[1] >= 0)
             close(sv[1]);
     }
-    CHECK(count_fds() == before);
+    CHECK(tu_count_fds() == before);
 }
 
 int main(void)

@@ -21,44 +21,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    CHECK(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
-/* Mappings of ferry segments (memfds named "ferry-segment"): the allocator and the sanitizers
- * map and unmap freely, so only ours are counted. */
-static int count_maps(void)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    CHECK(f);
-    char line[512];
-    int n = 0;
-    while (fgets(line, sizeof line, f))
-        n += strstr(line, "memfd:ferry-segment") != NULL;
-    fclose(f);
-    return n;
-}
-
-static int run_hs(fy_shm_hs *hs, int fd)
-{
-    for (;;) {
-        bool want_out;
-        int rc = fy_shm_hs_step(hs, fd, &want_out);
-        if (rc != 0)
-            return rc;
-        struct pollfd p = {.fd = fd, .events = want_out ? POLLOUT : POLLIN};
-        if (poll(&p, 1, 10000) != 1)
-            return FERRY_ETIMEDOUT;
-    }
-}
-
 typedef struct side {
     fy_pipe *p;
     pid_t child; /* in the parent: the peer's pid */
@@ -76,7 +38,7 @@ static side make_link(size_t ring, int sndhwm, uint64_t max_msg)
     close(sv[1 - me]);
     fy_shm_hs hs;
     fy_shm_hs_init(&hs, me, ring);
-    CHECK_RC(run_hs(&hs, sv[me]), 1);
+    CHECK_RC(tu_shm_handover(&hs, sv[me]), 1);
     fy_shm_link *l = fy_shm_hs_take(&hs);
     fy_shm_hs_fini(&hs);
     CHECK(l);
@@ -431,7 +393,7 @@ static void raw_record(ferry_spsc_tx *tx, uint64_t meta, size_t payload, size_t 
 
 static void test_hostile(int which)
 {
-    int fds = count_fds(), maps = count_maps();
+    int fds = tu_count_fds(), maps = tu_count_segment_maps();
     side s = make_link(65536, 1, 4096);
     if (s.child == 0) {
         /* The child abuses its own side of the segment directly. */
@@ -514,8 +476,8 @@ static void test_hostile(int which)
     CHECK_RC(fy_pipe_recv(s.p, &m), FERRY_EPROTO);
     fy_shm_pipe_free(s.p);
     CHECK(reap(s.child) == 0);
-    CHECK(count_fds() == fds);
-    CHECK(count_maps() == maps);
+    CHECK(tu_count_fds() == fds);
+    CHECK(tu_count_segment_maps() == maps);
 }
 
 int main(void)
@@ -523,7 +485,7 @@ int main(void)
     tu_deadline(100);
     setvbuf(stderr, NULL, _IONBF, 0);
     signal(SIGPIPE, SIG_IGN);
-    int fds = count_fds(), maps = count_maps();
+    int fds = tu_count_fds(), maps = tu_count_segment_maps();
     fprintf(stderr, "echo\n");
     test_echo();
     fprintf(stderr, "large\n");
@@ -536,8 +498,8 @@ int main(void)
     test_overflow();
     fprintf(stderr, "peer death\n");
     test_peer_death();
-    CHECK(count_fds() == fds);
-    CHECK(count_maps() == maps);
+    CHECK(tu_count_fds() == fds);
+    CHECK(tu_count_segment_maps() == maps);
     for (int i = 0; i < BAD_COUNT; i++) {
         fprintf(stderr, "hostile %d\n", i);
         test_hostile(i);

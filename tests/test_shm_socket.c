@@ -38,29 +38,6 @@ const char *__tsan_default_options(void)
 
 static char rundir[300];
 
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    CHECK(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
-static int count_segments(void)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    CHECK(f);
-    char line[512];
-    int n = 0;
-    while (fgets(line, sizeof line, f))
-        n += strstr(line, "memfd:ferry-segment") != NULL;
-    fclose(f);
-    return n;
-}
-
 static int count_files(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -452,7 +429,7 @@ static void test_kill(void)
     bool strict = rounds >= 200;
     char url[128];
     snprintf(url, sizeof url, "shm://%s", tu_unique("kill"));
-    int fds0 = count_fds();
+    int fds0 = tu_count_fds();
     uint64_t worst = 0;
     srand((unsigned)getpid());
     ferry_socket *s = NULL;
@@ -517,7 +494,7 @@ static void test_kill(void)
         }
         /* The link's segment is unmapped once the control thread frees it. */
         uint64_t t1 = tu_now_ns();
-        while (count_segments() != 0) {
+        while (tu_count_segment_maps() != 0) {
             CHECK(tu_now_ns() - t1 < 10000000000ull);
             struct pollfd p = {.fd = ferry_socket_pollfd(s), .events = POLLIN};
             poll(&p, 1, 1);
@@ -535,8 +512,8 @@ static void test_kill(void)
             nd ? (double)dts[nd * 9 / 10] / 1e6 : 0.0, (double)worst / 1e6);
     if (strict)
         CHECK(worst <= 100000000ull);
-    CHECK(count_segments() == 0);
-    CHECK(count_fds() == fds0);
+    CHECK(tu_count_segment_maps() == 0);
+    CHECK(tu_count_fds() == fds0);
     /* A killed listener leaves its socket file; the next bind replaces it, close removes it. */
     ferry_socket *last = open_sock(FERRY_PAIR);
     CHECK_OK(ferry_socket_bind(last, url));

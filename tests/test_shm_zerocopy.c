@@ -27,26 +27,14 @@ const char *__tsan_default_options(void)
 
 static char url[128];
 
-static int count_segments(void)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    CHECK(f);
-    char line[512];
-    int n = 0;
-    while (fgets(line, sizeof line, f))
-        n += strstr(line, "memfd:ferry-segment") != NULL;
-    fclose(f);
-    return n;
-}
-
 /* A dead link is detached by the owner's next socket call and freed by the control thread:
  * keep calling into s (when given) and wait (10 s at most) for the count. */
 static void wait_segments(ferry_socket *s, int want)
 {
     uint64_t t0 = tu_now_ns();
-    while (count_segments() != want) {
+    while (tu_count_segment_maps() != want) {
         if (tu_now_ns() - t0 >= 10000000000ull) {
-            fprintf(stderr, "wait_segments: %d mapped, want %d\n", count_segments(), want);
+            fprintf(stderr, "wait_segments: %d mapped, want %d\n", tu_count_segment_maps(), want);
             CHECK(0);
         }
         if (s) {
@@ -348,7 +336,7 @@ static void test_death_with_loan(void)
     reap(pid, false);
     wait_peers(s, 0);
     /* The segment is still mapped for the loan: writing and reading it is fine. */
-    CHECK(count_segments() > base);
+    CHECK(tu_count_segment_maps() > base);
     fill(p + MIB / 2, MIB / 2, 12);
     CHECK(check_fill(p, MIB / 2, 11));
     /* Sending it now: no peer, so it became an ordinary (copied) message waiting for one. */
@@ -402,7 +390,7 @@ static void test_death_with_hold(void)
     wait_peers(s, 0);
     CHECK(ferry_msg_is_loaned(&m));
     CHECK(check_fill(ferry_msg_data(&m), MIB, 21)); /* still mapped, still intact */
-    CHECK(count_segments() > base);
+    CHECK(tu_count_segment_maps() > base);
     ferry_msg_fini(&m);
     ferry_msg_fini(&n);
     wait_segments(s, base);

@@ -2,8 +2,11 @@
 #include "testutil.h"
 
 #include "ferry/ferry.h"
+#include "transport/shm.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <string.h>
@@ -144,5 +147,41 @@ void tu_expect_sub(ferry_socket *x, bool on, const char *prefix)
         fprintf(stderr, "want %s '%s', got %zd bytes (first %d)\n", on ? "sub" : "cancel", prefix,
                 n, n > 0 ? buf[0] : -1);
         exit(1);
+    }
+}
+
+int tu_count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    CHECK(d);
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+int tu_count_segment_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    CHECK(f);
+    char line[512];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, "memfd:ferry-segment") != NULL;
+    fclose(f);
+    return n;
+}
+
+int tu_shm_handover(struct fy_shm_hs *hs, int fd)
+{
+    for (;;) {
+        bool want_out;
+        int rc = fy_shm_hs_step(hs, fd, &want_out);
+        if (rc != 0)
+            return rc;
+        struct pollfd p = {.fd = fd, .events = want_out ? POLLOUT : POLLIN};
+        if (poll(&p, 1, 10000) != 1)
+            return FERRY_ETIMEDOUT;
     }
 }

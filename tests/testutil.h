@@ -68,4 +68,16 @@ void tu_recv_str(ferry_socket *s, const char *want, bool more);
 /* XPUB: receives one notice and checks it is 0x01+prefix (on) or 0x00+prefix (off). */
 void tu_expect_sub(ferry_socket *x, bool on, const char *prefix);
 
+/* ---- leak and shm helpers (the shm and hardening tests share them) ---- */
+
+/* Entries in /proc/self/fd (compare before/after: the count includes the directory's own fd). */
+int tu_count_fds(void);
+/* Mappings of ferry segment memfds ("memfd:ferry-segment") in /proc/self/maps: the allocator and
+ * the sanitizers map and unmap freely, so only ours are counted. */
+int tu_count_segment_maps(void);
+struct fy_shm_hs;
+/* Drives an shm hand-over (fy_shm_hs_step) on fd, waiting with poll: its final result (1 = done,
+ * or a FERRY_E* code), FERRY_ETIMEDOUT after 10 s without progress. */
+int tu_shm_handover(struct fy_shm_hs *hs, int fd);
+
 #endif
