@@ -901,11 +901,16 @@ ssize_t ferry_socket_recv(ferry_socket *s, void *buf, size_t cap, int flags, int
          * may wait: the frame is then taken by the direct path when it lands, not by the
          * general spin loop (fy_shm_recv_buf_wait; it gives up on a pipe-set change or a
          * death). */
-        uint64_t spin = (flags & FERRY_DONTWAIT) || s->spin_ns <= 0 ? 0 : (uint64_t)s->spin_ns;
-        if (s->rcvtimeo >= 0 && spin > (uint64_t)s->rcvtimeo * 1000000u)
-            spin = (uint64_t)s->rcvtimeo * 1000000u;
-        if (p && (fy_pipe_uses_shm(p) ? fy_shm_recv_buf_wait(p, buf, cap, &size, spin)
-                                      : fy_engine_recv_buf(p, buf, cap, &size)) == 0) {
+        int r = FERRY_EAGAIN;
+        if (p && fy_pipe_uses_shm(p)) {
+            uint64_t spin = (flags & FERRY_DONTWAIT) || s->spin_ns <= 0 ? 0 : (uint64_t)s->spin_ns;
+            if (s->rcvtimeo >= 0 && spin > (uint64_t)s->rcvtimeo * 1000000u)
+                spin = (uint64_t)s->rcvtimeo * 1000000u;
+            r = fy_shm_recv_buf_wait(p, buf, cap, &size, spin);
+        } else if (p) {
+            r = fy_engine_recv_buf(p, buf, cap, &size); /* stream: no spin window to compute */
+        }
+        if (r == 0) {
             s->bytes_in += size;
             s->msgs_in++;
             if (more)
