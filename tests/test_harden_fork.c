@@ -190,9 +190,9 @@ int main(void)
             worst_ns = waited;
         if (waited > 5000000000ull) {
             fprintf(stderr,
-                    "KNOWN BUG (round %u, %s): the parent's blocking recv on a fresh listener "
-                    "slept %.1f s (its RCVTIMEO) although the child's message had arrived: a "
-                    "missed wake-up when a new peer attaches during recv\n",
+                    "round %u, %s: the parent's blocking recv on a fresh listener slept %.1f s "
+                    "(towards its 10 s RCVTIMEO) although the child's message had arrived: a "
+                    "missed wake-up when a new peer attaches during recv (known bug 1)\n",
                     r, kinds[k], (double)waited / 1e9);
             slow_rounds++;
         }
@@ -223,9 +223,8 @@ int main(void)
     printf("parent's longest wait for a child's first message: %.1f ms (%u rounds over 5 s)\n",
            (double)worst_ns / 1e6, slow_rounds);
     CHECK(done[0] + done[1] > 0);
-    const char *kb = getenv("FERRY_KNOWN_BUG");
-    if (kb && *kb == '1')
-        CHECK(slow_rounds == 0);
+    /* Known bug 1 (fixed in 0037407) showed here as a recv sleeping until its RCVTIMEO. */
+    CHECK(slow_rounds == 0);
     ferry_socket_close(ia);
     ferry_socket_close(ib);
     ferry_socket_close(ta);
