@@ -273,7 +273,7 @@ void fy_socket_sync(fy_socket *s)
         p->sock_next = NULL;
         /* A peer that sent and left before we got here still delivers what it sent. */
         bool dead = atomic_load(&p->dead) != 0;
-        if ((dead && (!s->ops->recv || !fy_pipe_poll_in(p))) ||
+        if ((dead && (p->saw_epipe || !s->ops->recv || !fy_pipe_poll_in(p))) ||
             s->ops->attach(s, s->pstate, p) != 0) {
             if (!dead)
                 fy_ctl_note_error(s, "peer refused by the socket pattern (e.g. PAIR is taken)");
@@ -740,7 +740,8 @@ int ferry_socket_disconnect(ferry_socket *s, const char *url)
         return rc;
     if (!url)
         return FERRY_EINVAL;
-    rc = fy_ctl_disconnect(s, url);
+    rc = strncmp(url, "inproc://", 9) == 0 ? fy_inproc_disconnect(s, url + 9)
+                                           : fy_ctl_disconnect(s, url);
     if (rc == 0 && s->popts.connects)
         s->popts.connects--;
     return rc;

@@ -111,6 +111,7 @@ struct inproc_link {
     _Atomic int closed[2]; /* side released: the other end sees EPIPE once drained */
     _Atomic int strong;    /* no asymmetric barrier: publishers fence before looking at flags */
     int refs;
+    char name[FY_EP_INPROC_MAX + 1]; /* the endpoint, for ferry_socket_disconnect */
 };
 
 static const fy_pipe_ops inproc_ops;
@@ -657,7 +658,7 @@ static uint64_t inproc_next_id(void)
 
 /* Creates a link between connecting socket c and bound socket b and publishes both ends. Under
  * inproc_lock. */
-static int inproc_link_make(fy_socket *c, const fy_link_cfg *ccfg, fy_socket *b,
+static int inproc_link_make(const char *name, fy_socket *c, const fy_link_cfg *ccfg, fy_socket *b,
                             const fy_link_cfg *bcfg)
 {
     if (!fy_zmtp_socket_types_compatible(ccfg->type, bcfg->type))
@@ -686,6 +687,7 @@ static int inproc_link_make(fy_socket *c, const fy_link_cfg *ccfg, fy_socket *b,
     l->sock[0] = c;
     l->sock[1] = b;
     l->refs = 2;
+    snprintf(l->name, sizeof l->name, "%s", name);
     for (int i = 0; i < 2; i++) {
         inproc_pipe *ip = &l->end[i];
         ip->link = l;
@@ -737,7 +739,7 @@ int fy_inproc_bind(fy_socket *s, const char *name, const fy_link_cfg *cfg)
     for (inproc_entry **pe = &inproc_table; *pe;) {
         inproc_entry *e = *pe;
         if (!e->bound && strcmp(e->name, name) == 0) {
-            int rc = inproc_link_make(e->sock, &e->cfg, s, cfg);
+            int rc = inproc_link_make(name, e->sock, &e->cfg, s, cfg);
             if (rc == FERRY_EPROTONOSUPPORT)
                 fy_ctl_note_error(e->sock, "inproc peer has an incompatible socket type");
             else if (rc != 0)
@@ -763,7 +765,7 @@ int fy_inproc_connect(fy_socket *s, const char *name, const fy_link_cfg *cfg)
         if (e->bound && strcmp(e->name, name) == 0)
             break;
     if (e) {
-        rc = inproc_link_make(s, cfg, e->sock, &e->cfg);
+        rc = inproc_link_make(name, s, cfg, e->sock, &e->cfg);
     } else {
         inproc_entry *w = calloc(1, sizeof *w);
         if (!w) {
@@ -794,6 +796,52 @@ int fy_inproc_unbind(fy_socket *s, const char *name)
     }
     pthread_mutex_unlock(&inproc_lock);
     return FERRY_ENOENT;
+}
+
+/* Is p the connecting end (side 0) of an inproc link to `name`? */
+static bool inproc_is_connect_of(const fy_pipe *p, const char *name)
+{
+    const inproc_pipe *ip = (const inproc_pipe *)p;
+    return p->ops == &inproc_ops && ip->side == 0 && strcmp(ip->link->name, name) == 0;
+}
+
+int fy_inproc_disconnect(fy_socket *s, const char *name)
+{
+    bool found = false;
+    /* A connect still waiting for its bind: forget it. */
+    pthread_mutex_lock(&inproc_lock);
+    for (inproc_entry **pe = &inproc_table; *pe;) {
+        inproc_entry *e = *pe;
+        if (!e->bound && e->sock == s && strcmp(e->name, name) == 0) {
+            *pe = e->next;
+            free(e);
+            found = true;
+            continue;
+        }
+        pe = &e->next;
+    }
+    pthread_mutex_unlock(&inproc_lock);
+    /* Links it made: attached ones (owner thread: this one) leave at the next sync like a pipe
+     * that failed; published but unattached ones are marked dead, which the sync drops. Either
+     * way the release marks the bound end dead and wakes its socket. */
+    for (fy_pipe *p = s->pipes; p; p = p->sock_next) {
+        if (inproc_is_connect_of(p, name)) {
+            fy_socket_drop_pipe(s, p);
+            found = true;
+        }
+    }
+    pthread_mutex_lock(&s->lock);
+    for (fy_pipe *p = s->incoming; p; p = p->sock_next) {
+        if (inproc_is_connect_of(p, name)) {
+            atomic_store(&p->dead, 1);
+            p->saw_epipe = true;
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (found)
+        fy_socket_notify(s);
+    return found ? 0 : FERRY_ENOENT;
 }
 
 void fy_inproc_socket_closed(fy_socket *s)

@@ -101,6 +101,9 @@ int fy_engine_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size);
 int fy_inproc_bind(fy_socket *s, const char *name, const fy_link_cfg *cfg);
 int fy_inproc_connect(fy_socket *s, const char *name, const fy_link_cfg *cfg);
 int fy_inproc_unbind(fy_socket *s, const char *name);
+/* Undoes every connect of s to name: a pending one is forgotten, a made link is dropped (its bound
+ * end sees the peer gone). FERRY_ENOENT when s has no connect to name. Owner thread. */
+int fy_inproc_disconnect(fy_socket *s, const char *name);
 /* Socket close: drop this socket's binds and pending connects. */
 void fy_inproc_socket_closed(fy_socket *s);
 
