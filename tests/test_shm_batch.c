@@ -34,50 +34,17 @@
  * scribbling earlier would fail the attach instead of the path under test. */
 static fy_pipe *link_pipes(pid_t *child, uint64_t max_msg)
 {
-    int sv[2], go[2];
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    int go[2];
     CHECK(pipe(go) == 0);
-    *child = fork();
-    CHECK(*child >= 0);
-    int me = *child == 0 ? 1 : 0;
-    close(sv[1 - me]);
-    fy_shm_hs hs;
-    fy_shm_hs_init(&hs, me, RING);
-    for (;;) {
-        bool want_out;
-        int rc = fy_shm_hs_step(&hs, sv[me], &want_out);
-        if (rc == 1)
-            break;
-        CHECK_RC(rc, 0);
-        struct pollfd p = {.fd = sv[me], .events = want_out ? POLLOUT : POLLIN};
-        CHECK(poll(&p, 1, 10000) == 1);
-    }
-    fy_shm_link *l = fy_shm_hs_take(&hs);
-    fy_shm_hs_fini(&hs);
-    CHECK(l);
-    fy_shm_pipe_cfg cfg = {.sndhwm = 0, .max_msg = max_msg};
-    fy_pipe *p = NULL;
-    CHECK_OK(fy_shm_pipe_new(&p, NULL, l, sv[me], &cfg));
+    fy_pipe *p = tu_shm_pipe_fork(RING, 0, max_msg, child);
     char c = 'g';
-    if (me == 0)
+    if (*child != 0)
         CHECK(write(go[1], &c, 1) == 1);
     else
         CHECK(read(go[0], &c, 1) == 1);
     close(go[0]);
     close(go[1]);
     return p;
-}
-
-/* Sleeps as the socket core does: announce, then wait on the wake eventfd and the Unix socket. */
-static void wait_in(fy_pipe *p)
-{
-    if (fy_shm_pipe_prepare_wait(p, true, false) != 1)
-        return;
-    struct pollfd f[2] = {{.fd = p->rfd, .events = POLLIN},
-                          {.fd = fy_shm_pipe_usock(p), .events = POLLRDHUP}};
-    CHECK(poll(f, 2, 10000) >= 1);
-    if (f[1].revents & (POLLHUP | POLLRDHUP | POLLERR))
-        fy_shm_pipe_kill(p, FERRY_EPIPE);
 }
 
 /* The peer: stays until the victim dropped the link (its hang-up), then leaves. */
@@ -205,7 +172,7 @@ static void test_hostile_recv(int which)
                 continue;
             }
             if (rc == FERRY_EAGAIN) {
-                wait_in(p);
+                tu_shm_pipe_wait(p, true, false);
                 continue;
             }
             break;
@@ -330,7 +297,7 @@ static void test_leave_alone(void)
         fy_msg_init(&m);
         int rc = fy_pipe_recv(p, &m);
         if (rc == FERRY_EAGAIN) {
-            wait_in(p);
+            tu_shm_pipe_wait(p, true, false);
             continue;
         }
         CHECK_OK(rc);

@@ -32,22 +32,9 @@ typedef struct side {
 /* Forks; both processes return with a live pipe (child: side 1). */
 static side make_link(size_t ring, int sndhwm)
 {
-    int sv[2];
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
     side s = {0};
     CHECK(pipe(s.gate) == 0);
-    s.child = fork();
-    CHECK(s.child >= 0);
-    int me = s.child == 0 ? 1 : 0;
-    close(sv[1 - me]);
-    fy_shm_hs hs;
-    fy_shm_hs_init(&hs, me, ring);
-    CHECK_RC(tu_shm_handover(&hs, sv[me]), 1);
-    fy_shm_link *l = fy_shm_hs_take(&hs);
-    fy_shm_hs_fini(&hs);
-    CHECK(l);
-    fy_shm_pipe_cfg cfg = {.sndhwm = sndhwm, .max_msg = 0};
-    CHECK_OK(fy_shm_pipe_new(&s.p, NULL, l, sv[me], &cfg));
+    s.p = tu_shm_pipe_fork(ring, sndhwm, 0, &s.child);
     return s;
 }
 
@@ -61,33 +48,6 @@ static void gate_wait(side *s)
 {
     char c;
     CHECK(read(s->gate[0], &c, 1) == 1);
-}
-
-/* Sleeps the way the socket core does: announce, then poll on the wake eventfd and the Unix
- * socket, whose hang-up kills the pipe. */
-static void wait_pipe(fy_pipe *p, bool in, bool out)
-{
-    if (fy_shm_pipe_prepare_wait(p, in, out) != 1)
-        return;
-    struct pollfd f[2] = {{.fd = p->rfd, .events = POLLIN},
-                          {.fd = fy_shm_pipe_usock(p), .events = POLLRDHUP}};
-    CHECK(poll(f, 2, 10000) >= 1);
-    if (f[1].revents & (POLLHUP | POLLRDHUP | POLLERR))
-        fy_shm_pipe_kill(p, FERRY_EPIPE);
-}
-
-static void fill(uint8_t *b, size_t n, uint32_t seed)
-{
-    for (size_t i = 0; i < n; i++)
-        b[i] = (uint8_t)(seed * 31u + i * 7u + (i >> 8));
-}
-
-static bool check_fill(const uint8_t *b, size_t n, uint32_t seed)
-{
-    for (size_t i = 0; i < n; i++)
-        if (b[i] != (uint8_t)(seed * 31u + i * 7u + (i >> 8)))
-            return false;
-    return true;
 }
 
 static int reap(pid_t pid)
@@ -126,25 +86,25 @@ static void test_mixed(void)
             int rc;
             if (!mix_multi(i)) {
                 while ((rc = fy_shm_pipe_recv_buf(s.p, buf, cap, &got)) == FY_SHM_EMPTY)
-                    wait_pipe(s.p, true, false); /* nothing there yet */
+                    tu_shm_pipe_wait(s.p, true, false); /* nothing there yet */
                 CHECK_OK(rc);
                 CHECK(got == want);
-                CHECK(check_fill(buf, want < cap ? want : cap, i));
+                CHECK(tu_check_seeded(buf, want < cap ? want : cap, i));
                 continue;
             }
             /* A first frame with MORE is not a whole single-frame message: declined. */
             while ((rc = fy_shm_pipe_recv_buf(s.p, buf, cap, &got)) == FY_SHM_EMPTY)
-                wait_pipe(s.p, true, false);
+                tu_shm_pipe_wait(s.p, true, false);
             CHECK_RC(rc, FY_SHM_DECLINE);
             for (int f = 0; f < 2; f++) {
                 fy_msg m;
                 fy_msg_init(&m);
                 while ((rc = fy_pipe_recv(s.p, &m)) == FERRY_EAGAIN)
-                    wait_pipe(s.p, true, false);
+                    tu_shm_pipe_wait(s.p, true, false);
                 CHECK_OK(rc);
                 CHECK(m.flags == (f == 0 ? FY_MSG_MORE : 0u));
                 CHECK(fy_msg_size(&m) == (f ? 3 : want));
-                CHECK(check_fill(fy_msg_data(&m), fy_msg_size(&m), f ? i + 1000000 : i));
+                CHECK(tu_check_seeded(fy_msg_data(&m), fy_msg_size(&m), f ? i + 1000000 : i));
                 fy_msg_fini(&m);
             }
         }
@@ -154,11 +114,11 @@ static void test_mixed(void)
     uint32_t direct = 0;
     for (uint32_t i = 0; i < MIX_N; i++) {
         size_t n = mix_size(i);
-        fill(buf, n, i);
+        tu_fill_seeded(buf, n, i);
         if (!mix_multi(i) && i % 5 != 2) {
             int rc;
             while ((rc = fy_shm_pipe_send_buf(s.p, buf, n)) == FY_SHM_DECLINE)
-                wait_pipe(s.p, false, true); /* full: the general path would wait too */
+                tu_shm_pipe_wait(s.p, false, true); /* full: the general path would wait too */
             CHECK_OK(rc);
             direct++;
             continue;
@@ -167,7 +127,7 @@ static void test_mixed(void)
             fy_msg m;
             size_t fn = f ? 3 : n;
             CHECK_OK(fy_msg_init_size(&m, fn));
-            fill(fy_msg_data(&m), fn, f ? i + 1000000 : i);
+            tu_fill_seeded(fy_msg_data(&m), fn, f ? i + 1000000 : i);
             m.flags = mix_multi(i) && f == 0 ? FY_MSG_MORE : 0;
             int rc = fy_pipe_send(s.p, &m);
             CHECK_OK(rc); /* no SNDHWM: a full ring queues */
@@ -178,7 +138,7 @@ static void test_mixed(void)
         }
     }
     while (s.p->ops->flush(s.p) == 1)
-        wait_pipe(s.p, false, true);
+        tu_shm_pipe_wait(s.p, false, true);
     CHECK(direct > MIX_N / 2);
     CHECK_RC(reap(s.child), 0);
     fy_shm_pipe_free(s.p);
@@ -232,7 +192,7 @@ static void test_hostile(int which)
         fy_msg_fini(&m);
         if (rc != FERRY_EAGAIN)
             break;
-        wait_pipe(s.p, true, false);
+        tu_shm_pipe_wait(s.p, true, false);
     }
     CHECK_RC(rc, FERRY_EPROTO);
     CHECK(fy_shm_pipe_error(s.p) == FERRY_EPROTO);
@@ -254,7 +214,7 @@ static int loan_send(fy_pipe *p, uint32_t seed, int timeout_ms)
     int rc = fy_shm_pipe_send_loan(p, &m, LOAN_SIZE, timeout_ms);
     if (rc != 0)
         return rc;
-    fill(fy_msg_data(&m), LOAN_SIZE, seed);
+    tu_fill_seeded(fy_msg_data(&m), LOAN_SIZE, seed);
     CHECK_OK(fy_pipe_send(p, &m));
     fy_msg_fini(&m);
     return 0;
@@ -270,7 +230,7 @@ static void test_send_wait(void)
             fy_msg_init(&m);
             int rc;
             while ((rc = fy_pipe_recv(s.p, &m)) == FERRY_EAGAIN)
-                wait_pipe(s.p, true, false);
+                tu_shm_pipe_wait(s.p, true, false);
             CHECK_OK(rc);
             if (fy_msg_size(&m) == 0)
                 break; /* the end */
@@ -279,7 +239,7 @@ static void test_send_wait(void)
              * read even under a sanitizer on a loaded machine. */
             const uint8_t *d = fy_msg_data(&m);
             uint8_t head[64];
-            fill(head, 64, i);
+            tu_fill_seeded(head, 64, i);
             CHECK(memcmp(d, head, 64) == 0);
             CHECK(d[LOAN_SIZE - 1] ==
                   (uint8_t)(i * 31u + (LOAN_SIZE - 1) * 7u + ((LOAN_SIZE - 1) >> 8)));
@@ -327,9 +287,9 @@ static void test_send_wait(void)
             /* The frame goes the general way (queued), as ferry_socket_send does. */
             fy_msg m;
             CHECK_OK(fy_msg_init_size(&m, LOAN_SIZE));
-            fill(fy_msg_data(&m), LOAN_SIZE, seed);
+            tu_fill_seeded(fy_msg_data(&m), LOAN_SIZE, seed);
             while ((rc = fy_pipe_send(s.p, &m)) == FERRY_EAGAIN)
-                wait_pipe(s.p, false, true); /* at SNDHWM: the socket would wait here */
+                tu_shm_pipe_wait(s.p, false, true); /* at SNDHWM: the socket would wait here */
             CHECK_OK(rc);
             fell_back++;
         } else {
@@ -344,7 +304,7 @@ static void test_send_wait(void)
     CHECK(waited > 0);
     fprintf(stderr, "  %u loans after waiting for room, %u fallbacks\n", waited, fell_back);
     while (s.p->ops->flush(s.p) == 1)
-        wait_pipe(s.p, false, true);
+        tu_shm_pipe_wait(s.p, false, true);
     CHECK_RC(reap(s.child), 0);
     fy_shm_pipe_free(s.p);
     close(s.gate[0]);

@@ -29,37 +29,10 @@ typedef struct side {
 /* Forks; both processes return with a live pipe (child: side 1). */
 static side make_link(size_t ring, int sndhwm, uint64_t max_msg)
 {
-    int sv[2];
-    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
     side s = {0};
-    s.child = fork();
-    CHECK(s.child >= 0);
-    int me = s.child == 0 ? 1 : 0;
-    close(sv[1 - me]);
-    fy_shm_hs hs;
-    fy_shm_hs_init(&hs, me, ring);
-    CHECK_RC(tu_shm_handover(&hs, sv[me]), 1);
-    fy_shm_link *l = fy_shm_hs_take(&hs);
-    fy_shm_hs_fini(&hs);
-    CHECK(l);
-    fy_shm_pipe_cfg cfg = {.sndhwm = sndhwm, .max_msg = max_msg};
-    CHECK_OK(fy_shm_pipe_new(&s.p, NULL, l, sv[me], &cfg));
+    s.p = tu_shm_pipe_fork(ring, sndhwm, max_msg, &s.child);
     CHECK(fy_pipe_is_shm(s.p));
     return s;
-}
-
-/* Sleeps the way the socket core does: announce, then epoll (here poll) on the wake eventfd and
- * the Unix socket, whose hang-up kills the pipe. */
-static void wait_pipe(fy_pipe *p, bool in, bool out)
-{
-    if (fy_shm_pipe_prepare_wait(p, in, out) != 1)
-        return;
-    struct pollfd f[2] = {{.fd = p->rfd, .events = POLLIN},
-                          {.fd = fy_shm_pipe_usock(p), .events = POLLRDHUP}};
-    int n = poll(f, 2, 10000);
-    CHECK(n >= 1);
-    if (f[1].revents & (POLLHUP | POLLRDHUP | POLLERR))
-        fy_shm_pipe_kill(p, FERRY_EPIPE);
 }
 
 static int recv_wait(fy_pipe *p, fy_msg *m)
@@ -68,7 +41,7 @@ static int recv_wait(fy_pipe *p, fy_msg *m)
         int rc = fy_pipe_recv(p, m);
         if (rc != FERRY_EAGAIN)
             return rc;
-        wait_pipe(p, true, false);
+        tu_shm_pipe_wait(p, true, false);
     }
 }
 
@@ -78,7 +51,7 @@ static int send_wait(fy_pipe *p, fy_msg *m)
         int rc = fy_pipe_send(p, m);
         if (rc != FERRY_EAGAIN)
             return rc;
-        wait_pipe(p, false, true);
+        tu_shm_pipe_wait(p, false, true);
     }
 }
 
@@ -86,28 +59,14 @@ static int send_wait(fy_pipe *p, fy_msg *m)
 static void flush_wait(fy_pipe *p)
 {
     while (p->ops->flush(p) == 1)
-        wait_pipe(p, false, true);
-}
-
-static void fill(uint8_t *b, size_t n, uint32_t seed)
-{
-    for (size_t i = 0; i < n; i++)
-        b[i] = (uint8_t)(seed * 31u + i * 7u + (i >> 8));
-}
-
-static bool check_fill(const uint8_t *b, size_t n, uint32_t seed)
-{
-    for (size_t i = 0; i < n; i++)
-        if (b[i] != (uint8_t)(seed * 31u + i * 7u + (i >> 8)))
-            return false;
-    return true;
+        tu_shm_pipe_wait(p, false, true);
 }
 
 static void send_frame(fy_pipe *p, size_t size, uint32_t seed, uint32_t flags)
 {
     fy_msg m;
     CHECK_OK(fy_msg_init_size(&m, size));
-    fill(fy_msg_data(&m), size, seed);
+    tu_fill_seeded(fy_msg_data(&m), size, seed);
     m.flags = flags;
     CHECK_OK(send_wait(p, &m));
     CHECK(fy_msg_size(&m) == 0);
@@ -122,7 +81,7 @@ static void expect_frame(fy_pipe *p, size_t size, uint32_t seed, uint32_t flags)
         fprintf(stderr, "got size %zu flags %u, want %zu %u\n", fy_msg_size(&m), m.flags, size,
                 flags);
     CHECK(fy_msg_size(&m) == size && m.flags == flags);
-    CHECK(check_fill(fy_msg_data(&m), size, seed));
+    CHECK(tu_check_seeded(fy_msg_data(&m), size, seed));
     fy_msg_fini(&m);
 }
 
@@ -235,12 +194,12 @@ static void test_hwm(void)
     CHECK(!s.p->ops->can_send(s.p));
     fy_msg m;
     CHECK_OK(fy_msg_init_size(&m, big));
-    fill(fy_msg_data(&m), big, 13);
+    tu_fill_seeded(fy_msg_data(&m), big, 13);
     CHECK_RC(fy_pipe_send(s.p, &m), FERRY_EAGAIN);
     CHECK(fy_msg_size(&m) == big); /* untouched on EAGAIN */
     fy_msg sub;
     CHECK_OK(fy_msg_init_size(&sub, 5));
-    fill(fy_msg_data(&sub), 5, 12);
+    tu_fill_seeded(fy_msg_data(&sub), 5, 12);
     sub.flags = FY_MSG_SUB; /* subscriptions bypass the HWM */
     CHECK_OK(fy_pipe_send(s.p, &sub));
     fy_msg huge;
@@ -295,7 +254,7 @@ static void test_ctl_drain(void)
         send_frame(s.p, sz, i, 0);
     fy_msg m;
     CHECK_OK(fy_msg_init_size(&m, sz));
-    fill(fy_msg_data(&m), sz, 10);
+    tu_fill_seeded(fy_msg_data(&m), sz, 10);
     CHECK_RC(fy_pipe_send(s.p, &m), FERRY_EAGAIN); /* at SNDHWM */
     CHECK(write(go[1], "g", 1) == 1);
     char b;
@@ -332,7 +291,7 @@ static void test_overflow(void)
     for (uint32_t i = 0; i < 100; i++) {
         fy_msg m;
         CHECK_OK(fy_msg_init_size(&m, 20000 + i));
-        fill(fy_msg_data(&m), 20000 + i, i);
+        tu_fill_seeded(fy_msg_data(&m), 20000 + i, i);
         CHECK_OK(fy_pipe_send(s.p, &m)); /* never EAGAIN without a HWM */
     }
     flush_wait(s.p);

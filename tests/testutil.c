@@ -185,3 +185,48 @@ int tu_shm_handover(struct fy_shm_hs *hs, int fd)
             return FERRY_ETIMEDOUT;
     }
 }
+
+struct fy_pipe *tu_shm_pipe_fork(size_t ring, int sndhwm, uint64_t max_msg, pid_t *child)
+{
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    *child = fork();
+    CHECK(*child >= 0);
+    int me = *child == 0 ? 1 : 0;
+    close(sv[1 - me]);
+    fy_shm_hs hs;
+    fy_shm_hs_init(&hs, me, ring);
+    CHECK_RC(tu_shm_handover(&hs, sv[me]), 1);
+    fy_shm_link *l = fy_shm_hs_take(&hs);
+    fy_shm_hs_fini(&hs);
+    CHECK(l);
+    fy_shm_pipe_cfg cfg = {.sndhwm = sndhwm, .max_msg = max_msg};
+    fy_pipe *p = NULL;
+    CHECK_OK(fy_shm_pipe_new(&p, NULL, l, sv[me], &cfg));
+    return p;
+}
+
+void tu_shm_pipe_wait(struct fy_pipe *p, bool in, bool out)
+{
+    if (fy_shm_pipe_prepare_wait(p, in, out) != 1)
+        return;
+    struct pollfd f[2] = {{.fd = p->rfd, .events = POLLIN},
+                          {.fd = fy_shm_pipe_usock(p), .events = POLLRDHUP}};
+    CHECK(poll(f, 2, 10000) >= 1);
+    if (f[1].revents & (POLLHUP | POLLRDHUP | POLLERR))
+        fy_shm_pipe_kill(p, FERRY_EPIPE);
+}
+
+void tu_fill_seeded(uint8_t *b, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++)
+        b[i] = (uint8_t)(seed * 31u + i * 7u + (i >> 8));
+}
+
+bool tu_check_seeded(const uint8_t *b, size_t n, uint32_t seed)
+{
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != (uint8_t)(seed * 31u + i * 7u + (i >> 8)))
+            return false;
+    return true;
+}

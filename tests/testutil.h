@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
 #define TEST_SKIP 77
 
@@ -79,5 +80,16 @@ struct fy_shm_hs;
 /* Drives an shm hand-over (fy_shm_hs_step) on fd, waiting with poll: its final result (1 = done,
  * or a FERRY_E* code), FERRY_ETIMEDOUT after 10 s without progress. */
 int tu_shm_handover(struct fy_shm_hs *hs, int fd);
+struct fy_pipe;
+/* Forks; each process returns a live shm pipe over one fresh link (parent side 0, child side 1;
+ * ring bytes per direction, SNDHWM and frame size limit as given, 0 = none). *child is the
+ * child's pid in the parent and 0 in the child. */
+struct fy_pipe *tu_shm_pipe_fork(size_t ring, int sndhwm, uint64_t max_msg, pid_t *child);
+/* Sleeps the way the socket core does: announce (fy_shm_pipe_prepare_wait), then poll the wake
+ * eventfd and the link's Unix socket, whose hang-up kills the pipe. 10 s at most. */
+void tu_shm_pipe_wait(struct fy_pipe *p, bool in, bool out);
+/* n bytes derived from seed, and their check (payloads whose corruption must be noticed). */
+void tu_fill_seeded(uint8_t *b, size_t n, uint32_t seed);
+bool tu_check_seeded(const uint8_t *b, size_t n, uint32_t seed);
 
 #endif
