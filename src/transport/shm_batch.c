@@ -22,13 +22,6 @@
 /* The receiver publishes its releases at least this often within one batch (bytes). */
 #define BATCH_RX_PUBLISH 65536u
 
-/* The pipe broke the protocol or its ring failed: the same as sp_fail in shm_pipe.c. */
-static void batch_fail(fy_shm_pipe *sp, int err)
-{
-    fy_shm_pipe_kill(&sp->pipe, err);
-    sp->pipe.saw_epipe = true;
-}
-
 size_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *bytes, bool *full)
 {
     fy_shm_pipe *sp = (fy_shm_pipe *)p;
@@ -51,22 +44,12 @@ size_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *byt
         size_t len = v[i].len;
         if ((v[i].flags & FERRY_MORE) || (uint64_t)len > lim)
             break;
-        void *dst;
-        int rc = ferry_spsc_reserve(&sp->tx, len + REC_META, &dst);
+        int rc = fy_shm_put_plain(sp, v[i].buf, len, FERRY_RING_DEFER);
         if (rc != 0) {
             if (rc == FERRY_EAGAIN)
                 *full = true;
-            else if (rc != FERRY_EBUSY)
-                batch_fail(sp, FERRY_EPROTO);
-            break;
-        }
-        uint64_t meta = (uint64_t)len << 8; /* a whole frame, no flags: as sp_put writes it */
-        memcpy(dst, &meta, REC_META);
-        if (len)
-            memcpy((uint8_t *)dst + REC_META, v[i].buf, len);
-        rc = ferry_spsc_commit(&sp->tx, len + REC_META, FERRY_RING_DEFER);
-        if (rc < 0) {
-            batch_fail(sp, FERRY_EPROTO);
+            else if (rc != FERRY_EBUSY && !atomic_load_explicit(&p->dead, memory_order_relaxed))
+                fy_shm_pipe_fail(sp, FERRY_EPROTO); /* the ring refused a sane reservation */
             break;
         }
         total += len;
@@ -75,7 +58,7 @@ size_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *byt
      * when nothing was written: a full ring must show the consumer what an earlier call
      * deferred. */
     if (ferry_spsc_flush(&sp->tx) < 0)
-        batch_fail(sp, FERRY_EPROTO);
+        fy_shm_pipe_fail(sp, FERRY_EPROTO);
     if (i > 0)
         sp->out_refused = false; /* as an accepted ordinary send: see known bug 3 in sp_flush */
     *bytes = total;
@@ -101,7 +84,7 @@ size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes, bo
             break;
         }
         if (rc < 0) {
-            batch_fail(sp, FERRY_EPROTO);
+            fy_shm_pipe_fail(sp, FERRY_EPROTO);
             break;
         }
         uint64_t meta = 0;
@@ -110,12 +93,11 @@ size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes, bo
         /* The common record inline (fy_shm_rec_is_plain: exactly what fy_shm_rec_check accepts
          * as a whole frame without flags, fuzzed for every length). Anything else gets the full
          * check, which either rejects it or names what it is. */
-        uint64_t n_rec = (uint64_t)len - REC_META;
         if (!fy_shm_rec_is_plain(meta, len, sp->max_msg)) {
             fy_shm_rec r;
             if (fy_shm_rec_check(&none, meta, len, sp->max_msg, &r) < 0) {
                 ferry_spsc_unpeek(&sp->rx);
-                batch_fail(sp, FERRY_EPROTO);
+                fy_shm_pipe_fail(sp, FERRY_EPROTO);
                 break;
             }
             /* A multi-frame message, a subscription or a chunked frame: the pattern and the
@@ -123,22 +105,17 @@ size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes, bo
             ferry_spsc_unpeek(&sp->rx);
             break;
         }
-        size_t cap = v[i].len;
-        size_t size = (size_t)n_rec;
-        if (size && cap)
-            memcpy(v[i].buf, (const uint8_t *)data + REC_META, size < cap ? size : cap);
-        v[i].size = size;
-        v[i].flags = 0;
-        if ((rc = ferry_spsc_release(&sp->rx, FERRY_RING_DEFER)) < 0) {
-            batch_fail(sp, FERRY_EPROTO);
+        int64_t size = fy_shm_take_plain(sp, data, len, v[i].buf, v[i].len);
+        if (size < 0)
             break;
-        }
-        total += size;
+        v[i].size = (size_t)size;
+        v[i].flags = 0;
+        total += (uint64_t)size;
         unpublished += len;
         if (unpublished >= BATCH_RX_PUBLISH) {
             unpublished = 0;
             if (ferry_spsc_rx_flush(&sp->rx) < 0) {
-                batch_fail(sp, FERRY_EPROTO);
+                fy_shm_pipe_fail(sp, FERRY_EPROTO);
                 i++;
                 break;
             }
@@ -148,7 +125,7 @@ size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes, bo
      * producer only if it announced a wait for room. */
     sp->rx_deferred = 0;
     if (!atomic_load_explicit(&p->dead, memory_order_relaxed) && ferry_spsc_rx_flush(&sp->rx) < 0)
-        batch_fail(sp, FERRY_EPROTO);
+        fy_shm_pipe_fail(sp, FERRY_EPROTO);
     *bytes = total;
     return i;
 }

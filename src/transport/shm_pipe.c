@@ -80,13 +80,6 @@ void fy_shm_pipe_kill(fy_pipe *p, int err)
     atomic_store_explicit(&p->dead, 1, memory_order_release);
 }
 
-static int sp_fail(fy_shm_pipe *sp, int err)
-{
-    fy_shm_pipe_kill(&sp->pipe, err);
-    sp->pipe.saw_epipe = true;
-    return err;
-}
-
 /* Clears pending wake-ups of this side. */
 static void sp_drain_efd(fy_shm_pipe *sp)
 {
@@ -289,7 +282,7 @@ int fy_shm_pipe_loan(fy_pipe *p, fy_msg *m, size_t size, bool user)
     }
     sp_tx_leave(sp, locked);
     if (rc < 0)
-        return rc == FERRY_EPROTO ? sp_fail(sp, rc) : rc;
+        return rc == FERRY_EPROTO ? fy_shm_pipe_fail(sp, rc) : rc;
     sp_share *sh = sp->sh;
     fy_msg_content *c = &sh->loan_c;
     atomic_store_explicit(&c->refs, 1, memory_order_relaxed);
@@ -341,7 +334,7 @@ int fy_shm_pipe_wait_room(fy_pipe *p, size_t size, int timeout_ms)
         bool locked = sp_tx_enter(sp);
         int rc = sp->ovf_n ? sp_drain(sp) : 1;
         if (rc >= 0 && ferry_spsc_flush(&sp->tx) < 0)
-            rc = sp_fail(sp, FERRY_EPROTO);
+            rc = fy_shm_pipe_fail(sp, FERRY_EPROTO);
         sp_tx_leave(sp, locked);
         if (rc != 0)
             return rc < 0 ? rc : 0;
@@ -350,7 +343,7 @@ int fy_shm_pipe_wait_room(fy_pipe *p, size_t size, int timeout_ms)
     }
     /* The consumer's published release wakes this (futex on the ring's writable word). */
     int rc = ferry_spsc_wait_writable(&sp->tx, size + REC_META, timeout_ms);
-    return rc == FERRY_EPROTO ? sp_fail(sp, rc) : rc;
+    return rc == FERRY_EPROTO ? fy_shm_pipe_fail(sp, rc) : rc;
 }
 
 /* How long ferry_socket_send waits for room for a frame of size bytes before it queues a heap
@@ -463,10 +456,10 @@ static int sp_put(fy_shm_pipe *sp, const fy_msg *m, uint64_t *off)
         if (rc == FERRY_EAGAIN) {
             /* Full: make deferred records visible, the consumer may be waiting for them. */
             rc = ferry_spsc_flush(&sp->tx);
-            return rc < 0 ? sp_fail(sp, rc) : 0;
+            return rc < 0 ? fy_shm_pipe_fail(sp, rc) : 0;
         }
         if (rc < 0)
-            return sp_fail(sp, rc);
+            return fy_shm_pipe_fail(sp, rc);
         uint64_t meta = (uint64_t)fl | (total << 8);
         memcpy(dst, &meta, REC_META);
         if (n)
@@ -475,7 +468,7 @@ static int sp_put(fy_shm_pipe *sp, const fy_msg *m, uint64_t *off)
         rc = ferry_spsc_commit(&sp->tx, (size_t)(n + REC_META),
                                (base & REC_MORE) && !chunked ? FERRY_RING_DEFER : 0);
         if (rc < 0)
-            return sp_fail(sp, rc);
+            return fy_shm_pipe_fail(sp, rc);
         *off += n;
     } while (*off < total);
     return 1;
@@ -550,7 +543,7 @@ static int sp_commit_loan(fy_shm_pipe *sp, fy_msg *m)
         fy_msg_fini(m);
     }
     if (rc < 0)
-        return sp_fail(sp, rc);
+        return fy_shm_pipe_fail(sp, rc);
     sp->out_mid = (fl & REC_MORE) != 0;
     return 0;
 }
@@ -650,7 +643,7 @@ static int sp_flush_locked(fy_pipe *p)
             return d;
         int f = ferry_spsc_flush(&sp->tx);
         if (f < 0)
-            return sp_fail(sp, f);
+            return fy_shm_pipe_fail(sp, f);
         if (sp->rx_deferred && (f = sp_rx_publish(sp)) < 0)
             return f;
         return sp->ovf_n ? 1 : 0;
@@ -687,7 +680,7 @@ static int sp_rx_publish(fy_shm_pipe *sp)
         return 0;
     sp->rx_deferred = 0;
     int rc = ferry_spsc_rx_flush(&sp->rx);
-    return rc < 0 ? sp_fail(sp, rc) : 0;
+    return rc < 0 ? fy_shm_pipe_fail(sp, rc) : 0;
 }
 
 /* The record of len bytes was released locally and counted in rx_deferred: publish the batch
@@ -702,7 +695,7 @@ static int sp_release(fy_shm_pipe *sp, size_t len)
 {
     int rc = ferry_spsc_release(&sp->rx, FERRY_RING_DEFER);
     if (rc < 0)
-        return sp_fail(sp, rc);
+        return fy_shm_pipe_fail(sp, rc);
     sp->rx_deferred++;
     return sp_release_published(sp, len);
 }
@@ -718,7 +711,7 @@ static int sp_hold(fy_shm_pipe *sp, fy_msg *m, const uint8_t *src, uint64_t n, u
 {
     int rc = ferry_spsc_release(&sp->rx, FERRY_RING_DEFER);
     if (rc < 0)
-        return sp_fail(sp, rc);
+        return fy_shm_pipe_fail(sp, rc);
     sp->rx_deferred++;
     sp_share *sh = sp->sh;
     fy_msg_content *c = &sh->hold_c;
@@ -769,7 +762,7 @@ static int sp_next(fy_shm_pipe *sp, fy_msg *m, bool direct)
             }
         }
         if (rc < 0)
-            return sp_fail(sp, FERRY_EPROTO);
+            return fy_shm_pipe_fail(sp, FERRY_EPROTO);
         uint64_t meta = 0;
         if (len >= REC_META)
             memcpy(&meta, data, REC_META); /* read once: the peer may change it behind us */
@@ -784,7 +777,7 @@ static int sp_next(fy_shm_pipe *sp, fy_msg *m, bool direct)
             r.flags = (uint32_t)(meta & (REC_MORE | REC_SUB));
             r.n = r.total = meta >> 8;
         } else if (fy_shm_rec_check(&st, meta, len, sp->max_msg, &r) < 0) {
-            return sp_fail(sp, FERRY_EPROTO);
+            return fy_shm_pipe_fail(sp, FERRY_EPROTO);
         }
         uint64_t n = r.n;
         uint32_t fl = r.flags;
@@ -817,7 +810,7 @@ static int sp_next(fy_shm_pipe *sp, fy_msg *m, bool direct)
          * frame is held: then the release waits behind it). */
         rc = ferry_spsc_release(&sp->rx, sp->hold_on ? FERRY_RING_DEFER : 0);
         if (rc < 0)
-            return sp_fail(sp, rc);
+            return fy_shm_pipe_fail(sp, rc);
         sp->rx_deferred += sp->hold_on;
         if (r.kind != FY_SHM_REC_LAST)
             continue;
@@ -901,7 +894,7 @@ static int sp_prepare_wait_locked(fy_pipe *p, bool want_in, bool want_out)
         return rc;
     /* Whatever we deferred must be visible before the peer can be expected to act on it. */
     if ((rc = ferry_spsc_flush(&sp->tx)) < 0)
-        return sp_fail(sp, rc);
+        return fy_shm_pipe_fail(sp, rc);
     bool hwm = sp_at_hwm(sp);
     if (want_out && !sp->ovf_n && !hwm)
         return 0; /* the caller can send now */
@@ -929,7 +922,7 @@ static int sp_prepare_wait_locked(fy_pipe *p, bool want_in, bool want_out)
          * tail store + sleepers load in ferry_spsc_flush), then re-checks the ring. */
         rc = ferry_spsc_rx_arm(&sp->rx);
         if (rc < 0)
-            return sp_fail(sp, FERRY_EPROTO);
+            return fy_shm_pipe_fail(sp, FERRY_EPROTO);
         if (rc == 1)
             return 0;
         sp->rx_armed = true;
@@ -1061,17 +1054,9 @@ int fy_shm_pipe_send_buf(fy_pipe *p, const void *buf, size_t len)
         return FY_SHM_DECLINE;
     if (sp->tx_armed || sp->rx_armed)
         sp_disarm(sp);
-    void *dst;
-    if (ferry_spsc_reserve(&sp->tx, len + REC_META, &dst) != 0)
-        return FY_SHM_DECLINE; /* full (the general path waits or queues) or failed (reports) */
-    uint64_t meta = (uint64_t)len << 8;
-    memcpy(dst, &meta, REC_META);
-    if (len)
-        memcpy((uint8_t *)dst + REC_META, buf, len);
-    if (ferry_spsc_commit(&sp->tx, len + REC_META, 0) < 0) {
-        sp_fail(sp, FERRY_EPROTO);
-        return FY_SHM_DECLINE; /* the general path reports the dead pipe */
-    }
+    /* Full: the general path waits or queues; failed: the general path reports the dead pipe. */
+    if (fy_shm_put_plain(sp, buf, len, 0) != 0)
+        return FY_SHM_DECLINE;
     sp->out_refused = false;
     return 0;
 }
@@ -1105,18 +1090,14 @@ int fy_shm_pipe_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size)
     uint64_t meta = 0;
     if (len >= REC_META)
         memcpy(&meta, data, REC_META); /* read once: the peer may change it behind us */
-    uint64_t n = (uint64_t)len - REC_META;
-    if (len < REC_META || (meta & 0xffu) != 0 || (meta >> 8) != n || n > sp->max_msg) {
+    if (!fy_shm_rec_is_plain(meta, len, sp->max_msg)) {
         if (ferry_spsc_unpeek(&sp->rx) < 0)
-            sp_fail(sp, FERRY_EPROTO);
+            fy_shm_pipe_fail(sp, FERRY_EPROTO);
         return FY_SHM_DECLINE;
     }
-    if (n && cap)
-        memcpy(buf, (const uint8_t *)data + REC_META, (size_t)(n < cap ? n : cap));
-    if (ferry_spsc_release(&sp->rx, FERRY_RING_DEFER) < 0) {
-        sp_fail(sp, FERRY_EPROTO);
-        return FY_SHM_DECLINE;
-    }
+    int64_t n = fy_shm_take_plain(sp, data, len, buf, cap);
+    if (n < 0)
+        return FY_SHM_DECLINE; /* the general path reports the dead pipe */
     sp->rx_deferred++;
     (void)sp_release_published(sp, len); /* a failure kills the pipe; the frame is ours anyway */
     *size = (size_t)n;

@@ -15,18 +15,21 @@
 #include "ferry/ring.h"
 #include "ring/spsc_layout.h"
 #include "transport/shm.h"
+#include "transport/shm_record.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
-#define REC_MORE      0x01u /* the frame has FY_MSG_MORE */
-#define REC_SUB       0x02u /* the frame has FY_MSG_SUB */
-#define REC_CHUNK     0x04u /* more chunks of this frame follow */
-#define REC_CONT      0x08u /* this record continues a frame */
-#define REC_FLAGS     (REC_MORE | REC_SUB | REC_CHUNK | REC_CONT)
-#define REC_META      8u
+/* Short names for the record format, which shm_record.h defines (one definition). */
+#define REC_MORE      FY_SHM_REC_MORE
+#define REC_SUB       FY_SHM_REC_SUB
+#define REC_CHUNK     FY_SHM_REC_CHUNK
+#define REC_CONT      FY_SHM_REC_CONT
+#define REC_FLAGS     FY_SHM_REC_FLAGS
+#define REC_META      FY_SHM_REC_META
 #define SIZE_MAX_META ((UINT64_C(1) << 56) - 1)
 
 /* Releases smaller than this are published in batches of up to RX_BATCH records. */
@@ -106,5 +109,46 @@ struct fy_shm_pipe {
     uint8_t *loan_rec; /* start of the reserved record (meta word) */
     fy_spsc_shared *rx_shared;
 };
+
+/* The pipe broke the protocol or its ring failed: it dies with err and its owner detaches it at
+ * the next sync. Returns err. */
+static inline int fy_shm_pipe_fail(fy_shm_pipe *sp, int err)
+{
+    fy_shm_pipe_kill(&sp->pipe, err);
+    sp->pipe.saw_epipe = true;
+    return err;
+}
+
+/* Writes one whole frame without flags as a record, the common record (what sp_put writes for
+ * it, and what fy_shm_rec_is_plain accepts): reserve, meta word, one copy, commit with
+ * commit_flags. 0; ferry_spsc_reserve's refusal (FERRY_EAGAIN = full, ...) with nothing written;
+ * or FERRY_EPROTO when the commit failed, the pipe then failed. */
+static inline int fy_shm_put_plain(fy_shm_pipe *sp, const void *buf, size_t len, int commit_flags)
+{
+    void *dst;
+    int rc = ferry_spsc_reserve(&sp->tx, len + FY_SHM_REC_META, &dst);
+    if (rc != 0)
+        return rc;
+    uint64_t meta = (uint64_t)len << 8;
+    memcpy(dst, &meta, FY_SHM_REC_META);
+    if (len)
+        memcpy((uint8_t *)dst + FY_SHM_REC_META, buf, len);
+    if (ferry_spsc_commit(&sp->tx, len + FY_SHM_REC_META, commit_flags) < 0)
+        return fy_shm_pipe_fail(sp, FERRY_EPROTO);
+    return 0;
+}
+
+/* Copies the payload of a peeked plain record (data, len: the whole record) into buf (at most
+ * cap bytes) and releases it deferred. The frame's size, or FERRY_EPROTO (pipe failed). */
+static inline int64_t fy_shm_take_plain(fy_shm_pipe *sp, const void *data, size_t len, void *buf,
+                                        size_t cap)
+{
+    size_t n = len - FY_SHM_REC_META;
+    if (n && cap)
+        memcpy(buf, (const uint8_t *)data + FY_SHM_REC_META, n < cap ? n : cap);
+    if (ferry_spsc_release(&sp->rx, FERRY_RING_DEFER) < 0)
+        return fy_shm_pipe_fail(sp, FERRY_EPROTO);
+    return (int64_t)n;
+}
 
 #endif
