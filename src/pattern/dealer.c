@@ -67,12 +67,9 @@ static fy_pipe *dealer_direct(fy_socket *s, void *st, bool out)
 {
     (void)s;
     dealer_state *d = st;
-    const fy_pipelist *l = &d->pipes;
-    if (l->n != 1)
-        return NULL;
     if (out)
-        return l->send_cur || l->send_dropping || !fy_msgq_empty(&d->backlog.q) ? NULL : l->v[0];
-    return l->recv_cur ? NULL : l->v[0];
+        return fy_msgq_empty(&d->backlog.q) ? fy_pipelist_sole_out(&d->pipes) : NULL;
+    return fy_pipelist_sole_in(&d->pipes);
 }
 
 const fy_pattern_ops fy_pattern_dealer = {

@@ -194,6 +194,16 @@ int fy_pipelist_add(fy_pipelist *l, fy_pipe *p);
 void fy_pipelist_remove(fy_pipelist *l, fy_pipe *p);
 void fy_pipelist_fini(fy_pipelist *l); /* frees the array (not the pipes) */
 bool fy_pipelist_contains(const fy_pipelist *l, const fy_pipe *p);
+/* For the direct op: the list's only pipe when a whole message may go to it now (no message
+ * half sent or being dropped) / come from it now (none half received), else NULL. */
+static inline fy_pipe *fy_pipelist_sole_out(const fy_pipelist *l)
+{
+    return l->n == 1 && !l->send_cur && !l->send_dropping ? l->v[0] : NULL;
+}
+static inline fy_pipe *fy_pipelist_sole_in(const fy_pipelist *l)
+{
+    return l->n == 1 && !l->recv_cur ? l->v[0] : NULL;
+}
 
 /*
  * Load-balanced send (PUSH, DEALER, REQ): the first frame of a message goes to the next pipe in

@@ -41,10 +41,7 @@ static int pull_events(fy_socket *s, void *st)
 static fy_pipe *pull_direct(fy_socket *s, void *st, bool out)
 {
     (void)s;
-    const fy_pipelist *l = &((pull_state *)st)->pipes;
-    if (out || l->n != 1 || l->recv_cur)
-        return NULL;
-    return l->v[0];
+    return out ? NULL : fy_pipelist_sole_in(&((pull_state *)st)->pipes);
 }
 
 const fy_pattern_ops fy_pattern_pull = {

@@ -51,10 +51,7 @@ static fy_pipe *push_direct(fy_socket *s, void *st, bool out)
 {
     (void)s;
     push_state *ps = st;
-    const fy_pipelist *l = &ps->pipes;
-    if (!out || l->n != 1 || l->send_cur || l->send_dropping || !fy_msgq_empty(&ps->backlog.q))
-        return NULL;
-    return l->v[0];
+    return out && fy_msgq_empty(&ps->backlog.q) ? fy_pipelist_sole_out(&ps->pipes) : NULL;
 }
 
 const fy_pattern_ops fy_pattern_push = {
