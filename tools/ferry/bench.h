@@ -230,6 +230,22 @@ static inline uint64_t bench_thr_tick_mask(size_t size)
     return size >= 65536 ? 0 : size >= 4096 ? 15 : size >= 256 ? 1023 : 65535;
 }
 
+/* Round-trip loops (role 0): bench_rtt_mark at the end of every round trip records its time once
+ * the warm-up is over and moves *prev to now; bench_rtt_done writes role 0's result. */
+static inline void bench_rtt_mark(bench_ctl *c, uint64_t *prev, uint64_t warm_end)
+{
+    uint64_t now = bench_now_ns();
+    if (*prev >= warm_end)
+        bench_hist_record(&c->hist, now - *prev);
+    *prev = now;
+}
+static inline int bench_rtt_done(bench_ctl *c, uint64_t prev, uint64_t warm_end)
+{
+    c->res[0].count = c->hist.count;
+    c->res[0].ns = prev - warm_end;
+    return 0;
+}
+
 /* The consumer's clock: call bench_thr_tick at every record i with (i & mask) == 0; it returns the
  * end time once i is the producer's last record (c->total), else 0. bench_thr_done then writes
  * role 1's result (warm-up excluded unless it was nearly all of the run). */

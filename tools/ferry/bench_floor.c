@@ -40,16 +40,11 @@ static int floor_run(bench_job *j, int role)
         atomic_store_explicit(line, 2 * r - 1, memory_order_release);
         while (atomic_load_explicit(line, memory_order_acquire) != 2 * r)
             ;
-        uint64_t now = bench_now_ns();
-        if (prev >= warm_end)
-            bench_hist_record(&c->hist, now - prev);
-        prev = now;
+        bench_rtt_mark(c, &prev, warm_end);
         if (last)
             break;
     }
-    c->res[0].count = c->hist.count;
-    c->res[0].ns = prev - warm_end;
-    return 0;
+    return bench_rtt_done(c, prev, warm_end);
 }
 
 static const char *floor_skip(int mode, size_t size)

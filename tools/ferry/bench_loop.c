@@ -123,16 +123,11 @@ static int msg_rtt(bench_job *j, int role, const bench_msg_ops *ops, void *h, vo
                               n);
         bench_sink += bench_touch(buf, size);
         atomic_store_explicit(&c->progress[0], r, memory_order_relaxed);
-        uint64_t now = bench_now_ns();
-        if (prev >= warm_end)
-            bench_hist_record(&c->hist, now - prev);
-        prev = now;
+        bench_rtt_mark(c, &prev, warm_end);
         if (last)
             break;
     }
-    c->res[0].count = c->hist.count;
-    c->res[0].ns = prev - warm_end;
-    return 0;
+    return bench_rtt_done(c, prev, warm_end);
 }
 
 static int msg_thr(bench_job *j, int role, const bench_msg_ops *ops, void *h, void *buf)

@@ -164,16 +164,11 @@ static int ref_rtt(bench_job *j, int role, ref_end *tx, ref_end *rx)
         bench_sink += bench_touch(in + 8, size);
         rx->pos += rec;
         ref_release(rx);
-        uint64_t now = bench_now_ns();
-        if (prev >= warm_end)
-            bench_hist_record(&c->hist, now - prev);
-        prev = now;
+        bench_rtt_mark(c, &prev, warm_end);
         if (last)
             break;
     }
-    c->res[0].count = c->hist.count;
-    c->res[0].ns = prev - warm_end;
-    return 0;
+    return bench_rtt_done(c, prev, warm_end);
 }
 
 /* The same loop shape as bench_ring.c's ring_thr (batch sizes, clock reads, end check). */

@@ -167,16 +167,11 @@ static int ring_rtt(bench_job *j, int role, enum ring_wait w, ferry_spsc_tx *tx,
                               len);
         bench_sink += bench_touch(in, len);
         ferry_spsc_release(rx, 0);
-        uint64_t now = bench_now_ns();
-        if (prev >= warm_end)
-            bench_hist_record(&c->hist, now - prev);
-        prev = now;
+        bench_rtt_mark(c, &prev, warm_end);
         if (last)
             break;
     }
-    c->res[0].count = c->hist.count;
-    c->res[0].ns = prev - warm_end;
-    return 0;
+    return bench_rtt_done(c, prev, warm_end);
 }
 
 /* Spin-mode fast loops: everything inline, the clock read once per 64 Ki records, so the row
