@@ -5,8 +5,8 @@
  * first may wait: the same routing, HWM and error rules, the same statistics. The generic path is
  * literally that run (correct for every socket type and transport). The point of the call is the
  * fast path: when the pattern would send every message to, or take every message from, one
- * shared-memory peer and keeps no state about the stream (PAIR, PUSH/DEALER with IMMEDIATE on,
- * PULL/DEALER, at a message boundary), the frames go straight between the caller's buffers and
+ * shared-memory peer and keeps no state about the stream (its direct op names that pipe), the
+ * frames go straight between the caller's buffers and
  * the ring with one index publish and one wake-up check per batch (transport/shm_batch.c).
  * Whatever the fast path declines (multi-frame messages, large frames, a pipe with queued output
  * or a held frame, a prefetched frame...) goes one frame at a time through the generic path,
@@ -36,25 +36,16 @@ static int batch_check(ferry_socket *s, const ferry_iov *v, size_t n, int flags)
 /*
  * The shared-memory pipe every message of this direction goes to / comes from, when the pattern
  * would choose it for each of them and holds no state the fast path could bypass; else NULL.
- *  - send: PAIR, PUSH, DEALER with exactly one live peer. PUSH/DEALER with IMMEDIATE 0 may hold
- *    a backlog they send first (pattern/backlog.h), so they take the generic path.
- *  - recv: PAIR, PULL, DEALER with exactly one peer (a PAIR draining a dead peer has two): their
- *    fair queue then always reads that pipe, and they keep no frame of their own.
- * Only at a message boundary (the pattern tracks a started message itself).
+ * That is the pattern's direct op (the same one ferry_socket_send/recv's single-frame path asks):
+ * PAIR, PUSH and DEALER sending, PAIR, PULL and DEALER receiving, with one peer, no message half
+ * sent or received and nothing in a backlog (IMMEDIATE 0). Only at a message boundary.
  */
 static fy_pipe *batch_shm_pipe(fy_socket *s, bool out)
 {
-    int t = s->type;
-    if (out) {
-        if (s->sndmore || (t != FERRY_PAIR && t != FERRY_PUSH && t != FERRY_DEALER) ||
-            (t != FERRY_PAIR && !s->popts.immediate))
-            return NULL;
-    } else if (s->rcvmore || (t != FERRY_PAIR && t != FERRY_PULL && t != FERRY_DEALER)) {
+    if ((out ? s->sndmore : s->rcvmore) || !s->ops->direct)
         return NULL;
-    }
-    fy_pipe *p = s->pipes;
-    if (s->npipes != 1 || !p || p->saw_epipe ||
-        atomic_load_explicit(&p->dead, memory_order_relaxed))
+    fy_pipe *p = s->ops->direct(s, s->pstate, out);
+    if (!p || p->saw_epipe || atomic_load_explicit(&p->dead, memory_order_relaxed))
         return NULL;
     return fy_shm_pipe_of(p);
 }
