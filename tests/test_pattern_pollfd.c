@@ -28,19 +28,30 @@ static bool readable(int fd, int ms)
 }
 
 /* Waits for the pollfd like an event loop would (poll(2) only, no other ferry call), then
- * receives one frame without waiting and compares it. */
+ * receives one frame without waiting and compares it. A stream socket's fd is in the pollfd, so
+ * the first bytes of a message the peer's engine wrote in two pieces (under load its control
+ * thread may flush a batch between two frames) make it readable before the frame is whole: that
+ * recv answers FERRY_EAGAIN and the loop polls again, as an event loop does. Input the fd hides
+ * still fails here (never readable within TU_TIMEOUT_MS). */
 static void fd_recv(ferry_socket *s, const char *want, bool more)
 {
     int fd = ferry_socket_pollfd(s);
     CHECK(fd >= 0);
-    if (!readable(fd, TU_TIMEOUT_MS)) {
-        fprintf(stderr, "pollfd not readable while '%s' is due (type %d)\n", want,
-                (int)ferry_socket_events(s));
-        exit(1);
-    }
+    uint64_t end = tu_now_ns() + (uint64_t)TU_TIMEOUT_MS * 1000000u;
     char buf[256];
     int m = -1;
-    ssize_t n = ferry_socket_recv(s, buf, sizeof buf, FERRY_DONTWAIT, &m);
+    ssize_t n;
+    for (;;) {
+        uint64_t now = tu_now_ns();
+        if (now >= end || !readable(fd, (int)((end - now) / 1000000u) + 1)) {
+            fprintf(stderr, "pollfd not readable while '%s' is due (type %d)\n", want,
+                    (int)ferry_socket_events(s));
+            exit(1);
+        }
+        n = ferry_socket_recv(s, buf, sizeof buf, FERRY_DONTWAIT, &m);
+        if (n != FERRY_EAGAIN)
+            break;
+    }
     if (n < 0) {
         fprintf(stderr, "recv (want '%s'): %s\n", want, ferry_errname((int)n));
         exit(1);
