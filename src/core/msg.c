@@ -7,6 +7,7 @@
  * user's free function when the last reference goes.
  */
 #include "core/msg.h"
+#include "common/copy.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,7 @@ int fy_msg_init_copy(fy_msg *m, const void *buf, size_t size)
 {
     int rc = fy_msg_init_size(m, size);
     if (rc == 0 && size)
-        memcpy(fy_msg_data(m), buf, size);
+        fy_copy(fy_msg_data(m), buf, size);
     return rc;
 }
 

@@ -10,6 +10,7 @@
  * The same epoll fd is the user's level-triggered pollfd.
  */
 #include "core/socket.h"
+#include "common/copy.h"
 #include "common/epwait.h"
 #include "core/ctl.h"
 #include "core/endpoint.h"
@@ -827,7 +828,7 @@ int ferry_socket_send(ferry_socket *s, const void *buf, size_t len, int flags)
         fy_pipe *p = sock_loan_pipe(s);
         if (p && fy_shm_pipe_send_loan(fy_shm_pipe_of(p), &m, len,
                                        (flags & FERRY_DONTWAIT) ? 0 : s->sndtimeo) == 0) {
-            memcpy(fy_msg_data(&m), buf, len);
+            fy_copy(fy_msg_data(&m), buf, len);
             rc = sock_send_msg(s, &m, flags);
             fy_msg_fini(&m); /* a loan not sent is cancelled */
             return rc;
@@ -840,7 +841,7 @@ int ferry_socket_send(ferry_socket *s, const void *buf, size_t len, int flags)
     if (rc)
         return rc;
     if (len)
-        memcpy(fy_msg_data(&m), buf, len);
+        fy_copy(fy_msg_data(&m), buf, len);
     rc = sock_send_msg(s, &m, flags);
     fy_msg_fini(&m);
     return rc;
@@ -874,7 +875,7 @@ static int sock_recv_msg(fy_socket *s, fy_msg *m, int flags, int zc, sock_rx_out
         if (out) {
             size_t size = fy_msg_size(m);
             if (size && out->cap)
-                memcpy(out->buf, fy_msg_data(m), size < out->cap ? size : out->cap);
+                fy_copy(out->buf, fy_msg_data(m), size < out->cap ? size : out->cap);
             out->size = size;
             fy_shm_msg_done(m); /* releases a transient in-ring frame on the spot */
         }

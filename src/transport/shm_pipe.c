@@ -463,7 +463,7 @@ static int sp_put(fy_shm_pipe *sp, const fy_msg *m, uint64_t *off)
         uint64_t meta = (uint64_t)fl | (total << 8);
         memcpy(dst, &meta, REC_META);
         if (n)
-            memcpy((uint8_t *)dst + REC_META, src + *off, (size_t)n);
+            fy_copy((uint8_t *)dst + REC_META, src + *off, (size_t)n);
         /* Frames of a multi-frame message are published together at its last frame. */
         rc = ferry_spsc_commit(&sp->tx, (size_t)(n + REC_META),
                                (base & REC_MORE) && !chunked ? FERRY_RING_DEFER : 0);
@@ -789,7 +789,7 @@ static int sp_next(fy_shm_pipe *sp, fy_msg *m, bool direct)
             if ((rc = fy_msg_init_size(m, (size_t)n)) < 0)
                 return rc; /* record stays; the caller may retry */
             if (n)
-                memcpy(fy_msg_data(m), src, (size_t)n);
+                fy_copy(fy_msg_data(m), src, (size_t)n);
             m->flags = ((fl & REC_MORE) ? FY_MSG_MORE : 0) | ((fl & REC_SUB) ? FY_MSG_SUB : 0);
             if ((rc = sp_release(sp, len)) < 0)
                 return rc;
@@ -800,7 +800,7 @@ static int sp_next(fy_shm_pipe *sp, fy_msg *m, bool direct)
         /* The check guarantees have + n <= total, the size asmb was made with. */
         uint64_t at = r.kind == FY_SHM_REC_FIRST ? 0 : st.have;
         if (n)
-            memcpy(fy_msg_data(&sp->asmb) + at, src, (size_t)n);
+            fy_copy(fy_msg_data(&sp->asmb) + at, src, (size_t)n);
         fy_shm_rec_advance(&st, &r);
         sp->asm_on = st.on;
         sp->asm_total = st.total;

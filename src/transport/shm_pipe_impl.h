@@ -10,6 +10,7 @@
 #ifndef FERRY_TRANSPORT_SHM_PIPE_IMPL_H
 #define FERRY_TRANSPORT_SHM_PIPE_IMPL_H
 
+#include "common/copy.h"
 #include "core/msg.h"
 #include "core/pipe.h"
 #include "ferry/ring.h"
@@ -132,7 +133,7 @@ static inline int fy_shm_put_plain(fy_shm_pipe *sp, const void *buf, size_t len,
     uint64_t meta = (uint64_t)len << 8;
     memcpy(dst, &meta, FY_SHM_REC_META);
     if (len)
-        memcpy((uint8_t *)dst + FY_SHM_REC_META, buf, len);
+        fy_copy((uint8_t *)dst + FY_SHM_REC_META, buf, len);
     if (ferry_spsc_commit(&sp->tx, len + FY_SHM_REC_META, commit_flags) < 0)
         return fy_shm_pipe_fail(sp, FERRY_EPROTO);
     return 0;
@@ -145,7 +146,7 @@ static inline int64_t fy_shm_take_plain(fy_shm_pipe *sp, const void *data, size_
 {
     size_t n = len - FY_SHM_REC_META;
     if (n && cap)
-        memcpy(buf, (const uint8_t *)data + FY_SHM_REC_META, n < cap ? n : cap);
+        fy_copy(buf, (const uint8_t *)data + FY_SHM_REC_META, n < cap ? n : cap);
     if (ferry_spsc_release(&sp->rx, FERRY_RING_DEFER) < 0)
         return fy_shm_pipe_fail(sp, FERRY_EPROTO);
     return (int64_t)n;
