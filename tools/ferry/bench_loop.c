@@ -5,7 +5,7 @@
  * libzmq, nng and ferry sockets means the numbers differ only by the transport, never by how they
  * were taken.
  *  - Payload: the producer writes every byte of every message (bench_fill), the consumer reads
- *    every byte (bench_touch sums it 8 bytes at a time) and checks the first byte's sequence stamp.
+ *    every byte (bench_touch sums it 64 bytes per step) and checks the first byte's sequence stamp.
  *  - End of a run without an in-band marker: role 0 decides when to stop (its clock), stores the
  *    total message count in the control page BEFORE sending the last message, and role 1 stops
  *    after that many. The store happens-before the send, so the receiver always sees it in time.
