@@ -3,8 +3,8 @@
  * wire: a ferry SUB/XSUB whose owner makes no call after subscribing still has its subscription
  * reach a libzmq XPUB (ferry binding and connecting, tcp:// and ipc://); REQ_CORRELATE's request
  * id frame as a libzmq ROUTER sees it, round trips with a libzmq REP, and a libzmq correlating
- * REQ served by a ferry ROUTER; XPUB_MANUAL and XPUB_WELCOME_MSG seen by a libzmq SUB; and
- * ROUTER_HANDOVER between two libzmq DEALERs using one routing id.
+ * REQ served by a ferry ROUTER; XPUB_MANUAL and XPUB_WELCOME_MSG (on an XPUB and on a PUB) seen by
+ * a libzmq SUB; and ROUTER_HANDOVER between two libzmq DEALERs using one routing id.
  */
 #include "interop_patterns.h"
 
@@ -181,7 +181,7 @@ static void case_correlate(bool tcp)
 
 static void case_xpub_options(bool tcp)
 {
-    printf("  XPUB_MANUAL, XPUB_WELCOME_MSG, %s\n", tcp ? "tcp" : "ipc");
+    printf("  XPUB_MANUAL, XPUB_WELCOME_MSG (XPUB and PUB), %s\n", tcp ? "tcp" : "ipc");
     char url[300];
     make_url(url, sizeof url, tcp);
     ferry_socket *x = tu_open_sock(FERRY_XPUB);
@@ -207,6 +207,18 @@ static void case_xpub_options(bool tcp)
     tu_send_str(x, "W3", 0);
     zexpect(sub, "W3", 2, false);
     ferry_socket_close(x);
+    zmq_close(sub);
+
+    /* A PUB takes XPUB_WELCOME_MSG too (as libzmq's PUB does). */
+    make_url(url, sizeof url, tcp);
+    ferry_socket *p = tu_open_sock(FERRY_PUB);
+    CHECK_OK(ferry_socket_setopt_bytes(p, FERRY_OPT_XPUB_WELCOME_MSG, "Hello", 5));
+    CHECK_OK(ferry_socket_bind(p, url));
+    sub = zsock(ZMQ_SUB);
+    CHECK(zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "", 0) == 0);
+    CHECK(zmq_connect(sub, url) == 0);
+    zexpect(sub, "Hello", 5, false);
+    ferry_socket_close(p);
     zmq_close(sub);
 }
 

@@ -3,7 +3,8 @@
  * over ipc://: REQ_RELAXED (abandoning a request), REQ_CORRELATE (the request id frame on the
  * wire, replies with the wrong id dropped), ROUTER_HANDOVER (a newcomer takes a routing id over),
  * XPUB_VERBOSER (every cancel reported), XPUB_MANUAL (the application applies subscriptions) and
- * XPUB_WELCOME_MSG (sent at link-up without any XPUB call), plus validation of every option.
+ * XPUB_WELCOME_MSG (sent at link-up without any XPUB call), the XPUB options on a PUB (as libzmq
+ * takes them), plus validation of every option.
  */
 #include "testutil.h"
 
@@ -79,9 +80,23 @@ static void test_validation(void)
     CHECK_OK(ferry_socket_setopt_int(x, FERRY_OPT_XPUB_MANUAL, 1));
     CHECK_OK(ferry_socket_subscribe(x, "a", 1)); /* no peer yet: nothing to act on */
     ferry_socket_close(x);
+    /* libzmq's PUB takes the XPUB options too (validated alike); other types do not. */
+    check_bool_option(FERRY_PUB, FERRY_OPT_XPUB_VERBOSE);
+    check_bool_option(FERRY_PUB, FERRY_OPT_XPUB_VERBOSER);
+    check_bool_option(FERRY_PUB, FERRY_OPT_XPUB_MANUAL);
     ferry_socket *p = tu_open_sock(FERRY_PUB);
-    CHECK_RC(ferry_socket_setopt_bytes(p, FERRY_OPT_XPUB_WELCOME_MSG, "w", 1), FERRY_EINVAL);
+    CHECK_OK(ferry_socket_setopt_bytes(p, FERRY_OPT_XPUB_WELCOME_MSG, "w", 1));
+    len = sizeof buf;
+    CHECK_OK(ferry_socket_getopt_bytes(p, FERRY_OPT_XPUB_WELCOME_MSG, buf, &len));
+    CHECK(len == 1 && buf[0] == 'w');
+    CHECK_RC(ferry_socket_subscribe(p, "a", 1), FERRY_EINVAL); /* libzmq: EINVAL unless manual */
+    CHECK_OK(ferry_socket_setopt_int(p, FERRY_OPT_XPUB_MANUAL, 1));
+    CHECK_OK(ferry_socket_subscribe(p, "a", 1));
+    CHECK_OK(ferry_socket_unsubscribe(p, "a", 1));
     ferry_socket_close(p);
+    ferry_socket *d = tu_open_sock(FERRY_DEALER);
+    CHECK_RC(ferry_socket_setopt_bytes(d, FERRY_OPT_XPUB_WELCOME_MSG, "w", 1), FERRY_EINVAL);
+    ferry_socket_close(d);
 }
 
 static void rep_reply(ferry_socket *rep, const char *want, const char *reply)
@@ -343,6 +358,52 @@ static void test_welcome(void)
     ferry_socket_close(x);
 }
 
+/*
+ * XPUB options on a PUB (libzmq's PUB is an XPUB that cannot receive). Over inproc:// the
+ * connecting thread makes the link and runs both link_ups, so when connect returns the SUB's
+ * subscription already waits in the PUB's ring and the PUB's next call applies it (or, manual,
+ * does not); whatever the PUB then publishes is in the SUB's ring before send returns, so a
+ * DONTWAIT receive tells "sent" from "not sent". The non-manual run is the control that makes
+ * the manual run's FERRY_EAGAIN mean something.
+ */
+static void test_pub_xpub_options(bool manual)
+{
+    char url[64];
+    snprintf(url, sizeof url, "inproc://%s", tu_unique("pubopt"));
+    ferry_socket *p = tu_open_sock(FERRY_PUB), *s = tu_open_sock(FERRY_SUB);
+    CHECK_OK(ferry_socket_setopt_int(p, FERRY_OPT_XPUB_MANUAL, manual));
+    CHECK_OK(ferry_socket_setopt_int(p, FERRY_OPT_XPUB_VERBOSER, 1)); /* nothing to report */
+    CHECK_OK(ferry_socket_setopt_bytes(p, FERRY_OPT_XPUB_WELCOME_MSG, "hi", 2));
+    CHECK_OK(ferry_socket_bind(p, url));
+    CHECK_OK(ferry_socket_subscribe(s, "", 0));
+    CHECK_OK(ferry_socket_connect(s, url));
+    /* The welcome went out at link-up, before the PUB made any call. */
+    tu_recv_str(s, "hi", false);
+    CHECK(ferry_socket_events(p) == FERRY_POLLOUT); /* attaches, applies (or not); no input */
+    tu_send_str(p, "m1", 0);
+    char buf[8];
+    if (!manual) {
+        CHECK(ferry_socket_recv(s, buf, sizeof buf, FERRY_DONTWAIT, NULL) == 2);
+    } else {
+        CHECK_RC(ferry_socket_recv(s, buf, sizeof buf, FERRY_DONTWAIT, NULL), FERRY_EAGAIN);
+        /* A PUB never receives a notice, so its own subscribe has no peer to act on. */
+        CHECK_OK(ferry_socket_subscribe(p, "", 0));
+        tu_send_str(p, "m2", 0);
+        CHECK_RC(ferry_socket_recv(s, buf, sizeof buf, FERRY_DONTWAIT, NULL), FERRY_EAGAIN);
+        /* Switched back, the subscriptions a manual PUB received were never applied either. */
+        CHECK_OK(ferry_socket_setopt_int(p, FERRY_OPT_XPUB_MANUAL, 0));
+        tu_send_str(p, "m3", 0);
+        CHECK_RC(ferry_socket_recv(s, buf, sizeof buf, FERRY_DONTWAIT, NULL), FERRY_EAGAIN);
+        /* A new subscription is applied now. */
+        CHECK_OK(ferry_socket_subscribe(s, "m", 1));
+        CHECK(ferry_socket_events(p) == FERRY_POLLOUT);
+        tu_send_str(p, "m4", 0);
+        tu_recv_str(s, "m4", false);
+    }
+    ferry_socket_close(s);
+    ferry_socket_close(p);
+}
+
 int main(void)
 {
     tu_deadline(60);
@@ -355,6 +416,8 @@ int main(void)
     test_verboser();
     test_manual();
     test_welcome();
+    test_pub_xpub_options(false);
+    test_pub_xpub_options(true);
     printf("test_pattern_options: ok\n");
     return 0;
 }

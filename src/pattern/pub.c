@@ -7,6 +7,7 @@
  */
 #include "pattern/pattern.h"
 #include "pattern/pubside.h"
+#include "pattern/xpub.h"
 
 static int pub_init(fy_socket *s, void *st)
 {
@@ -57,4 +58,8 @@ const fy_pattern_ops fy_pattern_pub = {
     .send = pub_send,
     .recv = NULL,
     .events = pub_events,
+    /* libzmq's PUB takes the XPUB_* options (xpub.h). */
+    .link_up = fy_xpub_op_link_up,
+    .setopt = fy_xpub_op_setopt,
+    .getopt = fy_xpub_op_getopt,
 };

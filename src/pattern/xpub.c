@@ -14,7 +14,8 @@
  * ferry_socket_subscribe/unsubscribe on the XPUB), XPUB_WELCOME_MSG (sent to
  * each new subscriber at link-up, by the thread that completes the link).
  */
-#include "pattern/pattern.h"
+#include "pattern/xpub.h"
+
 #include "pattern/pubside.h"
 
 #include <string.h>
@@ -69,13 +70,15 @@ static bool xpub_has_input(fy_socket *s, void *st)
     return !fy_msgq_empty(&((fy_pubside *)st)->queue);
 }
 
-static void xpub_link_up(fy_socket *s, void *st, fy_pipe *p)
+void fy_xpub_op_link_up(fy_socket *s, void *st, fy_pipe *p)
 {
     (void)s;
     fy_pubside_link_up(st, p);
 }
 
-static int xpub_setopt(fy_socket *s, void *st, int opt, const void *val, size_t len)
+/* Shared with PUB (xpub.h): on a PUB, pubside queues no notice, so VERBOSE/VERBOSER change
+ * nothing visible and a manual PUB's last requesting peer is never set. */
+int fy_xpub_op_setopt(fy_socket *s, void *st, int opt, const void *val, size_t len)
 {
     fy_pubside *ps = st;
     bool b;
@@ -108,7 +111,7 @@ static int xpub_setopt(fy_socket *s, void *st, int opt, const void *val, size_t 
     }
 }
 
-static int xpub_getopt(fy_socket *s, void *st, int opt, void *val, size_t *len)
+int fy_xpub_op_getopt(fy_socket *s, void *st, int opt, void *val, size_t *len)
 {
     (void)s;
     fy_pubside *ps = st;
@@ -140,13 +143,13 @@ const fy_pattern_ops fy_pattern_xpub = {
     .state_size = sizeof(fy_pubside),
     .init = xpub_init,
     .fini = xpub_fini,
-    .link_up = xpub_link_up,
+    .link_up = fy_xpub_op_link_up,
     .attach = xpub_attach,
     .detach = xpub_detach,
     .send = xpub_send,
     .recv = xpub_recv,
     .events = xpub_events,
     .has_input = xpub_has_input,
-    .setopt = xpub_setopt,
-    .getopt = xpub_getopt,
+    .setopt = fy_xpub_op_setopt,
+    .getopt = fy_xpub_op_getopt,
 };
