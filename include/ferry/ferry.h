@@ -280,9 +280,11 @@ enum ferry_option {
      * peer at SNDHWM makes send wait (FERRY_EAGAIN after SNDTIMEO / with DONTWAIT) instead of
      * dropping. The error comes from the send of the routing-id frame; nothing was sent. */
     FERRY_OPT_ROUTER_MANDATORY = 20,
-    /* int bool, XPUB only, default 0 (libzmq ZMQ_XPUB_VERBOSE): report every subscription a peer
+    /* int bool, XPUB/PUB, default 0 (libzmq ZMQ_XPUB_VERBOSE): report every subscription a peer
      * sends, not only the first one for a prefix; cancels are still reported only when the last
-     * holder drops a prefix. */
+     * holder drops a prefix. XPUB_* options are taken by a PUB too, as libzmq's PUB does: there
+     * VERBOSE/VERBOSER change nothing (a PUB receives no notices), MANUAL stops subscriptions
+     * being applied, WELCOME_MSG works as on XPUB. */
     FERRY_OPT_XPUB_VERBOSE = 21,
     /* int bool, REQ only, default 0 (libzmq ZMQ_REQ_RELAXED): send is allowed while a reply is
      * due; it abandons that request (its reply, if one comes, is dropped) and starts a new one on
@@ -299,17 +301,17 @@ enum ferry_option {
      * ROUTER's next call (what it sent that was not received yet is dropped). Default: the new
      * peer is refused. */
     FERRY_OPT_ROUTER_HANDOVER = 24,
-    /* int bool, XPUB only, default 0 (libzmq ZMQ_XPUB_MANUAL): subscriptions from peers are not
+    /* int bool, XPUB/PUB, default 0 (libzmq ZMQ_XPUB_MANUAL): subscriptions from peers are not
      * applied; the application receives every one (0x01/0x00 + prefix, duplicates included) and
      * decides: ferry_socket_subscribe/unsubscribe on the XPUB then change the filter of the peer
      * whose notice it received last. A departing peer's requested prefixes are reported as
      * cancels. */
     FERRY_OPT_XPUB_MANUAL = 25,
-    /* int bool, XPUB only, default 0 (libzmq ZMQ_XPUB_VERBOSER): like XPUB_VERBOSE, and every
+    /* int bool, XPUB/PUB, default 0 (libzmq ZMQ_XPUB_VERBOSER): like XPUB_VERBOSE, and every
      * cancel is reported too (also from a holder that is not the last one, and for each prefix a
      * departing peer held). Setting XPUB_VERBOSE sets the subscribe half and clears this one. */
     FERRY_OPT_XPUB_VERBOSER = 26,
-    /* bytes, XPUB only, default empty (libzmq ZMQ_XPUB_WELCOME_MSG): a single-frame message sent
+    /* bytes, XPUB/PUB, default empty (libzmq ZMQ_XPUB_WELCOME_MSG): a single-frame message sent
      * to every new subscriber as soon as its connection is up (subscribers filter it like any
      * message). 0 bytes: none. Applies to connections made after it is set. */
     FERRY_OPT_XPUB_WELCOME_MSG = 27,
