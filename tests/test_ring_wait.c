@@ -2,7 +2,9 @@
  * test_ring_wait.c - spin/yield/futex waiting: immediate and timed-out waits, wake-ups between
  * threads and between processes on a shared segment, no system call when nobody sleeps, a blocked
  * waiter uses (almost) no CPU, signals surface as FERRY_EINTR, the eventfd mode for epoll users,
- * and the SPSC wait_readable/wait_writable built on it.
+ * and the SPSC wait_readable/wait_writable built on it. One wake per sleep: once a sleeper was
+ * woken, later publishes make no system call until it announces itself again (the fan-out
+ * collapse, where a publisher paid two system calls per message per sleeping subscriber).
  */
 #include "ferry/ring.h"
 #include "testutil.h"
@@ -82,9 +84,34 @@ static void test_basic(void)
     CHECK(atomic_load(&s.w.sleepers) == 1);
     ferry_wait_wake(&s.w, NULL);
     CHECK(atomic_load(&s.w.seq) == seq + 1);
+    /* The same sleeper is woken once: later wakes see it woken and leave seq alone. */
+    ferry_wait_wake(&s.w, NULL);
+    ferry_wait_wake_slow_(&s.w, NULL);
+    CHECK(atomic_load(&s.w.seq) == seq + 1);
     ferry_wait_disarm(&s.w);
     ferry_wait_disarm(&s.w);
     CHECK(atomic_load(&s.w.sleepers) == 0);
+    /* Announcing again makes the next wake count. */
+    ferry_wait_arm(&s.w);
+    ferry_wait_wake(&s.w, NULL);
+    CHECK(atomic_load(&s.w.seq) == seq + 2);
+    ferry_wait_disarm(&s.w);
+    CHECK(atomic_load(&s.w.sleepers) == 0);
+
+    /* Values a hostile peer may write: flags without a count are nobody (no wake) and are
+     * cleared by a disarm; a saturated count stays non-zero when armed again. */
+    atomic_store(&s.w.sleepers, 0xc0000000u);
+    ferry_wait_wake(&s.w, NULL);
+    ferry_wait_wake_slow_(&s.w, NULL);
+    CHECK(atomic_load(&s.w.seq) == seq + 2);
+    ferry_wait_disarm(&s.w);
+    CHECK(atomic_load(&s.w.sleepers) == 0);
+    atomic_store(&s.w.sleepers, 0xbfffffffu); /* woken, count at its maximum */
+    ferry_wait_arm(&s.w);
+    CHECK((atomic_load(&s.w.sleepers) & 0x3fffffffu) == 0x3fffffffu);
+    ferry_wait_wake(&s.w, NULL);
+    CHECK(atomic_load(&s.w.seq) == seq + 3);
+    atomic_store(&s.w.sleepers, 0);
 }
 
 typedef struct waiter_arg {
@@ -145,6 +172,97 @@ static void test_thread_wake_and_idle_cpu(void)
     ferry_wait_wake(&s.w, NULL);
     CHECK(pthread_join(th, NULL) == 0);
     CHECK_OK(a.rc);
+}
+
+/* An eventfd sleeper already woken, then a futex sleeper announces itself on the same word: the
+ * next wake must reach the futex sleeper (its announcement cleared the woken mark). */
+static void test_woken_then_futex_sleeper(void)
+{
+    shared_state s;
+    memset(&s, 0, sizeof s);
+    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    CHECK(efd >= 0);
+    ferry_wait_policy pol;
+    ferry_wait_policy_init(&pol);
+    pol.eventfd = efd;
+    ferry_wait_arm(&s.w);
+    ferry_wait_wake(&s.w, &pol);
+    uint64_t cnt = 0;
+    CHECK(read(efd, &cnt, sizeof cnt) == 8 && cnt == 1);
+    waiter_arg a = {.s = &s, .timeout_ms = 10000};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, waiter_main, &a) == 0);
+    uint64_t end = tu_now_ns() + 20ull * 1000000000u;
+    while ((atomic_load(&s.w.sleepers) & 0x3fffffffu) < 2) {
+        CHECK(tu_now_ns() < end);
+        sched_yield();
+    }
+    atomic_store(&s.flag, 1);
+    ferry_wait_wake(&s.w, &pol);
+    CHECK(pthread_join(th, NULL) == 0);
+    CHECK_OK(a.rc);
+    CHECK(a.wall_ns < 9000ull * 1000000u); /* woken, not timed out */
+    CHECK(read(efd, &cnt, sizeof cnt) == 8 && cnt == 1);
+    ferry_wait_disarm(&s.w);
+    CHECK(atomic_load(&s.w.sleepers) == 0);
+    close(efd);
+}
+
+/* Ping-pong through two words where every wait sleeps (no spin): each round the sleeper
+ * announces itself again after being woken, so a lost wake-up hangs the test. */
+typedef struct pingpong {
+    ferry_waitword w[2];
+    _Atomic uint32_t turn;
+    int rounds;
+    int rc;
+} pingpong;
+
+typedef struct pp_want {
+    pingpong *pp;
+    uint32_t want;
+} pp_want;
+
+static bool pp_ready(void *arg)
+{
+    pp_want *w = arg;
+    return atomic_load_explicit(&w->pp->turn, memory_order_seq_cst) >= w->want;
+}
+
+static void pp_run(pingpong *pp, int side)
+{
+    ferry_wait_policy pol;
+    ferry_wait_policy_init(&pol);
+    pol.spin_ns = 0;
+    pol.yield_ns = 0;
+    for (int i = 0; i < pp->rounds; i++) {
+        pp_want w = {pp, (uint32_t)(2 * i + side)};
+        int rc = ferry_wait_block(&pp->w[side], pp_ready, &w, &pol, 10000);
+        if (rc != 0) {
+            pp->rc = rc;
+            return;
+        }
+        atomic_store_explicit(&pp->turn, (uint32_t)(2 * i + side + 1), memory_order_seq_cst);
+        ferry_wait_wake(&pp->w[!side], NULL);
+    }
+}
+
+static void *pp_main(void *p)
+{
+    pp_run(p, 1);
+    return NULL;
+}
+
+static void test_pingpong_sleeps(void)
+{
+    pingpong pp;
+    memset(&pp, 0, sizeof pp);
+    pp.rounds = 2000;
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, pp_main, &pp) == 0);
+    pp_run(&pp, 0);
+    CHECK(pthread_join(th, NULL) == 0);
+    CHECK_OK(pp.rc);
+    CHECK(atomic_load(&pp.turn) == 2u * (uint32_t)pp.rounds);
 }
 
 static void on_usr1(int sig)
@@ -340,6 +458,21 @@ static void test_spsc_waits(void)
     /* Nobody armed: no eventfd signal. */
     CHECK_OK(ferry_spsc_write(&tx, &v, sizeof v, 0));
     CHECK(poll(&pfd, 1, 0) == 0);
+    while (ferry_spsc_read(&rx, &v, sizeof v, 0) >= 0) {
+    }
+    /* One sleep, many publishes: the eventfd is written once, not once per record. Armed
+     * again, the sleeper is woken again. */
+    for (int round = 0; round < 2; round++) {
+        CHECK_RC(ferry_spsc_rx_arm(&rx), 0);
+        for (int i = 0; i < 50; i++)
+            CHECK_OK(ferry_spsc_write(&tx, &v, sizeof v, 0));
+        CHECK(poll(&pfd, 1, 5000) == 1);
+        CHECK(read(efd, &cnt, sizeof cnt) == 8 && cnt == 1);
+        ferry_spsc_rx_disarm(&rx);
+        for (int i = 0; i < 50; i++)
+            CHECK_RC(ferry_spsc_read(&rx, &v, sizeof v, 0), 8);
+    }
+    CHECK(atomic_load(&rx.readable_->sleepers) == 0);
     close(efd);
     free(mem);
 }
@@ -348,6 +481,8 @@ int main(void)
 {
     tu_deadline(60);
     test_basic();
+    test_woken_then_futex_sleeper();
+    test_pingpong_sleeps();
     test_thread_wake_and_idle_cpu();
     test_eintr();
     test_cross_process();

@@ -11,6 +11,15 @@
  * sleeper forces it onto them with membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) (see
  * wait_internal.h). The futex is not FUTEX_PRIVATE because the word lives in a mapping shared
  * between processes.
+ *
+ * One wake per sleep: `sleepers` holds the sleeper count in its low bits plus two flags. WOKEN is
+ * set by the first waker that sees the current sleepers, and every later publish then returns
+ * after one load: a sleeper that was woken but has not run yet (its CPU is busy with other
+ * processes) must not cost its producer two system calls per message, or a publisher feeding
+ * more subscribers than there are CPUs spends its time waking them (the fan-out collapse). Every
+ * arm clears WOKEN, so a sleeper that looks again and goes back to sleep is woken again. FUTEX
+ * says that some sleeper sleeps in FUTEX_WAIT (ferry_wait_block) rather than on an eventfd
+ * (ferry_wait_arm users), so wakers of epoll sleepers skip the FUTEX_WAKE call nobody waits in.
  */
 #include "ring/wait_internal.h"
 
@@ -118,32 +127,57 @@ bool fy_wait_asym_register(void)
     return atomic_load_explicit(&fy_wait_asym_state, memory_order_relaxed) == 1;
 }
 
-void ferry_wait_arm(ferry_waitword *w)
+/*
+ * Announces one more sleeper (futex: it will sleep in FUTEX_WAIT) and clears WOKEN, so the next
+ * publish wakes. seq_cst RMW + fence: pairs with the seq_cst fence in ferry_wait_wake and with the
+ * full fence of a waker that could not register (seq_cst publish + sleepers load in the SPSC fast
+ * paths). Whatever the caller checks after this call is ordered after the announcement, so the
+ * waker either sees a sleeper without WOKEN or the caller sees its change. A hostile peer may
+ * have written any value: the count saturates instead of wrapping to "nobody".
+ */
+static void fy_wait_announce(ferry_waitword *w, uint32_t futex)
 {
-    /* seq_cst RMW + fence: pairs with the seq_cst fence in ferry_wait_wake and with the full
-     * fence of a waker that could not register (seq_cst publish + sleepers load in the SPSC
-     * fast paths). Whatever the caller checks after this call is ordered after the
-     * announcement, so the waker either sees sleepers != 0 or the caller sees its change. */
-    atomic_fetch_add_explicit(&w->sleepers, 1, memory_order_seq_cst);
+    uint32_t cur = atomic_load_explicit(&w->sleepers, memory_order_relaxed);
+    for (;;) {
+        uint32_t n = cur & FY_WAIT_COUNT;
+        if (n < FY_WAIT_COUNT)
+            n++;
+        uint32_t nv = (cur & FY_WAIT_FUTEX) | futex | n;
+        if (atomic_compare_exchange_weak_explicit(&w->sleepers, &cur, nv, memory_order_seq_cst,
+                                                  memory_order_relaxed))
+            break;
+    }
     atomic_thread_fence(memory_order_seq_cst);
     /* The barrier registered wakers skipped: pairs with the release store + compiler barrier +
      * sleepers load in ferry_spsc_flush/rx_flush. After it returns, every registered thread's
      * publish that precedes its sleepers load in program order is visible to our re-check, or
-     * its sleepers load comes after our increment. */
+     * its sleepers load comes after our announcement. */
     if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0)
         atomic_store_explicit(&fy_wait_asym_broken, 1, memory_order_relaxed);
 }
 
+void ferry_wait_arm(ferry_waitword *w)
+{
+    fy_wait_announce(w, 0);
+}
+
 void ferry_wait_disarm(ferry_waitword *w)
 {
-    /* relaxed: only the count matters; a stale non-zero costs the waker one
-     * spurious wake. A hostile peer may have zeroed it, so never take it below
-     * zero. */
+    /* relaxed: only the count matters; a stale non-zero costs the waker one spurious wake. The
+     * last sleeper leaving clears the flags too, so an idle word reads 0 and the inline waker
+     * checks (sleepers != 0) stay one load. A hostile peer may have zeroed it, so never take it
+     * below zero. */
     uint32_t cur = atomic_load_explicit(&w->sleepers, memory_order_relaxed);
-    while (cur != 0 &&
-           !atomic_compare_exchange_weak_explicit(&w->sleepers, &cur, cur - 1, memory_order_relaxed,
-                                                  memory_order_relaxed)) {
+    while ((cur & FY_WAIT_COUNT) != 0) {
+        uint32_t n = (cur & FY_WAIT_COUNT) - 1;
+        uint32_t nv = n ? (cur & ~FY_WAIT_COUNT) | n : 0;
+        if (atomic_compare_exchange_weak_explicit(&w->sleepers, &cur, nv, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return;
     }
+    if (cur != 0) /* flags without a count: only a peer writes that; clear it */
+        atomic_compare_exchange_strong_explicit(&w->sleepers, &cur, 0, memory_order_relaxed,
+                                                memory_order_relaxed);
 }
 
 int ferry_wait_block(ferry_waitword *w, ferry_wait_ready_fn ready, void *arg,
@@ -196,7 +230,7 @@ int ferry_wait_block(ferry_waitword *w, ferry_wait_ready_fn ready, void *arg,
          * taken before the re-check so a wake that lands between the check and the
          * futex call changes the value and makes FUTEX_WAIT return at once. */
         uint32_t seq = atomic_load_explicit(&w->seq, memory_order_acquire);
-        ferry_wait_arm(w);
+        fy_wait_announce(w, FY_WAIT_FUTEX);
         if (ready(arg)) {
             ferry_wait_disarm(w);
             return 0;
@@ -226,11 +260,27 @@ int ferry_wait_block(ferry_waitword *w, ferry_wait_ready_fn ready, void *arg,
 
 void ferry_wait_wake_slow_(ferry_waitword *w, const ferry_wait_policy *pol)
 {
+    /* The caller ordered its change before its own load of sleepers (which was non-zero); this
+     * reload reads that value or a later one. WOKEN set: a waker already woke every sleeper that
+     * announced itself so far (any later announcement clears it), and each of those re-checks
+     * after waking or announces again, which sees our change (the argument in the file comment:
+     * our load precedes that announcement, which fences). Only the waker whose CAS sets WOKEN
+     * makes the system calls. relaxed: the ordering comes from the caller's Dekker half. */
+    uint32_t cur = atomic_load_explicit(&w->sleepers, memory_order_relaxed);
+    for (;;) {
+        if ((cur & FY_WAIT_COUNT) == 0 || (cur & FY_WAIT_WOKEN))
+            return;
+        if (atomic_compare_exchange_weak_explicit(&w->sleepers, &cur,
+                                                  (cur | FY_WAIT_WOKEN) & ~FY_WAIT_FUTEX,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            break;
+    }
     /* seq_cst: pairs with the acquire load of seq in ferry_wait_block; a sleeper
      * that read the old value sees FUTEX_WAIT fail with EAGAIN or is woken below.
      */
     atomic_fetch_add_explicit(&w->seq, 1, memory_order_seq_cst);
-    syscall(SYS_futex, (uint32_t *)&w->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    if (cur & FY_WAIT_FUTEX)
+        syscall(SYS_futex, (uint32_t *)&w->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
     if (pol && pol->eventfd >= 0) {
         uint64_t one = 1;
         /* A full eventfd counter (EAGAIN on a non-blocking fd) already means
@@ -248,6 +298,7 @@ void ferry_wait_wake(ferry_waitword *w, const ferry_wait_policy *pol)
      * to the condition (made before this call) is ordered before the sleepers
      * load. */
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&w->sleepers, memory_order_relaxed) != 0)
+    uint32_t v = atomic_load_explicit(&w->sleepers, memory_order_relaxed);
+    if ((v & FY_WAIT_COUNT) != 0 && !(v & FY_WAIT_WOKEN))
         ferry_wait_wake_slow_(w, pol);
 }

@@ -12,6 +12,16 @@
 #define FERRY_RING_WAIT_INTERNAL_H
 
 #include <stdbool.h>
+#include <stdint.h>
+
+/*
+ * ferry_waitword.sleepers: the number of announced sleepers in the low 30 bits, and two flags
+ * (wait.c explains them). The word is shared with the peer, so every reader treats any value
+ * as possible; 0 always means "nobody sleeps", which keeps the wakers' inline check one load.
+ */
+#define FY_WAIT_COUNT 0x3fffffffu
+#define FY_WAIT_FUTEX 0x40000000u /* a sleeper waits in FUTEX_WAIT on seq */
+#define FY_WAIT_WOKEN 0x80000000u /* the current sleepers were woken; later publishes skip it */
 
 /*
  * Registers this process (once; again in every fork child) to receive global expedited memory
