@@ -1,7 +1,8 @@
 /*
  * test_pattern_options.c - the libzmq socket options that change a pattern, between ferry sockets
  * over ipc://: REQ_RELAXED (abandoning a request), REQ_CORRELATE (the request id frame on the
- * wire, replies with the wrong id dropped), ROUTER_HANDOVER (a newcomer takes a routing id over),
+ * wire, replies with the wrong id dropped), ROUTER_HANDOVER (a newcomer takes a routing id over;
+ * every whole message the old peer had sent is still delivered, over ipc, tcp and inproc),
  * XPUB_VERBOSER (every cancel reported), XPUB_MANUAL (the application applies subscriptions) and
  * XPUB_WELCOME_MSG (sent at link-up without any XPUB call), the XPUB options on a PUB (as libzmq
  * takes them), plus validation of every option.
@@ -249,6 +250,128 @@ static void test_handover(bool handover)
     ferry_socket_close(r);
 }
 
+/* Message i of a numbered stream: three frames when i % 3 == 0, else one; frame f of it reads
+ * "<who>-<i>-<f>". */
+static int numbered_frames(int i)
+{
+    return i % 3 == 0 ? 3 : 1;
+}
+
+static void send_numbered(ferry_socket *d, const char *who, int i)
+{
+    int nf = numbered_frames(i);
+    for (int f = 0; f < nf; f++) {
+        char b[32];
+        snprintf(b, sizeof b, "%s-%d-%d", who, i, f);
+        tu_send_str(d, b, f + 1 < nf ? FERRY_MORE : 0);
+    }
+}
+
+/* Receives the rest of a numbered message from a ROUTER whose id frame (want_id) and first
+ * `done` frames were taken already; checks it is the next message of its sender (next[0] for
+ * "d1", next[1] for "d2"), complete and not interleaved. */
+static void recv_numbered_rest(ferry_socket *r, int next[2], int done, int who_fixed, int i_fixed)
+{
+    int who = who_fixed, i = i_fixed, nf = who_fixed >= 0 ? numbered_frames(i_fixed) : 0;
+    for (int f = done;; f++) {
+        char b[32];
+        int more = -1;
+        ssize_t n = ferry_socket_recv(r, b, sizeof b - 1, 0, &more);
+        CHECK(n > 0 && n < (ssize_t)sizeof b);
+        b[n] = 0;
+        int w, mi, mf;
+        CHECK(sscanf(b, "d%d-%d-%d", &w, &mi, &mf) == 3 && (w == 1 || w == 2));
+        if (who < 0) {
+            who = w - 1;
+            i = mi;
+            nf = numbered_frames(i);
+            if (i != next[who]) {
+                fprintf(stderr, "got d%d message %d, want %d (lost or reordered)\n", w, i,
+                        next[who]);
+                exit(1);
+            }
+        }
+        CHECK(w - 1 == who && mi == i && mf == f); /* no other message's frame in between */
+        CHECK(more == (f + 1 < nf));
+        if (!more)
+            break;
+    }
+    next[who] = i + 1;
+}
+
+static void recv_numbered(ferry_socket *r, int next[2])
+{
+    tu_recv_str(r, "peer", true);
+    recv_numbered_rest(r, next, 0, -1, -1);
+}
+
+/*
+ * ROUTER_HANDOVER loses nothing: every whole message the old peer had sent when the newcomer
+ * took its id over is delivered, in order, under that id, multipart messages whole (also the one
+ * the application was in the middle of), mixed with the newcomer's messages only at message
+ * boundaries; then the old connection is closed and the id reaches the newcomer. The old peer is
+ * alive, or gone with its messages still unread (old_closes).
+ */
+static void test_handover_delivers(const char *kind, bool old_closes)
+{
+    printf("  handover delivers, %s%s\n", kind, old_closes ? ", old peer gone" : "");
+    char url[300];
+    if (strcmp(kind, "tcp") == 0)
+        snprintf(url, sizeof url, "tcp://127.0.0.1:%d", tu_free_port());
+    else if (strcmp(kind, "inproc") == 0)
+        snprintf(url, sizeof url, "inproc://%s", tu_unique("ho"));
+    else
+        url_new(url, sizeof url);
+    enum { N1 = 40, N2 = 12 };
+    ferry_socket *r = tu_open_sock(FERRY_ROUTER), *d1 = tu_open_sock(FERRY_DEALER),
+                 *d2 = tu_open_sock(FERRY_DEALER);
+    CHECK_OK(ferry_socket_setopt_int(r, FERRY_OPT_ROUTER_HANDOVER, 1));
+    CHECK_OK(ferry_socket_bind(r, url));
+    for (int i = 0; i < 2; i++) {
+        ferry_socket *d = i ? d2 : d1;
+        CHECK_OK(ferry_socket_setopt_bytes(d, FERRY_OPT_ROUTING_ID, "peer", 4));
+        CHECK_OK(ferry_socket_setopt_int(d, FERRY_OPT_RECONNECT_IVL, 60000));
+    }
+    CHECK_OK(ferry_socket_setopt_int(d1, FERRY_OPT_LINGER, -1));
+    CHECK_OK(ferry_socket_connect(d1, url));
+    tu_wait_peers(r, 1); /* d1 holds "peer" */
+    for (int i = 0; i < N1; i++)
+        send_numbered(d1, "d1", i);
+    /* The application starts reading d1's first (three-frame) message. */
+    int next[2] = {0, 0};
+    tu_recv_str(r, "peer", true);
+    tu_recv_str(r, "d1-0-0", true);
+    if (old_closes) {
+        ferry_socket_close(d1); /* LINGER -1: everything is in the kernel (or ring) */
+        d1 = NULL;
+        tu_wait_peers(r, 0); /* seen gone, its input still unread */
+    } else {
+        /* Hands d1's queued output to the kernel (or ring) now: a ferry call flushes it. */
+        CHECK(ferry_socket_events(d1) >= 0);
+    }
+    CHECK_OK(ferry_socket_connect(d2, url));
+    /* The ROUTER attaches d2 (handing "peer" over) before it reads anything more of d1. */
+    tu_wait_peers(r, old_closes ? 1 : 2);
+    for (int i = 0; i < N2; i++)
+        send_numbered(d2, "d2", i);
+    recv_numbered_rest(r, next, 1, 0, 0);
+    while (next[0] < N1 || next[1] < N2)
+        recv_numbered(r, next);
+    CHECK(next[0] == N1 && next[1] == N2);
+    /* Drained: the old connection goes; "peer" is the newcomer. */
+    if (d1)
+        wait_peers_kick(d1, 0, r);
+    wait_peers_kick(r, 1, d2);
+    CHECK_OK(ferry_socket_send(r, "peer", 4, FERRY_MORE));
+    tu_send_str(r, "to-peer", 0);
+    tu_recv_str(d2, "to-peer", false);
+    char b[8];
+    CHECK_RC(ferry_socket_recv(r, b, sizeof b, FERRY_DONTWAIT, NULL), FERRY_EAGAIN);
+    ferry_socket_close(d1);
+    ferry_socket_close(d2);
+    ferry_socket_close(r);
+}
+
 static void test_verboser(void)
 {
     char url[300];
@@ -413,6 +536,11 @@ int main(void)
     test_correlate_wire();
     test_handover(false);
     test_handover(true);
+    const char *kinds[] = {"ipc", "tcp", "inproc"};
+    for (int k = 0; k < 3; k++) {
+        test_handover_delivers(kinds[k], false);
+        test_handover_delivers(kinds[k], true);
+    }
     test_verboser();
     test_manual();
     test_welcome();

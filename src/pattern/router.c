@@ -15,8 +15,15 @@
  * both cases nothing of the message was taken.
  *
  * FERRY_OPT_ROUTER_HANDOVER (libzmq ZMQ_ROUTER_HANDOVER): the new peer with a
- * taken id gets it; the old peer is renamed to a generated id (a message of it
- * already fetched keeps the id it came with) and its connection is closed.
+ * taken id gets it (messages sent to that id go to the newcomer from then on)
+ * and the old peer is retired: it can no longer be addressed, but every whole
+ * message it had sent is still delivered, in order and under the id it used,
+ * and its connection is closed as soon as it has no complete frame waiting at a
+ * message boundary (at once when it has nothing pending). libzmq 4.3.4 drops
+ * the old pipe's unread input instead (its pipe terminates at once); ferry's
+ * rule loses nothing that had arrived. A message the old peer had only
+ * partly sent when it is closed is dropped, as for any peer that leaves in the
+ * middle of a message.
  */
 #include "pattern/pattern.h"
 #include "pattern/routing.h"
@@ -27,6 +34,8 @@
 typedef struct router_peer {
     uint8_t id_len;
     uint8_t id[FY_ROUTING_ID_MAX];
+    bool retired; /* handed over: not in the table, its input still delivered under id */
+    bool closing; /* retired and drained: left the pipe list, its connection is being closed */
 } router_peer;
 
 typedef struct router_state {
@@ -66,26 +75,21 @@ static void router_fini(fy_socket *s, void *st)
     fy_msg_fini(&r->pre);
 }
 
-/* HANDOVER: the peer holding id gives it up (renamed to a generated id, connection closed),
- * so the caller can map id to the newcomer. */
-static int router_take_over(fy_socket *s, router_state *r, const uint8_t *id, size_t len)
+/* A retired peer's connection is closed once nothing of it is left to deliver: no message of it
+ * half received (by the pattern or the application) and no complete frame waiting in its pipe.
+ * It leaves the pipe list at once, so no frame is read from it after that check. */
+static void router_retire_check(fy_socket *s, router_state *r, fy_pipe *p)
 {
-    fy_pipe *old = fy_routing_find(&r->table, id, len);
-    if (!old)
-        return 0;
-    router_peer *op = old->pattern_data;
-    fy_routing_remove(&r->table, id, len);
-    uint8_t gen[FY_ROUTING_GEN_LEN];
-    int rc = fy_routing_generate(&r->table, old, gen);
-    if (rc < 0) {
-        /* Out of memory: the old peer keeps its id and the newcomer is refused. */
-        fy_routing_add(&r->table, id, len, old);
-        return rc;
-    }
-    memcpy(op->id, gen, sizeof gen);
-    op->id_len = FY_ROUTING_GEN_LEN;
-    fy_socket_drop_pipe(s, old);
-    return 0;
+    router_peer *peer = p->pattern_data;
+    if (!peer || !peer->retired || peer->closing)
+        return;
+    if (r->pipes.recv_cur == p || (r->has_pre && r->pre_from == p && fy_msg_more(&r->pre)))
+        return;
+    if (fy_pipe_poll_in(p))
+        return;
+    peer->closing = true;
+    fy_pipelist_remove(&r->pipes, p);
+    fy_socket_drop_pipe(s, p);
 }
 
 static int router_attach(fy_socket *s, void *st, fy_pipe *p)
@@ -94,13 +98,20 @@ static int router_attach(fy_socket *s, void *st, fy_pipe *p)
     router_peer *peer = calloc(1, sizeof *peer);
     if (!peer)
         return FERRY_ENOMEM;
-    int rc;
+    /* The only step that can fail once the id is decided comes first, so a refused newcomer
+     * leaves the table and the old holder of its id untouched. */
+    int rc = fy_pipelist_add(&r->pipes, p);
+    if (rc < 0) {
+        free(peer);
+        return rc;
+    }
+    fy_pipe *old = NULL;
     if (p->peer.id_len) {
         rc = fy_routing_add(&r->table, p->peer.id, p->peer.id_len, p);
         if (rc == FERRY_EEXIST && r->handover) {
-            rc = router_take_over(s, r, p->peer.id, p->peer.id_len);
-            if (rc == 0)
-                rc = fy_routing_add(&r->table, p->peer.id, p->peer.id_len, p);
+            /* Retarget the id in place (no allocation, so nothing to undo). */
+            old = fy_routing_replace(&r->table, p->peer.id, p->peer.id_len, p);
+            rc = 0;
         }
         if (rc == 0) {
             peer->id_len = p->peer.id_len;
@@ -111,16 +122,15 @@ static int router_attach(fy_socket *s, void *st, fy_pipe *p)
         peer->id_len = FY_ROUTING_GEN_LEN;
     }
     if (rc < 0) {
-        free(peer);
-        return rc;
-    }
-    rc = fy_pipelist_add(&r->pipes, p);
-    if (rc < 0) {
-        fy_routing_remove(&r->table, peer->id, peer->id_len);
+        fy_pipelist_remove(&r->pipes, p);
         free(peer);
         return rc;
     }
     p->pattern_data = peer;
+    if (old) {
+        ((router_peer *)old->pattern_data)->retired = true;
+        router_retire_check(s, r, old);
+    }
     return 0;
 }
 
@@ -145,7 +155,9 @@ static void router_detach(fy_socket *s, void *st, fy_pipe *p)
     }
     fy_pipelist_remove(&r->pipes, p);
     if (peer) {
-        fy_routing_remove(&r->table, peer->id, peer->id_len);
+        /* A retired peer's id belongs to its successor. */
+        if (!peer->retired)
+            fy_routing_remove(&r->table, peer->id, peer->id_len);
         free(peer);
         p->pattern_data = NULL;
     }
@@ -199,7 +211,7 @@ static int router_send(fy_socket *s, void *st, fy_msg *m)
 /* Fetches the next frame; for a message's first frame also records the sender's
  * id, so a message whose sender leaves before the application reads it still
  * carries the right id. */
-static int router_fetch(router_state *r)
+static int router_fetch(fy_socket *s, router_state *r)
 {
     if (r->has_pre)
         return 0;
@@ -213,19 +225,20 @@ static int router_fetch(router_state *r)
     fy_msg_move(&r->pre, &f);
     r->has_pre = true;
     r->pre_from = from;
+    const router_peer *peer = from->pattern_data;
     if (!r->in_msg) {
-        const router_peer *peer = from->pattern_data;
         r->pre_id_len = peer->id_len;
         memcpy(r->pre_id, peer->id, peer->id_len);
     }
+    if (peer->retired && !fy_msg_more(&r->pre))
+        router_retire_check(s, r, from); /* at each of its message boundaries */
     return 0;
 }
 
 static int router_recv(fy_socket *s, void *st, fy_msg *m)
 {
-    (void)s;
     router_state *r = st;
-    int rc = router_fetch(r);
+    int rc = router_fetch(s, r);
     if (rc < 0)
         return rc;
     if (!r->in_msg) {
@@ -247,9 +260,8 @@ static int router_recv(fy_socket *s, void *st, fy_msg *m)
 
 static int router_events(fy_socket *s, void *st)
 {
-    (void)s;
     router_state *r = st;
-    int rc = router_fetch(r);
+    int rc = router_fetch(s, r);
     if (rc < 0 && rc != FERRY_EAGAIN)
         return rc;
     return FERRY_POLLOUT | (rc == 0 ? FERRY_POLLIN : 0);

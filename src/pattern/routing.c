@@ -67,6 +67,18 @@ void *fy_routing_find(const fy_routing *t, const void *id, size_t len)
     return e ? (void *)(uintptr_t)e->value : NULL;
 }
 
+void *fy_routing_replace(fy_routing *t, const void *id, size_t len, void *peer)
+{
+    if (len == 0 || len > FY_ROUTING_ID_MAX || !peer)
+        return NULL;
+    fy_bmap_entry *e = fy_bmap_find(&t->ids, id, len);
+    if (!e)
+        return NULL;
+    void *old = (void *)(uintptr_t)e->value;
+    e->value = (uint64_t)(uintptr_t)peer;
+    return old;
+}
+
 int fy_routing_remove(fy_routing *t, const void *id, size_t len)
 {
     if (len == 0 || len > FY_ROUTING_ID_MAX)

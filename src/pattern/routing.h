@@ -44,6 +44,9 @@ int fy_routing_generate(fy_routing *t, void *peer, unsigned char out[FY_ROUTING_
 /* The peer for id, or NULL when unknown (any length is accepted: unknown
  * lengths find nothing). */
 void *fy_routing_find(const fy_routing *t, const void *id, size_t len);
+/* Maps an id that is already mapped to peer instead (never allocates): the previous peer, or
+ * NULL when id is not mapped (nothing changed then). For ROUTER_HANDOVER. */
+void *fy_routing_replace(fy_routing *t, const void *id, size_t len, void *peer);
 /* Unmaps id. Returns 0 or FERRY_ENOENT. */
 int fy_routing_remove(fy_routing *t, const void *id, size_t len);
 /* Number of mapped ids. */
