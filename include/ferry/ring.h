@@ -216,6 +216,38 @@ typedef struct ferry_spsc_rx {
 FERRY_API int ferry_spsc_tx_init(ferry_spsc_tx *tx, void *mem, size_t mem_size);
 FERRY_API int ferry_spsc_rx_init(ferry_spsc_rx *rx, void *mem, size_t mem_size);
 
+/*
+ * Spans: many records per call pair, for batch producers and consumers. A span is a window of
+ * ring bytes the endpoint hands out (reserve_span: free room; peek_span: published records) that
+ * the caller walks with inline steps (span_put / span_next) kept in its own registers, then ends
+ * with one index update (commit_span / release_span). The records are the ordinary ones: a span
+ * writer and a per-record reader (or the reverse) interoperate, and the consumer checks every
+ * record header of a span as peek does. A span is a plain value: copying it before a step and
+ * restoring the copy undoes the step. While a span is open the endpoint refuses reserve/peek
+ * (FERRY_EBUSY); ferry_spsc_cancel / ferry_spsc_unpeek abandon it.
+ */
+typedef struct ferry_spsc_span {
+    uint8_t *pos_;  /* next record */
+    uint8_t *end_;  /* end of the window */
+    uint8_t *base_; /* start of the window */
+} ferry_spsc_span;
+
+/*
+ * Producer: opens a span of free room holding at least one record of len bytes (the room up to
+ * the consumer's last published position or the end of the ring's lap, whichever is nearer; a
+ * stale cached position is refreshed first). Returns 0, FERRY_EAGAIN (not even one such record
+ * fits now), FERRY_EMSGSIZE, FERRY_EBUSY (a reservation or span is open), FERRY_EINVAL or
+ * FERRY_EPROTO. Fill it with ferry_spsc_span_put, end it with ferry_spsc_commit_span.
+ */
+FERRY_API int ferry_spsc_reserve_span(ferry_spsc_tx *tx, size_t len, ferry_spsc_span *s);
+/*
+ * Consumer: opens a span over the published records from the next one to the producer's last
+ * published position or the end of the lap (at least one record; its header already checked).
+ * Returns 0, FERRY_EAGAIN (empty), FERRY_EBUSY (a record or span is open), FERRY_EINVAL or
+ * FERRY_EPROTO. Walk it with ferry_spsc_span_next, end it with ferry_spsc_release_span.
+ */
+FERRY_API int ferry_spsc_peek_span(ferry_spsc_rx *rx, ferry_spsc_span *s);
+
 /* Internal slow paths the inline fast paths fall back to. */
 FERRY_API int ferry_spsc_reserve_slow_(ferry_spsc_tx *tx, size_t len, void **out);
 FERRY_API int ferry_spsc_peek_slow_(ferry_spsc_rx *rx, const void **data, size_t *len);
@@ -237,17 +269,25 @@ FERRY_API int ferry_spsc_peek(ferry_spsc_rx *rx, const void **data, size_t *len)
 FERRY_API int ferry_spsc_release(ferry_spsc_rx *rx, unsigned flags);
 FERRY_API int ferry_spsc_rx_flush(ferry_spsc_rx *rx);
 FERRY_API ssize_t ferry_spsc_read(ferry_spsc_rx *rx, void *buf, size_t cap, unsigned flags);
+FERRY_API void *ferry_spsc_span_put(ferry_spsc_span *s, size_t len);
+FERRY_API int ferry_spsc_commit_span(ferry_spsc_tx *tx, const ferry_spsc_span *s, unsigned flags);
+FERRY_API int ferry_spsc_span_next(ferry_spsc_span *s, const void **data, size_t *len);
+FERRY_API int ferry_spsc_release_span(ferry_spsc_rx *rx, const ferry_spsc_span *s, unsigned flags);
 #else
 #define FERRY_SPSC_FAST_ static inline
 #if defined(FERRY_SPSC_NO_INLINE)
-#define ferry_spsc_reserve  ferry_spsc_reserve_inl_
-#define ferry_spsc_commit   ferry_spsc_commit_inl_
-#define ferry_spsc_flush    ferry_spsc_flush_inl_
-#define ferry_spsc_write    ferry_spsc_write_inl_
-#define ferry_spsc_peek     ferry_spsc_peek_inl_
-#define ferry_spsc_release  ferry_spsc_release_inl_
-#define ferry_spsc_rx_flush ferry_spsc_rx_flush_inl_
-#define ferry_spsc_read     ferry_spsc_read_inl_
+#define ferry_spsc_reserve      ferry_spsc_reserve_inl_
+#define ferry_spsc_commit       ferry_spsc_commit_inl_
+#define ferry_spsc_flush        ferry_spsc_flush_inl_
+#define ferry_spsc_write        ferry_spsc_write_inl_
+#define ferry_spsc_peek         ferry_spsc_peek_inl_
+#define ferry_spsc_release      ferry_spsc_release_inl_
+#define ferry_spsc_rx_flush     ferry_spsc_rx_flush_inl_
+#define ferry_spsc_read         ferry_spsc_read_inl_
+#define ferry_spsc_span_put     ferry_spsc_span_put_inl_
+#define ferry_spsc_commit_span  ferry_spsc_commit_span_inl_
+#define ferry_spsc_span_next    ferry_spsc_span_next_inl_
+#define ferry_spsc_release_span ferry_spsc_release_span_inl_
 #endif
 #endif
 
@@ -448,6 +488,86 @@ FERRY_SPSC_FAST_ ssize_t ferry_spsc_read(ferry_spsc_rx *rx, void *buf, size_t ca
     return rc < 0 ? rc : (ssize_t)len;
 }
 
+/*
+ * Producer span step: writes the header of a record of len bytes at the span's position and
+ * returns where its payload goes (fill all len bytes before commit_span), or NULL when the rest
+ * of the span cannot hold it (nothing written; commit what you have and reserve a new span).
+ */
+FERRY_SPSC_FAST_ void *ferry_spsc_span_put(ferry_spsc_span *s, size_t len)
+{
+    /* room and len are compared before len is rounded, so no len can overflow the size. The
+     * window is a multiple of 8, so len + 8 <= room implies the rounded size fits. */
+    uint64_t room = (uint64_t)(s->end_ - s->pos_);
+    if (__builtin_expect((room >= 8) & ((uint64_t)len <= room - 8), 1)) {
+        uint64_t hdr = (uint64_t)len | ((uint64_t)FERRY_SPSC_REC_DATA_ << 32);
+        uint8_t *p = s->pos_;
+        __builtin_memcpy(p, &hdr, 8);
+        s->pos_ = p + FERRY_SPSC_REC_SIZE_(len);
+        return p + 8;
+    }
+    return NULL;
+}
+
+/* Ends the producer's span: the records put into it become one commit (flags: FERRY_RING_DEFER;
+ * none put is a cancel). Returns 0, FERRY_EINVAL (no span open, or s is not the span it opened)
+ * or FERRY_EPROTO. */
+FERRY_SPSC_FAST_ int ferry_spsc_commit_span(ferry_spsc_tx *tx, const ferry_spsc_span *s,
+                                            unsigned flags)
+{
+    /* reserve_span set rsv_ to window - 7; a failed endpoint never has one open. */
+    uint64_t used = (uint64_t)(s->pos_ - s->base_);
+    if (__builtin_expect((tx->rsv_ != 0) & (used <= tx->rsv_ + 7) & ((used & 7) == 0) &
+                             (s->base_ == tx->data_ + (tx->tail_ & tx->mask_)),
+                         1)) {
+        tx->tail_ += used;
+        tx->rsv_ = 0;
+        return (flags & FERRY_RING_DEFER) ? 0 : ferry_spsc_flush(tx);
+    }
+    return tx->err_ ? tx->err_ : FERRY_EINVAL;
+}
+
+/*
+ * Consumer span step: the next record of the span in place (valid until release_span), or
+ * FERRY_EAGAIN at the end of the span. A padding record or a header that breaks the format also
+ * ends the span: release what you took and peek again; the next peek skips the padding or
+ * reports FERRY_EPROTO. The bytes at *data are shared memory (a hostile producer can still
+ * change them); the header was read once and checked against the span.
+ */
+FERRY_SPSC_FAST_ int ferry_spsc_span_next(ferry_spsc_span *s, const void **data, size_t *len)
+{
+    uint64_t room = (uint64_t)(s->end_ - s->pos_);
+    if (__builtin_expect(room >= 8, 1)) {
+        uint64_t hdr;
+        __builtin_memcpy(&hdr, s->pos_, 8);
+        uint64_t sz = FERRY_SPSC_REC_SIZE_((uint32_t)hdr);
+        if (__builtin_expect(((hdr >> 32) == FERRY_SPSC_REC_DATA_) & (sz <= room), 1)) {
+            *data = s->pos_ + 8;
+            *len = (uint32_t)hdr;
+            s->pos_ += sz;
+            return 0;
+        }
+    }
+    return FERRY_EAGAIN;
+}
+
+/* Ends the consumer's span: releases the records span_next returned (flags: FERRY_RING_DEFER;
+ * none is an unpeek). Returns 0, FERRY_EINVAL (no span open, or s is not the span it opened) or
+ * FERRY_EPROTO. */
+FERRY_SPSC_FAST_ int ferry_spsc_release_span(ferry_spsc_rx *rx, const ferry_spsc_span *s,
+                                             unsigned flags)
+{
+    /* peek_span set peeked_ to the window; a failed endpoint never has one open. */
+    uint64_t used = (uint64_t)(s->pos_ - s->base_);
+    if (__builtin_expect((rx->peeked_ != 0) & (used <= rx->peeked_) & ((used & 7) == 0) &
+                             (s->base_ == rx->data_ + (rx->head_ & rx->mask_)),
+                         1)) {
+        rx->head_ += used;
+        rx->peeked_ = 0;
+        return (flags & FERRY_RING_DEFER) ? 0 : ferry_spsc_rx_flush(rx);
+    }
+    return rx->err_ ? rx->err_ : FERRY_EINVAL;
+}
+
 #if defined(FERRY_SPSC_NO_INLINE) && !defined(FERRY_SPSC_EXPORT_)
 #undef ferry_spsc_reserve
 #undef ferry_spsc_commit
@@ -457,6 +577,10 @@ FERRY_SPSC_FAST_ ssize_t ferry_spsc_read(ferry_spsc_rx *rx, void *buf, size_t ca
 #undef ferry_spsc_release
 #undef ferry_spsc_rx_flush
 #undef ferry_spsc_read
+#undef ferry_spsc_span_put
+#undef ferry_spsc_commit_span
+#undef ferry_spsc_span_next
+#undef ferry_spsc_release_span
 FERRY_API int ferry_spsc_reserve(ferry_spsc_tx *tx, size_t len, void **out);
 FERRY_API int ferry_spsc_commit(ferry_spsc_tx *tx, size_t len, unsigned flags);
 FERRY_API int ferry_spsc_flush(ferry_spsc_tx *tx);
@@ -465,6 +589,10 @@ FERRY_API int ferry_spsc_peek(ferry_spsc_rx *rx, const void **data, size_t *len)
 FERRY_API int ferry_spsc_release(ferry_spsc_rx *rx, unsigned flags);
 FERRY_API int ferry_spsc_rx_flush(ferry_spsc_rx *rx);
 FERRY_API ssize_t ferry_spsc_read(ferry_spsc_rx *rx, void *buf, size_t cap, unsigned flags);
+FERRY_API void *ferry_spsc_span_put(ferry_spsc_span *s, size_t len);
+FERRY_API int ferry_spsc_commit_span(ferry_spsc_tx *tx, const ferry_spsc_span *s, unsigned flags);
+FERRY_API int ferry_spsc_span_next(ferry_spsc_span *s, const void **data, size_t *len);
+FERRY_API int ferry_spsc_release_span(ferry_spsc_rx *rx, const ferry_spsc_span *s, unsigned flags);
 #endif
 
 /* Blocks until a record is available; publishes deferred releases first. Returns 0,
