@@ -4,6 +4,9 @@
  * the peer wrote) and the blocking waits. The per-record fast paths are static
  * inline in ferry/ring.h.
  *
+ * The span entry points (reserve_span, peek_span) open a window through the same fast paths and
+ * hand it to the inline span steps in ferry/ring.h, which bound every step by the window.
+ *
  * The peer is untrusted: every index and record header read from the segment is
  * checked in 64-bit arithmetic against the bounds our own private state proves
  * (what we published, what we have already seen, the capacity, alignment). The
@@ -247,6 +250,38 @@ int ferry_spsc_reserve_slow_(ferry_spsc_tx *tx, size_t len, void **out)
     return 0;
 }
 
+int ferry_spsc_reserve_span(ferry_spsc_tx *tx, size_t len, ferry_spsc_span *s)
+{
+    if (!tx || !s)
+        return FERRY_EINVAL;
+    if (tx->err_)
+        return tx->err_;
+    if (tx->rsv_)
+        return FERRY_EBUSY;
+    if (len > FERRY_SPSC_MAX_RECORD(tx->cap_))
+        return FERRY_EMSGSIZE;
+    /* A span is worth one load of the consumer's line when the cached room is short of a
+     * quarter ring and the lap goes further than it: the window then reaches what the consumer
+     * has freed since. */
+    uint64_t contig = tx->cap_ - (tx->tail_ & tx->mask_);
+    if (tx->lim_ - tx->tail_ < tx->cap_ / 4 && tx->lim_ - tx->tail_ < contig) {
+        int rc = fy_spsc_tx_refresh(tx, memory_order_acquire);
+        if (rc < 0)
+            return rc;
+    }
+    void *out;
+    int rc = ferry_spsc_reserve(tx, len, &out); /* room, padding at the wrap, refusals */
+    if (rc != 0)
+        return rc;
+    /* lim_ covers the record just reserved (>= its size, a multiple of 8). rsv_ = window - 7
+     * admits commit_span of up to the window and keeps reserve refusing (FERRY_EBUSY). */
+    uint64_t window = tx->lim_ - tx->tail_;
+    s->base_ = s->pos_ = tx->data_ + (tx->tail_ & tx->mask_);
+    s->end_ = s->base_ + window;
+    tx->rsv_ = window - 7;
+    return 0;
+}
+
 struct fy_spsc_tx_wait {
     ferry_spsc_tx *tx;
     uint64_t need;
@@ -389,6 +424,25 @@ int ferry_spsc_peek_slow_(ferry_spsc_rx *rx, const void **data, size_t *len)
         *len = (size_t)n;
         return 0;
     }
+}
+
+int ferry_spsc_peek_span(ferry_spsc_rx *rx, ferry_spsc_span *s)
+{
+    if (!rx || !s)
+        return FERRY_EINVAL;
+    const void *data;
+    size_t len;
+    /* Loads the tail when nothing is cached, skips padding and checks the first header. */
+    int rc = ferry_spsc_peek(rx, &data, &len);
+    if (rc != 0)
+        return rc;
+    /* lim_: published bytes up to the end of the lap (>= the record peek just checked). The
+     * window in peeked_ keeps peek refusing (FERRY_EBUSY) and bounds release_span. */
+    uint64_t window = rx->lim_ - rx->head_;
+    s->base_ = s->pos_ = rx->data_ + (rx->head_ & rx->mask_);
+    s->end_ = s->base_ + window;
+    rx->peeked_ = window;
+    return 0;
 }
 
 static bool fy_spsc_rx_ready(void *arg)
