@@ -8,6 +8,8 @@
  *  - rtt: two rings (0->1 and 1->0), every commit and release published at once (no DEFER).
  *  - thr: one ring, commit/release with FERRY_RING_DEFER and one flush / rx_flush every N records
  *    (N = 64 up to 256 B, 8 up to 4 KiB, else 1), and a flush whenever the ring is full/empty.
+ * ring:span (thr only) moves the same records through the span calls (one reserve/commit and one
+ * peek/release per batch, the records walked inline in between).
  * Three wait policies, three rows: "ring" spins on the ring (wait=spin, the receiver burns its
  * CPU); "ring:poll" waits with ferry_spsc_wait_readable/writable and the default policy (spin 20
  * us, yield 20 us, then futex); "ring:block" uses the same calls with no spin or yield window, so
@@ -21,7 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-enum ring_wait { RING_SPIN, RING_POLL, RING_BLOCK };
+enum ring_wait { RING_SPIN, RING_POLL, RING_BLOCK, RING_SPAN };
 
 typedef struct ring_state {
     ferry_segment *seg;
@@ -243,6 +245,72 @@ static int ring_thr(bench_job *j, int role, enum ring_wait w, ferry_spsc_tx *tx,
     }
 }
 
+/* The span calls (ferry_spsc_reserve_span / peek_span): the producer puts up to a batch of records
+ * (the same N as ring_thr) into one span and commits it with one publish; the consumer walks
+ * whatever one peek_span shows and releases it with one publish. Spinning only. */
+static int ring_span_thr(bench_job *j, int role, ferry_spsc_tx *tx, ferry_spsc_rx *rx)
+{
+    bench_ctl *c = j->ctl;
+    size_t size = j->size;
+    uint64_t batch = bench_thr_batch_mask(size) + 1, mask = bench_thr_tick_mask(size);
+    if (role == 0) {
+        uint64_t end = bench_now_ns() + (uint64_t)((j->cfg->warmup + j->cfg->seconds) * 1e9);
+        for (uint64_t i = 1;;) {
+            ferry_spsc_span sp;
+            int rc;
+            while ((rc = ferry_spsc_reserve_span(tx, size, &sp)) == FERRY_EAGAIN)
+                ;
+            if (rc != 0)
+                return bench_fail(j, "ferry_spsc_reserve_span(%zu): %s", size, ferry_strerror(rc));
+            bool last = false;
+            for (uint64_t k = 0; k < batch && !last; k++, i++) {
+                void *out = ferry_spsc_span_put(&sp, size);
+                if (!out)
+                    break;
+                bench_fill(out, size, i);
+                last = (i & mask) == 0 && i >= BENCH_MIN_MSGS && bench_now_ns() >= end;
+                if (last)
+                    atomic_store_explicit(&c->total, i, memory_order_seq_cst);
+            }
+            rc = ferry_spsc_commit_span(tx, &sp, 0);
+            if (rc != 0)
+                return bench_fail(j, "ferry_spsc_commit_span: %s", ferry_strerror(rc));
+            if (last)
+                return 0;
+        }
+    }
+    bench_thr_clock k = {.warm = (uint64_t)(j->cfg->warmup * 1e9), .mask = mask};
+    uint64_t sum = 0;
+    for (uint64_t i = 1;;) {
+        ferry_spsc_span sp;
+        int rc;
+        while ((rc = ferry_spsc_peek_span(rx, &sp)) == FERRY_EAGAIN)
+            ;
+        if (rc != 0)
+            return bench_fail(j, "ferry_spsc_peek_span: %s", ferry_strerror(rc));
+        const void *in;
+        size_t len;
+        uint64_t t1 = 0;
+        while (!t1 && ferry_spsc_span_next(&sp, &in, &len) == 0) {
+            if (__builtin_expect(len != size || !bench_check(in, len, i), 0))
+                return bench_fail(j, "message %llu: wrong length %zu or payload",
+                                  (unsigned long long)i, len);
+            sum += bench_touch(in, len);
+            if ((i & mask) == 0)
+                t1 = bench_thr_tick(&k, c, i);
+            i++;
+        }
+        rc = ferry_spsc_release_span(rx, &sp, 0);
+        if (rc != 0)
+            return bench_fail(j, "ferry_spsc_release_span: %s", ferry_strerror(rc));
+        if (t1) {
+            bench_sink += sum;
+            bench_thr_done(&k, c, i - 1, t1, size);
+            return 0;
+        }
+    }
+}
+
 static double ring_cpu_ns(void)
 {
     struct timespec ts;
@@ -317,6 +385,8 @@ static int ring_run(bench_job *j, int role)
         ferry_spsc_rx_set_wait(&rx, &pol);
     if (j->mode == BENCH_RTT)
         rc = ring_rtt(j, role, w, &tx, &rx);
+    else if (j->mode == BENCH_THR && w == RING_SPAN)
+        rc = ring_span_thr(j, role, &tx, &rx);
     else if (j->mode == BENCH_THR)
         rc = ring_thr(j, role, w, &tx, &rx);
     else
@@ -363,4 +433,18 @@ const bench_transport bench_tr_ring_block = {
     .teardown = ring_teardown,
     .run = ring_run,
     .priv = (void *)(intptr_t)RING_BLOCK,
+};
+
+const bench_transport bench_tr_ring_span = {
+    .name = "ring:span",
+    .peer = "ferry",
+    .wait = "spin",
+    .help = "the ring through its batch calls: reserve_span/span_put/commit_span, peek_span/"
+            "span_next/release_span",
+    .modes = BENCH_M(BENCH_THR),
+    .default_on = true,
+    .setup = ring_setup,
+    .teardown = ring_teardown,
+    .run = ring_run,
+    .priv = (void *)(intptr_t)RING_SPAN,
 };

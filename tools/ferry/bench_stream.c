@@ -162,10 +162,11 @@ static uint64_t stream_consume(bench_job *j, stream_hdr *h, const stream_phase *
     double share = (j->cfg->warmup + j->cfg->seconds) / (double)STREAM_NPHASES;
     uint64_t warm = (uint64_t)(share * 0.2e9);
     for (uint64_t i = 1;; i++) {
-        if (pos == avail_end) {
+        if (pos >= avail_end) {
             uint64_t p;
-            /* acquire: pairs with the producer's release store of pos. */
-            while ((p = atomic_load_explicit(&h->pos, memory_order_acquire)) == avail_end)
+            /* acquire: pairs with the producer's release store of pos. Greater, not different: at
+             * a phase's start the word still holds the last phase's end, below our rounded pos. */
+            while ((p = atomic_load_explicit(&h->pos, memory_order_acquire)) <= pos)
                 ;
             if (ph->prefetch)
                 for (uint64_t a = pos & ~(uint64_t)63; a < p && a < pos + STREAM_PF; a += 64)
@@ -243,8 +244,8 @@ static int stream_run(bench_job *j, int role)
         pos = (pos + 127) & ~(uint64_t)127;
         double rate = ns ? (double)count * 1e9 / (double)ns : 0;
         if (verbose && verbose[0] == '1')
-            fprintf(stderr, "floor:stream %zu B  %-26s %8.2f M msgs/s\n", j->size,
-                    stream_phases[ph].name, rate / 1e6);
+            fprintf(stderr, "floor:stream %zu B  %-26s %12.0f msgs/s\n", j->size,
+                    stream_phases[ph].name, rate);
         if (rate > best) {
             best = rate;
             c->res[1].count = count;
