@@ -3,7 +3,8 @@
  * peer at SNDHWM is dropped silently (the HWM case counted in drops_hwm); with
  * FERRY_OPT_ROUTER_MANDATORY the routing-id frame's send fails instead (FERRY_EHOSTUNREACH for an
  * unknown or departed peer, FERRY_EAGAIN for a full one, nothing taken, nothing counted), as
- * libzmq's ZMQ_ROUTER_MANDATORY. Also the option's validation.
+ * libzmq's ZMQ_ROUTER_MANDATORY. Also the option's validation, and a sender leaving in the middle
+ * of a message (the next receive starts a new message with its id frame).
  */
 #include "testutil.h"
 
@@ -150,6 +151,38 @@ static void test_full(bool mandatory)
     ferry_socket_close(r);
 }
 
+/*
+ * A sender that leaves in the middle of a message the application is reading: the next receive
+ * starts a new message with its id frame (docs/sockets.md), never another peer's frames as the
+ * rest of the cut one. Over inproc:// the frames are in the ROUTER's ring when send returns.
+ */
+static void test_cut_message(void)
+{
+    char url[64];
+    snprintf(url, sizeof url, "inproc://%s", tu_unique("cut"));
+    ferry_socket *r = tu_open_sock(FERRY_ROUTER), *d1 = tu_open_sock(FERRY_DEALER),
+                 *d2 = tu_open_sock(FERRY_DEALER);
+    CHECK_OK(ferry_socket_setopt_bytes(d1, FERRY_OPT_ROUTING_ID, "d1", 2));
+    CHECK_OK(ferry_socket_setopt_bytes(d2, FERRY_OPT_ROUTING_ID, "d2", 2));
+    CHECK_OK(ferry_socket_bind(r, url));
+    CHECK_OK(ferry_socket_connect(d1, url));
+    tu_send_str(d1, "a0", FERRY_MORE);
+    tu_send_str(d1, "a1", FERRY_MORE);
+    tu_recv_str(r, "d1", true);
+    tu_recv_str(r, "a0", true);
+    /* d2's whole message waits while d1 leaves with its message unfinished. */
+    CHECK_OK(ferry_socket_connect(d2, url));
+    tu_send_str(d2, "b0", FERRY_MORE);
+    tu_send_str(d2, "b1", 0);
+    tu_recv_str(r, "a1", true); /* what d1 sent is delivered */
+    ferry_socket_close(d1);
+    tu_recv_str(r, "d2", true); /* a new message, not "b0" as a third frame of d1's */
+    tu_recv_str(r, "b0", true);
+    tu_recv_str(r, "b1", false);
+    ferry_socket_close(d2);
+    ferry_socket_close(r);
+}
+
 int main(void)
 {
     tu_deadline(60);
@@ -158,6 +191,7 @@ int main(void)
     test_unknown(true);
     test_full(false);
     test_full(true);
+    test_cut_message();
     printf("test_pattern_router: ok\n");
     return 0;
 }

@@ -46,6 +46,7 @@ typedef struct router_state {
     fy_msg pre;  /* a fetched frame waiting behind its id frame */
     bool has_pre;
     fy_pipe *pre_from;
+    fy_pipe *msg_from; /* sender of the message being received (NULL: it left) */
     uint8_t pre_id_len;
     uint8_t pre_id[FY_ROUTING_ID_MAX];
     /* send side */
@@ -143,6 +144,8 @@ static void router_detach(fy_socket *s, void *st, fy_pipe *p)
         r->out = NULL;
         r->dropping = true;
     }
+    if (r->msg_from == p)
+        r->msg_from = NULL; /* its message, if unfinished, ends here: see router_fetch */
     if (r->pre_from == p) {
         r->pre_from = NULL;
         /* A fetched first frame whose rest will never come (the sender died
@@ -226,7 +229,13 @@ static int router_fetch(fy_socket *s, router_state *r)
     r->has_pre = true;
     r->pre_from = from;
     const router_peer *peer = from->pattern_data;
+    /* The sender of the message the application is reading left before its last frame (the
+     * fair queue moved on): that message stays incomplete and this frame starts a new one, with
+     * its id frame (docs/sockets.md), never passing for the rest of the cut one. */
+    if (r->in_msg && from != r->msg_from)
+        r->in_msg = false;
     if (!r->in_msg) {
+        r->msg_from = from;
         r->pre_id_len = peer->id_len;
         memcpy(r->pre_id, peer->id, peer->id_len);
     }
