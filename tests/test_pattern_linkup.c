@@ -6,7 +6,10 @@
  * reported, so a second copy would show) must see the subscription and publish before the SUB's
  * owner makes its first call after connecting, and the SUB's next call (which attaches the pipe)
  * must not send the set again. A second case changes subscriptions on one thread while
- * publishers appear on another, and checks every publisher saw exactly the SUB's changes.
+ * publishers appear on another, and checks every publisher saw exactly the SUB's changes. A third
+ * makes building or sending subscription frames fail (out of memory, through the library's
+ * test-only fault hook) while the link comes up and after: everything still reaches the
+ * publisher later, and the publisher is never refused.
  */
 #include "testutil.h"
 
@@ -19,6 +22,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+/* pattern.h's fault sites (the test cannot include the library's private headers). */
+#define FY_FAULT_SUB_FRAME_ID 1
+#define FY_FAULT_SUB_SEND_ID  2
 
 static void make_url(char *url, size_t cap, const char *tr)
 {
@@ -201,6 +208,120 @@ static void case_race(const char *tr)
     ferry_socket_close(r.sub);
 }
 
+/* ---- out of memory while subscriptions go out (the library's test-only fault hook) ---- */
+
+/* pattern.h: the library calls this (when a test program defines it) at its fault sites; a
+ * non-zero return makes the site fail as if out of memory. Called from the control thread too. */
+int fy_test_fault(int site);
+
+static _Atomic int fault_site;  /* FY_FAULT_SUB_FRAME (1) or FY_FAULT_SUB_SEND (2); 0 = off */
+static _Atomic int fault_calls; /* calls at that site since it was armed */
+static int fault_skip, fault_fail;
+
+int fy_test_fault(int site)
+{
+    if (site != atomic_load(&fault_site))
+        return 0;
+    int n = atomic_fetch_add(&fault_calls, 1);
+    return n >= fault_skip && n < fault_skip + fault_fail;
+}
+
+static void fault_arm(int site, int skip, int fail)
+{
+    fault_skip = skip;
+    fault_fail = fail;
+    atomic_store(&fault_calls, 0);
+    atomic_store(&fault_site, site);
+}
+
+#define OOM_PREFIXES 6
+
+/* Makes calls on sub (they attach its pipes and retry what failed) until the XPUB x has seen a
+ * subscribe for every prefix in want (bit i: "p<i>"), then checks the last call made no further one
+ * fail, and that a message for each prefix reaches sub exactly once. */
+static void oom_expect(ferry_socket *sub, ferry_socket *x, unsigned want, int site, int fails)
+{
+    unsigned seen = 0;
+    uint64_t end = tu_now_ns() + (uint64_t)TU_TIMEOUT_MS * 1000000u;
+    while ((seen & want) != want) {
+        CHECK(ferry_socket_events(sub) >= 0);
+        char b[16];
+        ssize_t n = ferry_socket_recv(x, b, sizeof b - 1, FERRY_DONTWAIT, NULL);
+        if (n == FERRY_EAGAIN) {
+            if (tu_now_ns() > end) {
+                fprintf(stderr, "subscriptions lost: the XPUB saw %#x of %#x\n", seen, want);
+                exit(1);
+            }
+            ferry_pollitem it = {x, -1, FERRY_POLLIN, 0};
+            CHECK(ferry_poll(&it, 1, 2) >= 0);
+            continue;
+        }
+        CHECK(n == 3 && b[0] == 1 && b[1] == 'p' && b[2] >= '0' && b[2] < '0' + OOM_PREFIXES);
+        seen |= 1u << (b[2] - '0');
+    }
+    /* The failures really happened (the case tests something). */
+    CHECK(atomic_load(&fault_site) == site && atomic_load(&fault_calls) >= fault_skip + fails);
+    atomic_store(&fault_site, 0);
+    for (int i = 0; i < OOM_PREFIXES; i++) {
+        if (!(want & (1u << i)))
+            continue;
+        char m[8];
+        snprintf(m, sizeof m, "p%d-m", i);
+        tu_send_str(x, m, 0);
+    }
+    tu_send_str(x, "p0-end", 0);
+    for (int i = 0; i < OOM_PREFIXES; i++) {
+        if (!(want & (1u << i)))
+            continue;
+        char m[8];
+        snprintf(m, sizeof m, "p%d-m", i);
+        tu_recv_str(sub, m, false);
+    }
+    tu_recv_str(sub, "p0-end", false); /* nothing twice in between */
+}
+
+/*
+ * The SUB subscribed to p0..p5 before connecting; while its link comes up (link_up, on the
+ * connecting thread for inproc://, the control thread for ipc://), building or sending one of
+ * those frames fails: from call `skip` on, `fail` calls fail. The rest must still reach the
+ * publisher later (at attach, or on a later call while memory stays short), without refusing
+ * the publisher. Then, attached, a subscribe whose send fails is also repeated.
+ */
+static void case_oom(const char *tr, int subt, int site, int skip, int fail)
+{
+    printf("  out of memory at link-up: %s %s, %s fails from call %d, %d time(s)\n", tr,
+           subt == FERRY_SUB ? "SUB" : "XSUB", site == 1 ? "frame" : "send", skip, fail);
+    ferry_socket *sub = tu_open_sock(subt), *x = tu_open_sock(FERRY_XPUB);
+    /* A refused link would come back only after a minute: the test would see it lost. */
+    CHECK_OK(ferry_socket_setopt_int(sub, FERRY_OPT_RECONNECT_IVL, 60000));
+    /* Not verbose: a prefix sent twice (a resend repeats the whole set) is reported once. */
+    for (int i = 0; i < OOM_PREFIXES; i++) {
+        char pfx[4] = {'p', (char)('0' + i), 0, 0};
+        CHECK_OK(ferry_socket_subscribe(sub, pfx, 2));
+    }
+    char url[300];
+    make_url(url, sizeof url, tr);
+    CHECK_OK(ferry_socket_bind(x, url));
+    fault_arm(site, skip, fail);
+    CHECK_OK(ferry_socket_connect(sub, url));
+    oom_expect(sub, x, (1u << OOM_PREFIXES) - 1, site, fail);
+    /* Attached: a subscribe that the pipe cannot take goes out again on a later call. */
+    CHECK_OK(ferry_socket_unsubscribe(sub, "p1", 2));
+    tu_expect_sub(x, false, "p1");
+    fault_arm(FY_FAULT_SUB_SEND_ID, 0, 1);
+    CHECK_OK(ferry_socket_subscribe(sub, "p1", 2));
+    oom_expect(sub, x, 1u << 1, FY_FAULT_SUB_SEND_ID, 1);
+    if (subt == FERRY_XSUB) {
+        /* The pipe's resend mark and the upstream fan-out's per-pipe bit live side by side. */
+        tu_send_str(sub, "up", FERRY_MORE);
+        tu_send_str(sub, "stream", 0);
+        tu_recv_str(x, "up", true);
+        tu_recv_str(x, "stream", false);
+    }
+    ferry_socket_close(sub);
+    ferry_socket_close(x);
+}
+
 int main(void)
 {
     tu_deadline(120);
@@ -216,6 +337,14 @@ int main(void)
     case_idle_sub("fd", FERRY_XSUB, false);
     for (size_t t = 0; t < sizeof trs / sizeof trs[0]; t++)
         case_race(trs[t]);
+    const char *oom_trs[] = {"inproc", "ipc"};
+    for (int t = 0; t < 2; t++) {
+        const char *tr = oom_trs[t];
+        case_oom(tr, FERRY_SUB, FY_FAULT_SUB_FRAME_ID, 2, 1); /* attach repairs it */
+        case_oom(tr, FERRY_SUB, FY_FAULT_SUB_FRAME_ID, 2, 4); /* attach's repair fails too */
+        case_oom(tr, FERRY_SUB, FY_FAULT_SUB_SEND_ID, 1, 1);  /* the pipe refuses one frame */
+        case_oom(tr, FERRY_XSUB, FY_FAULT_SUB_SEND_ID, 3, 2);
+    }
     printf("test_pattern_linkup: ok\n");
     return 0;
 }

@@ -173,6 +173,24 @@ void fy_socket_foreach_pending(fy_socket *s, void (*fn)(void *ctx, fy_pipe *p), 
  * dropped). For ROUTER_HANDOVER. */
 void fy_socket_drop_pipe(fy_socket *s, fy_pipe *p);
 
+/*
+ * Test-only fault injection at a few places where an allocation or a send can fail but tests
+ * cannot make it fail on demand. A test program that defines fy_test_fault(site) makes the site
+ * behave as if it got FERRY_ENOMEM whenever the function returns non-zero (it may be called on
+ * the control thread). The library's reference is weak and hidden: in libferry.so, and in any
+ * program that does not define it, it is null, so each site costs one compare with a link-time
+ * constant on a cold path. Sites are never on the per-message hot path.
+ */
+enum fy_fault_site {
+    FY_FAULT_SUB_FRAME = 1, /* subside.c: building a subscription frame */
+    FY_FAULT_SUB_SEND = 2,  /* subside.c: a pipe taking a subscription frame */
+};
+int fy_test_fault(int site) __attribute__((weak, visibility("hidden")));
+static inline bool fy_fault(int site)
+{
+    return fy_test_fault && fy_test_fault(site) != 0;
+}
+
 /* ---- pipe lists: round-robin send and fair-queued receive, shared by the patterns ---- */
 
 /*

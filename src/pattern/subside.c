@@ -25,7 +25,7 @@ void fy_subside_fini(fy_subside *ss)
  * engine. */
 static int subside_frame(fy_msg *f, int subscribe, const void *prefix, size_t len)
 {
-    int rc = fy_msg_init_size(f, len + 1);
+    int rc = fy_fault(FY_FAULT_SUB_FRAME) ? FERRY_ENOMEM : fy_msg_init_size(f, len + 1);
     if (rc < 0)
         return rc;
     uint8_t *d = fy_msg_data(f);
@@ -38,14 +38,18 @@ static int subside_frame(fy_msg *f, int subscribe, const void *prefix, size_t le
 
 /* Sends a subscription frame to one pipe. Subscription frames bypass SNDHWM
  * (pipe.h); a dead pipe is simply skipped (its replacement gets the whole set
- * on attach). */
-static void subside_send_one(fy_pipe *p, const fy_msg *f)
+ * at link-up). A live pipe that could not take it (out of memory) makes this
+ * return the error: the caller marks the pipe to get the whole set again. */
+static int subside_send_one(fy_pipe *p, const fy_msg *f)
 {
     fy_msg c;
     fy_msg_init(&c);
     fy_msg_copy(&c, f);
-    if (fy_pipe_send(p, &c) != 0)
-        fy_msg_fini(&c);
+    int rc = fy_fault(FY_FAULT_SUB_SEND) ? FERRY_ENOMEM : fy_pipe_send(p, &c);
+    if (rc == 0)
+        return 0;
+    fy_msg_fini(&c);
+    return rc == FERRY_EPIPE || rc == FERRY_EPROTO ? 0 : rc;
 }
 
 struct subside_attach_ctx {
@@ -62,13 +66,18 @@ static int subside_send_existing(void *ctx, const void *prefix, size_t len)
         a->rc = rc;
         return 1;
     }
-    subside_send_one(a->p, &f);
+    rc = subside_send_one(a->p, &f);
     fy_msg_fini(&f);
+    if (rc < 0) {
+        a->rc = rc;
+        return 1;
+    }
     return 0;
 }
 
-/* pattern_u64 of a pipe whose link_up could not send the whole set (out of memory). */
-#define SUBSIDE_RESEND 1u
+/* pattern_u64 of a pipe that missed part of the set (out of memory at link-up or on a change):
+ * it gets the whole set again (bit 0 is dist.h's). */
+#define SUBSIDE_RESEND 2u
 
 void fy_subside_link_up(fy_subside *ss, fy_pipe *p)
 {
@@ -78,19 +87,42 @@ void fy_subside_link_up(fy_subside *ss, fy_pipe *p)
         p->pattern_u64 = SUBSIDE_RESEND;
 }
 
-int fy_subside_attach(fy_subside *ss, fy_pipe *p)
+/* Owner: sends the whole set again to every attached pipe marked SUBSIDE_RESEND (a prefix it
+ * did get goes twice: a publisher holds a prefix once per peer, so that changes nothing there).
+ * A pipe whose resend fails again stays marked for the next call. Never between the frames of
+ * an XSUB's upstream message. */
+static void subside_repair(fy_subside *ss)
 {
-    /* link_up sent the set as it was then, and every change since went to p as a pending pipe;
-     * only a link_up cut short by an allocation failure is repaired here (a prefix it did send
-     * goes twice: a publisher holds a prefix once per peer, so that changes nothing there). */
-    if (p->pattern_u64 & SUBSIDE_RESEND) {
+    if (ss->dist.in_msg)
+        return;
+    bool left = false;
+    for (uint32_t i = 0; i < ss->pipes.n; i++) {
+        fy_pipe *p = ss->pipes.v[i];
+        if (!(p->pattern_u64 & SUBSIDE_RESEND))
+            continue;
         struct subside_attach_ctx a = {p, 0};
         fy_subs_foreach(&ss->subs, subside_send_existing, &a);
         if (a.rc < 0)
-            return a.rc;
-        p->pattern_u64 = 0;
+            left = true;
+        else
+            p->pattern_u64 &= ~(uint64_t)SUBSIDE_RESEND;
     }
-    return fy_pipelist_add(&ss->pipes, p);
+    ss->resend = left;
+}
+
+int fy_subside_attach(fy_subside *ss, fy_pipe *p)
+{
+    /* link_up sent the set as it was then, and every change since went to p as a pending pipe;
+     * only a pipe that missed part of it (out of memory) is repaired here, or on a later call if
+     * memory is still short: the publisher is never refused for it. */
+    int rc = fy_pipelist_add(&ss->pipes, p);
+    if (rc < 0)
+        return rc;
+    if (p->pattern_u64 & SUBSIDE_RESEND) {
+        ss->resend = true;
+        subside_repair(ss);
+    }
+    return 0;
 }
 
 void fy_subside_detach(fy_subside *ss, fy_pipe *p)
@@ -106,7 +138,8 @@ void fy_subside_detach(fy_subside *ss, fy_pipe *p)
 
 static void subside_send_pending(void *ctx, fy_pipe *p)
 {
-    subside_send_one(p, ctx);
+    if (subside_send_one(p, ctx) < 0)
+        p->pattern_u64 |= SUBSIDE_RESEND; /* its attach repairs it */
 }
 
 /* Under the link lock (see fy_subside_subscribe). */
@@ -134,8 +167,14 @@ static int subside_change(fy_subside *ss, fy_socket *s, int subscribe, const voi
             fy_subs_add(&ss->subs, prefix, len);
         return rc;
     }
-    for (uint32_t i = 0; i < ss->pipes.n; i++)
-        subside_send_one(ss->pipes.v[i], &f);
+    /* A pipe that misses a subscribe gets the whole set again later; a missed cancel is not
+     * repeated (the local filter still drops what the publisher keeps sending). */
+    for (uint32_t i = 0; i < ss->pipes.n; i++) {
+        if (subside_send_one(ss->pipes.v[i], &f) < 0) {
+            ss->pipes.v[i]->pattern_u64 |= SUBSIDE_RESEND;
+            ss->resend = true;
+        }
+    }
     /* Pipes published but not attached yet got the set as it was at their link_up. */
     fy_socket_foreach_pending(s, subside_send_pending, &f);
     fy_msg_fini(&f);
@@ -149,6 +188,8 @@ int fy_subside_subscribe(fy_subside *ss, fy_socket *s, int subscribe, const void
      * message. */
     if (ss->dist.in_msg)
         return FERRY_EFSM;
+    if (ss->resend)
+        subside_repair(ss);
     /* The link lock orders this change against link_up on other threads: a new pipe sees the
      * set either before the change (and is then pending here) or after it, never both. */
     fy_socket_links_lock(s);
@@ -160,6 +201,8 @@ int fy_subside_subscribe(fy_subside *ss, fy_socket *s, int subscribe, const void
 /* Fetches the next deliverable frame into ss->pre. */
 static int subside_fetch(fy_subside *ss)
 {
+    if (__builtin_expect(ss->resend, 0))
+        subside_repair(ss);
     while (!ss->has_pre) {
         fy_msg f;
         fy_msg_init(&f);
