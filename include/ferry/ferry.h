@@ -297,9 +297,10 @@ enum ferry_option {
      * REP and ROUTER peers echo it as part of the envelope. */
     FERRY_OPT_REQ_CORRELATE = 23,
     /* int bool, ROUTER only, default 0 (libzmq ZMQ_ROUTER_HANDOVER): a new peer announcing a
-     * routing id already in use takes it over; the old peer's connection is closed at the
-     * ROUTER's next call (what it sent that was not received yet is dropped). Default: the new
-     * peer is refused. */
+     * routing id already in use takes it over (sends to the id reach it). Every whole message
+     * the old peer had sent is still received, in order, under that id, and its connection is
+     * closed once nothing of it is pending (libzmq drops that input; docs/sockets.md). Default:
+     * the new peer is refused. */
     FERRY_OPT_ROUTER_HANDOVER = 24,
     /* int bool, XPUB/PUB, default 0 (libzmq ZMQ_XPUB_MANUAL): subscriptions from peers are not
      * applied; the application receives every one (0x01/0x00 + prefix, duplicates included) and
