@@ -5,8 +5,11 @@
  * disarm, the overflow queue test, a heap or cached message, and a publish of the ring index with
  * its sleepers check. A batch of single-frame messages needs none of that per frame: the records
  * are written straight from (or copied straight into) the caller's buffers and the index is
- * published once. Anything unusual is left to the ordinary ops, so this file only ever handles a
- * pipe in its plain streaming state, which it leaves in that same state.
+ * published once. The ring is walked in spans (ferry_spsc_reserve_span / peek_span): one window
+ * per stretch of free room or published records, the records put or taken inline with the ring
+ * state in registers, one index update per span instead of a reserve/commit or peek/release
+ * call pair per record. Anything unusual is left to the ordinary ops, so this file only ever
+ * handles a pipe in its plain streaming state, which it leaves in that same state.
  *
  * The record format and its checks are shared with shm_pipe.c (shm_pipe_impl.h, shm_record.h):
  * a record written here is indistinguishable from one written by sp_put, and a record read here
@@ -21,6 +24,45 @@
 
 /* The receiver publishes its releases at least this often within one batch (bytes). */
 #define BATCH_RX_PUBLISH 65536u
+
+/* A frame copy. Small frames (the batch calls' reason to exist) are copied with two
+ * overlapping fixed-size moves instead of a call into the C library's memcpy, whose call and
+ * size dispatch cost about as much as the copy itself at 8-64 bytes; larger ones go to fy_copy. */
+static inline void batch_copy(void *dst, const void *src, size_t n)
+{
+    uint8_t *d = dst;
+    const uint8_t *s = src;
+    if (n > 64) {
+        fy_copy(d, s, n);
+    } else if (n >= 32) {
+        uint8_t a[32], b[32];
+        memcpy(a, s, 32);
+        memcpy(b, s + n - 32, 32);
+        memcpy(d, a, 32);
+        memcpy(d + n - 32, b, 32);
+    } else if (n >= 16) {
+        uint8_t a[16], b[16];
+        memcpy(a, s, 16);
+        memcpy(b, s + n - 16, 16);
+        memcpy(d, a, 16);
+        memcpy(d + n - 16, b, 16);
+    } else if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, s, 4);
+        memcpy(&b, s + n - 4, 4);
+        memcpy(d, &a, 4);
+        memcpy(d + n - 4, &b, 4);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            d[i] = s[i];
+    }
+}
 
 size_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *bytes, bool *full)
 {
@@ -40,11 +82,12 @@ size_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *byt
     uint64_t lim = sp->whole_max < sp->max_msg ? sp->whole_max : sp->max_msg;
     uint64_t total = 0;
     size_t i = 0;
-    for (; i < n; i++) {
-        size_t len = v[i].len;
-        if ((v[i].flags & FERRY_MORE) || (uint64_t)len > lim)
-            break;
-        int rc = fy_shm_put_plain(sp, v[i].buf, len, FERRY_RING_DEFER);
+    /* One span per stretch of free ring: the records go straight in (meta word, one copy each)
+     * with the ring state in registers, then one commit. A span ends at the consumer's published
+     * position or the end of the lap; the next reserve_span starts the next one (or says full). */
+    while (i < n && !(v[i].flags & FERRY_MORE) && (uint64_t)v[i].len <= lim) {
+        ferry_spsc_span span;
+        int rc = ferry_spsc_reserve_span(&sp->tx, v[i].len + FY_SHM_REC_META, &span);
         if (rc != 0) {
             if (rc == FERRY_EAGAIN)
                 *full = true;
@@ -52,7 +95,21 @@ size_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *byt
                 fy_shm_pipe_fail(sp, FERRY_EPROTO); /* the ring refused a sane reservation */
             break;
         }
-        total += len;
+        do {
+            size_t len = v[i].len;
+            uint8_t *dst = ferry_spsc_span_put(&span, len + FY_SHM_REC_META);
+            if (!dst)
+                break;                          /* the span is full: commit it, then the next one */
+            uint64_t meta = (uint64_t)len << 8; /* what fy_shm_rec_is_plain accepts */
+            memcpy(dst, &meta, FY_SHM_REC_META);
+            batch_copy(dst + FY_SHM_REC_META, v[i].buf, len);
+            total += len;
+            i++;
+        } while (i < n && !(v[i].flags & FERRY_MORE) && (uint64_t)v[i].len <= lim);
+        if (ferry_spsc_commit_span(&sp->tx, &span, FERRY_RING_DEFER) < 0) {
+            fy_shm_pipe_fail(sp, FERRY_EPROTO);
+            break;
+        }
     }
     /* One publish for the batch; it wakes the consumer only if it announced a sleep. Also run
      * when nothing was written: a full ring must show the consumer what an earlier call
@@ -75,10 +132,12 @@ size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes, bo
     const fy_shm_rec_asm none = {0};
     uint64_t total = 0, unpublished = 0;
     size_t i = 0;
-    for (; i < n; i++) {
-        const void *data;
-        size_t len;
-        int rc = ferry_spsc_peek(&sp->rx, &data, &len);
+    int stop = 0; /* 1: a record only the ordinary recv handles; 2: a broken one */
+    /* One span per stretch of published records: each record is checked and copied out with
+     * the ring state in registers, and the span is released with one (deferred) update. */
+    while (i < n && !stop) {
+        ferry_spsc_span span;
+        int rc = ferry_spsc_peek_span(&sp->rx, &span);
         if (rc == FERRY_EAGAIN) {
             *empty = true; /* a dead peer's end of input is the ordinary recv's business */
             break;
@@ -87,36 +146,52 @@ size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes, bo
             fy_shm_pipe_fail(sp, FERRY_EPROTO);
             break;
         }
-        uint64_t meta = 0;
-        if (len >= REC_META)
-            memcpy(&meta, data, REC_META); /* read once: the peer may change it behind us */
-        /* The common record inline (fy_shm_rec_is_plain: exactly what fy_shm_rec_check accepts
-         * as a whole frame without flags, fuzzed for every length). Anything else gets the full
-         * check, which either rejects it or names what it is. */
-        if (!fy_shm_rec_is_plain(meta, len, sp->max_msg)) {
-            fy_shm_rec r;
-            if (fy_shm_rec_check(&none, meta, len, sp->max_msg, &r) < 0) {
-                ferry_spsc_unpeek(&sp->rx);
-                fy_shm_pipe_fail(sp, FERRY_EPROTO);
+        while (i < n && unpublished < BATCH_RX_PUBLISH) {
+            ferry_spsc_span before = span;
+            const void *data;
+            size_t len;
+            /* The end of the span, padding or a broken header: release what we took and ask
+             * peek_span again, which skips the padding or reports the broken header. */
+            if (ferry_spsc_span_next(&span, &data, &len) != 0)
+                break;
+            uint64_t meta = 0;
+            if (len >= REC_META)
+                memcpy(&meta, data, REC_META); /* read once: the peer may change it behind us */
+            /* The common record inline (fy_shm_rec_is_plain: exactly what fy_shm_rec_check
+             * accepts as a whole frame without flags, fuzzed for every length). Anything else
+             * gets the full check, which either rejects it or names what it is. */
+            if (!fy_shm_rec_is_plain(meta, len, sp->max_msg)) {
+                span = before; /* the record stays in the ring */
+                fy_shm_rec r;
+                if (fy_shm_rec_check(&none, meta, len, sp->max_msg, &r) < 0)
+                    stop = 2;
+                else
+                    /* A multi-frame message, a subscription or a chunked frame: the pattern
+                     * and the ordinary recv deliver it (and keep a message on one pipe). */
+                    stop = 1;
                 break;
             }
-            /* A multi-frame message, a subscription or a chunked frame: the pattern and the
-             * ordinary recv deliver it (and keep a message on one pipe). */
-            ferry_spsc_unpeek(&sp->rx);
+            size_t size = len - REC_META;
+            batch_copy(v[i].buf, (const uint8_t *)data + REC_META,
+                       size < v[i].len ? size : v[i].len);
+            v[i].size = size;
+            v[i].flags = 0;
+            total += size;
+            unpublished += len;
+            i++;
+        }
+        if (ferry_spsc_release_span(&sp->rx, &span, FERRY_RING_DEFER) < 0) {
+            fy_shm_pipe_fail(sp, FERRY_EPROTO);
             break;
         }
-        int64_t size = fy_shm_take_plain(sp, data, len, v[i].buf, v[i].len);
-        if (size < 0)
+        if (stop == 2) {
+            fy_shm_pipe_fail(sp, FERRY_EPROTO);
             break;
-        v[i].size = (size_t)size;
-        v[i].flags = 0;
-        total += (uint64_t)size;
-        unpublished += len;
+        }
         if (unpublished >= BATCH_RX_PUBLISH) {
             unpublished = 0;
             if (ferry_spsc_rx_flush(&sp->rx) < 0) {
                 fy_shm_pipe_fail(sp, FERRY_EPROTO);
-                i++;
                 break;
             }
         }
