@@ -4,17 +4,22 @@
  * A batch is defined as the equivalent run of ferry_socket_send/recv calls in which only the
  * first may wait: the same routing, HWM and error rules, the same statistics. The generic path is
  * literally that run (correct for every socket type and transport). The point of the call is the
- * fast path: when the pattern would send every message to, or take every message from, one
- * shared-memory peer and keeps no state about the stream (its direct op names that pipe), the
- * frames go straight between the caller's buffers and
- * the ring with one index publish and one wake-up check per batch (transport/shm_batch.c).
- * Whatever the fast path declines (multi-frame messages, large frames, a pipe with queued output
- * or a held frame, a prefetched frame...) goes one frame at a time through the generic path,
- * after which the fast path picks up again.
+ * fast paths, taken when the pattern would send every message to, or take every message from,
+ * one peer and keeps no state about the stream (its direct op names that pipe):
+ *  - shared memory (transport/shm_batch.c): the frames go straight between the caller's buffers
+ *    and the ring with one index publish and one wake-up check per batch;
+ *  - a stream engine, ipc:// tcp:// fd:// (fy_engine_send_many/recv_many in engine.c): whole
+ *    messages are encoded into the output buffer under one lock with one write decision (large
+ *    bodies written from the caller's memory with writev), and received by decoding every whole
+ *    message the read buffer holds after at most one read.
+ * Whatever a fast path declines (large frames, a message not wholly in the batch, a pipe with
+ * queued output or a held frame, a prefetched frame, a command...) goes one frame at a time
+ * through the generic path, after which the fast path picks up again.
  */
 #include "core/socket.h"
 #include "transport/shm.h"
 #include "transport/shm_batch.h"
+#include "transport/transport.h"
 
 #include <limits.h>
 #include <stdatomic.h>
@@ -34,20 +39,22 @@ static int batch_check(ferry_socket *s, const ferry_iov *v, size_t n, int flags)
 }
 
 /*
- * The shared-memory pipe every message of this direction goes to / comes from, when the pattern
- * would choose it for each of them and holds no state the fast path could bypass; else NULL.
- * That is the pattern's direct op (the same one ferry_socket_send/recv's single-frame path asks):
- * PAIR, PUSH and DEALER sending, PAIR, PULL and DEALER receiving, with one peer, no message half
- * sent or received and nothing in a backlog (IMMEDIATE 0). Only at a message boundary.
+ * The pipe every message of this direction goes to / comes from, when the pattern would choose it
+ * for each of them and holds no state the fast paths could bypass; else NULL. That is the
+ * pattern's direct op (the same one ferry_socket_send/recv's single-frame path asks): PAIR, PUSH
+ * and DEALER sending, PAIR, PULL and DEALER receiving, with one peer, no message half sent or
+ * received and nothing in a backlog (IMMEDIATE 0). Only at a message boundary. The caller picks
+ * the fast path by the pipe's kind: a shared-memory ring (fy_shm_pipe_of) or a plain stream
+ * engine (fy_engine_send_many/recv_many decline anything else).
  */
-static fy_pipe *batch_shm_pipe(fy_socket *s, bool out)
+static fy_pipe *batch_direct(fy_socket *s, bool out)
 {
     if ((out ? s->sndmore : s->rcvmore) || !s->ops->direct)
         return NULL;
     fy_pipe *p = s->ops->direct(s, s->pstate, out);
     if (!p || p->saw_epipe || atomic_load_explicit(&p->dead, memory_order_relaxed))
         return NULL;
-    return fy_shm_pipe_of(p);
+    return p;
 }
 
 /* The fast path bypassed the core's per-call pollfd upkeep: run it once for the batch. */
@@ -75,7 +82,28 @@ ssize_t ferry_socket_send_many(ferry_socket *s, const ferry_iov *v, size_t n, in
     uint64_t deadline = 0;
     while (done < n) {
         fy_socket_sync(s);
-        fy_pipe *p = batch_shm_pipe(s, true);
+        fy_pipe *d = batch_direct(s, true);
+        fy_pipe *p = d ? fy_shm_pipe_of(d) : NULL;
+        if (d && !p) {
+            /* A stream engine: whole messages encoded into its output buffer (large bodies
+             * written from the caller's memory), one lock and one write decision per batch. */
+            uint64_t bytes;
+            size_t msgs;
+            bool full;
+            size_t k = fy_engine_send_many(d, v + done, n - done, &bytes, &msgs, &full);
+            if (k) {
+                done += k;
+                s->msgs_out += msgs;
+                s->bytes_out += bytes;
+                fast = true;
+                if (done == n)
+                    break;
+            }
+            /* At SNDHWM: a short count, as a single send would refuse the next message. With
+             * nothing accepted yet, the generic send below waits for room (or refuses). */
+            if (full && done > 0)
+                break;
+        }
         if (p) {
             uint64_t bytes;
             bool full;
@@ -159,7 +187,32 @@ ssize_t ferry_socket_recv_many(ferry_socket *s, ferry_iov *v, size_t n, int flag
     bool fast = false;
     while (done < n) {
         fy_socket_sync(s);
-        fy_pipe *p = batch_shm_pipe(s, false);
+        fy_pipe *d = batch_direct(s, false);
+        fy_pipe *p = d ? fy_shm_pipe_of(d) : NULL;
+        if (d && !p) {
+            /* A stream engine: the whole messages its read buffer holds (after at most one
+             * read), decoded in one pass under one lock. */
+            uint64_t bytes;
+            size_t msgs;
+            int why;
+            size_t k = fy_engine_recv_many(d, v + done, n - done, &bytes, &msgs, &why);
+            if (k) {
+                done += k;
+                s->msgs_in += msgs;
+                s->bytes_in += bytes;
+                fast = true;
+            }
+            if (done == n)
+                break;
+            /* Nothing more whole now: asking the generic path would only read again. An invalid
+             * frame stays where it is, after the messages before it, and the next call's
+             * generic receive reports it (FERRY_EPROTO, the link dropped) as the single
+             * receive would have after those messages. */
+            if (done > 0 && (why == FY_ENG_BATCH_EMPTY || why == FY_ENG_BATCH_BAD))
+                break;
+            /* Anything else (a command, a large body, a long multi-frame message): one frame
+             * the generic way, then the fast path again. */
+        }
         if (p) {
             uint64_t bytes;
             bool empty;

@@ -63,6 +63,10 @@ typedef struct eng_seg {
     uint64_t len;  /* bytes still to send from this segment */
     uint64_t done; /* message segments: body bytes already sent */
     fy_msg m;      /* message segments: the body; buffer segments: empty */
+    /* A message segment whose body is still the caller's (send_many's large frames, written
+     * with the batch's writev): only within that call, under out_lock; before the call returns
+     * what the kernel did not take is copied into m (eng_batch_own). */
+    const uint8_t *ext;
     bool is_msg;
 } eng_seg;
 
@@ -352,7 +356,9 @@ static int eng_write(fy_engine *e, uint64_t now)
         size_t pos = e->out_r;
         for (uint32_t i = 0; i < e->seg_n && n < FY_ENG_IOV; i++) {
             eng_seg *g = &e->segs[e->seg_head + i];
-            if (g->is_msg) {
+            if (g->ext) {
+                iov[n].iov_base = (void *)(uintptr_t)(g->ext + g->done);
+            } else if (g->is_msg) {
                 iov[n].iov_base = fy_msg_data(&g->m) + g->done;
             } else {
                 iov[n].iov_base = e->out + pos;
@@ -944,6 +950,363 @@ int fy_engine_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size)
 decline:
     eng_lock_drop(&e->in_lock);
     return FY_ENG_DECLINE;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* batches (ferry_socket_send_many/recv_many, owner thread)                                    */
+/* ------------------------------------------------------------------------------------------- */
+
+/* Room for k more segments, so the appends of one message cannot fail half-way. */
+static int eng_seg_reserve(fy_engine *e, uint32_t k)
+{
+    if ((uint64_t)e->seg_head + e->seg_n + k <= e->seg_cap)
+        return 0;
+    if (e->seg_head > 0) {
+        memmove(e->segs, e->segs + e->seg_head, e->seg_n * sizeof *e->segs);
+        e->seg_head = 0;
+        if ((uint64_t)e->seg_n + k <= e->seg_cap)
+            return 0;
+    }
+    uint64_t cap = e->seg_cap ? e->seg_cap : 16;
+    while (cap < (uint64_t)e->seg_n + k)
+        cap *= 2;
+    if (cap > UINT32_MAX / 2 || cap > SIZE_MAX / sizeof *e->segs)
+        return FERRY_ENOMEM;
+    eng_seg *n = realloc(e->segs, (size_t)cap * sizeof *n);
+    if (!n)
+        return FERRY_ENOMEM;
+    e->segs = n;
+    e->seg_cap = (uint32_t)cap;
+    return 0;
+}
+
+/* Room for one more end offset (SNDHWM accounting); the ring stays a power of two. */
+static int eng_ends_reserve(fy_engine *e)
+{
+    if (e->ends_n < e->ends_cap)
+        return 0;
+    uint32_t cap = e->ends_cap ? e->ends_cap * 2 : 64;
+    uint64_t *n = malloc(cap * sizeof *n);
+    if (!n)
+        return FERRY_ENOMEM;
+    for (uint32_t i = 0; i < e->ends_n; i++)
+        n[i] = e->ends[(e->ends_head + i) & (e->ends_cap - 1)];
+    free(e->ends);
+    e->ends = n;
+    e->ends_cap = cap;
+    e->ends_head = 0;
+    return 0;
+}
+
+/*
+ * Before send_many returns, the caller's large bodies the kernel has not taken yet are copied
+ * into blocks of the socket's pool and queued like any large frame. Without memory the stream
+ * cannot go on (part of the batch may be on the wire): the output is declared dead and the link
+ * killed after the lock is dropped (returns false).
+ */
+static bool eng_batch_own(fy_engine *e)
+{
+    for (uint32_t i = 0; i < e->seg_n; i++) {
+        eng_seg *g = &e->segs[e->seg_head + i];
+        if (!g->ext)
+            continue;
+        fy_msg m;
+        if (fy_msg_init_pooled(&m, &e->sock->tx_pool, (size_t)g->len) != 0) {
+            e->out_dead = true; /* eng_write never looks at a segment again */
+            for (uint32_t j = i; j < e->seg_n; j++)
+                e->segs[e->seg_head + j].ext = NULL;
+            return false;
+        }
+        memcpy(fy_msg_data(&m), g->ext + g->done, (size_t)g->len);
+        fy_msg_move(&g->m, &m);
+        g->ext = NULL;
+        g->done = 0;
+    }
+    return true;
+}
+
+size_t fy_engine_send_many(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *bytes, size_t *msgs,
+                           bool *full)
+{
+    *bytes = 0;
+    *msgs = 0;
+    *full = false;
+    if (p->ops != &fy_engine_ops || atomic_load_explicit(&p->dead, memory_order_relaxed))
+        return 0; /* a link switched to shm (its own batch path), or the general path's business */
+    fy_engine *e = eng(p);
+    eng_lock_take(&e->out_lock);
+    if (e->out_dead || e->out_mid) {
+        eng_lock_drop(&e->out_lock);
+        return 0;
+    }
+    bool was_idle = e->out_total == e->out_sent, borrowed = false, failed = false;
+    uint32_t hwm = e->cfg.sndhwm > 0 ? (uint32_t)e->cfg.sndhwm : 0;
+    uint64_t total = 0;
+    size_t i = 0, nmsg = 0;
+    while (i < n) {
+        /* The common message, inline: one frame that fits the output buffer's last segment,
+         * below SNDHWM with room for its end offset. */
+        size_t len0 = v[i].len;
+        if (!(v[i].flags & FERRY_MORE) && len0 <= FY_ENG_COPY_MAX && e->seg_n &&
+            (!hwm || (e->ends_n < hwm && e->ends_n < e->ends_cap))) {
+            eng_seg *last = &e->segs[e->seg_head + e->seg_n - 1];
+            size_t need = (len0 <= 255 ? 2 : FY_ZMTP_MAX_HEADER) + len0;
+            if (!last->is_msg && e->out_cap - e->out_w >= need) {
+                uint8_t *at = e->out + e->out_w;
+                size_t hl = (size_t)fy_zmtp_frame_header_encode(at, 0, len0);
+                if (len0)
+                    memcpy(at + hl, v[i].buf, len0);
+                e->out_w += need;
+                last->len += need;
+                e->out_total += need;
+                if (hwm) {
+                    e->ends[(e->ends_head + e->ends_n) & (e->ends_cap - 1)] = e->out_total;
+                    e->ends_n++;
+                }
+                total += len0;
+                nmsg++;
+                i++;
+                if (eng_out_pending(e) >= FY_ENG_OUT_HIGH && eng_write(e, fy_now_ns()) < 0) {
+                    failed = true;
+                    break;
+                }
+                continue;
+            }
+        }
+        /* Any other message: its extent and the bytes it adds to the output buffer are
+         * reserved first, so a message is either queued whole or not at all. */
+        size_t j = i;
+        uint64_t need = 0;
+        uint32_t nbig = 0;
+        for (;; j++) {
+            if (j == n)
+                goto stop; /* its last frame is not in this batch: the general path */
+            uint64_t len = v[j].len;
+            if (len > FY_ENG_COPY_MAX) {
+                need += FY_ZMTP_MAX_HEADER;
+                nbig++;
+            } else {
+                need += (len <= 255 ? 2 : FY_ZMTP_MAX_HEADER) + len;
+            }
+            if (!(v[j].flags & FERRY_MORE))
+                break;
+        }
+        if (hwm) {
+            if (e->ends_n >= hwm) {
+                /* As the single send: the kernel may have taken bytes since the last write. */
+                if (eng_write(e, fy_now_ns()) < 0) {
+                    failed = true;
+                    break;
+                }
+                if (e->ends_n >= hwm) {
+                    *full = true;
+                    break;
+                }
+            }
+            if (eng_ends_reserve(e) != 0)
+                break;
+        }
+        if (need > SIZE_MAX / 2 || eng_out_room(e, (size_t)need) != 0 ||
+            eng_seg_reserve(e, 2 * nbig + 1) != 0)
+            break;
+        eng_seg *last = e->seg_n ? &e->segs[e->seg_head + e->seg_n - 1] : NULL;
+        for (size_t k = i; k <= j; k++) {
+            size_t len = v[k].len;
+            bool big = len > FY_ENG_COPY_MAX;
+            if (!last || last->is_msg)
+                last = eng_seg_push(e); /* reserved above: cannot fail */
+            uint8_t *at = e->out + e->out_w;
+            /* Cannot fail: the flags are valid and len < 2^63. */
+            size_t hl = (size_t)fy_zmtp_frame_header_encode(
+                at, (v[k].flags & FERRY_MORE) ? FY_ZMTP_FLAG_MORE : 0, len);
+            size_t add = hl + (big ? 0 : len);
+            if (!big && len)
+                memcpy(at + hl, v[k].buf, len);
+            e->out_w += add;
+            last->len += add;
+            e->out_total += add;
+            if (big) {
+                /* The body stays the caller's until the write below (no copy when the
+                 * kernel takes it, which is the point). */
+                last = eng_seg_push(e);
+                last->is_msg = true;
+                last->ext = v[k].buf;
+                last->len = len;
+                e->out_total += len;
+                borrowed = true;
+            }
+            total += len;
+        }
+        if (hwm) {
+            e->ends[(e->ends_head + e->ends_n) & (e->ends_cap - 1)] = e->out_total;
+            e->ends_n++;
+        }
+        nmsg++;
+        i = j + 1;
+        /* In a long batch, hand the kernel what makes a good write as the single path does. */
+        if (eng_out_pending(e) >= FY_ENG_OUT_HIGH && eng_write(e, fy_now_ns()) < 0) {
+            failed = true;
+            break;
+        }
+    }
+stop:
+    if (i > 0 && !failed) {
+        /* The single path's batching rule, applied once for the batch: written at once when the
+         * link had been quiet (or the caller's bodies are in it), else with the next batch that
+         * fills a write or at most FY_ENG_MAX_DELAY_NS later. One clock read per
+         * FY_ENG_CLOCK_EVERY frames at most. */
+        uint64_t now;
+        e->appends_unclocked += (uint32_t)(i < UINT32_MAX ? i : UINT32_MAX);
+        if (was_idle || borrowed || e->appends_unclocked >= FY_ENG_CLOCK_EVERY) {
+            now = fy_now_ns();
+            e->appends_unclocked = 0;
+        } else {
+            now = e->last_append_ns;
+        }
+        uint64_t quiet = now - e->last_append_ns;
+        e->last_append_ns = now;
+        if ((borrowed || eng_out_pending(e) >= FY_ENG_OUT_HIGH || quiet >= FY_ENG_BATCH_NS ||
+             now - e->last_write_ns >= FY_ENG_MAX_DELAY_NS) &&
+            eng_write(e, now) < 0)
+            failed = true;
+    }
+    if (borrowed && !eng_batch_own(e))
+        failed = true;
+    bool pending = !failed && eng_out_pending(e) > 0;
+    if (pending)
+        p->dirty = true;
+    eng_lock_drop(&e->out_lock);
+    if (failed)
+        fy_engine_kill(p, FERRY_EPIPE); /* accepted frames: reported as the pipe's death */
+    else if (pending)
+        fy_ctl_flush_watch();
+    *bytes = total;
+    *msgs = nmsg;
+    return i;
+}
+
+/*
+ * One plain data frame header at h (avail bytes): 1 = complete frame (*hl, *size set), 0 = not
+ * complete yet, 2 = something the batch leaves to the general path (a command, a body that
+ * bypasses the read buffer, flags only fy_zmtp_frame_decode judges), 3 = invalid (the decoder
+ * says so).
+ */
+static int eng_batch_frame(const fy_engine *e, const uint8_t *h, size_t avail, size_t *hl,
+                           uint64_t *size)
+{
+    if (avail < 2)
+        return 0;
+    if (h[0] & ~(FY_ZMTP_FLAG_MORE | FY_ZMTP_FLAG_LONG)) {
+        fy_zmtp_frame f;
+        return fy_zmtp_frame_decode(h, avail, &e->lim, &f, NULL) < 0 ? 3 : 2;
+    }
+    uint64_t sz = h[1];
+    *hl = 2;
+    if (h[0] & FY_ZMTP_FLAG_LONG) {
+        if (avail < FY_ZMTP_MAX_HEADER)
+            return 0;
+        sz = 0;
+        for (int k = 0; k < 8; k++)
+            sz = sz << 8 | h[1 + k];
+        if (sz > FY_ENG_BIG_MIN)
+            return 2; /* large bodies bypass the read buffer (and the decoder checks the size) */
+        *hl = FY_ZMTP_MAX_HEADER;
+    }
+    *size = sz;
+    return (uint64_t)(avail - *hl) >= sz ? 1 : 0;
+}
+
+size_t fy_engine_recv_many(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes, size_t *msgs,
+                           int *why)
+{
+    *bytes = 0;
+    *msgs = 0;
+    *why = FY_ENG_BATCH_OTHER;
+    if (p->ops != &fy_engine_ops)
+        return 0;
+    fy_engine *e = eng(p);
+    eng_lock_take(&e->in_lock);
+    if (e->has_peeked || e->big_on || e->in_mid) {
+        eng_lock_drop(&e->in_lock);
+        return 0;
+    }
+    uint64_t total = 0;
+    size_t i = 0, nmsg = 0;
+    bool tried_read = false;
+    while (i < n) {
+        const uint8_t *h = e->in + e->in_r;
+        size_t avail = e->in_w - e->in_r, hl = 0;
+        uint64_t sz = 0;
+        int st = eng_batch_frame(e, h, avail, &hl, &sz);
+        if (st == 1 && !(h[0] & FY_ZMTP_FLAG_MORE)) {
+            /* The common case: a whole single-frame message. */
+            size_t c = sz < v[i].len ? (size_t)sz : v[i].len;
+            if (c)
+                memcpy(v[i].buf, h + hl, c);
+            v[i].size = (size_t)sz;
+            v[i].flags = 0;
+            total += sz;
+            eng_consume(e, hl + (size_t)sz);
+            i++;
+            nmsg++;
+            continue;
+        }
+        if (st == 1) {
+            /* A multi-frame message: taken only when all of its frames are in the buffer and
+             * fit the entries left, so the pattern never sees a message half received. */
+            size_t off = hl + (size_t)sz, k = i + 1;
+            bool more = true;
+            while (more) {
+                st = eng_batch_frame(e, h + off, avail - off, &hl, &sz);
+                if (st != 1)
+                    break;
+                if (k == n) {
+                    st = 2; /* more frames than entries: the general path, frame by frame */
+                    break;
+                }
+                more = (h[off] & FY_ZMTP_FLAG_MORE) != 0;
+                off += hl + (size_t)sz;
+                k++;
+            }
+            if (st == 1) {
+                size_t at = 0;
+                for (size_t x = i; x < k; x++) {
+                    (void)eng_batch_frame(e, h + at, avail - at, &hl, &sz); /* seen whole above */
+                    size_t c = sz < v[x].len ? (size_t)sz : v[x].len;
+                    if (c)
+                        memcpy(v[x].buf, h + at + hl, c);
+                    v[x].size = (size_t)sz;
+                    v[x].flags = x + 1 < k ? FERRY_MORE : 0;
+                    at += hl + (size_t)sz;
+                    total += sz;
+                }
+                eng_consume(e, off);
+                i = k;
+                nmsg++;
+                continue;
+            }
+        }
+        if (st == 0 && !tried_read) {
+            /* Incomplete or empty: one read per call, then go on with what it brought. */
+            tried_read = true;
+            ssize_t r = eng_read(e);
+            if (r > 0)
+                continue;
+            *why = r == FERRY_EAGAIN ? FY_ENG_BATCH_EMPTY : FY_ENG_BATCH_OTHER;
+            break;
+        }
+        *why = st == 0 ? FY_ENG_BATCH_EMPTY : st == 3 ? FY_ENG_BATCH_BAD : FY_ENG_BATCH_OTHER;
+        break;
+    }
+    if (i == n)
+        *why = FY_ENG_BATCH_FULL;
+    atomic_store_explicit(&e->owner_in_seq,
+                          atomic_load_explicit(&e->owner_in_seq, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    eng_lock_drop(&e->in_lock);
+    *bytes = total;
+    *msgs = nmsg;
+    return i;
 }
 
 static int eng_pipe_poll_in(fy_pipe *p)

@@ -12,8 +12,10 @@
 
 #include "core/endpoint.h"
 #include "core/pipe.h"
+#include "ferry/ferry.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Options snapshotted when bind/connect is called (libzmq semantics: later option changes apply
@@ -96,6 +98,31 @@ void fy_engine_free(fy_pipe *p);
 #define FY_ENG_DECLINE 1
 int fy_engine_send_buf(fy_pipe *p, const void *buf, size_t len);
 int fy_engine_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size);
+
+/*
+ * Owner batch path (ferry_socket_send_many/recv_many with a pattern's direct pipe; plain stream
+ * engines only, 0 for anything else). Same rules as a run of the single calls above that never
+ * waits, with the per-call work (lock, state checks, clock, write decision) done once per batch.
+ *
+ * send_many takes whole messages (a run of entries ending with one without FERRY_MORE) from
+ * v[0..n): each is appended to the output whole or not at all, frames up to FY_ENG_COPY_MAX
+ * encoded into the output buffer, larger bodies referenced from the caller's memory and written
+ * with one writev (what the kernel does not take before the call returns is copied into a pooled
+ * block). Stops at a message whose last frame is not in v, at SNDHWM (*full), when out of memory,
+ * or at a dead or mid-message pipe. Returns the entries taken; *msgs and *bytes count them.
+ *
+ * recv_many fills v[0..n) with whole messages already in the read buffer or brought by at most
+ * one read (size, FERRY_MORE flags, min(size, len) bytes copied as the single recv does). Stops
+ * (*why) when v is full (FULL), no whole message is there (EMPTY), at a frame it leaves to the
+ * general path (OTHER: a command, a body above the read buffer's limit, a multi-frame message
+ * longer than the entries left, end of input) or at an invalid frame (BAD: left unconsumed for
+ * the general path to report and kill the link). Returns the entries filled.
+ */
+enum { FY_ENG_BATCH_FULL, FY_ENG_BATCH_EMPTY, FY_ENG_BATCH_OTHER, FY_ENG_BATCH_BAD };
+size_t fy_engine_send_many(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *bytes, size_t *msgs,
+                           bool *full);
+size_t fy_engine_recv_many(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes, size_t *msgs,
+                           int *why);
 
 /* ---- inproc (inproc.c) ---- */
 int fy_inproc_bind(fy_socket *s, const char *name, const fy_link_cfg *cfg);
