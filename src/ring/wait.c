@@ -48,6 +48,14 @@ static inline void fy_cpu_relax(void)
 #endif
 }
 
+void fy_wait_spin_pause(uint64_t spun_ns)
+{
+    if (spun_ns < FY_WAIT_SPIN_PURE_NS)
+        fy_cpu_relax();
+    else
+        sched_yield();
+}
+
 static uint64_t fy_wait_now_ns(void)
 {
     struct timespec ts;

@@ -30,4 +30,14 @@
  */
 bool fy_wait_asym_register(void);
 
+/*
+ * One pause of a busy-poll that has been looking for spun_ns: a CPU pause for the first
+ * FY_WAIT_SPIN_PURE_NS (a reply that comes quickly is seen within nanoseconds), then
+ * sched_yield, so that a poller sharing its CPU with runnable processes (its producer, or other
+ * consumers with data waiting) hands the CPU over instead of burning the rest of its window.
+ * Alone on its CPU, sched_yield returns at once and the poll goes on.
+ */
+#define FY_WAIT_SPIN_PURE_NS 5000u
+void fy_wait_spin_pause(uint64_t spun_ns);
+
 #endif
