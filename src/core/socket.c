@@ -14,6 +14,7 @@
 #include "common/epwait.h"
 #include "core/ctl.h"
 #include "core/endpoint.h"
+#include "ring/wait_internal.h"
 #include "transport/shm.h"
 #include "transport/transport.h"
 
@@ -54,15 +55,6 @@ uint64_t fy_now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static inline void fy_cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
 }
 
 static int sock_check(ferry_socket *s)
@@ -410,13 +402,15 @@ static int sock_run(fy_socket *s, bool out, int timeout_ms, fy_msg *m)
     uint64_t now = fy_now_ns();
     uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : now + (uint64_t)timeout_ms * 1000000ull;
     sock_flush_all(s);
-    uint64_t spin_end = now + (uint64_t)(s->spin_ns > 0 ? s->spin_ns : 0);
+    uint64_t spin_start = now, spin_end = now + (uint64_t)(s->spin_ns > 0 ? s->spin_ns : 0);
     for (;;) {
         now = fy_now_ns();
         if (now >= deadline)
             return FERRY_EAGAIN;
         if (now < spin_end) {
-            fy_cpu_relax();
+            /* Past its first microseconds the window yields: a poller sharing its CPU (more
+             * subscribers than CPUs) must not hold it away from peers with work to do. */
+            fy_wait_spin_pause(now - spin_start);
             rc = sock_op(s, out, m);
             if (rc != FERRY_EAGAIN)
                 return rc;
