@@ -1,0 +1,260 @@
+/*
+ * test_pattern_fanout.c - one PUB feeding more subscriber processes than the machine has CPUs.
+ *
+ * The fan-out collapse (docs/design.md "Fan-out on few CPUs"): with more runnable processes than
+ * CPUs, a subscriber that was woken but is still waiting for its CPU made the publisher pay a
+ * wake-up (futex + eventfd write) on every later message, so the publisher spent its time in
+ * system calls and every subscriber starved with it. This test runs one publisher and
+ * max(4, CPUs + 2) subscriber processes over shm://, ipc:// (upgraded to shared memory), ipc://
+ * without the upgrade and tcp://, with the default spin-then-sleep and with pure blocking
+ * (SPIN_NS 0), and checks:
+ *  - with SNDHWM/RCVHWM 0 every subscriber receives every message exactly once and in order,
+ *    then the end marker (a lost wake-up hangs a subscriber and fails the test at its deadline);
+ *  - the publisher never drops (drops_hwm stays 0) and finishes its stream;
+ *  - over shared memory, the publisher's write system calls during the stream (its wake-ups: the
+ *    shm data path writes nothing else) are at most one per subscriber sleep (the subscribers'
+ *    voluntary context switches), plus a small allowance: one wake per sleep, not one per
+ *    message. Read from /proc/self/io (skipped when the kernel does not account it).
+ * Nothing here measures time.
+ */
+#include "testutil.h"
+
+#include "ferry/ferry.h"
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_SUBS   8
+#define END_MARKER UINT64_MAX
+
+typedef struct sub_result {
+    _Atomic int joined; /* received a probe: its subscription reached the publisher */
+    _Atomic int done;
+    uint64_t received; /* stream messages, in order */
+    long nvcsw;        /* voluntary context switches from the first probe to the end marker */
+    int err;           /* 0, or the line that failed */
+    uint64_t bad_value;
+} sub_result;
+
+typedef struct shared_ctl {
+    sub_result sub[MAX_SUBS];
+} shared_ctl;
+
+typedef struct fan_case {
+    const char *name;
+    const char *scheme; /* shm, ipc, tcp */
+    int upgrade;        /* ipc: FERRY_OPT_SHM_UPGRADE */
+    bool shm_path;      /* the data travels through shared-memory rings */
+    int spin_ns;        /* -1: the default */
+    uint64_t msgs;
+} fan_case;
+
+static long nvcsw_now(void)
+{
+    struct rusage ru;
+    CHECK(getrusage(RUSAGE_SELF, &ru) == 0);
+    return ru.ru_nvcsw;
+}
+
+/* The write system calls this process made so far, -1 when /proc/self/io is not available. */
+static long long syscw_now(void)
+{
+    FILE *f = fopen("/proc/self/io", "r");
+    if (!f)
+        return -1;
+    char line[128];
+    long long v = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "syscw: %lld", &v) == 1)
+            break;
+    fclose(f);
+    return v;
+}
+
+static void set_common(ferry_socket *s, const fan_case *c)
+{
+    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SNDHWM, 0));
+    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RCVHWM, 0));
+    if (c->spin_ns >= 0)
+        CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SPIN_NS, c->spin_ns));
+    if (strcmp(c->scheme, "ipc") == 0)
+        CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SHM_UPGRADE, c->upgrade));
+}
+
+#define SUB_FAIL(r, v)                                                                             \
+    do {                                                                                           \
+        (r)->err = __LINE__;                                                                       \
+        (r)->bad_value = (uint64_t)(v);                                                            \
+        goto out;                                                                                  \
+    } while (0)
+
+/* A subscriber process: everything after the probes must be 1, 2, ..., msgs, END_MARKER. */
+static void sub_main(const fan_case *c, const char *url, sub_result *r)
+{
+    ferry_socket *s = tu_open_sock(FERRY_SUB);
+    set_common(s, c);
+    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RCVTIMEO, 20000));
+    CHECK_OK(ferry_socket_subscribe(s, "", 0));
+    CHECK_OK(ferry_socket_connect(s, url));
+    uint64_t want = 1;
+    long nv0 = 0;
+    for (;;) {
+        uint64_t v;
+        ssize_t n = ferry_socket_recv(s, &v, sizeof v, 0, NULL);
+        if (n != (ssize_t)sizeof v)
+            SUB_FAIL(r, n);
+        if (v == 0) {
+            if (want != 1)
+                SUB_FAIL(r, v); /* a probe after the stream began */
+            if (!atomic_load(&r->joined)) {
+                nv0 = nvcsw_now();
+                atomic_store(&r->joined, 1);
+            }
+            continue;
+        }
+        if (v == END_MARKER) {
+            if (want != c->msgs + 1)
+                SUB_FAIL(r, v);
+            break;
+        }
+        if (v != want)
+            SUB_FAIL(r, v);
+        want++;
+    }
+    r->nvcsw = nvcsw_now() - nv0;
+out:
+    r->received = want - 1;
+    atomic_store(&r->done, 1);
+    ferry_socket_close(s);
+}
+
+static void make_url(char *url, size_t cap, const fan_case *c)
+{
+    if (strcmp(c->scheme, "ipc") == 0)
+        tu_ipc_url(url, cap, "fan");
+    else if (strcmp(c->scheme, "tcp") == 0)
+        snprintf(url, cap, "tcp://127.0.0.1:%d", tu_free_port());
+    else
+        snprintf(url, cap, "shm://%s", tu_unique("fan"));
+}
+
+static void run_case(const fan_case *c, int nsubs)
+{
+    shared_ctl *ctl =
+        mmap(NULL, sizeof *ctl, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    CHECK(ctl != MAP_FAILED);
+    memset(ctl, 0, sizeof *ctl);
+
+    ferry_socket *pub = tu_open_sock(FERRY_PUB);
+    set_common(pub, c);
+    char url[300];
+    int rc = FERRY_EADDRINUSE;
+    for (int tries = 0; tries < 20 && rc == FERRY_EADDRINUSE; tries++) {
+        make_url(url, sizeof url, c);
+        rc = ferry_socket_bind(pub, url);
+    }
+    CHECK_OK(rc);
+
+    pid_t pids[MAX_SUBS];
+    for (int k = 0; k < nsubs; k++) {
+        pids[k] = fork();
+        CHECK(pids[k] >= 0);
+        if (pids[k] == 0) {
+            sub_main(c, url, &ctl->sub[k]);
+            _exit(0);
+        }
+    }
+
+    /* Slow joiners: probe until every subscriber has seen one (polled with a deadline). */
+    uint64_t zero = 0, end = tu_now_ns() + 20ull * 1000000000u;
+    for (;;) {
+        int joined = 0;
+        for (int k = 0; k < nsubs; k++)
+            joined += atomic_load(&ctl->sub[k].joined) || atomic_load(&ctl->sub[k].done);
+        if (joined == nsubs)
+            break;
+        CHECK(tu_now_ns() < end);
+        CHECK_OK(ferry_socket_send(pub, &zero, sizeof zero, 0));
+        struct timespec ts = {0, 1000000}; /* pacing of the probes, not a wait for state */
+        nanosleep(&ts, NULL);
+    }
+
+    long long w0 = syscw_now();
+    for (uint64_t i = 1; i <= c->msgs; i++)
+        CHECK_OK(ferry_socket_send(pub, &i, sizeof i, 0));
+    uint64_t marker = END_MARKER;
+    CHECK_OK(ferry_socket_send(pub, &marker, sizeof marker, 0));
+
+    /* The publisher stays open (its queue drains in the background) until every subscriber
+     * has its end marker or failed. */
+    end = tu_now_ns() + 60ull * 1000000000u;
+    for (;;) {
+        int done = 0;
+        for (int k = 0; k < nsubs; k++)
+            done += atomic_load(&ctl->sub[k].done);
+        if (done == nsubs)
+            break;
+        if (tu_now_ns() > end) {
+            fprintf(stderr, "%s: a subscriber never got the end marker\n", c->name);
+            for (int k = 0; k < nsubs; k++)
+                fprintf(stderr, "  sub %d: done %d\n", k, atomic_load(&ctl->sub[k].done));
+            CHECK(false);
+        }
+        struct timespec ts = {0, 2000000};
+        nanosleep(&ts, NULL);
+    }
+    long long w1 = syscw_now();
+    ferry_stats st;
+    CHECK_OK(ferry_socket_stats(pub, &st));
+    ferry_socket_close(pub);
+
+    long sleeps = 0;
+    for (int k = 0; k < nsubs; k++) {
+        int wst;
+        CHECK(waitpid(pids[k], &wst, 0) == pids[k]);
+        CHECK(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+        sub_result *r = &ctl->sub[k];
+        if (r->err)
+            fprintf(stderr,
+                    "%s: sub %d failed at line %d after %" PRIu64 " messages (got %" PRIu64 ")\n",
+                    c->name, k, r->err, r->received, r->bad_value);
+        CHECK(r->err == 0);
+        CHECK(r->received == c->msgs);
+        sleeps += r->nvcsw;
+    }
+    CHECK(st.drops_hwm == 0);
+    long long writes = w0 >= 0 && w1 >= 0 ? w1 - w0 : -1;
+    printf("%-22s %d subs, %" PRIu64 " msgs each: in order, no drop; publisher writes %lld, "
+           "subscriber sleeps %ld\n",
+           c->name, nsubs, c->msgs, writes, sleeps);
+    if (c->shm_path && writes >= 0)
+        CHECK(writes <= sleeps + 4 * nsubs + 16);
+    CHECK(munmap(ctl, sizeof *ctl) == 0);
+}
+
+int main(void)
+{
+    tu_deadline(120);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int nsubs = cpus + 2 > 4 ? (int)cpus + 2 : 4;
+    if (nsubs > MAX_SUBS)
+        nsubs = MAX_SUBS;
+    static const fan_case cases[] = {
+        {"shm poll", "shm", 1, true, -1, 20000},     {"shm blocking", "shm", 1, true, 0, 20000},
+        {"ipc+shm poll", "ipc", 1, true, -1, 20000}, {"ipc+shm blocking", "ipc", 1, true, 0, 20000},
+        {"ipc poll", "ipc", 0, false, -1, 5000},     {"ipc blocking", "ipc", 0, false, 0, 5000},
+        {"tcp poll", "tcp", 1, false, -1, 5000},     {"tcp blocking", "tcp", 1, false, 0, 5000},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        run_case(&cases[i], nsubs);
+    printf("pattern fanout: ok\n");
+    return 0;
+}
