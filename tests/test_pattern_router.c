@@ -3,8 +3,10 @@
  * peer at SNDHWM is dropped silently (the HWM case counted in drops_hwm); with
  * FERRY_OPT_ROUTER_MANDATORY the routing-id frame's send fails instead (FERRY_EHOSTUNREACH for an
  * unknown or departed peer, FERRY_EAGAIN for a full one, nothing taken, nothing counted), as
- * libzmq's ZMQ_ROUTER_MANDATORY. Also the option's validation, and a sender leaving in the middle
- * of a message (the next receive starts a new message with its id frame).
+ * libzmq's ZMQ_ROUTER_MANDATORY. Also the option's validation, and peers leaving in the middle of
+ * a message: a ROUTER's next receive starts a new message with its id frame; a REP does not route
+ * the next request's reply with the cut one's envelope; a SUB and a REQ do not swallow the next
+ * message as the rest of one they were discarding.
  */
 #include "testutil.h"
 
@@ -183,6 +185,104 @@ static void test_cut_message(void)
     ferry_socket_close(r);
 }
 
+/* inproc:// URL, and a socket connected to it whose link the other side attached (peers). */
+static void inproc_url(char *url, size_t cap, const char *tag)
+{
+    snprintf(url, cap, "inproc://%s", tu_unique(tag));
+}
+
+/*
+ * REP: a requester leaves in the middle of its request's envelope (no delimiter yet) while
+ * another request waits. The fair queue moves on within one receive; the new request must not
+ * inherit the cut one's envelope: the reply goes to the requester that asked.
+ */
+static void test_cut_rep(void)
+{
+    char url[64];
+    inproc_url(url, sizeof url, "cutrep");
+    ferry_socket *rep = tu_open_sock(FERRY_REP), *a = tu_open_sock(FERRY_DEALER),
+                 *b = tu_open_sock(FERRY_REQ);
+    CHECK_OK(ferry_socket_bind(rep, url));
+    CHECK_OK(ferry_socket_connect(a, url));
+    tu_wait_peers(rep, 1); /* a is the REP's first pipe: read first */
+    tu_send_str(a, "hop", FERRY_MORE);
+    ferry_socket_close(a); /* its rest never comes */
+    tu_wait_peers(rep, 0); /* seen gone, the frame still unread */
+    CHECK_OK(ferry_socket_connect(b, url));
+    tu_wait_peers(rep, 1);
+    tu_send_str(b, "question", 0);
+    tu_recv_str(rep, "question", false);
+    tu_send_str(rep, "answer", 0);
+    tu_recv_str(b, "answer", false); /* not routed to the vanished requester */
+    ferry_socket_close(b);
+    ferry_socket_close(rep);
+}
+
+/*
+ * SUB: a publisher leaves in the middle of a message the SUB is discarding (it stopped matching);
+ * the next publisher's message must be filtered as a message of its own, not swallowed as the
+ * rest of the discarded one.
+ */
+static void test_cut_sub(void)
+{
+    char url[64];
+    inproc_url(url, sizeof url, "cutsub");
+    ferry_socket *sub = tu_open_sock(FERRY_SUB), *a = tu_open_sock(FERRY_PUB),
+                 *b = tu_open_sock(FERRY_PUB);
+    CHECK_OK(ferry_socket_subscribe(sub, "", 0));
+    CHECK_OK(ferry_socket_bind(sub, url));
+    CHECK_OK(ferry_socket_connect(a, url));
+    tu_wait_peers(sub, 1); /* a is the SUB's first pipe: read first */
+    CHECK_OK(ferry_socket_connect(b, url));
+    tu_wait_peers(sub, 2);
+    tu_send_str(a, "zz-a0", FERRY_MORE); /* a's first send applies "" (inproc: in the ring now) */
+    ferry_socket_close(a);
+    /* The SUB stops wanting "zz"; b's first send applies the change before publishing. */
+    CHECK_OK(ferry_socket_unsubscribe(sub, "", 0));
+    CHECK_OK(ferry_socket_subscribe(sub, "mm", 2));
+    tu_send_str(b, "mm-b0", 0);
+    tu_recv_str(sub, "mm-b0", false);
+    ferry_socket_close(b);
+    ferry_socket_close(sub);
+}
+
+/*
+ * REQ: while the reply is due, another peer's stray message is being discarded when that peer
+ * leaves mid-message; the real reply (read next, in the same receive) must not be swallowed as
+ * the rest of the stray one.
+ */
+static void test_cut_req(void)
+{
+    char ux[64], uy[64];
+    inproc_url(ux, sizeof ux, "cutx");
+    inproc_url(uy, sizeof uy, "cuty");
+    ferry_socket *req = tu_open_sock(FERRY_REQ), *x = tu_open_sock(FERRY_ROUTER),
+                 *y = tu_open_sock(FERRY_ROUTER);
+    CHECK_OK(ferry_socket_setopt_bytes(req, FERRY_OPT_ROUTING_ID, "rq", 2));
+    CHECK_OK(ferry_socket_bind(x, ux));
+    CHECK_OK(ferry_socket_bind(y, uy));
+    CHECK_OK(ferry_socket_connect(req, ux));
+    tu_wait_peers(req, 1); /* x first: the request goes to it */
+    CHECK_OK(ferry_socket_connect(req, uy));
+    tu_wait_peers(req, 2);
+    tu_wait_peers(y, 1);
+    tu_send_str(req, "ask", 0);
+    tu_recv_str(x, "rq", true);
+    tu_recv_str(x, "", true);
+    tu_recv_str(x, "ask", false);
+    /* y (which got no request) sends half a message and leaves; x answers. */
+    CHECK_OK(ferry_socket_send(y, "rq", 2, FERRY_MORE));
+    tu_send_str(y, "stray", FERRY_MORE);
+    ferry_socket_close(y);
+    tu_wait_peers(req, 1);
+    CHECK_OK(ferry_socket_send(x, "rq", 2, FERRY_MORE));
+    CHECK_OK(ferry_socket_send(x, "", 0, FERRY_MORE));
+    tu_send_str(x, "reply", 0);
+    tu_recv_str(req, "reply", false);
+    ferry_socket_close(req);
+    ferry_socket_close(x);
+}
+
 int main(void)
 {
     tu_deadline(60);
@@ -192,6 +292,9 @@ int main(void)
     test_full(false);
     test_full(true);
     test_cut_message();
+    test_cut_rep();
+    test_cut_sub();
+    test_cut_req();
     printf("test_pattern_router: ok\n");
     return 0;
 }

@@ -205,6 +205,12 @@ typedef struct fy_pipelist {
     fy_pipe *send_cur;  /* pipe carrying the message being sent (after a MORE frame), or NULL */
     fy_pipe *recv_cur;  /* pipe delivering the message being received, or NULL */
     bool send_dropping; /* send_cur died mid-message: discard frames until the last one */
+    /* Incremented whenever recv_cur goes away before the last frame of its message (its peer
+     * died, or it was removed): the message being received was cut, and the next frame
+     * fq_recv returns starts a new one. A pattern that keeps per-message receive state (an
+     * envelope, "discard the rest", "in a message") compares it with the value it saw last and
+     * forgets that state when it changed, so no other peer's frame passes for the rest. */
+    uint32_t cuts;
 } fy_pipelist;
 
 int fy_pipelist_add(fy_pipelist *l, fy_pipe *p);
@@ -228,7 +234,9 @@ static inline fy_pipe *fy_pipelist_sole_in(const fy_pipelist *l)
  * round-robin order that accepts it (pipes at SNDHWM or dead are skipped); the message's later
  * frames follow on the same pipe. Returns 0 (m moved) or FERRY_EAGAIN when no pipe can take a new
  * message (none attached, or all full). If the pipe dies in the middle of a message, the rest of
- * that message is discarded (returns 0).
+ * that message is discarded (returns 0). FERRY_ENOMEM (m untouched): a pipe could not take the
+ * frame for lack of memory (a later frame, the message staying open on that pipe for a retry; or
+ * a first frame that no other pipe took and no full pipe may take later).
  */
 int fy_pipelist_lb_send(fy_pipelist *l, fy_msg *m);
 /*

@@ -36,8 +36,10 @@ void fy_pipelist_remove(fy_pipelist *l, fy_pipe *p)
         l->send_cur = NULL;
         l->send_dropping = true;
     }
-    if (l->recv_cur == p)
+    if (l->recv_cur == p) {
         l->recv_cur = NULL;
+        l->cuts++;
+    }
 }
 
 void fy_pipelist_fini(fy_pipelist *l)
@@ -67,7 +69,10 @@ int fy_pipelist_lb_send(fy_pipelist *l, fy_msg *m)
         return 0;
     }
     if (l->send_cur) {
-        if (fy_pipe_send(l->send_cur, m) != 0) {
+        int rc = fy_pipe_send(l->send_cur, m);
+        if (rc == FERRY_ENOMEM)
+            return rc; /* m untouched; the message stays open on this pipe for a retry */
+        if (rc != 0) {
             fy_msg_fini(m);
             l->send_dropping = more;
             l->send_cur = NULL;
@@ -79,17 +84,23 @@ int fy_pipelist_lb_send(fy_pipelist *l, fy_msg *m)
     }
     /* Round robin from next (< n while n > 0, see remove) without a division per call: this runs
      * for every frame sent. */
+    bool nomem = false, full = false;
     for (uint32_t i = 0, idx = l->next < l->n ? l->next : 0; i < l->n; i++) {
         fy_pipe *p = l->v[idx];
         idx = idx + 1 == l->n ? 0 : idx + 1;
-        if (fy_pipe_send(p, m) != 0)
-            continue; /* full (EAGAIN) or dying (EPIPE): the next one */
+        int rc = fy_pipe_send(p, m);
+        if (rc != 0) {
+            nomem |= rc == FERRY_ENOMEM;
+            full |= rc == FERRY_EAGAIN;
+            continue; /* full (EAGAIN), dying (EPIPE) or out of memory: the next one */
+        }
         l->next = idx;
         if (more)
             l->send_cur = p;
         return 0;
     }
-    return FERRY_EAGAIN;
+    /* Waiting helps a full pipe, not one that is out of memory: then say so (m untouched). */
+    return nomem && !full ? FERRY_ENOMEM : FERRY_EAGAIN;
 }
 
 int fy_pipelist_fq_recv(fy_pipelist *l, fy_msg *m, fy_pipe **from)
@@ -106,6 +117,7 @@ int fy_pipelist_fq_recv(fy_pipelist *l, fy_msg *m, fy_pipe **from)
         if (rc == FERRY_EAGAIN)
             return rc;      /* the rest of the message is on its way */
         l->recv_cur = NULL; /* the peer died mid-message */
+        l->cuts++;
     }
     for (uint32_t i = 0, idx = l->next < l->n ? l->next : 0; i < l->n; i++) {
         fy_pipe *p = l->v[idx];

@@ -30,6 +30,7 @@ typedef struct rep_state {
                             reply */
     fy_msg pre;
     bool has_pre;
+    uint32_t cuts; /* pipes.cuts when last looked at */
 } rep_state;
 
 static int rep_init(fy_socket *s, void *st)
@@ -114,6 +115,17 @@ static int rep_fetch(rep_state *r)
         if (rc < 0)
             return rc;
         bool more = fy_msg_more(&f);
+        if (r->pipes.cuts != r->cuts) {
+            /* The request being read was cut (its sender left before its last frame, and the
+             * fair queue moved on): forget it, f starts a new request. Its envelope must not
+             * route this one's reply, and a body already half delivered ends here (the next
+             * frames are the new request's, as for any message cut this way). */
+            r->cuts = r->pipes.cuts;
+            r->discarding = false;
+            rep_clear_env(r);
+            r->in_body = false;
+            r->from = NULL;
+        }
         if (r->discarding) {
             r->discarding = more;
             fy_msg_fini(&f);

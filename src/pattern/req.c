@@ -43,6 +43,8 @@ typedef struct req_state {
     bool relaxed;        /* FERRY_OPT_REQ_RELAXED */
     bool correlate;      /* FERRY_OPT_REQ_CORRELATE */
     bool id_seen;        /* correlate: the reply's request id frame matched */
+    bool id_sent;        /* correlate: the request id frame went out, the delimiter not yet */
+    uint32_t cuts;       /* pipes.cuts when last looked at */
     uint32_t request_id; /* correlate: the id of the current request */
 } req_state;
 
@@ -132,7 +134,7 @@ static int req_begin(req_state *r)
 {
     fy_msg head;
     int rc;
-    if (r->correlate) {
+    if (r->correlate && !r->id_sent) {
         uint32_t id = r->request_id + 1;
         rc = fy_msg_init_size(&head, sizeof id);
         if (rc < 0)
@@ -145,14 +147,16 @@ static int req_begin(req_state *r)
             return rc;
         }
         r->request_id = id;
+        r->id_sent = true;
     }
     fy_msg_init(&head);
     head.flags = FY_MSG_MORE;
-    /* After an id frame this cannot fail: later frames of a started message are always taken
-     * (pipe.h), or silently discarded when the pipe died meanwhile. */
+    /* After an id frame this fails only out of memory (later frames of a started message are
+     * taken, or discarded when the pipe died meanwhile); the retry then sends only this. */
     rc = fy_pipelist_lb_send(&r->pipes, &head);
     if (rc < 0)
         return rc;
+    r->id_sent = false;
     r->reply_pipe = r->pipes.send_cur;
     r->sending = true;
     r->lost = false;
@@ -178,8 +182,7 @@ static int req_send(fy_socket *s, void *st, fy_msg *m)
     bool more = fy_msg_more(m);
     int rc = fy_pipelist_lb_send(&r->pipes, m);
     if (rc < 0)
-        return rc; /* cannot happen after the first frame (pipe.h); m is untouched
-                    */
+        return rc; /* after the first frame only out of memory; m is untouched */
     if (!more) {
         r->sending = false;
         r->waiting = true;
@@ -205,14 +208,27 @@ static int req_fetch(req_state *r)
         if (rc < 0)
             return rc;
         bool more = fy_msg_more(&f);
+        if (r->pipes.cuts != r->cuts) {
+            /* The message being read was cut (its peer left): f starts a new one, whatever was
+             * being discarded. A cut reply is reported by detach (lost). */
+            r->cuts = r->pipes.cuts;
+            r->discarding = false;
+        }
         if (r->discarding) {
+            r->discarding = more;
+            fy_msg_fini(&f);
+            continue;
+        }
+        if (from != r->reply_pipe) {
+            /* Only the peer that got the request answers it: anything else (a late reply to
+             * an abandoned request, a stray message) is dropped whole. */
             r->discarding = more;
             fy_msg_fini(&f);
             continue;
         }
         if (r->correlate && !r->id_seen) {
             /* The reply must start with the current request's id (from the pipe we asked). */
-            if (from != r->reply_pipe || fy_msg_size(&f) != sizeof r->request_id || !more ||
+            if (fy_msg_size(&f) != sizeof r->request_id || !more ||
                 memcmp(fy_msg_cdata(&f), &r->request_id, sizeof r->request_id) != 0) {
                 r->discarding = more;
                 fy_msg_fini(&f);
@@ -224,7 +240,7 @@ static int req_fetch(req_state *r)
         }
         if (!r->reply_started) {
             /* A reply starts with an empty delimiter frame from the pipe we asked. */
-            if (from != r->reply_pipe || fy_msg_size(&f) != 0 || !more) {
+            if (fy_msg_size(&f) != 0 || !more) {
                 r->id_seen = false;
                 r->discarding = more;
                 fy_msg_fini(&f);

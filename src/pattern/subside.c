@@ -210,6 +210,12 @@ static int subside_fetch(fy_subside *ss)
         if (rc < 0)
             return rc;
         bool more = fy_msg_more(&f);
+        if (ss->pipes.cuts != ss->cuts) {
+            /* Its publisher left mid-message: f starts a new message (filtered as such). */
+            ss->cuts = ss->pipes.cuts;
+            ss->in_msg = false;
+            ss->discarding = false;
+        }
         if (ss->discarding) {
             ss->discarding = more;
             fy_msg_fini(&f);

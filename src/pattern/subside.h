@@ -32,6 +32,7 @@ typedef struct fy_subside {
     bool in_msg;     /* frames of a matched message are being delivered */
     bool discarding; /* dropping the rest of a message that did not match */
     bool resend;     /* an attached pipe missed part of the set (out of memory): retry it */
+    uint32_t cuts;   /* pipes.cuts when last looked at */
 } fy_subside;
 
 int fy_subside_init(fy_subside *ss);
