@@ -323,6 +323,212 @@ static void test_read_ahead_bounded(void)
     link_close(&l);
 }
 
+/* ---- ferry_socket_recv_many (the stream engine's batch path) ---- */
+
+/* Frame seq of the batch stream: messages of three frames (MORE, MORE, last) at seq % 6 in 1..3,
+ * sizes across the header boundary, the read-buffer limit (32 KiB) and beyond it. */
+static size_t mixed_size(uint64_t seq)
+{
+    static const size_t sizes[] = {8, 64, 0, 255, 256, 1000, 32768, 32769, 40000, 3};
+    return seq % 37 == 20 ? sizes[6 + seq % 3] : sizes[seq % 6];
+}
+
+static bool mixed_more(uint64_t seq)
+{
+    return seq % 6 == 1 || seq % 6 == 2;
+}
+
+/* A PING command (ttl 0, context "ab"). */
+static size_t ping_build(uint8_t *out)
+{
+    static const uint8_t ping[] = {0x04, 9, 4, 'P', 'I', 'N', 'G', 0, 0, 'a', 'b'};
+    memcpy(out, ping, sizeof ping);
+    return sizeof ping;
+}
+
+/* Receives one batch of up to want entries (entry 0 holds only 10 bytes every fourth call: a
+ * truncated frame reports its full size) and checks it against the stream. Returns the count. */
+static size_t recv_batch_check(ferry_socket *s, uint64_t *next, size_t want, unsigned call)
+{
+    static uint8_t bufs[9][50000];
+    ferry_iov v[9];
+    for (size_t e = 0; e < want; e++)
+        v[e] = (ferry_iov){
+            .buf = bufs[e], .len = (call % 4 == 0 && e == 0) ? 10 : 50000, .size = 1, .flags = 77};
+    ssize_t r = ferry_socket_recv_many(s, v, want, 0);
+    if (r < 1) {
+        fprintf(stderr, "recv_many at frame %llu: %s\n", (unsigned long long)*next,
+                r < 0 ? tu_errname((int)r) : "0");
+        exit(1);
+    }
+    CHECK((size_t)r <= want);
+    for (ssize_t e = 0; e < r; e++, (*next)++) {
+        uint64_t seq = *next;
+        size_t size = mixed_size(seq), c = size < v[e].len ? size : v[e].len;
+        if (v[e].size != size || v[e].flags != (mixed_more(seq) ? FERRY_MORE : 0)) {
+            fprintf(stderr, "frame %llu: size %zu flags %d, want %zu %d\n", (unsigned long long)seq,
+                    v[e].size, v[e].flags, size, mixed_more(seq));
+            exit(1);
+        }
+        for (size_t i = 0; i < c; i++)
+            CHECK(bufs[e][i] == body_byte(seq, i));
+    }
+    return (size_t)r;
+}
+
+static void test_batch_mixed(void)
+{
+    rawlink l = link_open();
+    const uint64_t n = 1500;
+    size_t cap = 4 << 20, len = 0;
+    uint8_t *buf = malloc(cap);
+    CHECK(buf != NULL);
+    for (uint64_t seq = 0; seq < n; seq++) {
+        /* A PING between two messages and one inside a multipart message (both legal). */
+        if (seq == 300 || seq == 601)
+            len += ping_build(buf + len);
+        len += frame_build(buf + len, mixed_more(seq), seq, mixed_size(seq));
+    }
+    CHECK(len <= cap);
+    uint64_t got = 0;
+    unsigned call = 0;
+    size_t at = 0;
+    while (got < n) {
+        /* ferry reads only when we call it: write what the kernel takes, then take a batch. */
+        while (at < len) {
+            ssize_t w = send(l.raw, buf + at, len - at, MSG_DONTWAIT);
+            if (w <= 0) {
+                CHECK(w < 0 && (errno == EAGAIN || errno == EINTR));
+                break;
+            }
+            at += (size_t)w;
+        }
+        CHECK(got < n);
+        (void)recv_batch_check(l.s, &got, 1 + call % 9, call);
+        call++;
+    }
+    expect_none(l.s);
+    /* Both PINGs were answered (by the owner's receive or the control thread): two PONGs
+     * carrying the context, and nothing else on the wire. */
+    uint8_t pong[64];
+    size_t have = 0;
+    uint64_t end = tu_now_ns() + 10000000000ull;
+    static const uint8_t want[] = {0x04, 7, 4, 'P', 'O', 'N', 'G', 'a', 'b'};
+    while (have < 2 * sizeof want) {
+        CHECK(tu_now_ns() < end);
+        struct pollfd pf = {.fd = l.raw, .events = POLLIN};
+        if (poll(&pf, 1, 10) <= 0)
+            continue;
+        ssize_t r = recv(l.raw, pong + have, sizeof pong - have, MSG_DONTWAIT);
+        CHECK(r > 0);
+        have += (size_t)r;
+    }
+    CHECK(have == 2 * sizeof want && !memcmp(pong, want, sizeof want) &&
+          !memcmp(pong + sizeof want, want, sizeof want));
+    ferry_stats st;
+    CHECK_OK(ferry_socket_stats(l.s, &st));
+    uint64_t bytes = 0, msgs = 0;
+    for (uint64_t seq = 0; seq < n; seq++) {
+        bytes += mixed_size(seq);
+        msgs += !mixed_more(seq);
+    }
+    CHECK(st.msgs_in == msgs && st.bytes_in == bytes);
+    printf("  recv_many: %llu frames in %u batches of 1..9 (multipart, truncation, PINGs, "
+           "bodies above the read buffer) intact, in order\n",
+           (unsigned long long)n, call);
+    free(buf);
+    link_close(&l);
+}
+
+/*
+ * A peer that sends three messages, a frame with a reserved flag bit, and two more messages. The
+ * batch receive must do what a run of single receives does: the three messages, then the link
+ * dropped, and nothing after the bad frame ever delivered. inmsg: the bad frame is the second
+ * frame of a multipart message instead (its first frame is then delivered, as a run of single
+ * receives delivers it).
+ */
+static void test_batch_hostile(bool batch, bool inmsg)
+{
+    rawlink l = link_open();
+    uint8_t buf[256];
+    size_t len = 0;
+    for (uint64_t seq = 0; seq < 3; seq++)
+        len += frame_build(buf + len, false, seq, 10 + seq);
+    if (inmsg)
+        len += frame_build(buf + len, true, 3, 13);
+    buf[len++] = 0x10; /* reserved bit */
+    buf[len++] = 1;
+    buf[len++] = 'x';
+    for (uint64_t seq = 4; seq < 6; seq++)
+        len += frame_build(buf + len, false, seq, 10 + seq);
+    raw_write(l.raw, buf, len);
+    uint64_t good = inmsg ? 4 : 3, got = 0;
+    int bad = 0;
+    uint8_t b[9][64];
+    while (got < good) {
+        ferry_iov v[9];
+        for (int e = 0; e < 9; e++)
+            v[e] = (ferry_iov){.buf = b[e], .len = sizeof b[e]};
+        ssize_t r;
+        if (batch) {
+            r = ferry_socket_recv_many(l.s, v, 9, 0);
+        } else {
+            int more = 0;
+            r = ferry_socket_recv(l.s, b[0], sizeof b[0], 0, &more);
+            if (r >= 0) {
+                v[0].size = (size_t)r;
+                v[0].flags = more ? FERRY_MORE : 0;
+                r = 1;
+            }
+        }
+        if (r < 0) {
+            bad = (int)r;
+            break;
+        }
+        for (ssize_t e = 0; e < r; e++, got++) {
+            CHECK(got < good && v[e].size == 10 + got);
+            CHECK(v[e].flags == (got == 3 ? FERRY_MORE : 0));
+            for (size_t i = 0; i < v[e].size; i++)
+                CHECK(b[e][i] == body_byte(got, i));
+        }
+    }
+    CHECK(got == good);
+    /* Then what a single receive gives after the bad frame: the PULL skips the dropped link
+     * (the protocol error is only noted internally), so a DONTWAIT call finds
+     * nothing; FERRY_EPROTO is accepted too (the caller's view of the same drop). */
+    if (!bad) {
+        ferry_iov v = {.buf = b[0], .len = sizeof b[0]};
+        bad = batch ? (int)ferry_socket_recv_many(l.s, &v, 1, FERRY_DONTWAIT)
+                    : (int)ferry_socket_recv(l.s, b[0], sizeof b[0], FERRY_DONTWAIT, NULL);
+    }
+    CHECK(bad == FERRY_EAGAIN || bad == FERRY_EPROTO);
+    /* The link is dropped: the raw side sees the hang-up, the socket has no peer left, and
+     * nothing sent after the bad frame is ever delivered. */
+    uint64_t end = tu_now_ns() + 10000000000ull;
+    for (;;) {
+        ferry_stats st;
+        CHECK_OK(ferry_socket_stats(l.s, &st));
+        ferry_iov v = {.buf = b[0], .len = sizeof b[0]};
+        ssize_t r = ferry_socket_recv_many(l.s, &v, 1, FERRY_DONTWAIT);
+        CHECK(r < 0);
+        if (st.peers == 0)
+            break;
+        CHECK(tu_now_ns() < end);
+        poll(NULL, 0, 1);
+    }
+    uint8_t tmp[256];
+    for (;;) {
+        ssize_t r = recv(l.raw, tmp, sizeof tmp, 0);
+        if (r == 0 || (r < 0 && errno == ECONNRESET))
+            break;
+        CHECK(r > 0 || errno == EINTR);
+    }
+    printf("  bad frame %s (%s): %llu frames before it delivered, then %s, link dropped\n",
+           inmsg ? "inside a multipart message" : "between messages",
+           batch ? "recv_many" : "single recv", (unsigned long long)good, tu_errname(bad));
+    link_close(&l);
+}
+
 int main(void)
 {
     tu_deadline(60);
@@ -330,5 +536,10 @@ int main(void)
     test_many_per_read();
     test_big_body();
     test_read_ahead_bounded();
+    test_batch_mixed();
+    for (int inmsg = 0; inmsg < 2; inmsg++) {
+        test_batch_hostile(false, inmsg);
+        test_batch_hostile(true, inmsg);
+    }
     return 0;
 }

@@ -205,9 +205,8 @@ ssize_t ferry_socket_recv_many(ferry_socket *s, ferry_iov *v, size_t n, int flag
             if (done == n)
                 break;
             /* Nothing more whole now: asking the generic path would only read again. An invalid
-             * frame stays where it is, after the messages before it, and the next call's
-             * generic receive reports it (FERRY_EPROTO, the link dropped) as the single
-             * receive would have after those messages. */
+             * frame stays where it is, after the messages before it, for the next call's
+             * generic receive, which drops the link as the single receive does. */
             if (done > 0 && (why == FY_ENG_BATCH_EMPTY || why == FY_ENG_BATCH_BAD))
                 break;
             /* Anything else (a command, a large body, a long multi-frame message): one frame
