@@ -28,7 +28,7 @@ extern const bench_transport bench_tr_floor, bench_tr_memcpy, bench_tr_ring, ben
     bench_tr_ferry_tcp_block, bench_tr_ferry_inproc, bench_tr_ferry_inproc_block,
     bench_tr_ferry_pipe, bench_tr_ferry_pipe_block, bench_tr_ferry_shm, bench_tr_ferry_shm_block,
     bench_tr_ferry_ipc_shm, bench_tr_ferry_shm_loan, bench_tr_ring_ref, bench_tr_ferry_shm_batch,
-    bench_tr_ferry_ipc_batch, bench_tr_floor_stream, bench_tr_ring_span;
+    bench_tr_ferry_ipc_batch, bench_tr_ferry_tcp_batch, bench_tr_floor_stream, bench_tr_ring_span;
 
 const bench_transport *const bench_transports[] = {
     &bench_tr_floor,
@@ -44,6 +44,7 @@ const bench_transport *const bench_transports[] = {
     &bench_tr_ferry_shm_loan,
     &bench_tr_ferry_shm_batch,
     &bench_tr_ferry_ipc_batch,
+    &bench_tr_ferry_tcp_batch,
     &bench_tr_ferry_ipc_shm,
     &bench_tr_ferry_ipc,
     &bench_tr_ferry_ipc_block,

@@ -428,8 +428,8 @@ const bench_transport bench_tr_ferry_shm_loan = {
  * thr only). The producer fills a batch of messages in its own buffers and sends them with as
  * many send_many calls as it takes; the consumer receives up to a batch per recv_many into its
  * own buffers and checks and reads every message, as in every other row. Over shm:// the calls
- * take the ring fast path (one index publish per batch); ipc:// (no shm upgrade) shows the
- * generic path, frame by frame inside one call.
+ * take the ring fast path (one index publish per batch); ipc:// (no shm upgrade) and tcp:// take
+ * the stream engine's batch path (messages encoded per batch, decoded per read).
  */
 static size_t batch_len(size_t size)
 {
@@ -554,11 +554,25 @@ const bench_transport bench_tr_ferry_ipc_batch = {
     .peer = "ferry",
     .wait = "poll",
     .help = "ferry sockets over ipc:// as plain ZMTP with ferry_socket_send_many/recv_many "
-            "(generic path; thr only)",
+            "(stream-engine batch path; thr only)",
     .modes = BENCH_M(BENCH_THR),
     .default_on = true,
     .setup = fer_setup,
     .teardown = fer_teardown,
     .run = batch_run,
     .priv = FER_PRIV(FER_IPC, 0),
+};
+
+const bench_transport bench_tr_ferry_tcp_batch = {
+    .name = "ferry:tcp+batch",
+    .peer = "ferry",
+    .wait = "poll",
+    .help = "ferry sockets over tcp:// with ferry_socket_send_many/recv_many (stream-engine "
+            "batch path; thr only)",
+    .modes = BENCH_M(BENCH_THR),
+    .default_on = true,
+    .setup = fer_setup,
+    .teardown = fer_teardown,
+    .run = batch_run,
+    .priv = FER_PRIV(FER_TCP, 0),
 };
