@@ -28,6 +28,7 @@ typedef struct rep_state {
     bool reply_started;  /* the reply's first frame went out */
     bool reply_dropping; /* the requester is gone or full: drop the rest of the
                             reply */
+    uint32_t env_sent;   /* envelope frames of the reply already handed to the pipe */
     fy_msg pre;
     bool has_pre;
     uint32_t cuts; /* pipes.cuts when last looked at */
@@ -188,6 +189,7 @@ static void rep_reply_done(rep_state *r)
     r->replying = false;
     r->reply_started = false;
     r->reply_dropping = false;
+    r->env_sent = 0;
     r->from = NULL;
 }
 
@@ -204,22 +206,29 @@ static int rep_send(fy_socket *s, void *st, fy_msg *m)
         } else {
             /* The envelope's first frame is the message's first frame: only it may
              * see SNDHWM, and then nothing was consumed, so the core can wait and
-             * retry. */
-            int rc = fy_pipe_send(r->from, &r->env[0]);
-            if (rc == FERRY_EAGAIN)
-                return rc;
-            if (rc < 0) {
-                r->reply_dropping = true;
-            } else {
-                for (uint32_t i = 1; i < r->nenv && !r->reply_dropping; i++)
-                    if (fy_pipe_send(r->from, &r->env[i]) < 0)
-                        r->reply_dropping = true;
+             * retry. Out of memory (any frame) is returned with m untouched; the
+             * retry goes on from the first envelope frame not sent. */
+            while (r->env_sent < r->nenv) {
+                int rc = fy_pipe_send(r->from, &r->env[r->env_sent]);
+                if (rc == 0) {
+                    r->env_sent++;
+                    continue;
+                }
+                if (rc == FERRY_EAGAIN || rc == FERRY_ENOMEM)
+                    return rc;
+                r->reply_dropping = true; /* the requester is gone */
+                break;
             }
         }
         r->reply_started = true;
     }
-    if (!r->reply_dropping && fy_pipe_send(r->from, m) < 0)
-        r->reply_dropping = true;
+    if (!r->reply_dropping) {
+        int rc = fy_pipe_send(r->from, m);
+        if (rc == FERRY_ENOMEM)
+            return rc; /* m untouched: the reply stays open for a retry */
+        if (rc < 0)
+            r->reply_dropping = true;
+    }
     if (r->reply_dropping)
         fy_msg_fini(m);
     if (!more)
@@ -232,8 +241,8 @@ static int rep_events(fy_socket *s, void *st)
     (void)s;
     rep_state *r = st;
     if (r->replying) {
-        if (r->reply_started || !r->from)
-            return FERRY_POLLOUT;
+        if (r->reply_started || !r->from || r->env_sent)
+            return FERRY_POLLOUT; /* only a reply's first frame meets SNDHWM */
         return fy_pipe_can_send(r->from) ? FERRY_POLLOUT : 0;
     }
     int rc = rep_fetch(r);
