@@ -357,7 +357,9 @@ static void kill_child_peer(const char *url, bool child_binds)
  * received; a new peer connects while our blocking send is already waiting. The send must reach
  * the new peer (before: the new peer was refused while the dead one's input waited, and the send
  * timed out), and recv must return the dead peer's messages first, all of them, in order, then the
- * new peer's answer.
+ * new peer's answer. The first peer stays until we have attached it (then goes), so that we know
+ * it is dead before we send: a peer that has exited but is not attached yet would take our send
+ * into a link nobody reads (the new peer would then wait for it in vain).
  */
 static void test_pair_replace(const char *url, int upgrade)
 {
@@ -365,9 +367,12 @@ static void test_pair_replace(const char *url, int upgrade)
     ferry_socket *s = open_sock(FERRY_PAIR);
     CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SHM_UPGRADE, upgrade));
     CHECK_OK(ferry_socket_bind(s, url));
+    int go[2];
+    CHECK(pipe(go) == 0);
     pid_t first = fork();
     CHECK(first >= 0);
     if (first == 0) {
+        close(go[1]);
         ferry_socket *c = open_sock(FERRY_PAIR);
         CHECK_OK(ferry_socket_setopt_int(c, FERRY_OPT_SHM_UPGRADE, upgrade));
         CHECK_OK(ferry_socket_connect(c, url));
@@ -377,9 +382,15 @@ static void test_pair_replace(const char *url, int upgrade)
             CHECK_OK(ferry_socket_send(c, m, (size_t)n, 0));
         }
         CHECK_OK(ferry_socket_setopt_int(c, FERRY_OPT_LINGER, 10000));
+        struct pollfd p = {.fd = go[0], .events = POLLIN};
+        CHECK(poll(&p, 1, 10000) == 1); /* the parent has attached us (or exited) */
         ferry_socket_close(c);
         _exit(0);
     }
+    close(go[0]);
+    wait_peers(s, 1, -1); /* attached */
+    CHECK(write(go[1], "g", 1) == 1);
+    close(go[1]);
     CHECK(reap(first) == 0);
     wait_peers(s, 0, -1); /* gone, its input not received */
     pid_t second = fork();
@@ -406,12 +417,18 @@ static void test_pair_replace(const char *url, int upgrade)
         int wn = snprintf(want, sizeof want, "A%d", i);
         ssize_t n = ferry_socket_recv(s, b, sizeof b, 0, NULL);
         if (n != wn || memcmp(b, want, (size_t)wn) != 0) {
-            fprintf(stderr, "pair replace: message %d of the dead peer: got %zd bytes\n", i, n);
+            fprintf(stderr,
+                    "pair replace (%s, upgrade %d): message %d of the dead peer: got %zd (%.*s)\n",
+                    url, upgrade, i, n, n > 0 ? (int)n : 0, b);
             CHECK(0);
         }
     }
     ssize_t n = ferry_socket_recv(s, b, sizeof b, 0, NULL);
-    CHECK(n == 1 && b[0] == 'C');
+    if (n != 1 || b[0] != 'C') {
+        fprintf(stderr, "pair replace (%s, upgrade %d): after the dead peer's %d: got %zd (%.*s)\n",
+                url, upgrade, N, n, n > 0 ? (int)n : 0, b);
+        CHECK(0);
+    }
     CHECK(reap(second) == 0);
     ferry_socket_close(s);
 }
