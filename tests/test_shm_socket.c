@@ -9,6 +9,7 @@
  * rounds (default 20; 200 for the long run, which also asserts detection within 100 ms).
  */
 #include "ferry/ferry.h"
+#include "pattern/pattern.h"
 #include "testutil.h"
 
 #include <dirent.h>
@@ -433,6 +434,91 @@ static void test_pair_replace(const char *url, int upgrade)
     ferry_socket_close(s);
 }
 
+static void count_pending(void *ctx, fy_pipe *p)
+{
+    (void)p;
+    (*(int *)ctx)++;
+}
+
+/* Published links the owner has not attached yet (it attaches them at its next call). */
+static int pending_links(ferry_socket *s)
+{
+    int n = 0;
+    fy_socket_links_lock(s);
+    fy_socket_foreach_pending(s, count_pending, &n);
+    fy_socket_links_unlock(s);
+    return n;
+}
+
+/*
+ * The same replacement when the owner makes no call between the two peers: the dead peer's link
+ * and the new peer's link both wait to be attached when the blocking send starts. Nothing may be
+ * lost: the dead peer's messages first, then the new peer's answer. Known bug (session 4): the
+ * core attaches waiting links newest first (fy_socket_sync walks s->incoming, which
+ * fy_socket_publish_pipe pushes at its head), so the new peer takes the PAIR, the dead one is
+ * refused at attach and its unread messages are dropped with it. Runs with FERRY_KNOWN_BUG=1
+ * until src/core/socket.c attaches them in arrival order.
+ */
+static void test_pair_replace_pending(const char *url, int upgrade)
+{
+    enum { N = 100 };
+    ferry_socket *s = open_sock(FERRY_PAIR);
+    CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SHM_UPGRADE, upgrade));
+    CHECK_OK(ferry_socket_bind(s, url));
+    pid_t kids[2];
+    for (int k = 0; k < 2; k++) {
+        kids[k] = fork();
+        CHECK(kids[k] >= 0);
+        if (kids[k] == 0) {
+            ferry_socket *c = open_sock(FERRY_PAIR);
+            CHECK_OK(ferry_socket_setopt_int(c, FERRY_OPT_SHM_UPGRADE, upgrade));
+            CHECK_OK(ferry_socket_connect(c, url));
+            if (k == 0) {
+                char m[16];
+                for (int i = 0; i < N; i++) {
+                    int n = snprintf(m, sizeof m, "A%d", i);
+                    CHECK_OK(ferry_socket_send(c, m, (size_t)n, 0));
+                }
+            } else {
+                char b[16];
+                if (ferry_socket_recv(c, b, sizeof b, 0, NULL) != 1 || b[0] != 'B')
+                    _exit(20);
+                CHECK_OK(ferry_socket_send(c, "C", 1, 0));
+            }
+            CHECK_OK(ferry_socket_setopt_int(c, FERRY_OPT_LINGER, 10000));
+            ferry_socket_close(c);
+            _exit(0);
+        }
+        /* No call on s: wait until this peer's link is published, not attached. */
+        uint64_t t0 = tu_now_ns();
+        while (pending_links(s) != k + 1) {
+            CHECK(tu_now_ns() - t0 < 10000000000ull);
+            struct pollfd p = {.fd = ferry_socket_pollfd(s), .events = POLLIN};
+            poll(&p, 1, 1);
+        }
+        if (k == 0)
+            CHECK(reap(kids[0]) == 0); /* everything sent, and gone */
+    }
+    CHECK_OK(ferry_socket_send(s, "B", 1, 0));
+    char b[16];
+    for (int i = 0; i < N; i++) {
+        char want[16];
+        int wn = snprintf(want, sizeof want, "A%d", i);
+        ssize_t n = ferry_socket_recv(s, b, sizeof b, 0, NULL);
+        if (n != wn || memcmp(b, want, (size_t)wn) != 0) {
+            fprintf(stderr,
+                    "pair replace, both waiting (%s, upgrade %d): message %d of the dead peer: "
+                    "got %zd (%.*s)\n",
+                    url, upgrade, i, n, n > 0 ? (int)n : 0, b);
+            CHECK(0);
+        }
+    }
+    ssize_t n = ferry_socket_recv(s, b, sizeof b, 0, NULL);
+    CHECK(n == 1 && b[0] == 'C');
+    CHECK(reap(kids[1]) == 0);
+    ferry_socket_close(s);
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -572,6 +658,18 @@ int main(void)
     test_pair_replace(url, 1);
     snprintf(url, sizeof url, "ipc://%s/%s", tu_tmpdir(), tu_unique("repl"));
     test_pair_replace(url, 0);
+    if (getenv("FERRY_KNOWN_BUG")) {
+        fprintf(stderr, "pair: the same, both links waiting to be attached (known bug)\n");
+        snprintf(url, sizeof url, "shm://%s", tu_unique("repl"));
+        test_pair_replace_pending(url, 1);
+        snprintf(url, sizeof url, "ipc://%s/%s", tu_tmpdir(), tu_unique("repl"));
+        test_pair_replace_pending(url, 1);
+        snprintf(url, sizeof url, "ipc://%s/%s", tu_tmpdir(), tu_unique("repl"));
+        test_pair_replace_pending(url, 0);
+    } else {
+        fprintf(stderr, "pair: both links waiting to be attached: known bug, skipped (set "
+                        "FERRY_KNOWN_BUG=1)\n");
+    }
     fprintf(stderr, "patterns\n");
     test_patterns();
     fprintf(stderr, "foreign uid\n");
