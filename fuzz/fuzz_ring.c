@@ -5,7 +5,9 @@
  * it, since producers read the consumer's index). Nothing may crash or touch memory outside the
  * ring under ASan/UBSan, and every call must return one of the codes its contract allows (0, a
  * length, FERRY_EAGAIN, FERRY_EPROTO, FERRY_EMSGSIZE); anything else aborts. A peeked SPSC record
- * is sometimes put back (ferry_spsc_unpeek) and must then be peeked again unchanged.
+ * is sometimes put back (ferry_spsc_unpeek) and must then be peeked again unchanged. Both sides
+ * also open spans (peek_span/span_next/release_span, reserve_span/span_put/commit_span), whose
+ * windows and records must stay inside the data area.
  *
  * Input format (so that short inputs reach deep states):
  *   byte 0      kind (bits 0-1: 0/3 SPSC, 1 MPSC, 2 MPMC), bit 2: keep the header's shape words
@@ -117,7 +119,27 @@ static void fz_spsc(const uint8_t *in, size_t n, uint8_t kind, uint64_t seed)
     if (rc == 0) {
         for (int i = 0; i < 48; i++) {
             uint64_t r = fz_next(&seed);
-            if (r & 1) {
+            if ((r & 15) == 2) {
+                /* A span: walk a few records, release what was walked. */
+                ferry_spsc_span s;
+                rc = ferry_spsc_peek_span(&rx, &s);
+                REQUIRE(rc == 0 || rc == FERRY_EAGAIN || rc == FERRY_EPROTO);
+                if (rc == 0) {
+                    REQUIRE(s.pos_ == s.base_ && s.base_ >= mem + HDR_BYTES && s.end_ > s.base_ &&
+                            s.end_ <= mem + HDR_BYTES + cap);
+                    const void *p;
+                    size_t len;
+                    for (unsigned k = 0; k <= ((r >> 12) & 15); k++) {
+                        if (ferry_spsc_span_next(&s, &p, &len) != 0)
+                            break;
+                        REQUIRE((const uint8_t *)p >= s.base_ &&
+                                (const uint8_t *)p + len <= s.pos_ && s.pos_ <= s.end_);
+                        memcpy(buf, p, len);
+                    }
+                    rc = ferry_spsc_release_span(&rx, &s, (r >> 1) & 1 ? FERRY_RING_DEFER : 0);
+                    REQUIRE(rc == 0 || rc == FERRY_EPROTO);
+                }
+            } else if (r & 1) {
                 const void *p;
                 size_t len;
                 rc = ferry_spsc_peek(&rx, &p, &len);
@@ -168,7 +190,27 @@ static void fz_spsc(const uint8_t *in, size_t n, uint8_t kind, uint64_t seed)
         for (int i = 0; i < 16 && !tx.err_; i++) {
             uint64_t r = fz_next(&seed);
             size_t len = (size_t)((r >> 8) % (cap / 2 + 16));
-            if (r & 1) {
+            if ((r & 15) == 2) {
+                /* A span: a few records of shrinking length, one commit. */
+                ferry_spsc_span s;
+                rc = ferry_spsc_reserve_span(&tx, len, &s);
+                REQUIRE(rc == 0 || rc == FERRY_EAGAIN || rc == FERRY_EPROTO ||
+                        (rc == FERRY_EMSGSIZE && len > FERRY_SPSC_MAX_RECORD(tx.cap_)));
+                if (rc == 0) {
+                    REQUIRE(s.pos_ == s.base_ && s.base_ >= mem + HDR_BYTES && s.end_ > s.base_ &&
+                            s.end_ <= mem + HDR_BYTES + cap);
+                    unsigned k = 0;
+                    void *p;
+                    while (k < 4 && (p = ferry_spsc_span_put(&s, len >> k)) != NULL) {
+                        REQUIRE((uint8_t *)p + (len >> k) <= s.pos_ && s.pos_ <= s.end_);
+                        memset(p, 0x44, len >> k);
+                        k++;
+                    }
+                    REQUIRE(k >= 1); /* reserve_span promised room for one record of len */
+                    rc = ferry_spsc_commit_span(&tx, &s, (r >> 1) & 1 ? FERRY_RING_DEFER : 0);
+                    REQUIRE(rc == 0 || rc == FERRY_EPROTO);
+                }
+            } else if (r & 1) {
                 rc = ferry_spsc_write(&tx, buf, len, (r >> 1) & 1 ? FERRY_RING_DEFER : 0);
                 REQUIRE(rc == 0 || rc == FERRY_EAGAIN || rc == FERRY_EPROTO ||
                         (rc == FERRY_EMSGSIZE && len > FERRY_SPSC_MAX_RECORD(tx.cap_)));
