@@ -2,7 +2,8 @@
  * test_pattern_xpub.c - FERRY_OPT_XPUB_VERBOSE: by default an XPUB reports a prefix only when its
  * first holder subscribes; verbose reports every subscribe message (a second subscriber, the same
  * subscriber again), while cancels are reported only when the last holder drops the prefix either
- * way (libzmq ZMQ_XPUB_VERBOSE). Also the option's validation.
+ * way (libzmq ZMQ_XPUB_VERBOSE). Also the option's validation, and an XSUB leaving in the middle
+ * of an upstream message.
  */
 #include "testutil.h"
 
@@ -73,12 +74,39 @@ static void option(void)
     ferry_socket_close(p);
 }
 
+/*
+ * An XSUB that leaves in the middle of an upstream message: what was queued of it ends there (its
+ * last queued frame is delivered as the last), and the next peer's message is a message of its
+ * own, not appended to the cut one. Over inproc:// frames are in the XPUB's ring when send
+ * returns; a is the XPUB's first pipe, so it is read first.
+ */
+static void cut_upstream(void)
+{
+    char url[64];
+    snprintf(url, sizeof url, "inproc://%s", tu_unique("xcut"));
+    ferry_socket *x = tu_open_sock(FERRY_XPUB), *a = tu_open_sock(FERRY_XSUB),
+                 *b = tu_open_sock(FERRY_XSUB);
+    CHECK_OK(ferry_socket_bind(x, url));
+    CHECK_OK(ferry_socket_connect(a, url));
+    tu_wait_peers(x, 1);
+    CHECK_OK(ferry_socket_connect(b, url));
+    tu_wait_peers(x, 2);
+    tu_send_str(a, "u-a0", FERRY_MORE);
+    ferry_socket_close(a);
+    tu_send_str(b, "u-b0", 0);
+    tu_recv_str(x, "u-a0", false);
+    tu_recv_str(x, "u-b0", false);
+    ferry_socket_close(b);
+    ferry_socket_close(x);
+}
+
 int main(void)
 {
     tu_deadline(60);
     option();
     run(false);
     run(true);
+    cut_upstream();
     printf("test_pattern_xpub: ok\n");
     return 0;
 }

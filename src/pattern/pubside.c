@@ -195,12 +195,20 @@ int fy_pubside_pump(fy_pubside *ps, fy_socket *s)
         bool full = o->rcvhwm > 0 && ps->queue.msgs >= (size_t)o->rcvhwm;
         fy_msg f;
         fy_msg_init(&f);
-        fy_pipe *from = NULL;
+        fy_pipe *from = NULL, *mid = ps->pipes.recv_cur;
         int rc = fy_pipelist_fq_recv(&ps->pipes, &f, &from);
         if (rc == FERRY_EAGAIN)
             return 0;
         if (rc < 0)
             return rc;
+        if (mid && from != mid) {
+            /* mid's peer left before the last frame of its upstream message and the fair
+             * queue moved on: end what was queued of it, so f is not appended to it. */
+            pubside_peer *mp = mid->pattern_data;
+            if (mp->in_mid && mp->upstream && !mp->dropping)
+                fy_msgq_end_tail(&ps->queue);
+            mp->in_mid = false;
+        }
         rc = pubside_frame(ps, from, &f, full);
         if (rc < 0)
             return rc;
