@@ -19,7 +19,7 @@
 #include <string.h>
 #include <zmq.h>
 
-#define NMSG     3000
+#define NMSG     1200
 #define MAXFRAME 70000
 #define BATCH    48
 

@@ -411,7 +411,10 @@ static ssize_t eng_read(fy_engine *e)
 {
     if (e->in_eof)
         return 0;
-    if (e->in_r > 0 && (e->in_r == e->in_w || e->in_w == FY_ENG_IN_CAP)) {
+    /* Move the unconsumed tail (a partial frame) to the front when the buffer is used up or
+     * the space after it is too small for a worthwhile read: a batch receive that decoded all
+     * whole frames reads once, and a read of a few hundred bytes would cost it the rest. */
+    if (e->in_r > 0 && (e->in_r == e->in_w || FY_ENG_IN_CAP - e->in_w < FY_ENG_IN_CAP / 4)) {
         memmove(e->in, e->in + e->in_r, e->in_w - e->in_r);
         e->in_w -= e->in_r;
         e->in_r = 0;
@@ -1039,7 +1042,7 @@ size_t fy_engine_send_many(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *b
         eng_lock_drop(&e->out_lock);
         return 0;
     }
-    bool was_idle = e->out_total == e->out_sent, borrowed = false, failed = false;
+    bool was_idle = e->out_total == e->out_sent, borrowed = false, failed = false, kfull = false;
     uint32_t hwm = e->cfg.sndhwm > 0 ? (uint32_t)e->cfg.sndhwm : 0;
     uint64_t total = 0;
     size_t i = 0, nmsg = 0;
@@ -1066,9 +1069,13 @@ size_t fy_engine_send_many(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *b
                 total += len0;
                 nmsg++;
                 i++;
-                if (eng_out_pending(e) >= FY_ENG_OUT_HIGH && eng_write(e, fy_now_ns()) < 0) {
-                    failed = true;
-                    break;
+                if (!kfull && eng_out_pending(e) >= FY_ENG_OUT_HIGH) {
+                    int w = eng_write(e, fy_now_ns());
+                    if (w < 0) {
+                        failed = true;
+                        break;
+                    }
+                    kfull = w == 1;
                 }
                 continue;
             }
@@ -1143,10 +1150,15 @@ size_t fy_engine_send_many(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *b
         }
         nmsg++;
         i = j + 1;
-        /* In a long batch, hand the kernel what makes a good write as the single path does. */
-        if (eng_out_pending(e) >= FY_ENG_OUT_HIGH && eng_write(e, fy_now_ns()) < 0) {
-            failed = true;
-            break;
+        /* In a long batch, hand the kernel what makes a good write as the single path does
+         * (until it reports full: the end of the batch tries again). */
+        if (!kfull && eng_out_pending(e) >= FY_ENG_OUT_HIGH) {
+            int w = eng_write(e, fy_now_ns());
+            if (w < 0) {
+                failed = true;
+                break;
+            }
+            kfull = w == 1;
         }
     }
 stop:
