@@ -7,10 +7,12 @@
  * (released pipes, the tail-flush flag) followed by a kick on an eventfd.
  *
  * epoll data: 0 is the kick eventfd; a listener or connecter is a pointer to a struct starting
- * with its kind; an engine pipe is its pointer tagged with 1 (read fd) or 2 (separate write fd).
+ * with its kind; an engine pipe is its pointer tagged with 1 (read fd) or 2 (separate write fd),
+ * or with 3 for the wake eventfd of a switched (shm) pipe whose tail flush waits for room.
  */
 #include "core/ctl.h"
 #include "common/epwait.h"
+#include "transport/shm.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -26,7 +28,11 @@
 
 #define FY_CTL_FLUSH_TICK_NS   200000ull
 #define FY_CTL_FLUSH_MAX_SHIFT 7u /* 25.6 ms */
-#define FY_CTL_ACCEPT_RETRY    100000000ull
+/* While every pending pipe is a full shm ring whose release we wait for on its eventfd, a pass
+ * still runs this often: it only backs up a wake-up that never came (a peer that zeroed the
+ * ring's wait word). */
+#define FY_CTL_FLUSH_BACKSTOP_NS 200000000ull
+#define FY_CTL_ACCEPT_RETRY      100000000ull
 
 enum { CTL_LISTENER = 1, CTL_CONNECTER };
 
@@ -84,6 +90,7 @@ static struct {
     fy_pipe *grave;
     _Atomic int kicked;
     _Atomic int flush_mode;
+    _Atomic int flush_now; /* an owner consumed a room wake-up meant for us: pass at once */
     /* control thread only */
     fy_pipe *engines;
     uint64_t next_flush_ns;
@@ -123,6 +130,8 @@ static void ctl_engine_unlink(fy_pipe *p)
 
 static void ctl_engine_unregister(fy_pipe *p)
 {
+    if (fy_pipe_uses_shm(p))
+        fy_shm_eng_ctl_unwatch(p);
     if (p->ctl_events) {
         epoll_ctl(G.epfd, EPOLL_CTL_DEL, fy_engine_rfd(p), NULL);
         if (fy_engine_wfd(p) != fy_engine_rfd(p))
@@ -379,21 +388,38 @@ static void ctl_process_calls(void)
 
 /* Tail flush: drain what owners left queued. Returns 0 when nothing is pending, 1 when some
  * pipe can make progress at the next tick (a batch still being appended, a ring the consumer is
- * draining), 2 when everything pending waits on a peer that is not reading (its full shm ring:
- * there is no fd to wait on, so the tick backs off instead of spinning at 5 kHz for as long as
- * the peer stalls). A stream pipe whose kernel buffer is full reports 0: its EPOLLOUT, armed
- * here, brings the control thread back. */
+ * draining), 3 when everything pending waits for a peer that is not reading and will wake us
+ * when it reads, 2 when some such pipe could not be watched (the tick backs off instead of
+ * spinning at 5 kHz for as long as the peer stalls).
+ * - A stream pipe whose kernel buffer is full reports 0: its EPOLLOUT, armed here, brings the
+ *   control thread back.
+ * - A full shm ring has no fd of its own: the pass arms the ring's writable word and watches the
+ *   pipe's wake eventfd (tag 3), which the consumer writes when it publishes a release. The watch
+ *   ends at the first pass that finds the pipe anything but stuck, so a consumer that reads pays
+ *   no wake-up per release for it. */
 static int ctl_flush_pass(void)
 {
-    bool busy = false, stalled = false;
+    bool busy = false, stalled = false, watched = false;
     for (fy_pipe *p = G.engines; p; p = p->ctl_next) {
         if (!p->ctl_published)
             continue;
         int r = fy_engine_ctl_flush(p);
+        if (fy_pipe_uses_shm(p)) {
+            if (r == 2) {
+                int w = fy_shm_eng_ctl_watch(p, G.epfd, (uint64_t)(uintptr_t)p | 3u);
+                if (w == 1) {
+                    watched = true;
+                    continue;
+                }
+                r = w == 0 ? 1 : 2; /* moved after arming: tick; no watch: back off */
+            } else {
+                fy_shm_eng_ctl_unwatch(p);
+            }
+        }
         busy |= r == 1;
         stalled |= r == 2;
     }
-    return busy ? 1 : stalled ? 2 : 0;
+    return busy ? 1 : stalled ? 2 : watched ? 3 : 0;
 }
 
 static uint64_t ctl_timers(uint64_t now)
@@ -458,6 +484,8 @@ static void *ctl_main(void *arg)
         uint64_t now = fy_now_ns();
         uint64_t next = ctl_timers(now);
         next = ctl_sock_timers(now, next);
+        if (atomic_exchange(&G.flush_now, 0))
+            G.next_flush_ns = 0;
         if (atomic_load(&G.flush_mode)) {
             if (!flushing) {
                 /* Give the owner one tick to keep appending to its batch. */
@@ -482,7 +510,8 @@ static void *ctl_main(void *arg)
                     G.flush_shift++;
                 else if (r != 2)
                     G.flush_shift = 0;
-                G.next_flush_ns = now + (FY_CTL_FLUSH_TICK_NS << G.flush_shift);
+                G.next_flush_ns = now + (r == 3 ? FY_CTL_FLUSH_BACKSTOP_NS
+                                                : FY_CTL_FLUSH_TICK_NS << G.flush_shift);
             }
             if (atomic_load(&G.flush_mode) && G.next_flush_ns < next)
                 next = G.next_flush_ns;
@@ -501,6 +530,12 @@ static void *ctl_main(void *arg)
                 ssize_t r = read(G.kickfd, &v, sizeof v);
                 (void)r;
                 atomic_store(&G.kicked, 0);
+                continue;
+            }
+            if ((d & 3u) == 3u) {
+                /* Room in a watched ring: flush at once. The pipe is not touched here (it is
+                 * unwatched before it is freed, and a stale event only costs a pass). */
+                G.next_flush_ns = 0;
                 continue;
             }
             if (d & 3u) {
@@ -535,6 +570,7 @@ static void ctl_atfork_child(void)
     G.engines = NULL;
     atomic_store(&G.kicked, 0);
     atomic_store(&G.flush_mode, 0);
+    atomic_store(&G.flush_now, 0);
     ctl_socks = NULL;
 }
 
@@ -855,6 +891,12 @@ void fy_ctl_flush_watch(void)
         return;
     if (atomic_exchange(&G.flush_mode, 1) == 0)
         ctl_kick();
+}
+
+void fy_ctl_flush_kick(void)
+{
+    atomic_store(&G.flush_now, 1);
+    ctl_kick();
 }
 
 void fy_ctl_note_error(fy_socket *s, const char *why)

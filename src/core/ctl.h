@@ -43,6 +43,9 @@ void fy_ctl_release_pipe(fy_pipe *p);
 /* Owner: output was left queued in user space; make sure the control thread drains it if the
  * owner does not come back soon. Costs one atomic load when the tail flush is already active. */
 void fy_ctl_flush_watch(void);
+/* Owner: it consumed a wake-up of a pipe whose tail flush the control thread waits for (see
+ * fy_shm_pipe_ctl_watch): run the next tail-flush pass now. */
+void fy_ctl_flush_kick(void);
 /* Control thread (engine.c): the engine does / does not need EPOLLOUT on its write fd. */
 void fy_ctl_want_out(fy_pipe *p, bool want);
 /* Control thread (engine.c): watch the engine's input edge-triggered while its owner is idle, so

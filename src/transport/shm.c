@@ -188,6 +188,19 @@ int fy_shm_eng_ctl_flush(fy_pipe *p)
     return up && up->sp ? fy_shm_pipe_ctl_flush(up->sp) : 0;
 }
 
+int fy_shm_eng_ctl_watch(fy_pipe *p, int epfd, uint64_t data)
+{
+    fy_shm_up *up = up_of(p);
+    return up && up->sp ? fy_shm_pipe_ctl_watch(up->sp, epfd, data) : 0;
+}
+
+void fy_shm_eng_ctl_unwatch(fy_pipe *p)
+{
+    fy_shm_up *up = up_of(p);
+    if (up && up->sp)
+        fy_shm_pipe_ctl_unwatch(up->sp);
+}
+
 void fy_shm_eng_kill(fy_pipe *p, int err)
 {
     fy_shm_up *up = up_of(p);

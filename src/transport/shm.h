@@ -159,6 +159,18 @@ int fy_shm_pipe_prepare_wait(fy_pipe *p, bool want_in, bool want_out);
  * none is left, 1 while frames are still queued but some moved, 2 when none could move (the ring
  * stayed full). */
 int fy_shm_pipe_ctl_flush(fy_pipe *p);
+/*
+ * Control thread, after fy_shm_pipe_ctl_flush answered 2 (ring full, nothing moved): waits for
+ * the consumer's next release instead of polling. Arms the ring's writable word for a sleeper and
+ * registers this side's wake eventfd in epfd (EPOLLIN | EPOLLET, with data; never read it: the
+ * owner does), then flushes once more. 1: watching, nothing moved (wait for the event); 0: the
+ * flush after arming moved frames or the pipe is dead (flush again soon; the watch may stay on);
+ * < 0: epoll_ctl failed (-errno; poll on a timer). The watch stays until fy_shm_pipe_ctl_unwatch
+ * (idempotent), which the control thread calls as soon as a flush answers anything but 2, and
+ * fy_shm_pipe_free calls too.
+ */
+int fy_shm_pipe_ctl_watch(fy_pipe *p, int epfd, uint64_t data);
+void fy_shm_pipe_ctl_unwatch(fy_pipe *p);
 /* Frees the pipe: closes its fds; the segment is unmapped (and the link's eventfds closed) once
  * no loan or in-ring frame refers to it any more. Accepts NULL. */
 void fy_shm_pipe_free(fy_pipe *p);
@@ -256,6 +268,9 @@ int fy_shm_eng_ufd(const fy_pipe *p);
 void fy_shm_eng_kill(fy_pipe *p, int err);
 /* Control thread: the tail flush of a switched pipe (see fy_shm_pipe_ctl_flush). */
 int fy_shm_eng_ctl_flush(fy_pipe *p);
+/* Control thread: fy_shm_pipe_ctl_watch / unwatch on a switched pipe (0 / nothing otherwise). */
+int fy_shm_eng_ctl_watch(fy_pipe *p, int epfd, uint64_t data);
+void fy_shm_eng_ctl_unwatch(fy_pipe *p);
 /* Frees the shm side of p (if any) and gives p back its Unix socket fds. */
 void fy_shm_eng_free(fy_pipe *p);
 /* The shm pipe inside a switched engine pipe, else NULL. */

@@ -41,6 +41,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 
 static const fy_pipe_ops shm_pipe_ops;
@@ -80,12 +81,17 @@ void fy_shm_pipe_kill(fy_pipe *p, int err)
     atomic_store_explicit(&p->dead, 1, memory_order_release);
 }
 
-/* Clears pending wake-ups of this side. */
+/* Clears pending wake-ups of this side. The control thread may be waiting on the same eventfd
+ * for room in the ring (fy_shm_pipe_ctl_watch, edge-triggered): its epoll reports the event only
+ * if the counter is still non-zero when it collects it, so a wake-up we consume here while it
+ * watches is passed on to it. */
 static void sp_drain_efd(fy_shm_pipe *sp)
 {
     uint64_t v;
     ssize_t r = read(sp->my_efd, &v, sizeof v);
-    (void)r;
+    /* acquire: pairs with the release store in fy_shm_pipe_ctl_watch. */
+    if (r == (ssize_t)sizeof v && atomic_load_explicit(&sp->ctl_watching, memory_order_acquire))
+        fy_ctl_flush_kick();
 }
 
 static void sp_disarm(fy_shm_pipe *sp)
@@ -1033,6 +1039,46 @@ int fy_shm_pipe_ctl_flush(fy_pipe *p)
     return pending;
 }
 
+/*
+ * Control thread. The tail flush found the ring full (fy_shm_pipe_ctl_flush reported 2): rather
+ * than polling the ring on a timer, announce a sleeper on its writable word, so the consumer's
+ * next published release (ferry_spsc_rx_flush) writes our wake eventfd, and put that eventfd in
+ * the control thread's epoll, edge-triggered so it never has to read it (the owner's socket
+ * epoll reads it: level-triggered there). The watch costs the consumer a wake-up system call
+ * per published release while it lasts, so it is only kept while the flush makes no progress.
+ */
+int fy_shm_pipe_ctl_watch(fy_pipe *p, int epfd, uint64_t data)
+{
+    fy_shm_pipe *sp = sp_of(p);
+    if (atomic_load_explicit(&p->dead, memory_order_relaxed))
+        return 0;
+    if (sp->ctl_epfd < 0) {
+        struct epoll_event e = {.events = EPOLLIN | EPOLLET, .data.u64 = data};
+        if (epoll_ctl(epfd, EPOLL_CTL_ADD, sp->my_efd, &e) != 0)
+            return -errno;
+        sp->ctl_epfd = epfd;
+        /* release: pairs with the acquire load in sp_drain_efd (the owner). */
+        atomic_store_explicit(&sp->ctl_watching, true, memory_order_release);
+        /* seq_cst RMW, fence and membarrier: the Dekker pair with the consumer's head store and
+         * sleepers load in ferry_spsc_rx_flush. The look below comes after the announcement: the
+         * consumer either sees us or we see its release. */
+        ferry_wait_arm(&sp->tx_shared->writable);
+    }
+    int r = fy_shm_pipe_ctl_flush(p);
+    return r == 2 ? 1 : 0;
+}
+
+void fy_shm_pipe_ctl_unwatch(fy_pipe *p)
+{
+    fy_shm_pipe *sp = sp_of(p);
+    if (sp->ctl_epfd < 0)
+        return;
+    epoll_ctl(sp->ctl_epfd, EPOLL_CTL_DEL, sp->my_efd, NULL);
+    sp->ctl_epfd = -1;
+    atomic_store_explicit(&sp->ctl_watching, false, memory_order_relaxed);
+    ferry_wait_disarm(&sp->tx_shared->writable);
+}
+
 /* ---- the owner's direct path (ferry_socket_send/recv without a fy_msg or the pattern) ---- */
 
 /*
@@ -1111,6 +1157,7 @@ void fy_shm_pipe_free(fy_pipe *p)
     if (!p)
         return;
     fy_shm_pipe *sp = sp_of(p);
+    fy_shm_pipe_ctl_unwatch(p); /* the control thread frees watched pipes (engine pipes) */
     if (sp->has_stash)
         fy_msg_fini(&sp->stash);
     fy_msg_fini(&sp->asmb);
@@ -1171,6 +1218,7 @@ int fy_shm_pipe_new(fy_pipe **out, fy_socket *s, fy_shm_link *link, int usock,
         return FERRY_ENOMEM;
     }
     pthread_mutex_init(&sp->tx_lock, NULL);
+    sp->ctl_epfd = -1;
     sp->link = link;
     sp->usock = usock;
     sp_share *sh = calloc(1, sizeof *sh);

@@ -93,6 +93,13 @@ struct fy_shm_pipe {
      * it is not (ovf_pending), both take tx_lock. Only the owner makes the queue non-empty. */
     _Atomic int ovf_pending;
     pthread_mutex_t tx_lock;
+    /* The tail flush stuck on a full ring waits for the consumer's release instead of polling
+     * (fy_shm_pipe_ctl_watch): ctl_epfd >= 0 while our wake eventfd sits in the control thread's
+     * epoll and the ring's writable word is armed for it (control thread only). ctl_watching
+     * tells the owner that a wake-up it reads off that eventfd may have been the control
+     * thread's (sp_drain_efd passes it on). */
+    int ctl_epfd;
+    _Atomic bool ctl_watching;
 
     /* input (owner) */
     uint32_t rx_deferred;
