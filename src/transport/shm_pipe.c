@@ -32,6 +32,7 @@
 #include "core/ctl.h"
 #include "core/socket.h"
 #include "ring/spsc_layout.h"
+#include "ring/wait_internal.h"
 #include "transport/shm.h"
 #include "transport/shm_pipe_impl.h"
 #include "transport/shm_record.h"
@@ -1062,6 +1063,13 @@ int fy_shm_pipe_ctl_watch(fy_pipe *p, int epfd, uint64_t data)
         /* seq_cst RMW, fence and membarrier: the Dekker pair with the consumer's head store and
          * sleepers load in ferry_spsc_rx_flush. The look below comes after the announcement: the
          * consumer either sees us or we see its release. */
+        ferry_wait_arm(&sp->tx_shared->writable);
+    } else if (atomic_load_explicit(&sp->tx_shared->writable.sleepers, memory_order_relaxed) &
+               FY_WAIT_WOKEN) {
+        /* Still stuck after a wake-up used our announcement: the consumer wakes each
+         * announcement once (wait.c), so announce again before looking, or its next release
+         * would not write our eventfd. */
+        ferry_wait_disarm(&sp->tx_shared->writable);
         ferry_wait_arm(&sp->tx_shared->writable);
     }
     int r = fy_shm_pipe_ctl_flush(p);
