@@ -1047,35 +1047,53 @@ size_t fy_engine_send_many(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *b
     uint64_t total = 0;
     size_t i = 0, nmsg = 0;
     while (i < n) {
-        /* The common message, inline: one frame that fits the output buffer's last segment,
-         * below SNDHWM with room for its end offset. */
-        size_t len0 = v[i].len;
-        if (!(v[i].flags & FERRY_MORE) && len0 <= FY_ENG_COPY_MAX && e->seg_n &&
-            (!hwm || (e->ends_n < hwm && e->ends_n < e->ends_cap))) {
+        /* The common messages, inline: single frames that fit the output buffer's last
+         * segment, below SNDHWM with room for their end offsets. The buffer position lives in
+         * locals for the run (the engine's fields would be reloaded after every memcpy). */
+        if (e->seg_n && !e->segs[e->seg_head + e->seg_n - 1].is_msg) {
             eng_seg *last = &e->segs[e->seg_head + e->seg_n - 1];
-            size_t need = (len0 <= 255 ? 2 : FY_ZMTP_MAX_HEADER) + len0;
-            if (!last->is_msg && e->out_cap - e->out_w >= need) {
-                uint8_t *at = e->out + e->out_w;
-                size_t hl = (size_t)fy_zmtp_frame_header_encode(at, 0, len0);
-                if (len0)
-                    memcpy(at + hl, v[i].buf, len0);
-                e->out_w += need;
-                last->len += need;
-                e->out_total += need;
-                if (hwm) {
-                    e->ends[(e->ends_head + e->ends_n) & (e->ends_cap - 1)] = e->out_total;
-                    e->ends_n++;
-                }
-                total += len0;
-                nmsg++;
+            uint8_t *out = e->out;
+            size_t w = e->out_w, room = e->out_cap - e->out_w;
+            uint64_t tot = e->out_total, seglen = last->len, high = e->out_sent + FY_ENG_OUT_HIGH;
+            uint32_t en = e->ends_n, elim = hwm < e->ends_cap ? hwm : e->ends_cap;
+            uint64_t *ends = e->ends;
+            uint32_t eh = e->ends_head, emask = e->ends_cap - 1;
+            size_t i0 = i;
+            while (i < n) {
+                size_t len = v[i].len;
+                if ((v[i].flags & FERRY_MORE) || len > FY_ENG_COPY_MAX || (hwm && en >= elim))
+                    break;
+                size_t need = (len <= 255 ? 2 : FY_ZMTP_MAX_HEADER) + len;
+                if (room < need)
+                    break;
+                uint8_t *at = out + w;
+                size_t hl = (size_t)fy_zmtp_frame_header_encode(at, 0, len);
+                if (len)
+                    memcpy(at + hl, v[i].buf, len);
+                w += need;
+                room -= need;
+                tot += need;
+                seglen += need;
+                total += len;
+                if (hwm)
+                    ends[(eh + en++) & emask] = tot;
                 i++;
+                if (tot >= high)
+                    break; /* a write is due (below) */
+            }
+            if (i > i0) {
+                e->out_w = w;
+                e->out_total = tot;
+                last->len = seglen;
+                e->ends_n = en;
+                nmsg += i - i0;
                 if (!kfull && eng_out_pending(e) >= FY_ENG_OUT_HIGH) {
-                    int w = eng_write(e, fy_now_ns());
-                    if (w < 0) {
+                    int wr = eng_write(e, fy_now_ns());
+                    if (wr < 0) {
                         failed = true;
                         break;
                     }
-                    kfull = w == 1;
+                    kfull = wr == 1;
                 }
                 continue;
             }
