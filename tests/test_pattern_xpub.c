@@ -2,8 +2,8 @@
  * test_pattern_xpub.c - FERRY_OPT_XPUB_VERBOSE: by default an XPUB reports a prefix only when its
  * first holder subscribes; verbose reports every subscribe message (a second subscriber, the same
  * subscriber again), while cancels are reported only when the last holder drops the prefix either
- * way (libzmq ZMQ_XPUB_VERBOSE). Also the option's validation, and an XSUB leaving in the middle
- * of an upstream message.
+ * way (libzmq ZMQ_XPUB_VERBOSE). Also the option's validation, an XSUB leaving in the middle of
+ * an upstream message, and a cancel notice never landing inside another peer's upstream message.
  */
 #include "testutil.h"
 
@@ -100,6 +100,34 @@ static void cut_upstream(void)
     ferry_socket_close(x);
 }
 
+/*
+ * A subscriber leaving while another peer's upstream message is half queued: its cancel notice
+ * goes in front of that message, never between its frames.
+ */
+static void notice_not_inside_upstream(void)
+{
+    char url[64];
+    snprintf(url, sizeof url, "inproc://%s", tu_unique("xn"));
+    ferry_socket *x = tu_open_sock(FERRY_XPUB), *a = tu_open_sock(FERRY_XSUB),
+                 *b = tu_open_sock(FERRY_XSUB);
+    CHECK_OK(ferry_socket_bind(x, url));
+    CHECK_OK(ferry_socket_connect(a, url));
+    CHECK_OK(ferry_socket_connect(b, url));
+    tu_wait_peers(x, 2);
+    CHECK_OK(ferry_socket_subscribe(b, "t", 1));
+    tu_expect_sub(x, true, "t");
+    tu_send_str(a, "u0", FERRY_MORE);
+    CHECK(ferry_socket_events(x) == (FERRY_POLLIN | FERRY_POLLOUT)); /* u0 is queued */
+    ferry_socket_close(b);
+    tu_wait_peers(x, 1); /* b detached: its cancel is queued */
+    tu_expect_sub(x, false, "t");
+    tu_recv_str(x, "u0", true);
+    tu_send_str(a, "u1", 0);
+    tu_recv_str(x, "u1", false);
+    ferry_socket_close(a);
+    ferry_socket_close(x);
+}
+
 int main(void)
 {
     tu_deadline(60);
@@ -107,6 +135,7 @@ int main(void)
     run(false);
     run(true);
     cut_upstream();
+    notice_not_inside_upstream();
     printf("test_pattern_xpub: ok\n");
     return 0;
 }

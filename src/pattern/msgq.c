@@ -53,6 +53,30 @@ int fy_msgq_push(fy_msgq *q, fy_msg *m)
     return 0;
 }
 
+int fy_msgq_push_before_open(fy_msgq *q, fy_msg *m)
+{
+    size_t open = 0; /* frames of the message still being appended */
+    while (open < q->count && fy_msg_more(&q->v[(q->head + q->count - 1 - open) & (q->cap - 1)]))
+        open++;
+    int rc = fy_msgq_push(q, m);
+    if (rc < 0 || open == 0)
+        return rc;
+    /* Rotate the new frame in front of the open message's frames (moves, never copies). */
+    fy_msg t;
+    fy_msg_init(&t);
+    size_t at = q->head + q->count - 1;
+    fy_msg_move(&t, &q->v[at & (q->cap - 1)]);
+    for (size_t i = 0; i < open; i++, at--) {
+        fy_msg *dst = &q->v[at & (q->cap - 1)];
+        fy_msg_init(dst);
+        fy_msg_move(dst, &q->v[(at - 1) & (q->cap - 1)]);
+    }
+    fy_msg *dst = &q->v[at & (q->cap - 1)];
+    fy_msg_init(dst);
+    fy_msg_move(dst, &t);
+    return 0;
+}
+
 int fy_msgq_pop(fy_msgq *q, fy_msg *m)
 {
     if (!q->count)

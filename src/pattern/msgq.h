@@ -28,6 +28,10 @@ void fy_msgq_fini(fy_msgq *q);
 /* Moves m's content to the tail (m is left empty). FERRY_ENOMEM leaves m
  * untouched. */
 int fy_msgq_push(fy_msgq *q, fy_msg *m);
+/* Like fy_msgq_push for a whole one-frame message (m without FY_MSG_MORE), but placed in front
+ * of a message still being appended at the tail (trailing frames with FY_MSG_MORE), so it never
+ * lands between that message's frames. FERRY_ENOMEM leaves m untouched. */
+int fy_msgq_push_before_open(fy_msgq *q, fy_msg *m);
 /* Moves the head frame into m (old content released). Returns 0 or FERRY_EAGAIN
  * when empty. */
 int fy_msgq_pop(fy_msgq *q, fy_msg *m);

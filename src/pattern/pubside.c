@@ -71,7 +71,8 @@ static int pubside_notify(fy_pubside *ps, int subscribe, const void *prefix, siz
     if (len)
         memcpy(d + 1, prefix, len);
     n.flags = FY_MSG_SUB;
-    rc = fy_msgq_push(&ps->queue, &n);
+    /* Never between the frames of an upstream message still arriving from another peer. */
+    rc = fy_msgq_push_before_open(&ps->queue, &n);
     if (rc < 0) {
         fy_msg_fini(&n);
         return rc;
