@@ -6,7 +6,7 @@
  * FERRY_EPROTO from the general path, never a crash: run it under ASan), and the bounded wait of
  * ferry_socket_send's ring loan (fy_shm_pipe_send_loan): it waits for a consumer that reads, gives
  * up on one that does not and then does not wait again until that consumer moves, and never
- * waits with timeout 0.
+ * waits with timeout 0; and the receive's spin window, which follows the last frame's size.
  */
 #include "core/msg.h"
 #include "ferry/ring.h"
@@ -311,6 +311,72 @@ static void test_send_wait(void)
     close(s.gate[1]);
 }
 
+/*
+ * The receive's spin window (fy_shm_pipe_spin_ns) follows the size of the last frame received,
+ * whichever path took it: base only before anything arrived and for small frames' few
+ * nanoseconds, base plus about two copies' time after a 1 MiB frame (direct path), the cap after
+ * a chunked 8 MiB frame (general path), and 0 whenever the base is 0 (no spinning asked for).
+ */
+static void test_spin_window(void)
+{
+    static const size_t sizes[] = {64, 1u << 20, 8u << 20};
+    side s = make_link(4u << 20, 0);
+    if (s.child == 0) {
+        for (int i = 0; i < 3; i++) {
+            fy_msg m;
+            CHECK_OK(fy_msg_init_size(&m, sizes[i]));
+            tu_fill_seeded(fy_msg_data(&m), sizes[i], (uint32_t)i);
+            CHECK_OK(fy_pipe_send(s.p, &m));
+            fy_msg_fini(&m);
+            while (s.p->ops->flush(s.p) == 1)
+                tu_shm_pipe_wait(s.p, false, true);
+        }
+        close(s.gate[1]); /* a parent that fails ends the wait (EOF) instead of orphaning us */
+        gate_wait(&s);    /* the parent has read everything */
+        fy_shm_pipe_free(s.p);
+        _exit(0);
+    }
+    const uint64_t base = 30000;
+    CHECK(fy_shm_pipe_spin_ns(s.p, base) == base);
+    static uint8_t buf[1u << 20];
+    for (int i = 0; i < 2; i++) {
+        size_t got = 0;
+        int rc;
+        while ((rc = fy_shm_pipe_recv_buf(s.p, buf, sizeof buf, &got)) == FY_SHM_EMPTY)
+            tu_shm_pipe_wait(s.p, true, false);
+        CHECK_OK(rc);
+        CHECK(got == sizes[i] && tu_check_seeded(buf, got, (uint32_t)i));
+        uint64_t w = fy_shm_pipe_spin_ns(s.p, base);
+        fprintf(stderr, "  after %zu bytes: window %llu ns\n", got, (unsigned long long)w);
+        if (i == 0)
+            CHECK(w >= base && w < base + 1000);
+        else
+            CHECK(w >= base + 400000 && w <= base + 1000000);
+        CHECK(fy_shm_pipe_spin_ns(s.p, 0) == 0);
+    }
+    /* Chunked: the direct path declines it, the general path reassembles it. */
+    size_t got = 0;
+    int rc;
+    while ((rc = fy_shm_pipe_recv_buf(s.p, buf, sizeof buf, &got)) == FY_SHM_EMPTY)
+        tu_shm_pipe_wait(s.p, true, false);
+    CHECK_RC(rc, FY_SHM_DECLINE);
+    fy_msg m;
+    fy_msg_init(&m);
+    while ((rc = fy_pipe_recv(s.p, &m)) == FERRY_EAGAIN)
+        tu_shm_pipe_wait(s.p, true, false);
+    CHECK_OK(rc);
+    CHECK(fy_msg_size(&m) == sizes[2] && tu_check_seeded(fy_msg_data(&m), sizes[2], 2));
+    fy_msg_fini(&m);
+    uint64_t w = fy_shm_pipe_spin_ns(s.p, base);
+    fprintf(stderr, "  after %zu bytes: window %llu ns\n", sizes[2], (unsigned long long)w);
+    CHECK(w == base + 1000000);
+    gate_open(&s);
+    CHECK_RC(reap(s.child), 0);
+    fy_shm_pipe_free(s.p);
+    close(s.gate[0]);
+    close(s.gate[1]);
+}
+
 int main(void)
 {
     tu_deadline(100);
@@ -324,6 +390,8 @@ int main(void)
     }
     fprintf(stderr, "send wait\n");
     test_send_wait();
+    fprintf(stderr, "spin window\n");
+    test_spin_window();
     printf("test_shm_direct: ok\n");
     return 0;
 }

@@ -899,7 +899,9 @@ ssize_t ferry_socket_recv(ferry_socket *s, void *buf, size_t cap, int flags, int
          * death). */
         int r = FERRY_EAGAIN;
         if (p && fy_pipe_uses_shm(p)) {
-            uint64_t spin = (flags & FERRY_DONTWAIT) || s->spin_ns <= 0 ? 0 : (uint64_t)s->spin_ns;
+            uint64_t spin = (flags & FERRY_DONTWAIT) || s->spin_ns <= 0
+                                ? 0
+                                : fy_shm_spin_ns(p, (uint64_t)s->spin_ns);
             if (s->rcvtimeo >= 0 && spin > (uint64_t)s->rcvtimeo * 1000000u)
                 spin = (uint64_t)s->rcvtimeo * 1000000u;
             r = fy_shm_recv_buf_wait(p, buf, cap, &size, spin);

@@ -299,6 +299,13 @@ int fy_shm_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size)
     return fy_shm_recv_buf_wait(p, buf, cap, size, 0);
 }
 
+uint64_t fy_shm_spin_ns(fy_pipe *p, uint64_t base_ns)
+{
+    if (p->ops != &shm_eng_ops)
+        return base_ns;
+    return fy_shm_pipe_spin_ns(up_of(p)->sp, base_ns);
+}
+
 static inline void shm_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)

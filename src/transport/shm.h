@@ -239,6 +239,11 @@ int fy_shm_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size);
  * pipe set changes or a record arrives that the direct path does not take. Owner thread.
  */
 int fy_shm_recv_buf_wait(fy_pipe *p, void *buf, size_t cap, size_t *size, uint64_t wait_ns);
+/* The receive's spin window on a switched pipe p, for a socket whose FERRY_OPT_SPIN_NS is base_ns
+ * (0 stays 0): base_ns plus an extra that grows with the size of the last frame received (see
+ * shm_pipe.c: the peer's copies of a large answer outlast SPIN_NS). base_ns for other pipes. */
+uint64_t fy_shm_spin_ns(fy_pipe *p, uint64_t base_ns);
+uint64_t fy_shm_pipe_spin_ns(const fy_pipe *p, uint64_t base_ns);
 /* The same on the shm pipe itself (shm_pipe.c); its recv_buf answers FY_SHM_EMPTY (not
  * FY_SHM_DECLINE) when the ring is simply empty. */
 #define FY_SHM_EMPTY 2

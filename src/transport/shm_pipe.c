@@ -790,6 +790,7 @@ static int sp_next(fy_shm_pipe *sp, fy_msg *m, bool direct)
         uint32_t fl = r.flags;
         const uint8_t *src = (const uint8_t *)data + REC_META;
         if (r.kind == FY_SHM_REC_WHOLE) {
+            sp->rx_last = n;
             if (n > FY_MSG_INLINE && !sp->hold_on && sp->pipe.sock && sp->pipe.sock->zc_rx_mode)
                 return sp_hold(sp, m, src, n, fl,
                                direct && sp->pipe.sock->zc_rx_mode == FY_ZC_RX_TRANSIENT);
@@ -821,6 +822,7 @@ static int sp_next(fy_shm_pipe *sp, fy_msg *m, bool direct)
         sp->rx_deferred += sp->hold_on;
         if (r.kind != FY_SHM_REC_LAST)
             continue;
+        sp->rx_last = r.total;
         fy_msg_move(m, &sp->asmb);
         m->flags = ((fl & REC_MORE) ? FY_MSG_MORE : 0) | ((fl & REC_SUB) ? FY_MSG_SUB : 0);
         if ((rc = sp_rx_publish(sp)) < 0)
@@ -1154,8 +1156,32 @@ int fy_shm_pipe_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size)
         return FY_SHM_DECLINE; /* the general path reports the dead pipe */
     sp->rx_deferred++;
     (void)sp_release_published(sp, len); /* a failure kills the pipe; the frame is ours anyway */
+    sp->rx_last = (uint64_t)n;
     *size = (size_t)n;
     return 0;
+}
+
+/*
+ * The receive's spin window scales with the size of the last frame received: a peer answering a
+ * frame of that size must copy it out of one ring and its answer into the other before anything
+ * can arrive, so a window of SPIN_NS alone is sure to be missed for large frames, and each miss
+ * costs a sleep and a wake-up (tens to hundreds of microseconds on a VM) on top of the copies.
+ * FY_SHM_SPIN_PS_PER_BYTE covers two copies at 4 GB/s; the extra is capped at
+ * FY_SHM_SPIN_MAX_EXTRA. It spins once per receive call, so an idle receiver still sleeps (at most
+ * one window per call).
+ */
+#define FY_SHM_SPIN_PS_PER_BYTE 500u
+#define FY_SHM_SPIN_MAX_EXTRA   1000000u /* ns */
+
+uint64_t fy_shm_pipe_spin_ns(const fy_pipe *p, uint64_t base_ns)
+{
+    const fy_shm_pipe *sp = (const fy_shm_pipe *)p;
+    if (base_ns == 0)
+        return 0;
+    uint64_t extra = sp->rx_last >= FY_SHM_SPIN_MAX_EXTRA * 1000u / FY_SHM_SPIN_PS_PER_BYTE
+                         ? FY_SHM_SPIN_MAX_EXTRA
+                         : sp->rx_last * FY_SHM_SPIN_PS_PER_BYTE / 1000u;
+    return base_ns + extra;
 }
 
 /* ---- life cycle ---- */
