@@ -944,6 +944,26 @@ int ferry_msg_send(ferry_socket *s, ferry_msg *msg, int flags)
     if (!msg)
         return FERRY_EINVAL;
     fy_msg *m = (fy_msg *)msg;
+    /* Fast path: a loan (ferry_msg_loan) on the ring of the one peer the pattern would pick
+     * anyway is committed in place there, without the general path's layers (shm.h
+     * fy_shm_send_loan); anything it declines goes the general way. */
+    if (!(flags & ~FERRY_DONTWAIT) && !s->sndmore && s->ops->direct &&
+        fy_msg_zc(m) == FY_MSG_ZC_LOAN) {
+        uint64_t gen_before = s->seen_gen;
+        size_t size = fy_msg_size(m);
+        fy_socket_sync(s);
+        fy_pipe *p = s->ops->direct(s, s->pstate, true);
+        m->flags = 0;
+        if (p && (rc = fy_shm_send_loan(p, m)) != FY_SHM_DECLINE) {
+            if (rc == 0) {
+                s->bytes_out += size;
+                s->msgs_out++;
+            }
+            fy_msg_init(m);
+            sock_pollfd_after_send(s, gen_before);
+            return rc;
+        }
+    }
     rc = sock_send_msg(s, m, flags);
     if (rc == 0)
         fy_msg_init(m); /* content moved to the library */

@@ -294,6 +294,17 @@ int fy_shm_send_buf(fy_pipe *p, const void *buf, size_t len)
     return rc;
 }
 
+int fy_shm_send_loan(fy_pipe *p, fy_msg *m)
+{
+    if (p->ops != &shm_eng_ops)
+        return FY_SHM_DECLINE;
+    fy_pipe *in = up_of(p)->sp;
+    int rc = fy_shm_pipe_send_loan_direct(in, m);
+    if (__builtin_expect(rc != 0, 0))
+        shm_eng_sync(p, in);
+    return rc;
+}
+
 int fy_shm_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size)
 {
     return fy_shm_recv_buf_wait(p, buf, cap, size, 0);

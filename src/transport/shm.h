@@ -248,6 +248,12 @@ uint64_t fy_shm_pipe_spin_ns(const fy_pipe *p, uint64_t base_ns);
  * FY_SHM_DECLINE) when the ring is simply empty. */
 #define FY_SHM_EMPTY 2
 int fy_shm_pipe_send_buf(fy_pipe *p, const void *buf, size_t len);
+/* ferry_msg_send's direct path: commits m, the user's open loan on p's ring, in place as a whole
+ * single-frame message (flags 0). 0 (m consumed), FY_SHM_DECLINE (m untouched: take the general
+ * path), FERRY_EPROTO (the ring refused the commit; m consumed, the pipe failed). fy_shm_send_loan:
+ * the same on a pattern's direct pipe (FY_SHM_DECLINE when it is not a switched shm link). */
+int fy_shm_pipe_send_loan_direct(fy_pipe *p, fy_msg *m);
+int fy_shm_send_loan(fy_pipe *p, fy_msg *m);
 int fy_shm_pipe_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size);
 
 /* ---- shm:// and the switch of an engine link to shared memory (shm.c) ---- */

@@ -1184,6 +1184,30 @@ uint64_t fy_shm_pipe_spin_ns(const fy_pipe *p, uint64_t base_ns)
     return base_ns + extra;
 }
 
+/*
+ * ferry_msg_send's direct path for a user loan (ferry_msg_loan) on the pattern's direct pipe: the
+ * open reservation is committed in place as a whole single-frame record, with none of the
+ * general path's layers (sock_run, pattern, pipe ops). Only in the plain streaming state, as
+ * fy_shm_pipe_send_buf; anything else is FY_SHM_DECLINE and m is untouched. On 0 m is consumed
+ * (left empty). A commit the ring refuses (only a peer that broke the ring) fails the pipe: m is
+ * consumed and FERRY_EPROTO returned, as sp_send would.
+ */
+int fy_shm_pipe_send_loan_direct(fy_pipe *p, fy_msg *m)
+{
+    fy_shm_pipe *sp = sp_of(p);
+    /* acquire: as in fy_shm_pipe_send_buf (ovf_pending 0: only the owner touches tx). */
+    if (atomic_load_explicit(&sp->ovf_pending, memory_order_acquire))
+        return FY_SHM_DECLINE;
+    if (!sp->loan_on || fy_msg_zc(m) != FY_MSG_ZC_LOAN || sp_loan_share(m) != sp->sh ||
+        (sp->ovf_n | sp->out_mid) || m->flags ||
+        atomic_load_explicit(&p->dead, memory_order_relaxed))
+        return FY_SHM_DECLINE;
+    if (sp->tx_armed || sp->rx_armed)
+        sp_disarm(sp);
+    sp->out_refused = false;
+    return sp_commit_loan(sp, m);
+}
+
 /* ---- life cycle ---- */
 
 void fy_shm_pipe_free(fy_pipe *p)
