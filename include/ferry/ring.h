@@ -92,7 +92,10 @@ FERRY_API void ferry_segment_close(ferry_segment *seg);
  * the waker makes its change, orders it before reading `sleepers` (a full fence in
  * ferry_wait_wake; only a compiler barrier in the SPSC fast paths, whose processes registered for
  * the sleeper's membarrier), and only when `sleepers` is non-zero bumps `seq` and calls
- * FUTEX_WAKE, so an uncontended wake costs no system call. See docs/ring.md.
+ * FUTEX_WAKE, so an uncontended wake costs no system call. `sleepers` holds the sleeper count in
+ * its low bits and two flags (src/ring/wait.c): WOKEN, set by the first waker so later wakers of
+ * the same sleep make no system call, cleared by every new sleep; FUTEX, set when some sleeper
+ * waits in the futex rather than on an eventfd. The value is read as untrusted. See docs/ring.md.
  */
 typedef struct ferry_waitword {
     _Atomic uint32_t seq;

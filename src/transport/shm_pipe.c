@@ -1048,7 +1048,8 @@ int fy_shm_pipe_ctl_flush(fy_pipe *p)
  * next published release (ferry_spsc_rx_flush) writes our wake eventfd, and put that eventfd in
  * the control thread's epoll, edge-triggered so it never has to read it (the owner's socket
  * epoll reads it: level-triggered there). The watch costs the consumer a wake-up system call
- * per published release while it lasts, so it is only kept while the flush makes no progress.
+ * per announcement (wait.c wakes each announcement once), so it is only kept while the flush
+ * makes no progress.
  */
 int fy_shm_pipe_ctl_watch(fy_pipe *p, int epfd, uint64_t data)
 {
