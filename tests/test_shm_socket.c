@@ -453,11 +453,10 @@ static int pending_links(ferry_socket *s)
 /*
  * The same replacement when the owner makes no call between the two peers: the dead peer's link
  * and the new peer's link both wait to be attached when the blocking send starts. Nothing may be
- * lost: the dead peer's messages first, then the new peer's answer. Known bug (session 4): the
- * core attaches waiting links newest first (fy_socket_sync walks s->incoming, which
- * fy_socket_publish_pipe pushes at its head), so the new peer takes the PAIR, the dead one is
- * refused at attach and its unread messages are dropped with it. Runs with FERRY_KNOWN_BUG=1
- * until src/core/socket.c attaches them in arrival order.
+ * lost: the dead peer's messages first, then the new peer's answer. Until session 4 the core
+ * attached waiting links newest first (fy_socket_sync walked s->incoming, which
+ * fy_socket_publish_pipe pushes at its head), so the new peer took the PAIR, the dead one was
+ * refused at attach and its unread messages were dropped with it; this case failed every time.
  */
 static void test_pair_replace_pending(const char *url, int upgrade)
 {
@@ -658,18 +657,13 @@ int main(void)
     test_pair_replace(url, 1);
     snprintf(url, sizeof url, "ipc://%s/%s", tu_tmpdir(), tu_unique("repl"));
     test_pair_replace(url, 0);
-    if (getenv("FERRY_KNOWN_BUG")) {
-        fprintf(stderr, "pair: the same, both links waiting to be attached (known bug)\n");
-        snprintf(url, sizeof url, "shm://%s", tu_unique("repl"));
-        test_pair_replace_pending(url, 1);
-        snprintf(url, sizeof url, "ipc://%s/%s", tu_tmpdir(), tu_unique("repl"));
-        test_pair_replace_pending(url, 1);
-        snprintf(url, sizeof url, "ipc://%s/%s", tu_tmpdir(), tu_unique("repl"));
-        test_pair_replace_pending(url, 0);
-    } else {
-        fprintf(stderr, "pair: both links waiting to be attached: known bug, skipped (set "
-                        "FERRY_KNOWN_BUG=1)\n");
-    }
+    fprintf(stderr, "pair: the same, both links waiting to be attached\n");
+    snprintf(url, sizeof url, "shm://%s", tu_unique("repl"));
+    test_pair_replace_pending(url, 1);
+    snprintf(url, sizeof url, "ipc://%s/%s", tu_tmpdir(), tu_unique("repl"));
+    test_pair_replace_pending(url, 1);
+    snprintf(url, sizeof url, "ipc://%s/%s", tu_tmpdir(), tu_unique("repl"));
+    test_pair_replace_pending(url, 0);
     fprintf(stderr, "patterns\n");
     test_patterns();
     fprintf(stderr, "foreign uid\n");

@@ -257,9 +257,19 @@ void fy_socket_sync(fy_socket *s)
         }
     }
     pthread_mutex_lock(&s->lock);
-    fy_pipe *in = s->incoming;
+    fy_pipe *in = s->incoming, *rev = NULL;
     s->incoming = NULL;
     pthread_mutex_unlock(&s->lock);
+    /* fy_socket_publish_pipe pushes at the head: attach in arrival order, oldest first. A dead
+     * PAIR peer must be seen before the peer that replaces it (it then drains, pair.c), and a
+     * ROUTER_HANDOVER id goes to the newest claimant. */
+    while (in) {
+        fy_pipe *n = in->sock_next;
+        in->sock_next = rev;
+        rev = in;
+        in = n;
+    }
+    in = rev;
     while (in) {
         fy_pipe *p = in;
         in = p->sock_next;
