@@ -268,22 +268,31 @@ static int eng_out_bytes(fy_engine *e, const void *data, size_t len)
     return 0;
 }
 
+/* Room for one more end offset (SNDHWM accounting); the ring stays a power of two. */
+static int eng_ends_reserve(fy_engine *e)
+{
+    if (e->ends_n < e->ends_cap)
+        return 0;
+    uint32_t cap = e->ends_cap ? e->ends_cap * 2 : 64;
+    uint64_t *n = malloc(cap * sizeof *n);
+    if (!n)
+        return FERRY_ENOMEM;
+    for (uint32_t i = 0; i < e->ends_n; i++)
+        n[i] = e->ends[(e->ends_head + i) & (e->ends_cap - 1)];
+    free(e->ends);
+    e->ends = n;
+    e->ends_cap = cap;
+    e->ends_head = 0;
+    return 0;
+}
+
 static int eng_end_push(fy_engine *e)
 {
     if (e->cfg.sndhwm <= 0)
         return 0;
-    if (e->ends_n == e->ends_cap) {
-        uint32_t cap = e->ends_cap ? e->ends_cap * 2 : 64;
-        uint64_t *n = malloc(cap * sizeof *n);
-        if (!n)
-            return FERRY_ENOMEM;
-        for (uint32_t i = 0; i < e->ends_n; i++)
-            n[i] = e->ends[(e->ends_head + i) & (e->ends_cap - 1)];
-        free(e->ends);
-        e->ends = n;
-        e->ends_cap = cap;
-        e->ends_head = 0;
-    }
+    int rc = eng_ends_reserve(e);
+    if (rc)
+        return rc;
     e->ends[(e->ends_head + e->ends_n) & (e->ends_cap - 1)] = e->out_total;
     e->ends_n++;
     return 0;
@@ -980,24 +989,6 @@ static int eng_seg_reserve(fy_engine *e, uint32_t k)
         return FERRY_ENOMEM;
     e->segs = n;
     e->seg_cap = (uint32_t)cap;
-    return 0;
-}
-
-/* Room for one more end offset (SNDHWM accounting); the ring stays a power of two. */
-static int eng_ends_reserve(fy_engine *e)
-{
-    if (e->ends_n < e->ends_cap)
-        return 0;
-    uint32_t cap = e->ends_cap ? e->ends_cap * 2 : 64;
-    uint64_t *n = malloc(cap * sizeof *n);
-    if (!n)
-        return FERRY_ENOMEM;
-    for (uint32_t i = 0; i < e->ends_n; i++)
-        n[i] = e->ends[(e->ends_head + i) & (e->ends_cap - 1)];
-    free(e->ends);
-    e->ends = n;
-    e->ends_cap = cap;
-    e->ends_head = 0;
     return 0;
 }
 
