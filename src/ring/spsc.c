@@ -215,16 +215,26 @@ static int fy_spsc_tx_refresh(ferry_spsc_tx *tx, memory_order mo)
     return 0;
 }
 
-int ferry_spsc_reserve_slow_(ferry_spsc_tx *tx, size_t len, void **out)
+/* What refuses a reservation (or a span) of a len-byte record before any room is looked at: a
+ * failed endpoint, one already open, a record larger than the ring allows. 0 when none does. */
+static int fy_spsc_tx_refuse(const ferry_spsc_tx *tx, size_t len)
 {
-    if (!tx || !out)
-        return FERRY_EINVAL;
     if (tx->err_)
         return tx->err_;
     if (tx->rsv_)
         return FERRY_EBUSY;
     if (len > FERRY_SPSC_MAX_RECORD(tx->cap_))
         return FERRY_EMSGSIZE;
+    return 0;
+}
+
+int ferry_spsc_reserve_slow_(ferry_spsc_tx *tx, size_t len, void **out)
+{
+    if (!tx || !out)
+        return FERRY_EINVAL;
+    int refused = fy_spsc_tx_refuse(tx, len);
+    if (refused)
+        return refused;
     uint64_t sz = FERRY_SPSC_REC_SIZE_(len);
     uint64_t need = fy_spsc_tx_need(tx, len);
     if (tx->cap_ - (tx->tail_ - tx->head_cache_) < need) {
@@ -254,12 +264,9 @@ int ferry_spsc_reserve_span(ferry_spsc_tx *tx, size_t len, ferry_spsc_span *s)
 {
     if (!tx || !s)
         return FERRY_EINVAL;
-    if (tx->err_)
-        return tx->err_;
-    if (tx->rsv_)
-        return FERRY_EBUSY;
-    if (len > FERRY_SPSC_MAX_RECORD(tx->cap_))
-        return FERRY_EMSGSIZE;
+    int refused = fy_spsc_tx_refuse(tx, len);
+    if (refused)
+        return refused;
     /* A span is worth one load of the consumer's line when the cached room is short of a
      * quarter ring and the lap goes further than it: the window then reaches what the consumer
      * has freed since. */
