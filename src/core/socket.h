@@ -55,6 +55,10 @@ struct ferry_socket {
     pthread_mutex_t lock; /* protects incoming */
     fy_pipe *incoming;    /* live pipes not yet attached */
     _Atomic int sleeping; /* owner is (about to be) in epoll_wait: wake it through sigfd */
+    /* ns the stream engines of this socket spent in write calls made on a send's path
+     * (engine.c eng_send_done: a link is "quiet" only when the application was, not while
+     * other links of the same socket were writing) */
+    _Atomic uint64_t eng_write_ns;
 
     int epfd;  /* per-socket epoll: pipe fds + sigfd; also the user's pollfd */
     int sigfd; /* eventfd: pipe-set changes, inproc traffic, buffered input */

@@ -151,6 +151,7 @@ typedef struct fy_engine {
     uint32_t ends_head, ends_n, ends_cap;
     uint64_t out_total, out_sent;
     uint64_t last_write_ns, last_append_ns; /* last_append_ns: clock at a recent append */
+    uint64_t sock_write_at_append;          /* the socket's eng_write_ns at that append */
     uint32_t appends_unclocked;             /* frames appended since the clock was read */
     bool out_mid;
     bool out_dead;
@@ -644,6 +645,7 @@ static int eng_next(fy_engine *e, fy_msg *m)
 static int eng_send_done(fy_engine *e, bool more, bool was_idle)
 {
     fy_pipe *p = &e->pipe;
+    _Atomic uint64_t *wsum = p->sock ? &p->sock->eng_write_ns : NULL;
     uint64_t now;
     if (was_idle || ++e->appends_unclocked >= FY_ENG_CLOCK_EVERY) {
         now = fy_now_ns();
@@ -651,7 +653,17 @@ static int eng_send_done(fy_engine *e, bool more, bool was_idle)
     } else {
         now = e->last_append_ns;
     }
+    /* The gap since this link's last append, less the time the socket's links spent writing
+     * in between: a PUB fanning out to N links writes to the others between two appends here,
+     * and counting those writes as the application's silence made every link write every
+     * message at once (tcp fan-out to 4 subscribers on 2 CPUs: ~45 k msgs/s). */
     uint64_t quiet = now - e->last_append_ns;
+    if (wsum) {
+        uint64_t w = atomic_load_explicit(wsum, memory_order_relaxed);
+        uint64_t busy = w - e->sock_write_at_append;
+        quiet = quiet > busy ? quiet - busy : 0;
+        e->sock_write_at_append = w;
+    }
     e->last_append_ns = now;
     size_t pending = eng_out_pending(e);
     if (pending >= FY_ENG_OUT_HIGH ||
@@ -660,6 +672,11 @@ static int eng_send_done(fy_engine *e, bool more, bool was_idle)
             eng_lock_drop(&e->out_lock);
             fy_engine_kill(p, FERRY_EPIPE);
             return 0;
+        }
+        if (wsum) {
+            uint64_t spent = fy_now_ns() - now;
+            atomic_fetch_add_explicit(wsum, spent, memory_order_relaxed);
+            e->sock_write_at_append += spent; /* our own write is not the others' */
         }
     }
     if (eng_out_pending(e) > 0) {
