@@ -17,7 +17,6 @@
 #include <ferry/ferry.h>
 
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,14 +24,6 @@
 #define MSG_LEN 200
 #define ROUNDS  4
 #define SNDHWM  600
-
-static double cpu_ms(void)
-{
-    struct rusage ru;
-    CHECK(getrusage(RUSAGE_SELF, &ru) == 0);
-    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
-           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
-}
 
 static void fill(unsigned char *buf, uint32_t seq)
 {
@@ -138,14 +129,14 @@ int main(void)
         }
         /* More than the ring holds: part of it is the tail only the control thread can send. */
         CHECK(n > 65536 / MSG_LEN + SNDHWM / 2);
-        double c0 = cpu_ms();
+        double c0 = tu_cpu_ms();
         xwrite(down[1], &n, sizeof n);
         uint64_t max_wait;
         xread(up[0], &max_wait, sizeof max_wait); /* no ferry call until the child is done */
         fprintf(stderr,
                 "round %d: %u messages, all received; receiver's longest wait %.3f ms; sender "
                 "CPU over the stall and drain %.1f ms\n",
-                r, n, (double)max_wait / 1e6, cpu_ms() - c0);
+                r, n, (double)max_wait / 1e6, tu_cpu_ms() - c0);
     }
     int status;
     CHECK(waitpid(pid, &status, 0) == pid);

@@ -18,18 +18,9 @@
 #include <ferry/ferry.h>
 
 #include <string.h>
-#include <sys/resource.h>
 #include <time.h>
 
 #define MSG_LEN 200
-
-static double cpu_ms(void)
-{
-    struct rusage ru;
-    CHECK(getrusage(RUSAGE_SELF, &ru) == 0);
-    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
-           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
-}
 
 static void fill(unsigned char *buf, uint32_t seq)
 {
@@ -79,10 +70,10 @@ static void run(const char *name, const char *url, int upgrade, int ring_size)
     }
 
     /* One idle second: nobody calls ferry. */
-    double c0 = cpu_ms();
+    double c0 = tu_cpu_ms();
     struct timespec one = {1, 0};
     nanosleep(&one, NULL);
-    double used = cpu_ms() - c0;
+    double used = tu_cpu_ms() - c0;
 
     /* The peer reads again; the sender still makes no call: the tail must arrive anyway. */
     uint64_t max_wait = 0;

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -229,4 +230,12 @@ bool tu_check_seeded(const uint8_t *b, size_t n, uint32_t seed)
         if (b[i] != (uint8_t)(seed * 31u + i * 7u + (i >> 8)))
             return false;
     return true;
+}
+
+double tu_cpu_ms(void)
+{
+    struct rusage ru;
+    CHECK(getrusage(RUSAGE_SELF, &ru) == 0);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 }

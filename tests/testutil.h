@@ -91,5 +91,7 @@ void tu_shm_pipe_wait(struct fy_pipe *p, bool in, bool out);
 /* n bytes derived from seed, and their check (payloads whose corruption must be noticed). */
 void tu_fill_seeded(uint8_t *b, size_t n, uint32_t seed);
 bool tu_check_seeded(const uint8_t *b, size_t n, uint32_t seed);
+/* CPU time (user + system) this process has used so far, in milliseconds. */
+double tu_cpu_ms(void);
 
 #endif
