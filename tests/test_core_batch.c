@@ -49,28 +49,6 @@ static size_t frame_size(uint32_t i, uint32_t k)
     return s == PROBE_N ? s + 1 : s;
 }
 
-static uint8_t frame_byte(uint32_t i, uint32_t k, size_t j)
-{
-    return (uint8_t)(i * 31u + k * 7u + (uint32_t)j * 13u + 1u);
-}
-
-static void fill_frame(uint8_t *b, uint32_t i, uint32_t k)
-{
-    size_t n = frame_size(i, k);
-    for (size_t j = 0; j < n; j++)
-        b[j] = frame_byte(i, k, j);
-}
-
-static bool check_frame(const uint8_t *b, size_t n, uint32_t i, uint32_t k)
-{
-    if (n != frame_size(i, k))
-        return false;
-    for (size_t j = 0; j < n; j++)
-        if (b[j] != frame_byte(i, k, j))
-            return false;
-    return true;
-}
-
 static ferry_stats stats(ferry_socket *s)
 {
     ferry_stats st;
@@ -145,7 +123,7 @@ static size_t tx_build(txs *t, size_t cap, uint32_t *msg_of, uint32_t *frame_of)
             n++;
         }
         uint8_t *b = t->bufs + n * 9000;
-        fill_frame(b, m, k);
+        tu_fill_frame(b, frame_size(m, k), m, k);
         bool more = k + 1 < msg_frames(m);
         t->v[n] = (ferry_iov){.buf = b, .len = frame_size(m, k), .flags = more ? FERRY_MORE : 0};
         msg_of[n] = m;
@@ -228,7 +206,7 @@ static size_t rx_step(ferry_socket *s, rxs *x, int flags)
             continue;
         }
         x->in_id = false;
-        if (!check_frame(f->buf, f->size, x->msg, x->frame)) {
+        if (!tu_frame_ok(f->buf, f->size, frame_size(x->msg, x->frame), x->msg, x->frame)) {
             fprintf(stderr, "message %u frame %u: size %zu, want %zu\n", x->msg, x->frame, f->size,
                     frame_size(x->msg, x->frame));
             CHECK(!"wrong frame (lost, reordered or corrupted)");

@@ -37,28 +37,6 @@ static size_t frame_size(uint32_t i, uint32_t k)
     return sizes[(i * 7 + k * 3) % (sizeof sizes / sizeof sizes[0])];
 }
 
-static uint8_t frame_byte(uint32_t i, uint32_t k, size_t j)
-{
-    return (uint8_t)(i * 31u + k * 7u + (uint32_t)j * 13u + 1u);
-}
-
-static void fill_frame(uint8_t *b, uint32_t i, uint32_t k)
-{
-    size_t n = frame_size(i, k);
-    for (size_t j = 0; j < n; j++)
-        b[j] = frame_byte(i, k, j);
-}
-
-static bool frame_ok(const uint8_t *b, size_t n, uint32_t i, uint32_t k)
-{
-    if (n != frame_size(i, k))
-        return false;
-    for (size_t j = 0; j < n; j++)
-        if (b[j] != frame_byte(i, k, j))
-            return false;
-    return true;
-}
-
 static uint64_t stream_bytes(void)
 {
     uint64_t t = 0;
@@ -116,7 +94,7 @@ static void *zmq_pull_main(void *arg)
         for (uint32_t k = 0; k < msg_frames(i); k++) {
             int n = zmq_msg_recv(&m, pull, 0);
             bool more = zmq_msg_more(&m) != 0;
-            if (n < 0 || !frame_ok(zmq_msg_data(&m), (size_t)n, i, k) ||
+            if (n < 0 || !tu_frame_ok(zmq_msg_data(&m), (size_t)n, frame_size(i, k), i, k) ||
                 more != (k + 1 < msg_frames(i))) {
                 fprintf(stderr, "libzmq PULL: message %u frame %u wrong (n=%d more=%d)\n", i, k, n,
                         more);
@@ -156,7 +134,7 @@ static void ferry_sends(const char *url, bool zbind)
         size_t want = 1 + (round++ * 7) % BATCH, n = 0;
         uint32_t m = msg, k = frame;
         while (n < want && m < NMSG) {
-            fill_frame(bufs + n * MAXFRAME, m, k);
+            tu_fill_frame(bufs + n * MAXFRAME, frame_size(m, k), m, k);
             bool more = k + 1 < msg_frames(m);
             v[n] = (ferry_iov){.buf = bufs + n * MAXFRAME,
                                .len = frame_size(m, k),
@@ -221,7 +199,7 @@ static void *zmq_push_main(void *arg)
     CHECK(b);
     for (uint32_t i = 0; i < NMSG; i++) {
         for (uint32_t k = 0; k < msg_frames(i); k++) {
-            fill_frame(b, i, k);
+            tu_fill_frame(b, frame_size(i, k), i, k);
             bool more = k + 1 < msg_frames(i);
             if (zmq_send(push, b, frame_size(i, k), more ? ZMQ_SNDMORE : 0) < 0) {
                 z->failed = 1;
@@ -269,7 +247,7 @@ static void ferry_receives(const char *url, bool zbind)
         for (ssize_t e = 0; e < r; e++) {
             bool more = v[e].flags == FERRY_MORE;
             CHECK(v[e].flags == 0 || v[e].flags == FERRY_MORE);
-            if (!frame_ok(v[e].buf, v[e].size, msg, frame) ||
+            if (!tu_frame_ok(v[e].buf, v[e].size, frame_size(msg, frame), msg, frame) ||
                 more != (frame + 1 < msg_frames(msg))) {
                 fprintf(stderr, "ferry PULL: message %u frame %u wrong (size %zu flags %d)\n", msg,
                         frame, v[e].size, v[e].flags);

@@ -239,3 +239,24 @@ double tu_cpu_ms(void)
     return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 }
+
+static uint8_t tu_frame_byte(uint32_t i, uint32_t k, size_t j)
+{
+    return (uint8_t)(i * 31u + k * 7u + (uint32_t)j * 13u + 1u);
+}
+
+void tu_fill_frame(uint8_t *b, size_t n, uint32_t i, uint32_t k)
+{
+    for (size_t j = 0; j < n; j++)
+        b[j] = tu_frame_byte(i, k, j);
+}
+
+bool tu_frame_ok(const uint8_t *b, size_t got, size_t want, uint32_t i, uint32_t k)
+{
+    if (got != want)
+        return false;
+    for (size_t j = 0; j < got; j++)
+        if (b[j] != tu_frame_byte(i, k, j))
+            return false;
+    return true;
+}

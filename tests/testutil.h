@@ -91,6 +91,10 @@ void tu_shm_pipe_wait(struct fy_pipe *p, bool in, bool out);
 /* n bytes derived from seed, and their check (payloads whose corruption must be noticed). */
 void tu_fill_seeded(uint8_t *b, size_t n, uint32_t seed);
 bool tu_check_seeded(const uint8_t *b, size_t n, uint32_t seed);
+/* Frame k of message i in the multi-frame stream tests (test_core_batch, test_interop_batch):
+ * its n bytes, and whether got bytes at b are that frame of want bytes. */
+void tu_fill_frame(uint8_t *b, size_t n, uint32_t i, uint32_t k);
+bool tu_frame_ok(const uint8_t *b, size_t got, size_t want, uint32_t i, uint32_t k);
 /* CPU time (user + system) this process has used so far, in milliseconds. */
 double tu_cpu_ms(void);
 
