@@ -89,15 +89,19 @@ size_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *byt
     if (sp->out_mid || sp->tx_armed || sp->rx_armed ||
         atomic_load_explicit(&p->dead, memory_order_relaxed))
         return 0;
-    uint64_t lim = sp->whole_max < sp->max_msg ? sp->whole_max : sp->max_msg;
+    /* Everything the loop reads more than once is in a local: the frame copies store through
+     * byte pointers, which may alias any memory, so a field read through sp or through a span
+     * whose address was passed out of line would be loaded again after every copy. */
+    const uint64_t lim = sp->whole_max < sp->max_msg ? sp->whole_max : sp->max_msg;
+    ferry_spsc_tx *tx = &sp->tx;
+    const ferry_iov *e = v, *const end = v + n;
     uint64_t total = 0;
-    size_t i = 0;
     /* One span per stretch of free ring: the records go straight in (meta word, one copy each)
      * with the ring state in registers, then one commit. A span ends at the consumer's published
      * position or the end of the lap; the next reserve_span starts the next one (or says full). */
-    while (i < n && !(v[i].flags & FERRY_MORE) && (uint64_t)v[i].len <= lim) {
-        ferry_spsc_span span;
-        int rc = ferry_spsc_reserve_span(&sp->tx, v[i].len + FY_SHM_REC_META, &span);
+    while (e < end && !(e->flags & FERRY_MORE) && (uint64_t)e->len <= lim) {
+        ferry_spsc_span opened;
+        int rc = ferry_spsc_reserve_span(tx, e->len + FY_SHM_REC_META, &opened);
         if (rc != 0) {
             if (rc == FERRY_EAGAIN)
                 *full = true;
@@ -105,18 +109,19 @@ size_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *byt
                 fy_shm_pipe_fail(sp, FERRY_EPROTO); /* the ring refused a sane reservation */
             break;
         }
+        ferry_spsc_span span = opened; /* only ever passed to the inline steps: registers */
         do {
-            size_t len = v[i].len;
+            size_t len = e->len;
             uint8_t *dst = ferry_spsc_span_put(&span, len + FY_SHM_REC_META);
             if (!dst)
                 break;                          /* the span is full: commit it, then the next one */
             uint64_t meta = (uint64_t)len << 8; /* what fy_shm_rec_is_plain accepts */
             memcpy(dst, &meta, FY_SHM_REC_META);
-            batch_copy(dst + FY_SHM_REC_META, v[i].buf, len);
+            batch_copy(dst + FY_SHM_REC_META, e->buf, len);
             total += len;
-            i++;
-        } while (i < n && !(v[i].flags & FERRY_MORE) && (uint64_t)v[i].len <= lim);
-        if (ferry_spsc_commit_span(&sp->tx, &span, FERRY_RING_DEFER) < 0) {
+            e++;
+        } while (e < end && !(e->flags & FERRY_MORE) && (uint64_t)e->len <= lim);
+        if (ferry_spsc_commit_span(tx, &span, FERRY_RING_DEFER) < 0) {
             fy_shm_pipe_fail(sp, FERRY_EPROTO);
             break;
         }
@@ -124,8 +129,9 @@ size_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *byt
     /* One publish for the batch; it wakes the consumer only if it announced a sleep. Also run
      * when nothing was written: a full ring must show the consumer what an earlier call
      * deferred. */
-    if (ferry_spsc_flush(&sp->tx) < 0)
+    if (ferry_spsc_flush(tx) < 0)
         fy_shm_pipe_fail(sp, FERRY_EPROTO);
+    size_t i = (size_t)(e - v);
     if (i > 0)
         sp->out_refused = false; /* as an accepted ordinary send: see known bug 3 in sp_flush */
     *bytes = total;
@@ -139,15 +145,18 @@ size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes, bo
     *empty = false;
     if (sp->has_stash || sp->asm_on || sp->hold_on || sp->rx_armed || sp->tx_armed)
         return 0;
-    const fy_shm_rec_asm none = {0};
+    /* Locals for what the loop reads more than once (see fy_shm_batch_send: the copies store
+     * through byte pointers). */
+    const uint64_t max_msg = sp->max_msg;
+    ferry_spsc_rx *rx = &sp->rx;
+    ferry_iov *e = v, *const end = v + n;
     uint64_t total = 0, unpublished = 0;
-    size_t i = 0;
     int stop = 0; /* 1: a record only the ordinary recv handles; 2: a broken one */
     /* One span per stretch of published records: each record is checked and copied out with
      * the ring state in registers, and the span is released with one (deferred) update. */
-    while (i < n && !stop) {
-        ferry_spsc_span span;
-        int rc = ferry_spsc_peek_span(&sp->rx, &span);
+    while (e < end && !stop) {
+        ferry_spsc_span opened;
+        int rc = ferry_spsc_peek_span(rx, &opened);
         if (rc == FERRY_EAGAIN) {
             *empty = true; /* a dead peer's end of input is the ordinary recv's business */
             break;
@@ -156,7 +165,8 @@ size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes, bo
             fy_shm_pipe_fail(sp, FERRY_EPROTO);
             break;
         }
-        while (i < n && unpublished < BATCH_RX_PUBLISH) {
+        ferry_spsc_span span = opened; /* only ever passed to the inline steps: registers */
+        while (e < end && unpublished < BATCH_RX_PUBLISH) {
             ferry_spsc_span before = span;
             const void *data;
             size_t len;
@@ -170,10 +180,11 @@ size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes, bo
             /* The common record inline (fy_shm_rec_is_plain: exactly what fy_shm_rec_check
              * accepts as a whole frame without flags, fuzzed for every length). Anything else
              * gets the full check, which either rejects it or names what it is. */
-            if (!fy_shm_rec_is_plain(meta, len, sp->max_msg)) {
+            if (!fy_shm_rec_is_plain(meta, len, max_msg)) {
                 span = before; /* the record stays in the ring */
+                const fy_shm_rec_asm none = {0};
                 fy_shm_rec r;
-                if (fy_shm_rec_check(&none, meta, len, sp->max_msg, &r) < 0)
+                if (fy_shm_rec_check(&none, meta, len, max_msg, &r) < 0)
                     stop = 2;
                 else
                     /* A multi-frame message, a subscription or a chunked frame: the pattern
@@ -182,15 +193,14 @@ size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes, bo
                 break;
             }
             size_t size = len - REC_META;
-            batch_copy(v[i].buf, (const uint8_t *)data + REC_META,
-                       size < v[i].len ? size : v[i].len);
-            v[i].size = size;
-            v[i].flags = 0;
+            batch_copy(e->buf, (const uint8_t *)data + REC_META, size < e->len ? size : e->len);
+            e->size = size;
+            e->flags = 0;
             total += size;
             unpublished += len;
-            i++;
+            e++;
         }
-        if (ferry_spsc_release_span(&sp->rx, &span, FERRY_RING_DEFER) < 0) {
+        if (ferry_spsc_release_span(rx, &span, FERRY_RING_DEFER) < 0) {
             fy_shm_pipe_fail(sp, FERRY_EPROTO);
             break;
         }
@@ -200,7 +210,7 @@ size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes, bo
         }
         if (unpublished >= BATCH_RX_PUBLISH) {
             unpublished = 0;
-            if (ferry_spsc_rx_flush(&sp->rx) < 0) {
+            if (ferry_spsc_rx_flush(rx) < 0) {
                 fy_shm_pipe_fail(sp, FERRY_EPROTO);
                 break;
             }
@@ -209,8 +219,8 @@ size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes, bo
     /* One publish of the releases (and of any the ordinary recv deferred before): it wakes the
      * producer only if it announced a wait for room. */
     sp->rx_deferred = 0;
-    if (!atomic_load_explicit(&p->dead, memory_order_relaxed) && ferry_spsc_rx_flush(&sp->rx) < 0)
+    if (!atomic_load_explicit(&p->dead, memory_order_relaxed) && ferry_spsc_rx_flush(rx) < 0)
         fy_shm_pipe_fail(sp, FERRY_EPROTO);
     *bytes = total;
-    return i;
+    return (size_t)(e - v);
 }
