@@ -2,7 +2,9 @@
  * test_bench_cli.c - `ferry bench` as a user meets it: runs the built tool (FERRY_BIN) and checks
  * the usage errors (exit 2 with a message), the JSON line format of real short runs, --json-out and
  * --csv files, and that a row whose child crashes or hangs is reported as failed with its reason
- * while the run goes on, every child is reaped and the private temp directory is removed.
+ * while the run goes on, every child is reaped and the private temp directory is removed. The floor
+ * is measured around every size section: each section's p50/floor ratios divide by its own floor
+ * (floor_ns), a section whose floor moved says so, and --from renders old single-floor files.
  */
 #include "testutil.h"
 
@@ -116,9 +118,9 @@ static void check_line(const char *line, const char *want_tr, const char *want_m
 {
     char v[256];
     CHECK(line[0] == '{');
-    static const char *const keys[] = {"transport", "peer",       "wait",       "mode",   "size",
-                                       "status",    "count",      "p50_ns",     "p99_ns", "p999_ns",
-                                       "max_ns",    "msgs_per_s", "bytes_per_s"};
+    static const char *const keys[] = {
+        "transport", "peer",   "wait",    "mode",   "size",       "status",      "count",
+        "p50_ns",    "p99_ns", "p999_ns", "max_ns", "msgs_per_s", "bytes_per_s", "floor_ns"};
     for (unsigned i = 0; i < sizeof keys / sizeof keys[0]; i++)
         CHECK(jget(line, keys[i], v, sizeof v));
     char tr[64], mode[16];
@@ -156,6 +158,51 @@ static void check_line(const char *line, const char *want_tr, const char *want_m
         double want = mps * atof(sz), slack = want * 0.001 + atof(sz) / 2 + 1;
         CHECK(atof(v) > want - slack && atof(v) < want + slack);
     }
+}
+
+/* The line of transport tr in the table section whose header starts with hdr ("== 64 B =="),
+ * or NULL. */
+static const char *section_row(const char *table, const char *hdr, const char *tr, char *buf,
+                               size_t cap)
+{
+    const char *p = strstr(table, hdr);
+    if (!p)
+        return NULL;
+    const char *end = strstr(p + 1, "\n== ");
+    size_t tl = strlen(tr);
+    for (const char *l = strchr(p, '\n'); l && (!end || l < end); l = strchr(l + 1, '\n')) {
+        if (!strncmp(l + 1, tr, tl) && l[1 + tl] == ' ') {
+            size_t n = strcspn(l + 1, "\n");
+            snprintf(buf, cap, "%.*s", (int)(n < cap ? n : cap - 1), l + 1);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+/* The p50/floor column of a table row (the fifth cell after the first '|'), as a number. */
+static double row_ratio(const char *row)
+{
+    const char *p = strchr(row, '|');
+    CHECK(p);
+    char cell[5][32];
+    CHECK(sscanf(p + 1, "%31s %31s %31s %31s %31s", cell[0], cell[1], cell[2], cell[3], cell[4]) ==
+          5);
+    CHECK(strchr(cell[4], 'x'));
+    return atof(cell[4]);
+}
+
+/* Whether a ratio the table printed is want, within the rounding of how it prints it. */
+static bool ratio_is(double shown, double want)
+{
+    double tol = want >= 1000 ? want * 0.06 : want >= 10 ? 0.51 : want >= 0.1 ? 0.0051 : 0.00051;
+    return shown > want - tol && shown < want + tol;
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    CHECK(f && fputs(text, f) >= 0 && fclose(f) == 0);
 }
 
 static int count_entries(const char *dir)
@@ -239,17 +286,22 @@ int main(void)
         fprintf(stderr, "short run: rc %d\n%s\n%s\n", rc, slurp(g_out), slurp(g_err));
         exit(1);
     }
-    static const char *const want[][3] = {
-        {"floor", "rtt", "64"},
+    /* The floor opens and closes every size section (reported as size 64, one cache line). */
+    static const char *const want[][5] = {
+        {"floor", "rtt", "64", "64", "\"start\""},
         {"memcpy", "thr", "64"},
         {"kernel:pipe", "rtt", "64"},
         {"kernel:pipe", "thr", "64"},
         {"kernel:uds+batch", "thr", "64"},
+        {"floor", "rtt", "64", "64", "\"end\""},
+        {"floor", "rtt", "64", "4096", "\"start\""},
         {"memcpy", "thr", "4096"},
         {"kernel:pipe", "rtt", "4096"},
         {"kernel:pipe", "thr", "4096"},
         {"kernel:uds+batch", "thr", "4096"},
+        {"floor", "rtt", "64", "4096", "\"end\""},
     };
+    double start_floor = 0, pipe_p50[2] = {0, 0}, pipe_floor[2] = {0, 0};
     char out[1 << 16];
     snprintf(out, sizeof out, "%s", slurp(g_out));
     CHECK(!strcmp(out, slurp(jout))); /* --json-out holds the same lines */
@@ -259,6 +311,25 @@ int main(void)
         check_line(line, want[i][0], want[i][1]);
         char v[32];
         CHECK(!strcmp(jget(line, "size", v, sizeof v), want[i][2]));
+        bool floor = !strcmp(want[i][0], "floor");
+        if (floor) {
+            CHECK(!strcmp(jget(line, "section", v, sizeof v), want[i][3]));
+            CHECK(!strcmp(jget(line, "floor_at", v, sizeof v), want[i][4]));
+            if (!strcmp(want[i][4], "\"start\""))
+                start_floor = atof(jget(line, "p50_ns", v, sizeof v));
+        } else {
+            CHECK(!jget(line, "section", v, sizeof v) && !jget(line, "floor_at", v, sizeof v));
+        }
+        /* An rtt row carries the floor that opened its section; nothing else carries one. */
+        jget(line, "floor_ns", v, sizeof v);
+        if (!floor && !strcmp(want[i][1], "rtt")) {
+            CHECK(is_number(v) && atof(v) == start_floor);
+            int k = !strcmp(want[i][2], "4096");
+            pipe_floor[k] = atof(v);
+            pipe_p50[k] = atof(jget(line, "p50_ns", v, sizeof v));
+        } else {
+            CHECK(!strcmp(v, "null"));
+        }
         line = strtok_r(NULL, "\n", &save);
     }
     CHECK(line == NULL);
@@ -286,7 +357,7 @@ int main(void)
     CHECK(bad);
     fputs("{\"transport\":\"x\",\"mode\":\"sideways\"}\n", bad);
     fclose(bad);
-    expect_usage_error("corrupt --from file", "rows.json:10: not a ferry bench JSON row", "--from",
+    expect_usage_error("corrupt --from file", "rows.json:13: not a ferry bench JSON row", "--from",
                        jout, NULL);
 
     /* The table (from the saved rows: nothing to measure again): grouped by size, with the floor
@@ -297,6 +368,104 @@ int main(void)
     CHECK(strstr(t, "== 64 B") && strstr(t, "== 4 KiB"));
     CHECK(strstr(t, "p50/floor") && strstr(t, "/memcpy"));
     CHECK(strstr(t, "kernel:pipe") && strstr(t, "kernel:uds+batch"));
+    /* Each section's header gives its two floors and its ratios divide by its own. */
+    CHECK(strstr(t, "== 64 B == floor ") && strstr(t, "== 4 KiB == floor ") && strstr(t, " -> "));
+    char row[512];
+    CHECK(section_row(t, "== 64 B ==", "kernel:pipe", row, sizeof row));
+    CHECK(ratio_is(row_ratio(row), pipe_p50[0] / pipe_floor[0]));
+    CHECK(section_row(t, "== 4 KiB ==", "kernel:pipe", row, sizeof row));
+    CHECK(ratio_is(row_ratio(row), pipe_p50[1] / pipe_floor[1]));
+
+    /* A live table and --from of the run's JSON print the same table (from the floor line on). */
+    char live[1 << 16];
+    rc = run(NULL, "--quiet", "--json-out", jout, "--transport", "kernel:pipe", "--size", "64,1K",
+             "--mode", "rtt", "--seconds", "0.02", "--warmup", "0", NULL);
+    CHECK(rc == 0);
+    CHECK(strstr(slurp(g_out), "== 1 KiB == floor "));
+    snprintf(live, sizeof live, "%s", strstr(slurp(g_out), "\nfloor (one cache line"));
+    CHECK(run(NULL, "--from", jout, NULL) == 0);
+    CHECK(strstr(slurp(g_out), "\nfloor (one cache line"));
+    CHECK(!strcmp(strstr(slurp(g_out), "\nfloor (one cache line"), live));
+
+    /* A saved run whose floor moved during its 1 KiB section: each section divides by its own
+     * floor (2000 ns is 20x the 64 B floor, 2.00x the 1 KiB one), and only the 1 KiB section is
+     * flagged, in the table and on stderr. */
+    char moved[600];
+    snprintf(moved, sizeof moved, "%s/moved.json", tu_tmpdir());
+    static const char floor_fmt[] =
+        "{\"transport\":\"floor\",\"peer\":\"floor\",\"wait\":\"spin\",\"mode\":\"rtt\","
+        "\"size\":64,\"status\":\"ok\",\"count\":1000,\"p50_ns\":%d,\"p99_ns\":%d,\"p999_ns\":%d,"
+        "\"max_ns\":%d,\"msgs_per_s\":null,\"bytes_per_s\":null,\"cold_ns\":null,"
+        "\"idle_cpu_pct\":null,\"floor_ns\":null,\"section\":%d,\"floor_at\":\"%s\"}\n";
+    static const char pipe_fmt[] =
+        "{\"transport\":\"kernel:pipe\",\"peer\":\"kernel\",\"wait\":\"blocking\",\"mode\":"
+        "\"rtt\",\"size\":%d,\"status\":\"ok\",\"count\":1000,\"p50_ns\":2000,\"p99_ns\":3000,"
+        "\"p999_ns\":4000,\"max_ns\":5000,\"msgs_per_s\":null,\"bytes_per_s\":null,"
+        "\"cold_ns\":null,\"idle_cpu_pct\":null,\"floor_ns\":%d}\n";
+    char text[4096];
+    int len = 0;
+    len += snprintf(text + len, sizeof text - len, floor_fmt, 100, 110, 120, 130, 64, "start");
+    len += snprintf(text + len, sizeof text - len, pipe_fmt, 64, 100);
+    len += snprintf(text + len, sizeof text - len, floor_fmt, 110, 120, 130, 140, 64, "end");
+    len +=
+        snprintf(text + len, sizeof text - len, floor_fmt, 1000, 1100, 1200, 1300, 1024, "start");
+    len += snprintf(text + len, sizeof text - len, pipe_fmt, 1024, 1000);
+    snprintf(text + len, sizeof text - len, floor_fmt, 1400, 1500, 1600, 1700, 1024, "end");
+    write_file(moved, text);
+    CHECK(run(NULL, "--from", moved, NULL) == 0);
+    t = slurp(g_out);
+    CHECK(strstr(t, "== 64 B == floor 100ns -> 110ns ="));
+    CHECK(strstr(t, "== 1 KiB == floor 1000ns -> 1400ns ="));
+    CHECK(section_row(t, "== 64 B ==", "kernel:pipe", row, sizeof row) &&
+          ratio_is(row_ratio(row), 20));
+    CHECK(section_row(t, "== 1 KiB ==", "kernel:pipe", row, sizeof row) &&
+          ratio_is(row_ratio(row), 2));
+    const char *warn = strstr(t, "warning: the floor moved from 1000ns to 1400ns during the 1 KiB");
+    CHECK(warn && warn > strstr(t, "== 1 KiB ==") && !strstr(warn + 1, "warning: the floor moved"));
+    CHECK(strstr(t, "warning: the floor moved") == warn);
+    CHECK(strstr(slurp(g_err), "warning: the floor moved from 1000ns to 1400ns"));
+    CHECK(run(NULL, "--from", moved, "--json", NULL) == 0);
+    CHECK(!strcmp(slurp(g_out), text));
+
+    /* A file from before per-section floors (one floor row, no floor_ns: the rows of
+     * docs/bench-results/2026-11-25-session4-epyc-2vcpu.json) renders every section against its
+     * one floor, without a warning. */
+    char old[600];
+    snprintf(old, sizeof old, "%s/old.json", tu_tmpdir());
+    write_file(old,
+               "{\"transport\":\"floor\",\"peer\":\"floor\",\"wait\":\"spin\",\"mode\":\"rtt\","
+               "\"size\":64,\"status\":\"ok\",\"count\":437757,\"p50_ns\":441,\"p99_ns\":571,"
+               "\"p999_ns\":699,\"max_ns\":246446,\"msgs_per_s\":null,\"bytes_per_s\":null,"
+               "\"cold_ns\":null,\"idle_cpu_pct\":null}\n"
+               "{\"transport\":\"ring:ref\",\"peer\":\"floor\",\"wait\":\"spin\",\"mode\":\"rtt\","
+               "\"size\":64,\"status\":\"ok\",\"count\":241845,\"p50_ns\":739,\"p99_ns\":1079,"
+               "\"p999_ns\":37631,\"max_ns\":1031752,\"msgs_per_s\":null,\"bytes_per_s\":null,"
+               "\"cold_ns\":null,\"idle_cpu_pct\":null}\n"
+               "{\"transport\":\"ring:ref\",\"peer\":\"floor\",\"wait\":\"spin\",\"mode\":\"rtt\","
+               "\"size\":1024,\"status\":\"ok\",\"count\":126125,\"p50_ns\":1463,\"p99_ns\":1911,"
+               "\"p999_ns\":40703,\"max_ns\":265874,\"msgs_per_s\":null,\"bytes_per_s\":null,"
+               "\"cold_ns\":null,\"idle_cpu_pct\":null}\n");
+    CHECK(run(NULL, "--from", old, NULL) == 0);
+    t = slurp(g_out);
+    CHECK(strstr(t, "== 64 B == floor 441ns (measured once") &&
+          strstr(t, "== 1 KiB == floor 441ns (measured once"));
+    CHECK(section_row(t, "== 64 B ==", "ring:ref", row, sizeof row) &&
+          ratio_is(row_ratio(row), 739.0 / 441));
+    CHECK(section_row(t, "== 1 KiB ==", "ring:ref", row, sizeof row) &&
+          ratio_is(row_ratio(row), 1463.0 / 441));
+    CHECK(!strstr(t, "warning: the floor moved") && !strstr(slurp(g_err), "warning"));
+    /* And the saved runs in the source tree themselves, when the tree is where it was built. */
+    char docs[1024];
+    snprintf(docs, sizeof docs, "%s", __FILE__);
+    char *slash = strrchr(docs, '/');
+    if (slash && slash - docs > 6 && !strncmp(slash - 6, "/tests", 6)) {
+        snprintf(slash - 6, sizeof docs - (size_t)(slash - 6 - docs),
+                 "/docs/bench-results/2026-11-25-session4-epyc-2vcpu.json");
+        if (access(docs, R_OK) == 0) {
+            CHECK(run(NULL, "--from", docs, NULL) == 0);
+            CHECK(strstr(slurp(g_out), "== 1 MiB == floor 441ns (measured once"));
+        }
+    }
 
     /* --plot writes a PNG through gnuplot (or says why not, and still exits 0). */
     char png[600];

@@ -1,11 +1,11 @@
 /*
  * bench.c - `ferry bench`: the command line and the driver that runs every selected row.
  *
- * The driver measures the floor once (it does not depend on the message size), then for every size
- * every selected transport in every mode it supports, through bench_run_row (separate pinned
- * processes). Rows stream out as JSON lines as they finish (--json, --json-out), so a run cut short
- * still leaves its data; the table, CSV and plot are written at the end from the same rows. Peers
- * that are not installed are skipped with one note each; rows that fail carry their reason.
+ * The driver runs, for every size, the floor (bench_section.c), every selected transport in every
+ * mode it supports, through bench_run_row (separate pinned processes), and the floor again. Rows
+ * stream out as JSON lines as they finish (--json, --json-out), so a run cut short still leaves its
+ * data; the table, CSV and plot are written at the end from the same rows. Peers that are not
+ * installed are skipped with one note each; rows that fail carry their reason.
  */
 #include "bench.h"
 #include "cli.h"
@@ -104,7 +104,10 @@ static void bench_usage(FILE *out)
         "\n"
         "  --transport LIST  comma-separated names (see --list) or groups: all, kernel, zmq,\n"
         "                    nng, peers, ferry; default: every transport but ring:poll.\n"
-        "                    floor (rtt) and memcpy (thr) always run: the ratios need them\n"
+        "                    floor (rtt) and memcpy (thr) always run: the ratios need them;\n"
+        "                    the floor runs before and after every size, whose p50/floor\n"
+        "                    ratios divide by the floor before it (a warning when the two\n"
+        "                    differ by more than 25 %%: the vCPUs were moved meanwhile)\n"
         "  --size LIST       message sizes in bytes, K/M suffixes allowed (1 B .. 16 MiB);\n"
         "                    default " BENCH_DEFAULT_SIZES "\n"
         "  --mode LIST       rtt   ping-pong round trips: p50/p99/p999/max latency\n"
@@ -131,10 +134,12 @@ static void bench_usage(FILE *out)
         "\n"
         "JSON fields: transport, peer (ferry|zmq|nng|kernel|floor), wait (spin|poll|blocking;\n"
         "- for memcpy), mode, size, status (ok|failed|skipped), count, p50_ns, p99_ns, p999_ns,\n"
-        "max_ns (rtt), msgs_per_s, bytes_per_s (thr, fan), cold_ns, idle_cpu_pct (idle), subs,\n"
-        "min_msgs_per_s, pub_msgs_per_s, delivered (fan), note. Fields that do not apply to a\n"
-        "row are null. Exit status: 0 when every row ran (or was skipped for a stated reason),\n"
-        "1 when a row failed, 2 on a usage error. docs/bench.md explains the method.\n");
+        "max_ns (rtt), msgs_per_s, bytes_per_s (thr, fan), cold_ns, idle_cpu_pct (idle),\n"
+        "floor_ns (rtt: the floor p50 its p50/floor divides by), subs, min_msgs_per_s,\n"
+        "pub_msgs_per_s, delivered (fan), section, floor_at (start|end: floor rows only), note.\n"
+        "Fields that do not apply to a row are null. Exit status: 0 when every row ran (or\n"
+        "was skipped for a stated reason), 1 when a row failed, 2 on a usage error.\n"
+        "docs/bench.md explains the method.\n");
 }
 
 static void bench_list(void)
@@ -356,7 +361,7 @@ static int bench_parse_cpus(bench_cfg *cfg, const char *s)
 }
 
 /* Whether row (t, mode, size) belongs to the run. idle runs at the smallest size only, the floor
- * once, and modes a transport cannot do are not rows at all. */
+ * around every size (bench_floor_row, not here), and modes a transport cannot do are not rows. */
 static bool bench_wanted(const bench_cfg *cfg, const bench_transport *t, int mode, int size_idx)
 {
     if (!(cfg->modes & BENCH_M(mode)) || !(t->modes & BENCH_M(mode)))
@@ -366,9 +371,7 @@ static bool bench_wanted(const bench_cfg *cfg, const bench_transport *t, int mod
     /* Fan-out needs PUB/SUB over separate processes: message transports with a receive timeout. */
     if (mode == BENCH_FAN && (t->threads || !t->ops || !t->ops->set_rcvtimeo))
         return false;
-    if (t == &bench_tr_floor && size_idx != 0)
-        return false;
-    return true;
+    return t != &bench_tr_floor;
 }
 
 static void bench_progress(const bench_cfg *cfg, int done, int total, const bench_row *r)
@@ -396,6 +399,22 @@ static void bench_progress(const bench_cfg *cfg, int done, int total, const benc
     bar[width] = 0;
     fprintf(stderr, "\r[%s] %3d/%d  %-22s %-4s %8zu B   ", bar, done, total, r->tr->name,
             bench_mode_name(r->mode), r->size);
+}
+
+/* A finished row, as a JSON line on stdout (--json) and in the --json-out file, at once: a run
+ * cut short still leaves its data. */
+static void bench_put_row(const bench_cfg *cfg, FILE *jf, const bench_row *r)
+{
+    char line[1024];
+    bench_out_json_line(line, sizeof line, r);
+    if (cfg->json) {
+        fputs(line, stdout);
+        fflush(stdout);
+    }
+    if (jf) {
+        fputs(line, jf);
+        fflush(jf);
+    }
 }
 
 /* Table (unless --json), CSV and plot from finished rows; 0 or -1 when a file failed. */
@@ -437,6 +456,7 @@ static int bench_replay(bench_cfg *cfg)
             cfg->sizes[cfg->nsizes++] = rows[i].size;
     }
     qsort(cfg->sizes, (size_t)cfg->nsizes, sizeof cfg->sizes[0], bench_cmp_size);
+    bench_floor_warn_all(cfg, rows, n);
     int failed = 0;
     for (int i = 0; i < n; i++) {
         failed += rows[i].status == 1;
@@ -627,7 +647,10 @@ int bench_main(int argc, char **argv)
         run_tr[nrun++] = cfg.tr[i];
     }
 
-    int total = 0;
+    bool floors = false;
+    for (int t = 0; t < nrun; t++)
+        floors |= run_tr[t] == &bench_tr_floor;
+    int total = floors ? 2 * cfg.nsizes : 0;
     for (int s = 0; s < cfg.nsizes; s++)
         for (int t = 0; t < nrun; t++)
             for (int m = 0; m < BENCH_MODES; m++)
@@ -643,6 +666,18 @@ int bench_main(int argc, char **argv)
     cfg.clock_ns = bench_clock_cost();
     int n = 0, failed = 0;
     for (int s = 0; s < cfg.nsizes; s++) {
+        uint64_t floor_ns = 0;
+        const bench_row *start = NULL;
+        if (floors) {
+            bench_row pr = {.tr = &bench_tr_floor, .mode = BENCH_RTT, .size = 64};
+            bench_progress(&cfg, n, total, &pr);
+            bench_floor_row(&cfg, cfg.sizes[s], BENCH_FLOOR_START, &rows[n]);
+            bench_put_row(&cfg, jf, &rows[n]);
+            failed += rows[n].status == 1;
+            start = &rows[n];
+            floor_ns = rows[n].status == 0 ? rows[n].p50 : 0;
+            n++;
+        }
         for (int t = 0; t < nrun; t++) {
             for (int m = 0; m < BENCH_MODES; m++) {
                 if (!bench_wanted(&cfg, run_tr[t], m, s))
@@ -661,35 +696,26 @@ int bench_main(int argc, char **argv)
                     bench_progress(&cfg, n, total, &pr);
                     bench_run_row(&job, &rows[n]);
                     failed += rows[n].status == 1;
-                    char line[1024];
-                    bench_out_json_line(line, sizeof line, &rows[n]);
-                    if (cfg.json) {
-                        fputs(line, stdout);
-                        fflush(stdout);
-                    }
-                    if (jf) {
-                        fputs(line, jf);
-                        fflush(jf);
-                    }
+                    if (m == BENCH_RTT && rows[n].status == 0)
+                        rows[n].floor_ns = floor_ns;
+                    bench_put_row(&cfg, jf, &rows[n]);
                     n++;
                 }
             }
         }
-    }
-    /* The floor again, after the last row: if the vCPUs' placement changed during the run the
-     * ratios of the later rows are against the wrong denominator, and the table says so. */
-    if (n > 1 && rows[0].tr == &bench_tr_floor && rows[0].status == 0) {
-        bench_job job;
-        bench_row end_row;
-        memset(&job, 0, sizeof job);
-        memset(&end_row, 0, sizeof end_row);
-        job.cfg = &cfg;
-        job.tr = &bench_tr_floor;
-        job.mode = BENCH_RTT;
-        job.size = 64;
-        bench_run_row(&job, &end_row);
-        if (end_row.status == 0)
-            cfg.floor_end_p50 = end_row.p50;
+        if (floors) {
+            bench_row pr = {.tr = &bench_tr_floor, .mode = BENCH_RTT, .size = 64};
+            bench_progress(&cfg, n, total, &pr);
+            bench_floor_row(&cfg, cfg.sizes[s], BENCH_FLOOR_END, &rows[n]);
+            bench_put_row(&cfg, jf, &rows[n]);
+            failed += rows[n].status == 1;
+            char why[256];
+            if (bench_floor_moved(start, &rows[n], why, sizeof why)) {
+                bench_progress(&cfg, n, total, NULL);
+                fprintf(stderr, "ferry bench: warning: %s\n", why);
+            }
+            n++;
+        }
     }
     bench_progress(&cfg, n, total, NULL);
     bench_proc_fini();

@@ -54,10 +54,16 @@ typedef struct bench_cfg {
     const char *json_out, *csv, *plot;
     double clock_ns; /* cost of one clock_gettime, measured at start */
     double load[2];  /* 1-minute load average before and after the run */
-    /* The floor measured again after the last row (0: not measured): the hypervisor may move the
-     * two vCPUs closer or further apart during a run, which changes every ratio. */
-    uint64_t floor_end_p50;
 } bench_cfg;
+
+/* Where a floor row was measured: just before or just after the rows of one size section. A row
+ * read from a file written before floors were per section has BENCH_FLOOR_RUN (its one floor row
+ * stands for the whole run). */
+enum bench_floor_at {
+    BENCH_FLOOR_RUN = 0,
+    BENCH_FLOOR_START = 1,
+    BENCH_FLOOR_END = 2,
+};
 
 /* One result row. */
 typedef struct bench_row {
@@ -74,6 +80,12 @@ typedef struct bench_row {
     double pub_msgs_per_s;    /* BENCH_FAN: the publisher's send rate */
     double delivered;         /* BENCH_FAN: fraction of published messages the subscribers got */
     double min_msgs_per_s;    /* BENCH_FAN: the slowest subscriber */
+    /* A measured rtt row: the floor p50 its p50/floor divides by (its section's opening floor);
+     * 0 when there is none or the row came from an older file. */
+    uint64_t floor_ns;
+    /* Floor rows: the message size of the section they bracket (0 with BENCH_FLOOR_RUN). */
+    size_t section;
+    int floor_at; /* floor rows: enum bench_floor_at */
 } bench_row;
 
 /* Per-role results written by a child into the control page. */
@@ -302,7 +314,22 @@ void bench_buf_free(void *p, size_t len);
 /* Every consumer adds its checksum here so the compiler cannot drop the reads. */
 extern volatile uint64_t bench_sink;
 
+/* The floor around each size section (bench_section.c). Measures the floor row that opens or
+ * closes the section of message size `section` into r. */
+void bench_floor_row(const bench_cfg *cfg, size_t section, int at, bench_row *r);
+/* The floor rows around the section of message size `size`, whatever their status (NULL when not
+ * measured); an older file's single floor row opens every section and none closes it. */
+void bench_section_floors(const bench_row *rows, int n, size_t size, const bench_row **start,
+                          const bench_row **end);
+/* Whether the section's opening and closing floors are more than 25 % apart: the hypervisor
+ * moved the two vCPUs while it ran. Writes the one-line warning into buf when they are. */
+bool bench_floor_moved(const bench_row *start, const bench_row *end, char *buf, size_t cap);
+/* Prints that warning on stderr for every section whose floor moved (a saved run, --from). */
+void bench_floor_warn_all(const bench_cfg *cfg, const bench_row *rows, int n);
+
 /* Output (bench_out.c). */
+const char *bench_fmt_size(char *b, size_t cap, size_t s);
+const char *bench_fmt_ns(char *b, size_t cap, double ns);
 void bench_out_table(const bench_cfg *cfg, const bench_row *rows, int n);
 int bench_out_json_line(char *buf, size_t cap, const bench_row *r);
 int bench_out_csv(const char *path, const bench_row *rows, int n);

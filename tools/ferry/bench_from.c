@@ -4,7 +4,8 @@
  * A run's --json-out file is the durable record (the table is for eyes, the JSON for tools); this
  * reads it back so a chart or a table can be redrawn without measuring again, e.g. for a README.
  * Only the format `ferry bench` writes is accepted (one flat object per line, the keys of
- * bench_out_json_line); anything else is reported with its line number.
+ * bench_out_json_line); anything else is reported with its line number. Files written before the
+ * floor was measured around every size section (one floor row, no floor_ns) are read too.
  */
 #include "bench.h"
 
@@ -188,6 +189,20 @@ int bench_from_file(const char *path, bench_row **out, int *nout)
                     double b;
                     r->bytes_per_s = from_num(line, "bytes_per_s", &b, &have) && have ? b : 0;
                 }
+            }
+        }
+        /* Newer files only: a file without them renders with its one floor for every section. */
+        if (ok) {
+            char at[16];
+            if (from_num(line, "floor_ns", &v, &have) && have && v > 0)
+                r->floor_ns = (uint64_t)v;
+            if (from_str(line, "floor_at", at, sizeof at) && from_num(line, "section", &v, &have) &&
+                have && v >= 1) {
+                r->section = (size_t)v;
+                r->floor_at = !strcmp(at, "start") ? BENCH_FLOOR_START
+                              : !strcmp(at, "end") ? BENCH_FLOOR_END
+                                                   : BENCH_FLOOR_RUN;
+                ok = r->floor_at != BENCH_FLOOR_RUN;
             }
         }
         if (r->mode == BENCH_FAN && ok && r->status) {

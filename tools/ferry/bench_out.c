@@ -4,7 +4,8 @@
  * The table is grouped by message size; each transport is one line with its round-trip percentiles
  * and its one-way rate, and the ratios that make one run meaningful on a noisy VM: rtt p50 / floor
  * p50, rtt p50 / zmq:ipc p50, thr bytes/s / memcpy bytes/s at that size and thr msgs/s / zmq:ipc
- * msgs/s. Absolute numbers drift between runs; ratios taken in one run do not.
+ * msgs/s. Absolute numbers drift between runs; ratios taken in one run do not. Everything in the
+ * table comes from the rows, so `--from` of a saved run prints the same table again.
  */
 #include "bench.h"
 
@@ -14,7 +15,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-static const char *fmt_ns(char *b, size_t cap, double ns)
+const char *bench_fmt_ns(char *b, size_t cap, double ns)
 {
     if (ns < 1e4)
         snprintf(b, cap, "%.0fns", ns);
@@ -53,7 +54,7 @@ static const char *fmt_ratio(char *b, size_t cap, double r)
     return b;
 }
 
-static const char *fmt_size(char *b, size_t cap, size_t s)
+const char *bench_fmt_size(char *b, size_t cap, size_t s)
 {
     if (s >= 1048576 && s % 1048576 == 0)
         snprintf(b, cap, "%zu MiB", s / 1048576);
@@ -102,6 +103,15 @@ static void bench_machine(char *b, size_t cap)
              u.release, u.machine);
 }
 
+/* The floor rr's p50/floor divides by: the one it carries, else (a file written before floors
+ * were per section) the floor that opened its section. */
+static uint64_t bench_row_floor(const bench_row *rr, const bench_row *section_start)
+{
+    if (rr->floor_ns)
+        return rr->floor_ns;
+    return section_start && section_start->status == 0 ? section_start->p50 : 0;
+}
+
 void bench_out_table(const bench_cfg *cfg, const bench_row *rows, int n)
 {
     char machine[320], a[32], b[32], c[32], d[32], e[32], f[32], g[32], h[32];
@@ -126,22 +136,30 @@ void bench_out_table(const bench_cfg *cfg, const bench_row *rows, int n)
                    "(spin, poll) lose whole time slices; compare ratios, and rerun on an idle "
                    "machine\n");
     }
-    const bench_row *fl = find_row(rows, n, "floor", BENCH_RTT, 0);
+    /* The run's first and last floors; each section divides by its own (its header). */
+    const bench_row *fl = NULL, *fl_last = NULL;
+    for (int i = 0; i < n; i++) {
+        if (rows[i].status || rows[i].mode != BENCH_RTT || strcmp(rows[i].tr->name, "floor"))
+            continue;
+        if (!fl)
+            fl = &rows[i];
+        else
+            fl_last = &rows[i];
+    }
     if (fl)
         printf("floor (one cache line ping-pong): rtt p50 %s  p99 %s  p999 %s  max "
                "%s\n",
-               fmt_ns(a, sizeof a, (double)fl->p50), fmt_ns(b, sizeof b, (double)fl->p99),
-               fmt_ns(c, sizeof c, (double)fl->p999), fmt_ns(d, sizeof d, (double)fl->max));
+               bench_fmt_ns(a, sizeof a, (double)fl->p50),
+               bench_fmt_ns(b, sizeof b, (double)fl->p99),
+               bench_fmt_ns(c, sizeof c, (double)fl->p999),
+               bench_fmt_ns(d, sizeof d, (double)fl->max));
     else
         printf("floor: not measured (add --transport floor for the ratios)\n");
-    if (fl && cfg->floor_end_p50) {
-        double drift = (double)cfg->floor_end_p50 / (double)(fl->p50 ? fl->p50 : 1);
-        printf("floor again after the last row: rtt p50 %s (%.2fx the first)\n",
-               fmt_ns(a, sizeof a, (double)cfg->floor_end_p50), drift);
-        if (drift > 1.25 || drift < 0.8)
-            printf("warning: the floor moved during the run (the hypervisor placed the two vCPUs "
-                   "differently): ratios to the floor are only meaningful for rows measured near "
-                   "the start; rerun\n");
+    if (fl_last) {
+        double drift = (double)fl_last->p50 / (double)(fl->p50 ? fl->p50 : 1);
+        printf("floor again after the last row: rtt p50 %s (%.2fx the first); every size section "
+               "divides by the floor measured just before it (section headers)\n",
+               bench_fmt_ns(a, sizeof a, (double)fl_last->p50), drift);
     }
 
     for (int s = 0; s < cfg->nsizes; s++) {
@@ -155,9 +173,26 @@ void bench_out_table(const bench_cfg *cfg, const bench_row *rows, int n)
                    strcmp(rows[i].tr->name, "floor");
         if (!any)
             continue;
-        printf("\n== %s ", fmt_size(a, sizeof a, size));
-        for (int i = 0; i < 96; i++)
+        const bench_row *fs, *fe;
+        bench_section_floors(rows, n, size, &fs, &fe);
+        int w = printf("\n== %s ==", bench_fmt_size(a, sizeof a, size));
+        if (fs || fe) {
+            const char *st = fs && fs->status == 0 ? bench_fmt_ns(b, sizeof b, (double)fs->p50)
+                             : fs                  ? "failed"
+                                                   : "-";
+            const char *en = fe && fe->status == 0 ? bench_fmt_ns(c, sizeof c, (double)fe->p50)
+                             : fe                  ? "failed"
+                                                   : NULL;
+            if (fs && fs->floor_at == BENCH_FLOOR_RUN)
+                w += printf(" floor %s (measured once, at the start of the run) ==", st);
+            else
+                w += printf(" floor %s -> %s ==", st, en ? en : "-");
+        }
+        for (int i = w; i < 1 + 110; i++) /* w counts the newline */
             putchar('=');
+        char why[256];
+        if (bench_floor_moved(fs, fe, why, sizeof why))
+            printf("\nwarning: %s", why);
         printf("\n%-22s %-8s | %8s %8s %8s %8s %9s %8s | %9s %10s %9s %8s\n", "transport", "wait",
                "rtt p50", "p99", "p999", "max", "p50/floor", "p50/zmq", "msgs/s", "bytes/s",
                "/memcpy", "/zmq");
@@ -193,10 +228,14 @@ void bench_out_table(const bench_cfg *cfg, const bench_row *rows, int n)
             }
             printf("%-22s %-8s |", r->tr->name, r->tr->wait);
             if (rr)
-                printf(" %8s %8s %8s %8s %9s %8s |", fmt_ns(a, sizeof a, (double)rr->p50),
-                       fmt_ns(b, sizeof b, (double)rr->p99), fmt_ns(c, sizeof c, (double)rr->p999),
-                       fmt_ns(d, sizeof d, (double)rr->max),
-                       fmt_ratio(e, sizeof e, fl ? (double)rr->p50 / (double)fl->p50 : 0),
+                printf(" %8s %8s %8s %8s %9s %8s |", bench_fmt_ns(a, sizeof a, (double)rr->p50),
+                       bench_fmt_ns(b, sizeof b, (double)rr->p99),
+                       bench_fmt_ns(c, sizeof c, (double)rr->p999),
+                       bench_fmt_ns(d, sizeof d, (double)rr->max),
+                       fmt_ratio(e, sizeof e,
+                                 bench_row_floor(rr, fs)
+                                     ? (double)rr->p50 / (double)bench_row_floor(rr, fs)
+                                     : 0),
                        fmt_ratio(f, sizeof f, zr ? (double)rr->p50 / (double)zr->p50 : 0));
             else
                 printf(" %-55.55s |", rnote ? rnote : "-");
@@ -228,7 +267,7 @@ void bench_out_table(const bench_cfg *cfg, const bench_row *rows, int n)
                 printf("%-22s %-8s | %8zu %s\n", r->tr->name, r->tr->wait, r->size, r->note);
             else
                 printf("%-22s %-8s | %8zu %9.2f%% | %s\n", r->tr->name, r->tr->wait, r->size,
-                       r->idle_cpu, fmt_ns(a, sizeof a, r->cold_ns));
+                       r->idle_cpu, bench_fmt_ns(a, sizeof a, r->cold_ns));
         }
     }
     bool fan = false;
@@ -268,7 +307,7 @@ void bench_out_table(const bench_cfg *cfg, const bench_row *rows, int n)
         nfail += rows[i].status == 1;
     (void)g;
     (void)h;
-    printf("\nratios: p50/floor = rtt p50 / floor p50 (1.00 is the hardware); "
+    printf("\nratios: p50/floor = rtt p50 / the section's floor p50 (1.00 is the hardware); "
            "p50/zmq = rtt p50 / "
            "zmq:ipc p50 (< 1 is faster);\n/memcpy = one-way bytes/s / "
            "single-core memcpy bytes/s "
@@ -336,11 +375,19 @@ int bench_out_json_line(char *buf, size_t cap, const bench_row *r)
     json_num(&p, end, "bytes_per_s", thr || fan, r->bytes_per_s, true);
     json_num(&p, end, "cold_ns", idle, r->cold_ns, true);
     json_num(&p, end, "idle_cpu_pct", idle, r->idle_cpu, false);
+    json_num(&p, end, "floor_ns", r->floor_ns != 0, (double)r->floor_ns, true);
     if (r->mode == BENCH_FAN) {
         json_num(&p, end, "subs", true, r->subs, true);
         json_num(&p, end, "min_msgs_per_s", fan, r->min_msgs_per_s, true);
         json_num(&p, end, "pub_msgs_per_s", fan, r->pub_msgs_per_s, true);
         json_num(&p, end, "delivered", fan, r->delivered, false);
+    }
+    if (r->floor_at != BENCH_FLOOR_RUN && p < end) {
+        json_num(&p, end, "section", true, (double)r->section, true);
+        p += snprintf(p, (size_t)(end - p), ",\"floor_at\":\"%s\"",
+                      r->floor_at == BENCH_FLOOR_START ? "start" : "end");
+        if (p > end)
+            p = end;
     }
     if (!ok && p < end) {
         p += snprintf(p, (size_t)(end - p), ",\"note\":");
@@ -361,7 +408,7 @@ int bench_out_csv(const char *path, const bench_row *rows, int n)
         return -1;
     fprintf(f, "transport,peer,wait,mode,size,status,count,p50_ns,p99_ns,p999_ns,max_ns,"
                "msgs_per_s,bytes_per_s,cold_ns,idle_cpu_pct,subs,min_msgs_per_s,pub_msgs_per_s,"
-               "delivered,note\n");
+               "delivered,note,floor_ns,section,floor_at\n");
     for (int i = 0; i < n; i++) {
         const bench_row *r = &rows[i];
         static const char *const st[] = {"ok", "failed", "skipped"};
@@ -399,6 +446,13 @@ int bench_out_csv(const char *path, const bench_row *rows, int n)
             }
             fputc('"', f);
         }
+        fputc(',', f);
+        if (r->floor_ns)
+            fprintf(f, "%llu", (unsigned long long)r->floor_ns);
+        if (r->floor_at != BENCH_FLOOR_RUN)
+            fprintf(f, ",%zu,%s", r->section, r->floor_at == BENCH_FLOOR_START ? "start" : "end");
+        else
+            fprintf(f, ",,");
         fputc('\n', f);
     }
     return fclose(f) == 0 ? 0 : -1;

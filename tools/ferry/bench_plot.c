@@ -157,7 +157,13 @@ int bench_plot(const char *png, const bench_row *rows, int n, char *why, size_t 
                 const bench_row *r = &rows[i];
                 if (r->tr != trs[k] || r->mode != mode || r->status)
                     continue;
-                if (mode == BENCH_RTT && !strcmp(r->tr->name, "floor"))
+                /* The floor each section's ratios divide by, at that section's size; an older
+                 * file's single floor is a horizontal line. */
+                if (mode == BENCH_RTT && r->floor_at == BENCH_FLOOR_START)
+                    fprintf(g, "%zu %llu\n", r->section, (unsigned long long)r->p50);
+                else if (mode == BENCH_RTT && r->floor_at == BENCH_FLOOR_END)
+                    continue;
+                else if (mode == BENCH_RTT && !strcmp(r->tr->name, "floor"))
                     fprintf(g, "%zu %llu\n%zu %llu\n", smin, (unsigned long long)r->p50, smax,
                             (unsigned long long)r->p50);
                 else if (mode == BENCH_RTT)
