@@ -217,7 +217,8 @@ static void test_producer_rules(void)
     while (ferry_spsc_write(&tx, rec, sizeof rec, 0) == 0) {
     }
     CHECK_RC(ferry_spsc_read(&rx, rec, sizeof rec, 0), sizeof rec);
-    CHECK_OK(ferry_spsc_write(&tx, rec, sizeof rec, 0)); /* refreshed head = 1008 */
+    CHECK_RC(ferry_spsc_read(&rx, rec, sizeof rec, 0), sizeof rec);
+    CHECK_OK(ferry_spsc_write(&tx, rec, sizeof rec, 0)); /* refreshed head = 2016 */
     atomic_store(r.head, 1000);
     CHECK_RC(ferry_spsc_write(&tx, rec, sizeof rec, 0), FERRY_EPROTO);
     check_tx_failed(&tx);

@@ -98,9 +98,12 @@ static void test_init(void)
     mem[0] ^= 1;
     CHECK_RC(ferry_spsc_rx_init(&rx, mem, size), FERRY_EPROTO);
     memcpy(mem, &saved, 8);
+    uint8_t version = mem[8];
     mem[8] = 9;
     CHECK_RC(ferry_spsc_tx_init(&tx, mem, size), FERRY_EPROTO);
-    mem[8] = 1;
+    mem[8] = 1; /* the format before eager reads: its producers do not zero the next slot */
+    CHECK_RC(ferry_spsc_tx_init(&tx, mem, size), FERRY_EPROTO);
+    mem[8] = version;
     uint64_t badcap = 5000;
     memcpy(mem + 16, &badcap, 8);
     CHECK_RC(ferry_spsc_tx_init(&tx, mem, size), FERRY_EPROTO);
@@ -192,7 +195,8 @@ static void test_basic(void)
     free(mem);
 }
 
-/* Fill to exactly the capacity, see EAGAIN, free one record, see room again. */
+/* Fill to exactly the usable capacity (the ring less the 8 bytes the producer keeps free for the
+ * zeroed header slot after its last record), see EAGAIN, free one record, see room again. */
 static void test_full_empty(void)
 {
     size_t size;
@@ -202,13 +206,16 @@ static void test_full_empty(void)
     CHECK_OK(ferry_spsc_tx_init(&tx, mem, size));
     CHECK_OK(ferry_spsc_rx_init(&rx, mem, size));
     uint8_t buf[64];
-    /* 56-byte payload + 8-byte header = 64 ring bytes; 64 of them fill 4096
-     * exactly. */
-    for (unsigned i = 0; i < CAP / 64; i++) {
+    /* 56-byte payload + 8-byte header = 64 ring bytes; 63 of them and one 48-byte record (56
+     * ring bytes) fill 4096 - 8 exactly. */
+    for (unsigned i = 0; i < CAP / 64 - 1; i++) {
         fill_pattern(buf, 56, i);
         CHECK_OK(ferry_spsc_write(&tx, buf, 56, 0));
     }
     void *w;
+    CHECK_RC(ferry_spsc_reserve(&tx, 49, &w), FERRY_EAGAIN);
+    fill_pattern(buf, 48, 999);
+    CHECK_OK(ferry_spsc_write(&tx, buf, 48, 0));
     CHECK_RC(ferry_spsc_reserve(&tx, 0, &w), FERRY_EAGAIN);
     CHECK_RC(ferry_spsc_write(&tx, buf, 1, 0), FERRY_EAGAIN);
     CHECK_RC(ferry_spsc_wait_writable(&tx, 0, 0), FERRY_ETIMEDOUT);
@@ -219,19 +226,21 @@ static void test_full_empty(void)
     CHECK(check_pattern(buf, 56, 0));
     CHECK_RC(ferry_spsc_reserve(&tx, 0, &w), FERRY_EAGAIN);
     CHECK_OK(ferry_spsc_rx_flush(&rx));
-    CHECK_OK(ferry_spsc_wait_writable(&tx, 56, 0));
-    /* Exactly one 64-byte record fits again; a 57-byte one (72 ring bytes) would
-     * not have. */
-    CHECK_RC(ferry_spsc_reserve(&tx, 57, &w), FERRY_EAGAIN);
-    fill_pattern(buf, 56, 1000);
-    CHECK_OK(ferry_spsc_write(&tx, buf, 56, 0));
+    CHECK_OK(ferry_spsc_wait_writable(&tx, 48, 0));
+    /* The tail is 8 bytes before the end of the lap: exactly one 8-byte padding record and a
+     * 48-byte record (56 ring bytes) fit the 64 freed bytes again; a 49-byte one would not. */
+    CHECK_RC(ferry_spsc_reserve(&tx, 49, &w), FERRY_EAGAIN);
+    fill_pattern(buf, 48, 1000);
+    CHECK_OK(ferry_spsc_write(&tx, buf, 48, 0));
     CHECK_RC(ferry_spsc_reserve(&tx, 0, &w), FERRY_EAGAIN);
-    for (unsigned i = 1; i < CAP / 64; i++) {
+    for (unsigned i = 1; i < CAP / 64 - 1; i++) {
         CHECK_RC(ferry_spsc_read(&rx, buf, sizeof buf, 0), 56);
         CHECK(check_pattern(buf, 56, i));
     }
-    CHECK_RC(ferry_spsc_read(&rx, buf, sizeof buf, 0), 56);
-    CHECK(check_pattern(buf, 56, 1000));
+    CHECK_RC(ferry_spsc_read(&rx, buf, sizeof buf, 0), 48);
+    CHECK(check_pattern(buf, 48, 999));
+    CHECK_RC(ferry_spsc_read(&rx, buf, sizeof buf, 0), 48);
+    CHECK(check_pattern(buf, 48, 1000));
     CHECK_RC(ferry_spsc_read(&rx, buf, sizeof buf, 0), FERRY_EAGAIN);
     CHECK_RC(ferry_spsc_wait_readable(&rx, 0), FERRY_ETIMEDOUT);
     CHECK_RC(ferry_spsc_wait_readable(&rx, 20), FERRY_ETIMEDOUT);

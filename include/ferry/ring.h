@@ -144,10 +144,15 @@ FERRY_API void ferry_wait_wake_slow_(ferry_waitword *w, const ferry_wait_policy 
 
 /*
  * Records are an 8-byte header (u32 length, u32 type) plus the payload padded to 8 bytes; a
- * record never wraps (a padding record fills the end of the ring instead).
+ * record never wraps (a padding record fills the end of the ring instead). The producer stores
+ * a record's header last (release) after zeroing the header slot that follows it, so a header
+ * slot holds either zero or a complete record: a consumer waiting for the next record of a
+ * ping-pong peer watches that slot instead of the producer's index (docs/ring.md, "Eager
+ * reads"). The producer therefore keeps 8 bytes of the ring free at all times.
  */
 
-/* Largest record a ring of data capacity `cap` can carry (records never wrap). */
+/* Largest record a ring of data capacity `cap` can carry (records never wrap; padding + the
+ * largest record + the zeroed slot after it always fit an empty ring). */
 #define FERRY_SPSC_MAX_RECORD(cap) ((cap) / 2 - 8)
 /* Smallest and largest data capacity (powers of two). */
 #define FERRY_SPSC_MIN_CAPACITY ((size_t)4096)
@@ -161,6 +166,12 @@ FERRY_API void ferry_wait_wake_slow_(ferry_waitword *w, const ferry_wait_policy 
 #define FERRY_SPSC_REC_DATA_    1u
 #define FERRY_SPSC_REC_PAD_     2u
 #define FERRY_SPSC_REC_SIZE_(n) (((uint64_t)(n) + 15u) & ~(uint64_t)7u)
+/* Internal: a consumer reading headers eagerly loads the producer's index every this many records
+ * to see whether the producer batches its publishes (then it goes back to reading the index). */
+#define FERRY_SPSC_EAGER_CHECK_ 64u
+/* Internal: after this many index loads in a row that each found exactly one new record, the
+ * consumer starts reading headers eagerly. */
+#define FERRY_SPSC_EAGER_AFTER_ 4u
 
 /* Bytes of shared memory needed for a ring with `capacity` data bytes (a power of two >= 4096);
  * 0 if capacity is invalid. */
@@ -201,9 +212,13 @@ typedef struct ferry_spsc_rx {
     uint64_t cap_;
     uint64_t head_;       /* authoritative read index */
     uint64_t lim_;        /* min(tail_cache_, end of head_'s lap); head_ once failed */
-    uint64_t tail_cache_; /* last producer index seen (validated) */
+    uint64_t tail_cache_; /* end of what we know is written: tail_seen_ or a header read eagerly */
     uint64_t peeked_;     /* ring bytes of the record handed out by peek, 0 if none */
     uint64_t published_;  /* last head made visible to the producer */
+    uint64_t tail_seen_;  /* last producer index loaded (validated; never moves backwards) */
+    uint32_t eager_;      /* > 0: read the next header instead of the index; counts down to a
+                             look at the index (FERRY_SPSC_EAGER_CHECK_) */
+    uint32_t streak_;     /* index loads in a row that found exactly one record */
     _Atomic uint64_t *tail_word_;
     _Atomic uint64_t *head_word_;
     ferry_waitword *readable_; /* we sleep here when empty */
@@ -230,9 +245,10 @@ FERRY_API int ferry_spsc_rx_init(ferry_spsc_rx *rx, void *mem, size_t mem_size);
  * (FERRY_EBUSY); ferry_spsc_cancel / ferry_spsc_unpeek abandon it.
  */
 typedef struct ferry_spsc_span {
-    uint8_t *pos_;  /* next record */
-    uint8_t *end_;  /* end of the window */
-    uint8_t *base_; /* start of the window */
+    uint8_t *pos_;   /* next record */
+    uint8_t *end_;   /* end of the window */
+    uint8_t *base_;  /* start of the window */
+    uint64_t first_; /* producer: the first record's header, stored by commit_span (last) */
 } ferry_spsc_span;
 
 /*
@@ -254,6 +270,16 @@ FERRY_API int ferry_spsc_peek_span(ferry_spsc_rx *rx, ferry_spsc_span *s);
 /* Internal slow paths the inline fast paths fall back to. */
 FERRY_API int ferry_spsc_reserve_slow_(ferry_spsc_tx *tx, size_t len, void **out);
 FERRY_API int ferry_spsc_peek_slow_(ferry_spsc_rx *rx, const void **data, size_t *len);
+FERRY_API int ferry_spsc_peek_eager_(ferry_spsc_rx *rx, uint64_t hdr, const void **data,
+                                     size_t *len);
+
+/* Internal: the header slot at ring offset off, for the release store that publishes a record
+ * and the consumer's acquire load of it. Offsets are 8-aligned and the data area starts 128-byte
+ * aligned, so the slot is a naturally aligned 64-bit word. */
+static inline _Atomic uint64_t *ferry_spsc_slot_(uint8_t *data, uint64_t off)
+{
+    return (_Atomic uint64_t *)(void *)(data + off);
+}
 
 /*
  * The fast paths (reserve, commit, flush, write, peek, release, rx_flush, read) are static inline
@@ -348,8 +374,17 @@ FERRY_SPSC_FAST_ int ferry_spsc_commit(ferry_spsc_tx *tx, size_t len, unsigned f
     /* A failed endpoint never has a reservation open, so rsv_ alone decides. */
     if (__builtin_expect(len < tx->rsv_, 1)) {
         uint64_t hdr = (uint64_t)len | ((uint64_t)FERRY_SPSC_REC_DATA_ << 32);
-        __builtin_memcpy(tx->data_ + (tx->tail_ & tx->mask_), &hdr, 8);
+        uint64_t at = tx->tail_;
         tx->tail_ += FERRY_SPSC_REC_SIZE_(len);
+        /* The slot after the record is free (the producer keeps 8 bytes spare): zero it before
+         * the header appears, so an eager consumer that reaches it sees "nothing yet", never a
+         * stale header of an earlier lap. */
+        atomic_store_explicit(ferry_spsc_slot_(tx->data_, tx->tail_ & tx->mask_), 0,
+                              memory_order_relaxed);
+        /* release: pairs with the acquire load of the header in ferry_spsc_peek's eager read
+         * (payload and the zeroed next slot are visible before the header is). */
+        atomic_store_explicit(ferry_spsc_slot_(tx->data_, at & tx->mask_), hdr,
+                              memory_order_release);
         tx->rsv_ = 0;
         return (flags & FERRY_RING_DEFER) ? 0 : ferry_spsc_flush(tx);
     }
@@ -395,20 +430,41 @@ FERRY_SPSC_FAST_ int ferry_spsc_peek(ferry_spsc_rx *rx, const void **data, size_
          * one load and a new record is returned without a call. */
         if (((rx->peeked_ | (uint64_t)rx->err_) != 0) | (rx->tail_cache_ != rx->head_))
             return ferry_spsc_peek_slow_(rx, data, len);
+        if (rx->eager_ != 0) {
+            /* A ping-pong peer: its next record shows in the header slot (zero until then)
+             * before its index does, and that slot's line carries the payload too. acquire:
+             * pairs with the release store of the header in ferry_spsc_commit (and
+             * commit_span, and the padding in ferry_spsc_reserve_slow_). */
+            uint64_t hdr = atomic_load_explicit(ferry_spsc_slot_(rx->data_, rx->head_ & rx->mask_),
+                                                memory_order_acquire);
+            if (hdr == 0)
+                return FERRY_EAGAIN;
+            return ferry_spsc_peek_eager_(rx, hdr, data, len); /* checks it, takes it */
+        }
         /* acquire: pairs with the release (or seq_cst) store of tail in ferry_spsc_flush. */
         uint64_t t = atomic_load_explicit(rx->tail_word_, memory_order_acquire);
-        if (t == rx->tail_cache_)
+        if (t == rx->tail_seen_)
             return FERRY_EAGAIN;
-        /* Untrusted: 8-aligned, at most a ring ahead of what we released, never backwards. The
-         * slow path loads it again and fails the endpoint if it is still bad. */
-        uint64_t d = t - rx->published_;
-        if (((t & 7) != 0) | (d > rx->cap_) | (d < rx->tail_cache_ - rx->published_))
+        /* Untrusted: 8-aligned, never behind the value loaded last, at most a ring ahead of what
+         * we released (tail_seen_ never is: the subtraction cannot wrap), and past what headers
+         * read eagerly already showed us (indices differ by less than 2^63: a signed difference
+         * orders them). Anything else (a bad value, or a publish that has not caught up with
+         * those headers yet) is the slow path's. */
+        if (((t & 7) != 0) | (t - rx->tail_seen_ > rx->published_ + rx->cap_ - rx->tail_seen_) |
+            ((int64_t)(t - rx->tail_cache_) <= 0))
             return ferry_spsc_peek_slow_(rx, data, len);
-        rx->tail_cache_ = t;
+        rx->tail_cache_ = rx->tail_seen_ = t;
         uint64_t avail = t - rx->head_; /* >= 8: t moved forward by a multiple of 8 */
         uint64_t contig = rx->cap_ - (rx->head_ & rx->mask_);
         rx->lim_ = rx->head_ + (avail < contig ? avail : contig);
         room = rx->lim_ - rx->head_;
+        uint64_t hdr;
+        __builtin_memcpy(&hdr, rx->data_ + (rx->head_ & rx->mask_), 8);
+        /* One record per index load, again and again: the producer publishes record by record
+         * and we keep up, so the next header is quicker to watch than the index. */
+        rx->streak_ = FERRY_SPSC_REC_SIZE_((uint32_t)hdr) == avail ? rx->streak_ + 1 : 0;
+        if (rx->streak_ >= FERRY_SPSC_EAGER_AFTER_)
+            rx->eager_ = FERRY_SPSC_EAGER_CHECK_;
     }
     if (__builtin_expect(rx->peeked_ == 0, 1)) {
         uint64_t off = rx->head_ & rx->mask_;
@@ -504,7 +560,12 @@ FERRY_SPSC_FAST_ void *ferry_spsc_span_put(ferry_spsc_span *s, size_t len)
     if (__builtin_expect((room >= 8) & ((uint64_t)len <= room - 8), 1)) {
         uint64_t hdr = (uint64_t)len | ((uint64_t)FERRY_SPSC_REC_DATA_ << 32);
         uint8_t *p = s->pos_;
-        __builtin_memcpy(p, &hdr, 8);
+        /* The first record's slot stays zero until commit_span stores its header last: the
+         * later headers are out of a consumer's reach until then. */
+        if (p == s->base_)
+            s->first_ = hdr;
+        else
+            __builtin_memcpy(p, &hdr, 8);
         s->pos_ = p + FERRY_SPSC_REC_SIZE_(len);
         return p + 8;
     }
@@ -522,7 +583,16 @@ FERRY_SPSC_FAST_ int ferry_spsc_commit_span(ferry_spsc_tx *tx, const ferry_spsc_
     if (__builtin_expect((tx->rsv_ != 0) & (used <= tx->rsv_ + 7) & ((used & 7) == 0) &
                              (s->base_ == tx->data_ + (tx->tail_ & tx->mask_)),
                          1)) {
-        tx->tail_ += used;
+        if (used != 0) {
+            uint64_t at = tx->tail_;
+            tx->tail_ += used;
+            /* As in ferry_spsc_commit: zero the slot after the span, then the first header,
+             * release (pairs with the eager acquire load in ferry_spsc_peek). */
+            atomic_store_explicit(ferry_spsc_slot_(tx->data_, tx->tail_ & tx->mask_), 0,
+                                  memory_order_relaxed);
+            atomic_store_explicit(ferry_spsc_slot_(tx->data_, at & tx->mask_), s->first_,
+                                  memory_order_release);
+        }
         tx->rsv_ = 0;
         return (flags & FERRY_RING_DEFER) ? 0 : ferry_spsc_flush(tx);
     }

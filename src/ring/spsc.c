@@ -12,6 +12,14 @@
  * (what we published, what we have already seen, the capacity, alignment). The
  * first violation fails the endpoint for good with FERRY_EPROTO; no value from
  * shared memory is ever used as an offset before it passes.
+ *
+ * Eager reads: a record's header is stored last, with release, after the slot that follows the
+ * record has been zeroed, so the header slot at the consumer's position is either zero or a whole
+ * record. A consumer whose producer publishes record by record (a ping-pong peer) watches that
+ * slot instead of the producer's index: the record and the news of it then cross between the
+ * CPUs in one cache-line transfer instead of two (index line, then record line). It goes back to
+ * the index as soon as it sees the producer batch its publishes, because watching the line the
+ * producer is still filling makes that line bounce between the CPUs on every record.
  */
 #include "ring/spsc_layout.h"
 #include "ring/wait_internal.h"
@@ -44,6 +52,8 @@ int ferry_spsc_format(void *mem, size_t mem_size, size_t capacity)
     sh->capacity = capacity;
     atomic_store_explicit(&sh->tail, 0, memory_order_relaxed);
     atomic_store_explicit(&sh->head, 0, memory_order_relaxed);
+    /* The first record's header slot: zero means "nothing yet" to an eager consumer. */
+    memset((uint8_t *)mem + FY_SPSC_HDR_SIZE, 0, 8);
     /* release: the header is complete before whatever hand-off (socket message,
      * thread start) tells the peer to attach; that hand-off supplies the acquire.
      */
@@ -69,11 +79,18 @@ static uint64_t fy_spsc_check_header(void *mem, size_t mem_size, int *rc)
     return cap;
 }
 
-/* The producer's fast-path window: up to the consumer's cached head + cap and the end of the lap.
- */
+/* Room for records: the ring less what the consumer holds, less the 8 bytes after the last record
+ * that stay free so the producer can zero the next header slot before it publishes (an honest
+ * producer's tail never comes closer than that to head + cap). */
+static uint64_t fy_spsc_tx_room(const ferry_spsc_tx *tx)
+{
+    return tx->cap_ - 8 - (tx->tail_ - tx->head_cache_);
+}
+
+/* The producer's fast-path window: up to the room above and the end of the lap. */
 static void fy_spsc_tx_set_lim(ferry_spsc_tx *tx)
 {
-    uint64_t free_bytes = tx->cap_ - (tx->tail_ - tx->head_cache_);
+    uint64_t free_bytes = fy_spsc_tx_room(tx);
     uint64_t contig = tx->cap_ - (tx->tail_ & tx->mask_);
     tx->lim_ = tx->tail_ + (free_bytes < contig ? free_bytes : contig);
 }
@@ -104,7 +121,7 @@ int ferry_spsc_tx_init(ferry_spsc_tx *tx, void *mem, size_t mem_size)
      * published state. */
     uint64_t tail = atomic_load_explicit(&sh->tail, memory_order_acquire);
     uint64_t head = atomic_load_explicit(&sh->head, memory_order_acquire);
-    if ((tail & 7) != 0 || (head & 7) != 0 || tail - head > cap) {
+    if ((tail & 7) != 0 || (head & 7) != 0 || tail - head > cap - 8) {
         tx->err_ = FERRY_EPROTO;
         return FERRY_EPROTO;
     }
@@ -152,6 +169,7 @@ int ferry_spsc_rx_init(ferry_spsc_rx *rx, void *mem, size_t mem_size)
     rx->head_ = head;
     rx->published_ = head;
     rx->tail_cache_ = head; /* forces a validated load of tail on first peek */
+    rx->tail_seen_ = head;
     rx->lim_ = head;
     rx->strong_ = !fy_wait_asym_register();
     rx->tail_word_ = &sh->tail;
@@ -194,7 +212,8 @@ static uint64_t fy_spsc_tx_need(const ferry_spsc_tx *tx, size_t len)
 
 /*
  * Loads and validates the consumer's head. It may only move forward from what
- * we saw last and never past what we published; anything else is a hostile or
+ * we saw last and never past what we committed (an eager consumer may read a
+ * committed record before we publish the index); anything else is a hostile or
  * corrupted consumer.
  */
 static int fy_spsc_tx_refresh(ferry_spsc_tx *tx, memory_order mo)
@@ -203,7 +222,7 @@ static int fy_spsc_tx_refresh(ferry_spsc_tx *tx, memory_order mo)
      * (or seq_cst) store of head in ferry_spsc_rx_flush; the consumer is done with those bytes
      * before we overwrite them. */
     uint64_t head = atomic_load_explicit(tx->head_word_, mo);
-    if ((head & 7) != 0 || head - tx->head_cache_ > tx->published_ - tx->head_cache_) {
+    if ((head & 7) != 0 || head - tx->head_cache_ > tx->tail_ - tx->head_cache_) {
         /* No reservation is open here (callers check first); len_lim_ 0 sends every later
          * reserve to the slow path, which reports the error. */
         tx->err_ = FERRY_EPROTO;
@@ -237,20 +256,23 @@ int ferry_spsc_reserve_slow_(ferry_spsc_tx *tx, size_t len, void **out)
         return refused;
     uint64_t sz = FERRY_SPSC_REC_SIZE_(len);
     uint64_t need = fy_spsc_tx_need(tx, len);
-    if (tx->cap_ - (tx->tail_ - tx->head_cache_) < need) {
+    if (fy_spsc_tx_room(tx) < need) {
         int rc = fy_spsc_tx_refresh(tx, memory_order_acquire);
         if (rc < 0)
             return rc;
-        if (tx->cap_ - (tx->tail_ - tx->head_cache_) < need)
+        if (fy_spsc_tx_room(tx) < need)
             return FERRY_EAGAIN;
     }
     uint64_t off = tx->tail_ & tx->mask_;
     if (need != sz) {
         /* The record would cross the end: fill the rest with a padding record and
-         * start at 0. */
+         * start at 0. Offset 0 is inside the room just checked: zero it first, then the
+         * padding header, release (pairs with the eager acquire load in ferry_spsc_peek): an
+         * eager consumer may skip the padding at once and must find "nothing yet" there. */
         uint64_t pad = tx->cap_ - off;
         uint64_t hdr = (pad - 8) | ((uint64_t)FERRY_SPSC_REC_PAD_ << 32);
-        memcpy(tx->data_ + off, &hdr, 8);
+        atomic_store_explicit(ferry_spsc_slot_(tx->data_, 0), 0, memory_order_relaxed);
+        atomic_store_explicit(ferry_spsc_slot_(tx->data_, off), hdr, memory_order_release);
         tx->tail_ += pad;
         off = 0;
     }
@@ -285,6 +307,7 @@ int ferry_spsc_reserve_span(ferry_spsc_tx *tx, size_t len, ferry_spsc_span *s)
     uint64_t window = tx->lim_ - tx->tail_;
     s->base_ = s->pos_ = tx->data_ + (tx->tail_ & tx->mask_);
     s->end_ = s->base_ + window;
+    s->first_ = 0;
     tx->rsv_ = window - 7;
     return 0;
 }
@@ -300,7 +323,7 @@ static bool fy_spsc_tx_ready(void *arg)
     ferry_spsc_tx *tx = w->tx;
     if (fy_spsc_tx_refresh(tx, memory_order_seq_cst) < 0)
         return true; /* failed: stop waiting, the caller reports it */
-    return tx->cap_ - (tx->tail_ - tx->head_cache_) >= w->need;
+    return fy_spsc_tx_room(tx) >= w->need;
 }
 
 int ferry_spsc_cancel(ferry_spsc_tx *tx)
@@ -340,7 +363,7 @@ int ferry_spsc_wait_writable(ferry_spsc_tx *tx, size_t len, int timeout_ms)
     if (rc < 0)
         return rc;
     struct fy_spsc_tx_wait w = {tx, fy_spsc_tx_need(tx, len)};
-    if (tx->cap_ - (tx->tail_ - tx->head_cache_) >= w.need)
+    if (fy_spsc_tx_room(tx) >= w.need)
         return 0;
     rc = ferry_wait_block(tx->writable_, fy_spsc_tx_ready, &w, &tx->pol_, timeout_ms);
     if (tx->err_)
@@ -358,13 +381,15 @@ static int fy_spsc_rx_fail(ferry_spsc_rx *rx)
     rx->tail_cache_ = rx->head_;
     rx->lim_ = rx->head_;
     rx->peeked_ = 0;
+    rx->eager_ = 0;
     return FERRY_EPROTO;
 }
 
 /*
  * Loads and validates the producer's tail: it may only move forward from what
- * we saw last and never more than one capacity ahead of what we have published
- * as consumed.
+ * we loaded last and never more than one capacity ahead of what we have published
+ * as consumed. A tail that has not caught up with the records eager reads already
+ * showed us is no news (the producer publishes later, or in batches).
  */
 static int fy_spsc_rx_refresh(ferry_spsc_rx *rx, memory_order mo)
 {
@@ -372,12 +397,66 @@ static int fy_spsc_rx_refresh(ferry_spsc_rx *rx, memory_order mo)
      * (or seq_cst) store of tail in ferry_spsc_flush; the records up to tail are complete before
      * we read them. */
     uint64_t tail = atomic_load_explicit(rx->tail_word_, mo);
-    uint64_t d = tail - rx->published_;
-    if ((tail & 7) != 0 || d > rx->cap_ || d < rx->tail_cache_ - rx->published_)
+    /* tail_seen_ <= published_ + cap_ holds (it passed this check against an older published_),
+     * so the bound cannot wrap. */
+    if ((tail & 7) != 0 || tail - rx->tail_seen_ > rx->published_ + rx->cap_ - rx->tail_seen_)
         return fy_spsc_rx_fail(rx);
-    rx->tail_cache_ = tail;
-    fy_spsc_rx_set_lim(rx);
+    rx->tail_seen_ = tail;
+    if ((int64_t)(tail - rx->tail_cache_) > 0) {
+        rx->tail_cache_ = tail;
+        fy_spsc_rx_set_lim(rx);
+    }
     return 0;
+}
+
+/*
+ * The eager read's checks and hand-out (ferry_spsc_peek found hdr, non-zero, in the header slot
+ * at head_ with nothing else cached). The header is untrusted: a data record must fit the rest of
+ * the lap and lie within one ring of what we released; padding must run exactly to the end of
+ * the lap. Every FERRY_SPSC_EAGER_CHECK_ records we look at the producer's index as well: if it
+ * lags behind what the headers show, the producer batches its publishes (watching the line it is
+ * still filling would make that line bounce), and if it is ahead we have fallen behind; either
+ * way, back to reading the index.
+ */
+int ferry_spsc_peek_eager_(ferry_spsc_rx *rx, uint64_t hdr, const void **data, size_t *len)
+{
+    if (!rx || !data || !len)
+        return FERRY_EINVAL;
+    for (;;) {
+        uint64_t off = rx->head_ & rx->mask_;
+        uint64_t contig = rx->cap_ - off;
+        uint64_t n = (uint32_t)hdr;
+        uint64_t type = hdr >> 32;
+        uint64_t ahead = rx->head_ - rx->published_; /* < cap: what we took but did not release */
+        if (type == FERRY_SPSC_REC_PAD_) {
+            if (n != contig - 8 || contig > rx->cap_ - ahead)
+                return fy_spsc_rx_fail(rx);
+            rx->head_ += contig;
+            rx->tail_cache_ = rx->lim_ = rx->head_;
+            /* acquire: as in ferry_spsc_peek (the producer zeroed offset 0 before the padding
+             * header appeared). */
+            hdr = atomic_load_explicit(ferry_spsc_slot_(rx->data_, 0), memory_order_acquire);
+            if (hdr == 0)
+                return FERRY_EAGAIN;
+            continue;
+        }
+        uint64_t sz = FERRY_SPSC_REC_SIZE_(n);
+        if (type != FERRY_SPSC_REC_DATA_ || sz > contig || sz > rx->cap_ - ahead)
+            return fy_spsc_rx_fail(rx);
+        rx->tail_cache_ = rx->lim_ = rx->head_ + sz;
+        if (--rx->eager_ == 0) {
+            int rc = fy_spsc_rx_refresh(rx, memory_order_acquire);
+            if (rc < 0)
+                return rc;
+            /* Exactly at the end of this record: the producer publishes each record, stay. */
+            rx->eager_ = rx->tail_seen_ == rx->head_ + sz ? FERRY_SPSC_EAGER_CHECK_ : 0;
+            rx->streak_ = 0;
+        }
+        rx->peeked_ = sz;
+        *data = rx->data_ + off + 8;
+        *len = (size_t)n;
+        return 0;
+    }
 }
 
 int ferry_spsc_peek_slow_(ferry_spsc_rx *rx, const void **data, size_t *len)
@@ -456,6 +535,11 @@ static bool fy_spsc_rx_ready(void *arg)
 {
     ferry_spsc_rx *rx = arg;
     if (rx->tail_cache_ != rx->head_)
+        return true;
+    /* An eager consumer takes a record as soon as its header shows (acquire: pairs with the
+     * header's release store). The index below stays the condition a publish wakes us for. */
+    if (rx->eager_ != 0 && atomic_load_explicit(ferry_spsc_slot_(rx->data_, rx->head_ & rx->mask_),
+                                                memory_order_acquire) != 0)
         return true;
     if (fy_spsc_rx_refresh(rx, memory_order_seq_cst) < 0)
         return true; /* failed: stop waiting, the caller reports it */

@@ -22,7 +22,7 @@
 #include <stdint.h>
 
 #define FY_SPSC_MAGIC    UINT64_C(0x3150535952524546) /* "FERRYSP1" little-endian */
-#define FY_SPSC_VERSION  1u
+#define FY_SPSC_VERSION  2u
 #define FY_SPSC_LINE     128u
 #define FY_SPSC_HDR_SIZE (3u * FY_SPSC_LINE)
 
