@@ -67,7 +67,7 @@ static int pair_send(fy_socket *s, void *st, fy_msg *m)
     }
     if (!ps->peer)
         return FERRY_EAGAIN;
-    int rc = fy_pipe_send(ps->peer, m);
+    int rc = ps->mid ? fy_pipe_send_bound(ps->peer, m) : fy_pipe_send(ps->peer, m);
     if (rc == 0) {
         ps->mid = more;
         return 0;

@@ -179,16 +179,33 @@ void fy_socket_drop_pipe(fy_socket *s, fy_pipe *p);
  * behave as if it got FERRY_ENOMEM whenever the function returns non-zero (it may be called on
  * the control thread). The library's reference is weak and hidden: in libferry.so, and in any
  * program that does not define it, it is null, so each site costs one compare with a link-time
- * constant on a cold path. Sites are never on the per-message hot path.
+ * constant. The subscription sites are on cold paths; FY_FAULT_MSG_SEND is checked once per frame
+ * sent on a pipe the message is already bound to (fy_pipe_send_bound), where the compare is all
+ * it costs.
  */
 enum fy_fault_site {
     FY_FAULT_SUB_FRAME = 1, /* subside.c: building a subscription frame */
     FY_FAULT_SUB_SEND = 2,  /* subside.c: a pipe taking a subscription frame */
+    FY_FAULT_MSG_SEND = 3,  /* fy_pipe_send_bound: a pipe taking a frame of a bound message */
 };
 int fy_test_fault(int site) __attribute__((weak, visibility("hidden")));
 static inline bool fy_fault(int site)
 {
     return fy_test_fault && fy_test_fault(site) != 0;
+}
+
+/*
+ * fy_pipe_send for a frame whose pipe the message is already bound to: a later frame of a
+ * message open on that pipe (PUSH, DEALER, REQ, PAIR), a REP reply's envelope and body, a ROUTER
+ * message's body. A pipe out of memory there returns FERRY_ENOMEM with m untouched, and the
+ * pattern keeps the message open for the application's retry (docs/sockets.md); the test-only
+ * FY_FAULT_MSG_SEND site makes the pipe refuse the frame that way.
+ */
+static inline int fy_pipe_send_bound(fy_pipe *p, fy_msg *m)
+{
+    if (fy_fault(FY_FAULT_MSG_SEND))
+        return FERRY_ENOMEM;
+    return fy_pipe_send(p, m);
 }
 
 /* ---- pipe lists: round-robin send and fair-queued receive, shared by the patterns ---- */

@@ -69,7 +69,7 @@ int fy_pipelist_lb_send(fy_pipelist *l, fy_msg *m)
         return 0;
     }
     if (l->send_cur) {
-        int rc = fy_pipe_send(l->send_cur, m);
+        int rc = fy_pipe_send_bound(l->send_cur, m);
         if (rc == FERRY_ENOMEM)
             return rc; /* m untouched; the message stays open on this pipe for a retry */
         if (rc != 0) {

@@ -209,7 +209,7 @@ static int rep_send(fy_socket *s, void *st, fy_msg *m)
              * retry. Out of memory (any frame) is returned with m untouched; the
              * retry goes on from the first envelope frame not sent. */
             while (r->env_sent < r->nenv) {
-                int rc = fy_pipe_send(r->from, &r->env[r->env_sent]);
+                int rc = fy_pipe_send_bound(r->from, &r->env[r->env_sent]);
                 if (rc == 0) {
                     r->env_sent++;
                     continue;
@@ -223,7 +223,7 @@ static int rep_send(fy_socket *s, void *st, fy_msg *m)
         r->reply_started = true;
     }
     if (!r->reply_dropping) {
-        int rc = fy_pipe_send(r->from, m);
+        int rc = fy_pipe_send_bound(r->from, m);
         if (rc == FERRY_ENOMEM)
             return rc; /* m untouched: the reply stays open for a retry */
         if (rc < 0)

@@ -191,7 +191,7 @@ static int router_send(fy_socket *s, void *st, fy_msg *m)
     }
     if (!r->dropping) {
         bool first = !r->started;
-        int rc = fy_pipe_send(r->out, m);
+        int rc = fy_pipe_send_bound(r->out, m);
         if (rc == FERRY_ENOMEM)
             return rc; /* m untouched: the message stays open on that peer for a retry */
         if (rc < 0) {
