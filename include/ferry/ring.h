@@ -437,8 +437,12 @@ FERRY_SPSC_FAST_ int ferry_spsc_peek(ferry_spsc_rx *rx, const void **data, size_
              * commit_span, and the padding in ferry_spsc_reserve_slow_). */
             uint64_t hdr = atomic_load_explicit(ferry_spsc_slot_(rx->data_, rx->head_ & rx->mask_),
                                                 memory_order_acquire);
-            if (hdr == 0)
+            if (hdr == 0) {
+                /* The record's next line: fetched while we wait, it arrives with the header's
+                 * instead of after it (a 64-byte payload spans two lines). */
+                __builtin_prefetch(rx->data_ + ((rx->head_ + 64) & rx->mask_));
                 return FERRY_EAGAIN;
+            }
             return ferry_spsc_peek_eager_(rx, hdr, data, len); /* checks it, takes it */
         }
         /* acquire: pairs with the release (or seq_cst) store of tail in ferry_spsc_flush. */
