@@ -100,6 +100,11 @@ typedef struct bench_result {
     double cold_ns, idle_cpu;
 } bench_result;
 
+/* One role's progress counter on a line of its own. */
+typedef struct bench_progress_word {
+    _Alignas(128) _Atomic uint64_t n;
+} bench_progress_word;
+
 /*
  * The MAP_SHARED page(s) between the parent and the children. Rendezvous words are separated by a
  * cache line so the harness never shares a line with the floor's ping-pong line.
@@ -114,10 +119,13 @@ typedef struct bench_ctl {
     _Atomic int go;
     _Atomic int
         finished[BENCH_MAX_ROLES]; /* role's body is over: its last message was sent and received */
-    /* Messages each role has handled so far (updated every few messages), so a row that times
-     * out can say where each side stopped. */
-    _Atomic uint64_t progress[BENCH_MAX_ROLES];
-    char endpoint[256]; /* role 1 publishes where it listens (zmq/nng tcp port) */
+    char endpoint[256];            /* role 1 publishes where it listens (zmq/nng tcp port) */
+    /* Messages each role has handled so far, so a row that times out can say where each side
+     * stopped. Each role's word has its own line, away from `total` (which the receiving side
+     * reads every message): sharing a line, the two sides' progress stores moved it between the
+     * CPUs on every round trip and every few one-way messages, a cost the ring rows (which keep
+     * no progress) never paid. */
+    bench_progress_word progress[BENCH_MAX_ROLES];
     _Alignas(128) bench_result res[BENCH_MAX_ROLES];
     bench_hist hist; /* rtt samples, written by role 0 */
 } bench_ctl;

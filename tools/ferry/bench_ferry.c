@@ -332,7 +332,7 @@ static int loan_thr(bench_job *j, int role, fer_h *h)
                 return fer_fail(j, "ferry_msg_send", rc);
             }
             if ((i & mask) == 0)
-                atomic_store_explicit(&c->progress[0], i, memory_order_relaxed);
+                atomic_store_explicit(&c->progress[0].n, i, memory_order_relaxed);
             if (last) {
                 ferry_stats st;
                 if ((rc = ferry_socket_stats(h->s, &st)) < 0)
@@ -360,7 +360,7 @@ static int loan_thr(bench_job *j, int role, fer_h *h)
         }
         sum += bench_touch(p, size);
         if ((i & mask) == 0)
-            atomic_store_explicit(&c->progress[1], i, memory_order_relaxed);
+            atomic_store_explicit(&c->progress[1].n, i, memory_order_relaxed);
         if (i == 1) {
             t_first = bench_now_ns();
         } else if (!k0 && (i & mask) == 0 && bench_now_ns() >= t_first + warm) {
@@ -469,7 +469,7 @@ static int batch_thr(bench_job *j, int role, fer_h *h)
                 }
                 off += (size_t)r;
             }
-            atomic_store_explicit(&c->progress[0], i + nb - 1, memory_order_relaxed);
+            atomic_store_explicit(&c->progress[0].n, i + nb - 1, memory_order_relaxed);
             if (last)
                 goto out;
         }
@@ -493,7 +493,7 @@ static int batch_thr(bench_job *j, int role, fer_h *h)
             }
             sum += bench_touch(v[k].buf, size);
         }
-        atomic_store_explicit(&c->progress[1], i, memory_order_relaxed);
+        atomic_store_explicit(&c->progress[1].n, i, memory_order_relaxed);
         if (!t_first) {
             t_first = bench_now_ns();
         } else if (!k0 && bench_now_ns() >= t_first + warm) {

@@ -98,7 +98,7 @@ static int msg_rtt(bench_job *j, int role, const bench_msg_ops *ops, void *h, vo
             bench_fill(buf, size, r);
             if (ops->send(h, buf, size) < 0)
                 return bench_fail(j, "send of pong %llu failed", (unsigned long long)r);
-            atomic_store_explicit(&c->progress[1], r, memory_order_relaxed);
+            atomic_store_explicit(&c->progress[1].n, r, memory_order_relaxed);
             if (r >= atomic_load_explicit(&c->total, memory_order_acquire))
                 return 0;
         }
@@ -122,7 +122,7 @@ static int msg_rtt(bench_job *j, int role, const bench_msg_ops *ops, void *h, vo
             return bench_fail(j, "pong %llu: wrong length %ld or payload", (unsigned long long)r,
                               n);
         bench_sink += bench_touch(buf, size);
-        atomic_store_explicit(&c->progress[0], r, memory_order_relaxed);
+        atomic_store_explicit(&c->progress[0].n, r, memory_order_relaxed);
         bench_rtt_mark(c, &prev, warm_end);
         if (last)
             break;
@@ -145,7 +145,7 @@ static int msg_thr(bench_job *j, int role, const bench_msg_ops *ops, void *h, vo
             if (ops->send(h, buf, size) < 0)
                 return bench_fail(j, "send of message %llu failed", (unsigned long long)i);
             if ((i & mask) == 0)
-                atomic_store_explicit(&c->progress[0], i, memory_order_relaxed);
+                atomic_store_explicit(&c->progress[0].n, i, memory_order_relaxed);
             if (last)
                 return 0;
         }
@@ -161,7 +161,7 @@ static int msg_thr(bench_job *j, int role, const bench_msg_ops *ops, void *h, vo
                               (unsigned long long)i, n);
         sum += bench_touch(buf, size);
         if ((i & mask) == 0)
-            atomic_store_explicit(&c->progress[1], i, memory_order_relaxed);
+            atomic_store_explicit(&c->progress[1].n, i, memory_order_relaxed);
         if (i == 1) {
             t_first = bench_now_ns();
         } else if (!k0 && (i & mask) == 0 && bench_now_ns() >= t_first + warm) {

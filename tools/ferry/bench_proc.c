@@ -141,7 +141,7 @@ static void bench_ctl_reset(bench_ctl *c)
         atomic_store(&c->ready[i], 0);
         atomic_store(&c->joined[i], 0);
         atomic_store(&c->finished[i], 0);
-        atomic_store(&c->progress[i], 0);
+        atomic_store(&c->progress[i].n, 0);
         atomic_store(&c->res[i].done, 0);
         c->res[i].rc = 0;
         c->res[i].err[0] = 0;
@@ -397,7 +397,7 @@ void bench_run_row(bench_job *j, bench_row *r)
         for (int i = 0; i < nkids && used < sizeof where; i++) {
             int w = snprintf(where + used, sizeof where - used, "%s role %d %s at %llu",
                              i ? "," : "", i, atomic_load(&c->finished[i]) ? "finished" : "stuck",
-                             (unsigned long long)atomic_load(&c->progress[i]));
+                             (unsigned long long)atomic_load(&c->progress[i].n));
             if (w > 0)
                 used += (size_t)w;
         }
