@@ -407,6 +407,95 @@ static void test_edges(const char *tr)
 }
 
 /*
+ * Bad entries in a batch the fast paths would take (the shm ring path checks the entries as it
+ * writes them and the rest before its first commit): an entry flag other than FERRY_MORE, or a
+ * NULL buffer with a length, anywhere in the batch (first, inside the first stretch, last, after a
+ * multi-frame message's first frame) fails the call with nothing sent; a NULL buffer with length
+ * 0 is an empty frame. The receiver then gets exactly the good batches, in order.
+ */
+static void good_batch(ferry_iov *v, uint8_t (*bufs)[64], int n, uint32_t seq)
+{
+    for (int e = 0; e < n; e++) {
+        memset(bufs[e], (int)((seq + (uint32_t)e) % 251), sizeof bufs[e]);
+        v[e] = (ferry_iov){.buf = bufs[e], .len = 8 + (size_t)e % 57};
+    }
+}
+
+/* Sends all n entries (a short count means the ring or the socket buffer was full). */
+static void send_all(ferry_socket *s, const ferry_iov *v, size_t n)
+{
+    for (size_t off = 0; off < n;) {
+        ssize_t k = ferry_socket_send_many(s, v + off, n - off, 0);
+        CHECK(k >= 1);
+        off += (size_t)k;
+    }
+}
+
+/* Receives good batch number batch (good_batch(..., batch * n)) whole; frame 5 of batch 1 is
+ * empty. */
+static void recv_batch(ferry_socket *s, uint32_t batch, uint32_t n)
+{
+    static uint8_t out[64][64];
+    for (uint32_t got = 0; got < n;) {
+        ferry_iov r[64];
+        for (uint32_t e = 0; e < n - got; e++)
+            r[e] = (ferry_iov){.buf = out[e], .len = sizeof out[e]};
+        ssize_t k = ferry_socket_recv_many(s, r, n - got, 0);
+        CHECK(k >= 1);
+        for (ssize_t e = 0; e < k; e++, got++) {
+            size_t len = batch == 1 && got == 5 ? 0 : 8 + got % 57;
+            CHECK(r[e].size == len && r[e].flags == 0);
+            for (size_t j = 0; j < len; j++)
+                CHECK(out[e][j] == (uint8_t)((batch * n + got) % 251));
+        }
+    }
+}
+
+static void test_bad_entries(const char *tr)
+{
+    ferry_socket *a = open_sock(FERRY_PUSH, tr), *b = open_sock(FERRY_PULL, tr);
+    link_up(tr, a, b);
+    enum { N = 64 };
+    static uint8_t bufs[N][64];
+    ferry_iov v[N];
+    good_batch(v, bufs, N, 0);
+    send_all(a, v, N); /* the link is up, the fast path on */
+    recv_batch(b, 0, N);
+    static const struct {
+        int at, flags, null, more_at, rc;
+    } bad[] = {
+        {0, 0x40, 0, -1, FERRY_EINVAL},     {1, 0x40, 0, -1, FERRY_EINVAL},
+        {N - 1, 0x40, 0, -1, FERRY_EINVAL}, {N - 1, 0, 1, -1, FERRY_EFAULT},
+        {0, 0, 1, -1, FERRY_EFAULT},        {30, 0x40, 0, 1, FERRY_EINVAL},
+        {30, 0, 1, 1, FERRY_EFAULT},        {N - 1, FERRY_MORE | 0x40, 0, -1, FERRY_EINVAL},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        good_batch(v, bufs, N, N);
+        v[bad[k].at].flags = bad[k].flags;
+        if (bad[k].null)
+            v[bad[k].at].buf = NULL;
+        if (bad[k].more_at >= 0)
+            v[bad[k].more_at].flags = FERRY_MORE;
+        CHECK_RC(ferry_socket_send_many(a, v, N, FERRY_DONTWAIT), bad[k].rc);
+        CHECK_RC(ferry_socket_send_many(a, v, N, 0), bad[k].rc);
+    }
+    good_batch(v, bufs, N, N);
+    v[5].buf = NULL; /* length 0 below: an empty frame, accepted */
+    v[5].len = 0;
+    send_all(a, v, N);
+    recv_batch(b, 1, N);
+    good_batch(v, bufs, N, 2 * N);
+    send_all(a, v, N);
+    recv_batch(b, 2, N);
+    CHECK(stats(a).msgs_out == 3 * N && stats(b).msgs_in == 3 * N);
+    uint8_t one[8];
+    ferry_iov r1 = {.buf = one, .len = sizeof one};
+    CHECK_RC(ferry_socket_recv_many(b, &r1, 1, FERRY_DONTWAIT), FERRY_EAGAIN); /* nothing else */
+    ferry_socket_close(a);
+    ferry_socket_close(b);
+}
+
+/*
  * Partial acceptance: a receiver that does not read. DONTWAIT batches are accepted, partly, until
  * SNDHWM (plus what the transport buffers) is reached, then FERRY_EAGAIN; the receiver then gets
  * exactly the accepted messages, in order.
@@ -668,6 +757,7 @@ int main(void)
             run_stream(tr, pairs[k][0], pairs[k][1], 400);
         run_reqrep(tr);
         test_edges(tr);
+        test_bad_entries(tr);
         test_hwm(tr);
         if (strcmp(tr, "tcp") != 0) /* the kernel's tcp buffers take ~2.5 MB: too slow here */
             test_timeout_full(tr);

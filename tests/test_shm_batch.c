@@ -217,7 +217,7 @@ static void test_hostile_send(void)
     for (int round = 0; round < 100000 && !atomic_load(&p->dead); round++) {
         uint64_t bytes;
         bool full;
-        size_t k = fy_shm_batch_send(p, v, 64, &bytes, &full);
+        size_t k = fy_shm_batch_send(p, v, 64, true, &bytes, &full);
         sent += k;
         CHECK(bytes == k * 64);
         if (k == 0 && !atomic_load(&p->dead)) {
@@ -230,7 +230,7 @@ static void test_hostile_send(void)
     CHECK(sent < (uint64_t)RING / 64); /* never more than one ring's worth of records */
     uint64_t bytes;
     bool full;
-    CHECK(fy_shm_batch_send(p, v, 64, &bytes, &full) == 0);
+    CHECK(fy_shm_batch_send(p, v, 64, true, &bytes, &full) == 0);
     fy_shm_pipe_free(p);
     int st;
     CHECK(waitpid(child, &st, 0) == child && WIFEXITED(st) && WEXITSTATUS(st) == 0);
@@ -260,13 +260,14 @@ static void test_leave_alone(void)
         ferry_iov one = {.buf = big, .len = sizeof big};
         uint64_t bytes;
         bool full;
-        CHECK(fy_shm_batch_send(p, &one, 1, &bytes, &full) == 0); /* too big for the fast path */
+        CHECK(fy_shm_batch_send(p, &one, 1, true, &bytes, &full) ==
+              0); /* too big for the fast path */
         fy_msg m;
         memset(big, 0x5a, sizeof big);
         CHECK_OK(fy_msg_init_copy(&m, big, sizeof big));
         CHECK_OK(fy_pipe_send(p, &m));
         ferry_iov d = {.buf = "dddd", .len = 4};
-        CHECK(fy_shm_batch_send(p, &d, 1, &bytes, &full) == 1 && bytes == 4);
+        CHECK(fy_shm_batch_send(p, &d, 1, true, &bytes, &full) == 1 && bytes == 4);
         CHECK(p->ops->flush(p) == 0); /* everything fits the ring: all published */
         CHECK(write(sig[1], "s", 1) == 1);
         peer_linger(p);
@@ -315,6 +316,138 @@ static void test_leave_alone(void)
     CHECK(waitpid(child, &st, 0) == child && WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/*
+ * Entries the caller did not check (fy_shm_batch_send with checked false): a bad one anywhere in
+ * the batch fails the call with nothing written, also when the first span ends before the batch
+ * does (the rest is checked before the first commit). The ring is filled while the consumer
+ * waits, the consumer then frees eight 8-byte frames' room only, so the first span holds a few
+ * records. Only the good frames arrive, in order; a NULL buffer with length 0 is an empty frame.
+ */
+static uint32_t uc_fill; /* frames of the fill (the parent learns it from the child) */
+
+static size_t uc_size(uint32_t i)
+{
+    if (i < uc_fill)
+        return 8;
+    if (i == uc_fill + 64 + 5)
+        return 0; /* the NULL buffer of length 0 */
+    return 8 + i % 57;
+}
+
+static void test_unchecked(void)
+{
+    int down[2], up[2]; /* parent -> child, child -> parent */
+    CHECK(pipe(down) == 0 && pipe(up) == 0);
+    pid_t child;
+    fy_pipe *p = link_pipes(&child, MAX_MSG);
+    /* Each side keeps only its ends: a side that fails ends the other's reads (EOF). */
+    close(child == 0 ? down[1] : down[0]);
+    close(child == 0 ? up[0] : up[1]);
+    static uint8_t sbuf[64][64];
+    if (child == 0) {
+        uint32_t next = 0;
+        uint64_t bytes;
+        bool full = false;
+        ferry_iov v[64];
+        /* The fill: 8-byte frames until the ring takes no more. */
+        uc_fill = UINT32_MAX;
+        while (!full) {
+            for (size_t e = 0; e < 64; e++) {
+                tu_fill_seeded(sbuf[e], 8, next + (uint32_t)e);
+                v[e] = (ferry_iov){.buf = sbuf[e], .len = 8};
+            }
+            ssize_t k = fy_shm_batch_send(p, v, 64, true, &bytes, &full);
+            CHECK(k >= 0 && (k == 64 || full));
+            next += (uint32_t)k;
+        }
+        uc_fill = next;
+        CHECK(write(up[1], &uc_fill, sizeof uc_fill) == sizeof uc_fill);
+        char c;
+        CHECK(read(down[0], &c, 1) == 1); /* the consumer took eight records */
+        /* Bad batches: the bad entry after the first span's end, inside it, first, or after a
+         * frame with FERRY_MORE. Nothing may be written. */
+        static const struct {
+            int at, flags, null, more_at;
+            ssize_t rc;
+        } bad[] = {
+            {63, 0x40, 0, -1, FERRY_EINVAL}, {63, 0, 1, -1, FERRY_EFAULT},
+            {1, 0x40, 0, -1, FERRY_EINVAL},  {1, 0, 1, -1, FERRY_EFAULT},
+            {30, 0x40, 0, 1, FERRY_EINVAL},  {0, 0x40, 0, -1, 0}, /* declined before any span */
+        };
+        for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+            for (size_t e = 0; e < 64; e++)
+                v[e] = (ferry_iov){.buf = sbuf[e], .len = 8};
+            v[bad[k].at].flags = bad[k].flags;
+            if (bad[k].null)
+                v[bad[k].at].buf = NULL;
+            if (bad[k].more_at >= 0)
+                v[bad[k].more_at].flags = FERRY_MORE;
+            CHECK(fy_shm_batch_send(p, v, 64, false, &bytes, &full) == bad[k].rc);
+        }
+        /* Two good unchecked batches. The first call's only span ends at the consumer's
+         * position, after a few records; the rest goes once the consumer reads on. */
+        for (int b = 0; b < 2; b++) {
+            uint32_t first = next;
+            while (next < first + 64) {
+                size_t n = first + 64 - next;
+                for (size_t e = 0; e < n; e++) {
+                    uint32_t i = next + (uint32_t)e;
+                    tu_fill_seeded(sbuf[e], uc_size(i), i);
+                    v[e] = (ferry_iov){.buf = uc_size(i) ? sbuf[e] : NULL, .len = uc_size(i)};
+                }
+                ssize_t k = fy_shm_batch_send(p, v, n, false, &bytes, &full);
+                CHECK(k >= 0);
+                if (b == 0 && next == first) {
+                    if (!(k >= 1 && k < 64 && full))
+                        fprintf(stderr, "first call: %zd of 64, full %d\n", k, full);
+                    CHECK(k >= 1 && k < 64 && full);  /* the geometry this test relies on */
+                    CHECK(write(up[1], "g", 1) == 1); /* the consumer may go on */
+                }
+                next += (uint32_t)k;
+                if (k == 0)
+                    tu_shm_pipe_wait(p, false, true);
+            }
+        }
+        while (p->ops->flush(p) == 1)
+            tu_shm_pipe_wait(p, false, true);
+        CHECK(write(up[1], "d", 1) == 1);
+        peer_linger(p);
+    }
+    CHECK(read(up[0], &uc_fill, sizeof uc_fill) == sizeof uc_fill);
+    CHECK(uc_fill > 1000); /* about a ring of 24-byte records */
+    static uint8_t rbuf[64][64];
+    ferry_iov v[64];
+    for (size_t e = 0; e < 64; e++)
+        v[e] = (ferry_iov){.buf = rbuf[e], .len = sizeof rbuf[e]};
+    uint64_t bytes;
+    bool empty;
+    CHECK(fy_shm_batch_recv(p, v, 8, &bytes, &empty) == 8); /* released and published */
+    for (uint32_t e = 0; e < 8; e++)
+        CHECK(v[e].size == 8 && tu_check_seeded(rbuf[e], 8, e));
+    CHECK(write(down[1], "r", 1) == 1);
+    char c;
+    CHECK(read(up[0], &c, 1) == 1 && c == 'g');
+    uint32_t got = 8, total = uc_fill + 128;
+    uint64_t end = tu_now_ns() + 20000000000ull;
+    while (got < total) {
+        CHECK(tu_now_ns() < end);
+        size_t k = fy_shm_batch_recv(p, v, 64, &bytes, &empty);
+        for (size_t e = 0; e < k; e++, got++) {
+            CHECK(got < total && v[e].size == uc_size(got) && v[e].flags == 0);
+            CHECK(tu_check_seeded(rbuf[e], v[e].size, got));
+        }
+        if (k == 0)
+            tu_shm_pipe_wait(p, true, false);
+    }
+    CHECK(read(up[0], &c, 1) == 1 && c == 'd');
+    CHECK(fy_shm_batch_recv(p, v, 1, &bytes, &empty) == 0 && empty); /* nothing else */
+    fy_shm_pipe_free(p);
+    int st;
+    CHECK(waitpid(child, &st, 0) == child && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(down[1]);
+    close(up[0]);
+}
+
 /* Frame i of test_laps: sizes cycle through every small-copy branch (0..100 B) with a larger one
  * now and then, so batches end spans at the lap's end and at the consumer's position. */
 static size_t lap_size(uint32_t i)
@@ -348,7 +481,11 @@ static void test_laps(void)
             }
             uint64_t bytes;
             bool full;
-            size_t k = fy_shm_batch_send(p, v, n, &bytes, &full);
+            /* Every other batch unchecked: the send path checks it, also when its first span
+             * ends at the lap's end or the consumer's position before the batch does. */
+            ssize_t r = fy_shm_batch_send(p, v, n, (next / 64) % 2 == 0, &bytes, &full);
+            CHECK(r >= 0);
+            size_t k = (size_t)r;
             uint64_t want = 0;
             for (size_t e = 0; e < k; e++)
                 want += v[e].len;
@@ -430,6 +567,7 @@ int main(void)
     tu_deadline(120);
     signal(SIGPIPE, SIG_IGN);
     test_leave_alone();
+    test_unchecked();
     test_laps();
     for (int i = 0; i < BAD_COUNT; i++)
         test_hostile_recv(i);

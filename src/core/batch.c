@@ -69,14 +69,14 @@ ssize_t ferry_socket_send_many(ferry_socket *s, const ferry_iov *v, size_t n, in
     int rc = batch_check(s, v, n, flags);
     if (rc)
         return rc;
-    for (size_t i = 0; i < n; i++) {
-        if (v[i].flags & ~FERRY_MORE)
-            return FERRY_EINVAL;
-        if (!v[i].buf && v[i].len)
-            return FERRY_EFAULT;
+    /* The entries (fy_batch_check_tx) are checked before anything is sent, but not in a pass of
+     * their own when the shm fast path takes the batch: it checks each entry as it writes it and
+     * the rest before its first commit. Every other path checks them all first (checked). */
+    bool checked = false;
+    if (!s->ops->send) {
+        rc = fy_batch_check_tx(v, n);
+        return rc ? rc : FERRY_ENOTSUP;
     }
-    if (!s->ops->send)
-        return FERRY_ENOTSUP;
     size_t done = 0;
     bool fast = false, waited = false;
     uint64_t deadline = 0;
@@ -84,12 +84,32 @@ ssize_t ferry_socket_send_many(ferry_socket *s, const ferry_iov *v, size_t n, in
         fy_socket_sync(s);
         fy_pipe *d = batch_direct(s, true);
         fy_pipe *p = d ? fy_shm_pipe_of(d) : NULL;
+        bool full = false;
+        if (p) {
+            uint64_t bytes;
+            ssize_t k = fy_shm_batch_send(p, v + done, n - done, checked, &bytes, &full);
+            if (k < 0)
+                return (int)k; /* a bad entry (only when !checked: done == 0), nothing sent */
+            if (k) {
+                checked = true;
+                done += (size_t)k;
+                s->msgs_out += (uint64_t)k;
+                s->bytes_out += bytes;
+                fast = true;
+                continue;
+            }
+        }
+        if (!checked) {
+            rc = fy_batch_check_tx(v, n);
+            if (rc)
+                return rc;
+            checked = true;
+        }
         if (d && !p) {
             /* A stream engine: whole messages encoded into its output buffer (large bodies
              * written from the caller's memory), one lock and one write decision per batch. */
             uint64_t bytes;
             size_t msgs;
-            bool full;
             size_t k = fy_engine_send_many(d, v + done, n - done, &bytes, &msgs, &full);
             if (k) {
                 done += k;
@@ -105,16 +125,6 @@ ssize_t ferry_socket_send_many(ferry_socket *s, const ferry_iov *v, size_t n, in
                 break;
         }
         if (p) {
-            uint64_t bytes;
-            bool full;
-            size_t k = fy_shm_batch_send(p, v + done, n - done, &bytes, &full);
-            if (k) {
-                done += k;
-                s->msgs_out += k;
-                s->bytes_out += bytes;
-                fast = true;
-                continue;
-            }
             /* The ring cannot take the next record: stop here rather than queue behind it. The
              * next call queues (or waits for) one message as ferry_socket_send does, and the
              * fast path resumes once the ring takes records again. Anything else the fast path
@@ -178,9 +188,9 @@ ssize_t ferry_socket_recv_many(ferry_socket *s, ferry_iov *v, size_t n, int flag
     int rc = batch_check(s, v, n, flags);
     if (rc)
         return rc;
-    for (size_t i = 0; i < n; i++)
-        if (!v[i].buf && v[i].len)
-            return FERRY_EFAULT;
+    rc = fy_batch_check_rx(v, n);
+    if (rc)
+        return rc;
     if (!s->ops->recv)
         return FERRY_ENOTSUP;
     size_t done = 0;

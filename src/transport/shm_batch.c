@@ -74,7 +74,15 @@ static inline void batch_copy(void *dst, const void *src, size_t n)
     }
 }
 
-size_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *bytes, bool *full)
+/* An entry the send loop writes as one plain record: flags 0, a buffer unless empty, a size
+ * within lim (one record, max_msg). */
+static inline bool batch_tx_plain(int flags, const void *buf, size_t len, uint64_t lim)
+{
+    return flags == 0 && (uint64_t)len <= lim && (buf || !len);
+}
+
+ssize_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, bool checked, uint64_t *bytes,
+                          bool *full)
 {
     fy_shm_pipe *sp = (fy_shm_pipe *)p;
     *bytes = 0;
@@ -98,8 +106,11 @@ size_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *byt
     uint64_t total = 0;
     /* One span per stretch of free ring: the records go straight in (meta word, one copy each)
      * with the ring state in registers, then one commit. A span ends at the consumer's published
-     * position or the end of the lap; the next reserve_span starts the next one (or says full). */
-    while (e < end && !(e->flags & FERRY_MORE) && (uint64_t)e->len <= lim) {
+     * position or the end of the lap; the next reserve_span starts the next one (or says full).
+     * The loop takes an entry whose flags are 0 (a whole message: no FERRY_MORE, and no flag
+     * ferry_socket_send_many refuses) with a buffer (or nothing to copy) and a size that fits one
+     * record: so every entry it writes is a valid one, checked as it is read. */
+    while (e < end && batch_tx_plain(e->flags, e->buf, e->len, lim)) {
         ferry_spsc_span opened;
         int rc = ferry_spsc_reserve_span(tx, e->len + FY_SHM_REC_META, &opened);
         if (rc != 0) {
@@ -111,16 +122,30 @@ size_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *byt
         }
         ferry_spsc_span span = opened; /* only ever passed to the inline steps: registers */
         do {
+            /* Each field read once: the stores below may alias the array. */
             size_t len = e->len;
+            const void *buf = e->buf;
+            if (!batch_tx_plain(e->flags, buf, len, lim))
+                break;
             uint8_t *dst = ferry_spsc_span_put(&span, len + FY_SHM_REC_META);
             if (!dst)
                 break;                          /* the span is full: commit it, then the next one */
             uint64_t meta = (uint64_t)len << 8; /* what fy_shm_rec_is_plain accepts */
             memcpy(dst, &meta, FY_SHM_REC_META);
-            batch_copy(dst + FY_SHM_REC_META, e->buf, len);
+            batch_copy(dst + FY_SHM_REC_META, buf, len);
             total += len;
-            e++;
-        } while (e < end && !(e->flags & FERRY_MORE) && (uint64_t)e->len <= lim);
+        } while (++e < end);
+        /* Entries the caller did not check: those written were checked above, the rest are
+         * checked before anything becomes visible. A bad one cancels the span (nothing put)
+         * and the call fails with nothing sent, as ferry_socket_send_many promises. */
+        if (!checked && e < end) {
+            int bad = fy_batch_check_tx(e, (size_t)(end - e));
+            if (bad < 0) {
+                (void)ferry_spsc_commit_span(tx, &opened, FERRY_RING_DEFER);
+                return bad;
+            }
+        }
+        checked = true;
         if (ferry_spsc_commit_span(tx, &span, FERRY_RING_DEFER) < 0) {
             fy_shm_pipe_fail(sp, FERRY_EPROTO);
             break;
@@ -135,7 +160,7 @@ size_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *byt
     if (i > 0)
         sp->out_refused = false; /* as an accepted ordinary send: see known bug 3 in sp_flush */
     *bytes = total;
-    return i;
+    return (ssize_t)i;
 }
 
 size_t fy_shm_batch_recv(fy_pipe *p, ferry_iov *v, size_t n, uint64_t *bytes, bool *empty)

@@ -19,14 +19,45 @@
 #include <stdint.h>
 
 /*
+ * The entry rules of ferry_socket_send_many / ferry_socket_recv_many (ferry.h): 0, or the error
+ * for the first entry of v[0..n) that breaks them (send: FERRY_EINVAL for a flag other than
+ * FERRY_MORE, FERRY_EFAULT for a NULL buffer with a length; receive: FERRY_EFAULT). Here so that
+ * batch.c and the shm send path, which checks the entries it writes as it writes them and the
+ * rest before its first commit, apply one definition.
+ */
+static inline int fy_batch_check_tx(const ferry_iov *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].flags & ~FERRY_MORE)
+            return FERRY_EINVAL;
+        if (!v[i].buf && v[i].len)
+            return FERRY_EFAULT;
+    }
+    return 0;
+}
+
+static inline int fy_batch_check_rx(const ferry_iov *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!v[i].buf && v[i].len)
+            return FERRY_EFAULT;
+    return 0;
+}
+
+/*
  * Writes the messages v[0..n) into the ring as records, committed with one publish (and at most
  * one wake-up of a sleeping peer) at the end. Stops at an entry with FERRY_MORE, a frame too large
  * for one record, a ring that cannot take the next record now (*full set: it is full, or output
  * is queued behind it or an open loan holds it, so an ordinary send would only queue), or a pipe
  * in a state only the ordinary send handles (a wait armed, mid-message, dead). Returns the number
  * of entries written; *bytes gets their total size.
+ * checked: the caller has applied fy_batch_check_tx to v[0..n). If not, this call does, on the
+ * entries it writes as it reads them and on the rest before its first commit: a bad entry makes
+ * it return that entry's error with nothing sent. A return of 0 checked nothing for the caller; a
+ * positive return means all of v[0..n) passed.
  */
-size_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *bytes, bool *full);
+ssize_t fy_shm_batch_send(fy_pipe *p, const ferry_iov *v, size_t n, bool checked, uint64_t *bytes,
+                          bool *full);
 
 /*
  * Copies up to n whole single-frame records out of the ring into v (v[i].size, flags 0; at most
