@@ -411,7 +411,8 @@ static void test_edges(const char *tr)
  * writes them and the rest before its first commit): an entry flag other than FERRY_MORE, or a
  * NULL buffer with a length, anywhere in the batch (first, inside the first stretch, last, after a
  * multi-frame message's first frame) fails the call with nothing sent; a NULL buffer with length
- * 0 is an empty frame. The receiver then gets exactly the good batches, in order.
+ * 0 is an empty frame. The same for receive entries (nothing taken). The receiver then gets
+ * exactly the good batches, in order.
  */
 static void good_batch(ferry_iov *v, uint8_t (*bufs)[64], int n, uint32_t seq)
 {
@@ -432,20 +433,22 @@ static void send_all(ferry_socket *s, const ferry_iov *v, size_t n)
 }
 
 /* Receives good batch number batch (good_batch(..., batch * n)) whole; frame 5 of batch 1 is
- * empty. */
-static void recv_batch(ferry_socket *s, uint32_t batch, uint32_t n)
+ * empty. Frame null_at (if < n) goes to an entry with a NULL buffer of length 0: truncated to
+ * nothing, its size reported. */
+static void recv_batch(ferry_socket *s, uint32_t batch, uint32_t n, uint32_t null_at)
 {
     static uint8_t out[64][64];
     for (uint32_t got = 0; got < n;) {
         ferry_iov r[64];
         for (uint32_t e = 0; e < n - got; e++)
-            r[e] = (ferry_iov){.buf = out[e], .len = sizeof out[e]};
+            r[e] = got + e == null_at ? (ferry_iov){.buf = NULL, .len = 0}
+                                      : (ferry_iov){.buf = out[e], .len = sizeof out[e]};
         ssize_t k = ferry_socket_recv_many(s, r, n - got, 0);
         CHECK(k >= 1);
         for (ssize_t e = 0; e < k; e++, got++) {
             size_t len = batch == 1 && got == 5 ? 0 : 8 + got % 57;
             CHECK(r[e].size == len && r[e].flags == 0);
-            for (size_t j = 0; j < len; j++)
+            for (size_t j = 0; j < len && got != null_at; j++)
                 CHECK(out[e][j] == (uint8_t)((batch * n + got) % 251));
         }
     }
@@ -460,14 +463,17 @@ static void test_bad_entries(const char *tr)
     ferry_iov v[N];
     good_batch(v, bufs, N, 0);
     send_all(a, v, N); /* the link is up, the fast path on */
-    recv_batch(b, 0, N);
+    recv_batch(b, 0, N, N);
+    /* at: the bad entry (flags, or a NULL buffer); more_at: a FERRY_MORE entry; empty_at: an
+     * empty frame with a NULL buffer (valid) before the bad entry. */
     static const struct {
-        int at, flags, null, more_at, rc;
+        int at, flags, null, more_at, empty_at, rc;
     } bad[] = {
-        {0, 0x40, 0, -1, FERRY_EINVAL},     {1, 0x40, 0, -1, FERRY_EINVAL},
-        {N - 1, 0x40, 0, -1, FERRY_EINVAL}, {N - 1, 0, 1, -1, FERRY_EFAULT},
-        {0, 0, 1, -1, FERRY_EFAULT},        {30, 0x40, 0, 1, FERRY_EINVAL},
-        {30, 0, 1, 1, FERRY_EFAULT},        {N - 1, FERRY_MORE | 0x40, 0, -1, FERRY_EINVAL},
+        {0, 0x40, 0, -1, -1, FERRY_EINVAL},     {1, 0x40, 0, -1, -1, FERRY_EINVAL},
+        {N - 1, 0x40, 0, -1, -1, FERRY_EINVAL}, {N - 1, 0, 1, -1, -1, FERRY_EFAULT},
+        {0, 0, 1, -1, -1, FERRY_EFAULT},        {30, 0x40, 0, 1, -1, FERRY_EINVAL},
+        {30, 0, 1, 1, -1, FERRY_EFAULT},        {N - 1, FERRY_MORE | 0x40, 0, -1, -1, FERRY_EINVAL},
+        {N - 2, 0x40, 0, -1, 4, FERRY_EINVAL},  {N - 2, 0, 1, -1, 4, FERRY_EFAULT},
     };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
         good_batch(v, bufs, N, N);
@@ -476,6 +482,8 @@ static void test_bad_entries(const char *tr)
             v[bad[k].at].buf = NULL;
         if (bad[k].more_at >= 0)
             v[bad[k].more_at].flags = FERRY_MORE;
+        if (bad[k].empty_at >= 0)
+            v[bad[k].empty_at] = (ferry_iov){.buf = NULL, .len = 0};
         CHECK_RC(ferry_socket_send_many(a, v, N, FERRY_DONTWAIT), bad[k].rc);
         CHECK_RC(ferry_socket_send_many(a, v, N, 0), bad[k].rc);
     }
@@ -483,10 +491,27 @@ static void test_bad_entries(const char *tr)
     v[5].buf = NULL; /* length 0 below: an empty frame, accepted */
     v[5].len = 0;
     send_all(a, v, N);
-    recv_batch(b, 1, N);
+    recv_batch(b, 1, N, N);
     good_batch(v, bufs, N, 2 * N);
     send_all(a, v, N);
-    recv_batch(b, 2, N);
+    /* Receive entries: a NULL buffer with a length anywhere (in the first group of four, the
+     * last, a tail of fewer than four, after a valid NULL buffer of length 0) fails the call
+     * with nothing taken. */
+    static const struct {
+        int n, at, empty_at;
+    } rbad[] = {{N, 0, -1},         {N, 3, -1},    {N, N - 1, -1},
+                {N - 1, N - 2, -1}, {N, N - 2, 4}, {3, 2, 0}};
+    for (size_t k = 0; k < sizeof rbad / sizeof rbad[0]; k++) {
+        ferry_iov r[N];
+        for (int e = 0; e < N; e++)
+            r[e] = (ferry_iov){.buf = bufs[e], .len = sizeof bufs[e]};
+        r[rbad[k].at].buf = NULL;
+        if (rbad[k].empty_at >= 0)
+            r[rbad[k].empty_at] = (ferry_iov){.buf = NULL, .len = 0};
+        CHECK_RC(ferry_socket_recv_many(b, r, (size_t)rbad[k].n, 0), FERRY_EFAULT);
+        CHECK_RC(ferry_socket_recv_many(b, r, (size_t)rbad[k].n, FERRY_DONTWAIT), FERRY_EFAULT);
+    }
+    recv_batch(b, 2, N, 4);
     CHECK(stats(a).msgs_out == 3 * N && stats(b).msgs_in == 3 * N);
     uint8_t one[8];
     ferry_iov r1 = {.buf = one, .len = sizeof one};

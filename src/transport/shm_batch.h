@@ -27,7 +27,15 @@
  */
 static inline int fy_batch_check_tx(const ferry_iov *v, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    /* Four entries per test (flags ORed, buffers tested for NULL): the usual batch passes in
+     * about half the instructions of the exact loop, which decides from the first group that
+     * does not pass (a NULL buffer may be an empty frame). */
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        if (((v[i].flags | v[i + 1].flags | v[i + 2].flags | v[i + 3].flags) & ~FERRY_MORE) ||
+            !v[i].buf || !v[i + 1].buf || !v[i + 2].buf || !v[i + 3].buf)
+            break;
+    for (; i < n; i++) {
         if (v[i].flags & ~FERRY_MORE)
             return FERRY_EINVAL;
         if (!v[i].buf && v[i].len)
@@ -38,7 +46,11 @@ static inline int fy_batch_check_tx(const ferry_iov *v, size_t n)
 
 static inline int fy_batch_check_rx(const ferry_iov *v, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
+    size_t i = 0; /* four at a time, as fy_batch_check_tx */
+    for (; i + 4 <= n; i += 4)
+        if (!v[i].buf || !v[i + 1].buf || !v[i + 2].buf || !v[i + 3].buf)
+            break;
+    for (; i < n; i++)
         if (!v[i].buf && v[i].len)
             return FERRY_EFAULT;
     return 0;
