@@ -129,6 +129,9 @@ typedef struct bench_ctl {
     _Alignas(128) bench_result res[BENCH_MAX_ROLES];
     bench_hist hist; /* rtt samples, written by role 0 */
 } bench_ctl;
+_Static_assert(sizeof(bench_progress_word) == 128, "one line pair per progress counter");
+_Static_assert(offsetof(bench_ctl, progress) / 128 != offsetof(bench_ctl, total) / 128,
+               "progress counters away from total's line");
 
 struct bench_job;
 
