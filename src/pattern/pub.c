@@ -40,8 +40,11 @@ static int pub_send(fy_socket *s, void *st, fy_msg *m)
 
 static int pub_events(fy_socket *s, void *st)
 {
-    /* Polling is a natural moment to apply pending subscriptions. */
-    int rc = fy_pubside_pump(st, s);
+    /* Polling is a natural moment to apply pending subscriptions, and to hand subscribers the
+     * rest of a message they are owed (dist.h) when the application has stopped sending. */
+    fy_pubside *ps = st;
+    fy_dist_flush(&ps->dist);
+    int rc = fy_pubside_pump(ps, s);
     if (rc < 0 && rc != FERRY_ENOMEM)
         return rc;
     return FERRY_POLLOUT;

@@ -38,6 +38,7 @@ int fy_pubside_init(fy_pubside *ps, bool xpub)
 void fy_pubside_fini(fy_pubside *ps)
 {
     fy_pipelist_fini(&ps->pipes);
+    fy_dist_fini(&ps->dist);
     fy_subs_fini(&ps->all);
     fy_msgq_fini(&ps->queue);
     free(ps->note_ids);
@@ -264,6 +265,7 @@ void fy_pubside_detach(fy_pubside *ps, fy_pipe *p)
 {
     pubside_peer *peer = p->pattern_data;
     fy_pipelist_remove(&ps->pipes, p);
+    fy_dist_detach(&ps->dist, p);
     if (!peer)
         return;
     /* End its unfinished upstream message first: the notices below must not become its last
@@ -306,6 +308,7 @@ int fy_pubside_send(fy_pubside *ps, fy_socket *s, fy_msg *m)
 
 int fy_pubside_recv(fy_pubside *ps, fy_socket *s, fy_msg *m)
 {
+    fy_dist_flush(&ps->dist);
     if (fy_msgq_empty(&ps->queue)) {
         int rc = fy_pubside_pump(ps, s);
         if (rc < 0 && fy_msgq_empty(&ps->queue))

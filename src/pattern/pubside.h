@@ -59,7 +59,8 @@ int fy_pubside_attach(fy_pubside *ps, fy_pipe *p);
 void fy_pubside_detach(fy_pubside *ps, fy_pipe *p);
 /* Publishes one frame (never blocks; drops per peer at SNDHWM). */
 int fy_pubside_send(fy_pubside *ps, fy_socket *s, fy_msg *m);
-/* XPUB: the next frame for the application, or FERRY_EAGAIN. */
+/* XPUB: the next frame for the application, or FERRY_EAGAIN. Like the events ops, it first
+ * hands subscribers what they are owed (fy_dist_flush), which sends do on their own. */
 int fy_pubside_recv(fy_pubside *ps, fy_socket *s, fy_msg *m);
 /* Reads everything peers sent (subscriptions applied; XPUB queues notices and, below RCVHWM
  * queued messages, upstream messages). */

@@ -16,6 +16,7 @@ int fy_subside_init(fy_subside *ss)
 void fy_subside_fini(fy_subside *ss)
 {
     fy_pipelist_fini(&ss->pipes);
+    fy_dist_fini(&ss->dist);
     fy_subs_fini(&ss->subs);
     fy_msg_fini(&ss->pre);
     ss->has_pre = false;
@@ -38,10 +39,14 @@ static int subside_frame(fy_msg *f, int subscribe, const void *prefix, size_t le
 
 /* Sends a subscription frame to one pipe. Subscription frames bypass SNDHWM
  * (pipe.h); a dead pipe is simply skipped (its replacement gets the whole set
- * at link-up). A live pipe that could not take it (out of memory) makes this
- * return the error: the caller marks the pipe to get the whole set again. */
+ * at link-up). A live pipe that could not take it (out of memory), or that is
+ * still owed the rest of an XSUB upstream message (dist.h: the frame would land
+ * inside that message), makes this return an error: the caller marks the pipe to
+ * get the whole set again. */
 static int subside_send_one(fy_pipe *p, const fy_msg *f)
 {
+    if (fy_dist_owes(p))
+        return FERRY_EAGAIN;
     fy_msg c;
     fy_msg_init(&c);
     fy_msg_copy(&c, f);
@@ -134,6 +139,7 @@ void fy_subside_detach(fy_subside *ss, fy_pipe *p)
         ss->discarding = false;
     }
     fy_pipelist_remove(&ss->pipes, p);
+    fy_dist_detach(&ss->dist, p);
 }
 
 static void subside_send_pending(void *ctx, fy_pipe *p)
@@ -188,6 +194,7 @@ int fy_subside_subscribe(fy_subside *ss, fy_socket *s, int subscribe, const void
      * message. */
     if (ss->dist.in_msg)
         return FERRY_EFSM;
+    fy_dist_flush(&ss->dist); /* a publisher owed an upstream message's rest gets it first */
     if (ss->resend)
         subside_repair(ss);
     /* The link lock orders this change against link_up on other threads: a new pipe sees the

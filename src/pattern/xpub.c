@@ -57,6 +57,7 @@ static int xpub_recv(fy_socket *s, void *st, fy_msg *m)
 static int xpub_events(fy_socket *s, void *st)
 {
     fy_pubside *ps = st;
+    fy_dist_flush(&ps->dist); /* what subscribers are owed (dist.h), as on PUB */
     int rc = fy_pubside_pump(ps, s);
     if (rc < 0 && rc != FERRY_ENOMEM && fy_msgq_empty(&ps->queue))
         return rc;

@@ -16,6 +16,9 @@ static int xsub_send(fy_socket *s, void *st, fy_msg *m)
 static int xsub_events(fy_socket *s, void *st)
 {
     (void)s;
+    /* Publishers owed the rest of an upstream message (dist.h) get it when the application
+     * polls, then any subscription they missed meanwhile (the repair in the poll). */
+    fy_dist_flush(&((fy_subside *)st)->dist);
     int rc = fy_subside_poll(st);
     if (rc < 0)
         return rc;
