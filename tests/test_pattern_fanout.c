@@ -55,6 +55,14 @@
 #endif
 #define END_MARKER UINT64_MAX
 
+/* CPU time of the calling thread: the publisher's sends and writes run on it. */
+static uint64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    CHECK(clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 typedef struct sub_result {
     _Atomic int joined; /* received a probe: its subscription reached the publisher */
     _Atomic int done;
@@ -224,8 +232,10 @@ static void run_case(const fan_case *c, int nsubs)
     }
 
     long long w0 = proc_io("syscw");
+    uint64_t wall0 = tu_now_ns(), cpu0 = thread_cpu_ns();
     for (uint64_t i = 1; i <= c->msgs; i++)
         CHECK_OK(ferry_socket_send(pub, &i, sizeof i, 0));
+    uint64_t wall = tu_now_ns() - wall0, cpu = thread_cpu_ns() - cpu0;
     uint64_t marker = END_MARKER;
     CHECK_OK(ferry_socket_send(pub, &marker, sizeof marker, 0));
 
@@ -271,15 +281,26 @@ static void run_case(const fan_case *c, int nsubs)
     CHECK(st.drops_hwm == 0);
     long long writes = w0 >= 0 && w1 >= 0 ? w1 - w0 : -1;
     printf("%-18s %d subs, %" PRIu64 " msgs each: in order, no drop; publisher writes %lld; "
-           "subscribers: reads %lld, sleeps %ld\n",
-           c->name, nsubs, c->msgs, writes, reads, sleeps);
+           "subscribers: reads %lld, sleeps %ld; send loop %.1f ms, on CPU %.0f%%\n",
+           c->name, nsubs, c->msgs, writes, reads, sleeps, wall / 1e6,
+           wall ? 100.0 * (double)cpu / (double)wall : 100.0);
     if (c->shm_path && writes >= 0 && reads >= 0)
         CHECK(writes <= reads + 4 * nsubs + 16);
     /* Stream links: the publisher batches its writes (engine.c eng_send_done), so a subscriber
      * reads many messages per read. Before the engines discounted each other's write time, a
      * tcp PUB with 4 subscribers on 2 CPUs wrote every message to every link on its own and the
      * subscribers made more reads than there were messages (~21 000 for 4 x 3000). */
-    if (!c->shm_path && reads >= 0 && !FAN_SLOW_SENDS)
+    /* The rule batches only while the publisher sends faster than the quiet gap. A publisher
+     * that spent most of its send loop descheduled (a machine loaded by other work: it was seen
+     * at load 11 under ASan) leaves every link quiet between its sends, and writing each message
+     * at once is then the rule working. The collapse this guards against was CPU-bound (the
+     * publisher busy writing every message to every link), so it still fails the check. */
+    bool preempted = cpu < wall / 3;
+    if (!c->shm_path && reads >= 0 && !FAN_SLOW_SENDS && preempted)
+        printf("%-18s read bound not checked: the publisher was on a CPU for %.0f%% of its send "
+               "loop\n",
+               c->name, 100.0 * (double)cpu / (double)wall);
+    if (!c->shm_path && reads >= 0 && !FAN_SLOW_SENDS && !preempted)
         CHECK(reads <= (long long)(c->msgs * (uint64_t)nsubs / 2));
     CHECK(munmap(ctl, sizeof *ctl) == 0);
 }
