@@ -5,17 +5,19 @@
  * frame it refuses: a frame queued and then reported refused reaches the peer twice (the retry),
  * and a frame header queued without its body makes the peer parse whatever follows as the body.
  *
- * The library's test-only fault hook (fy_test_fault, pattern.h) makes the engine's reservation
- * FY_FAULT_ENG_END (room to record where a message ends, for SNDHWM) fail on demand. Over ipc://
- * (plain ZMTP, no shm upgrade) and tcp://, it fails the last frame of single-frame and multipart
- * messages with small (copied) and large (64 KiB+, queued by reference for writev) frames, and
- * the first message of a link (where the engine first allocates that ring); the application
- * sends again as the contract says. A ferry PULL must then receive every
- * message exactly once, whole, in order, with no link error on either side and its one peer still
- * there. The same run against a hand-driven peer on an adopted socketpair decodes the raw byte
- * stream with zmtp.c and checks every frame header and body. A PUB (whose per-subscriber pipe
- * refusing a later frame of a message owes that subscriber the rest, dist.c) is checked the
- * same way with a SUB.
+ * The library's test-only fault hook (fy_test_fault, pattern.h) makes the engine's two
+ * reservations fail on demand: FY_FAULT_ENG_END (room to record where a message ends, for
+ * SNDHWM) and FY_FAULT_ENG_SEG (room for the output segments a frame starts: a large frame's
+ * header and referenced body, a small frame's bytes after a large frame). Over ipc:// (plain
+ * ZMTP, no shm upgrade) and tcp://, each site fails every frame position it applies to in
+ * single-frame and multipart messages with small (copied) and large (64 KiB+, queued by
+ * reference for writev) frames, and the end site the first message of a link (where the engine
+ * first allocates that ring); the application sends again as the contract says. A ferry PULL must
+ * then receive every message exactly once, whole, in order, with no link error on either side and
+ * its one peer still there. The same run against a hand-driven peer on an adopted socketpair
+ * decodes the raw byte stream with zmtp.c and checks every frame header and body. A PUB (whose
+ * per-subscriber pipe refusing a later frame of a message owes that subscriber the rest, dist.c) is
+ * checked the same way with a SUB.
  */
 #include "core/ctl.h"
 #include "ferry/ferry.h"
@@ -32,8 +34,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* pattern.h's engine site (the test does not include the pattern layer's header). */
+/* pattern.h's engine sites (the test does not include the pattern layer's header). */
 #define SITE_END 4
+#define SITE_SEG 5
 
 int fy_test_fault(int site);
 
@@ -70,11 +73,12 @@ static void fault_off(void)
 
 /* ---- the schedule: which messages, which frame fails where ---- */
 
-#define SMALL  100
-#define MID    300   /* long header form, still copied */
-#define LARGE  70000 /* above the engine's copy limit and the 64 KiB read buffer */
-#define MAXF   3
-#define MAXMSG 96
+#define SMALL     100
+#define MID       300   /* long header form, still copied */
+#define LARGE     70000 /* above the engine's copy limit and the 64 KiB read buffer */
+#define SMALL_MAX 8192  /* the engine copies frames up to this size (FY_ENG_COPY_MAX) */
+#define MAXF      3
+#define MAXMSG    96
 
 typedef struct shape {
     int nf;
@@ -85,8 +89,9 @@ static const shape shapes[] = {
     {1, {SMALL}}, {1, {LARGE}}, {1, {0}}, {3, {SMALL, LARGE, MID}}, {3, {LARGE, 0, LARGE}},
 };
 #define NSHAPES (int)(sizeof shapes / sizeof shapes[0])
+static const shape after_large = {1, {LARGE}};
 
-static const int sites[] = {SITE_END};
+static const int sites[] = {SITE_END, SITE_SEG};
 #define NSITES (int)(sizeof sites / sizeof sites[0])
 
 /* What was sent, for the receivers to check against. */
@@ -179,9 +184,12 @@ static void send_msg(ferry_socket *s, const shape *sh, int fk, int site, int fai
 
 /*
  * Every shape, every frame at the segment site, the last frame at the end site (the only frame
- * that records an end), each followed by a message that meets no failure. first_frame: whether a
- * failing first frame is to be tried (a PUB drops a message whose first frame a subscriber's
- * pipe refuses, documented; it owes only later frames).
+ * that records an end), each followed by a message that meets no failure. A small frame starts
+ * a segment only after a large one (or on an idle link), so at the segment site a small first
+ * frame comes after a large message, and a small later frame must follow a large one (as in
+ * every multipart shape here). first_frame: whether a failing first frame is to be tried (a PUB
+ * drops a message whose first frame a subscriber's pipe refuses, documented; it owes only later
+ * frames).
  */
 static void send_schedule(ferry_socket *s, bool retried, bool first_frame)
 {
@@ -192,6 +200,12 @@ static void send_schedule(ferry_socket *s, bool retried, bool first_frame)
                 int site = sites[si];
                 if (site == SITE_END && k != sh->nf - 1)
                     continue;
+                if (site == SITE_SEG && sh->sz[k] <= SMALL_MAX) {
+                    if (k == 0)
+                        send_msg(s, &after_large, -1, 0, 0, retried);
+                    else
+                        CHECK(sh->sz[k - 1] > SMALL_MAX);
+                }
                 send_msg(s, sh, k, site, retried ? 2 : 1, retried);
                 send_msg(s, &shapes[(h + 1) % NSHAPES], -1, 0, 0, retried);
             }

@@ -181,14 +181,17 @@ void fy_socket_drop_pipe(fy_socket *s, fy_pipe *p);
  * program that does not define it, it is null, so each site costs one compare with a link-time
  * constant. The subscription sites are on cold paths; FY_FAULT_MSG_SEND is checked once per frame
  * sent on a pipe the message is already bound to (fy_pipe_send_bound), where the compare is all
- * it costs. The engine site is checked once per message on the stream engine's general send
- * path (eng_pipe_send), never on its single-frame or batch fast paths.
+ * it costs. FY_FAULT_ENG_END is checked once per message on the stream engine's general send
+ * path (eng_pipe_send), never on its single-frame or batch fast paths; FY_FAULT_ENG_SEG once per
+ * large frame there, and wherever a frame's bytes start a new output segment (after a large
+ * frame, or on an idle link), not when they are appended to the current one.
  */
 enum fy_fault_site {
     FY_FAULT_SUB_FRAME = 1, /* subside.c: building a subscription frame */
     FY_FAULT_SUB_SEND = 2,  /* subside.c: a pipe taking a subscription frame */
     FY_FAULT_MSG_SEND = 3,  /* fy_pipe_send_bound: a pipe taking a frame of a bound message */
     FY_FAULT_ENG_END = 4,   /* engine.c: room to record a message's end (SNDHWM accounting) */
+    FY_FAULT_ENG_SEG = 5,   /* engine.c: room for the output segments a frame starts */
 };
 int fy_test_fault(int site) __attribute__((weak, visibility("hidden")));
 static inline bool fy_fault(int site)

@@ -242,13 +242,18 @@ static eng_seg *eng_seg_push(fy_engine *e)
     return g;
 }
 
-/* Appends len bytes (written by the caller at the returned pointer) to the byte stream. */
+static int eng_seg_reserve(fy_engine *e, uint32_t k);
+
+/* Appends len bytes (written by the caller at the returned pointer) to the byte stream. NULL:
+ * out of memory, nothing appended. */
 static uint8_t *eng_out_append(fy_engine *e, size_t len)
 {
     if (eng_out_room(e, len) != 0)
         return NULL;
     eng_seg *last = e->seg_n ? &e->segs[e->seg_head + e->seg_n - 1] : NULL;
     if (!last || last->is_msg) {
+        if (fy_fault(FY_FAULT_ENG_SEG))
+            return NULL;
         last = eng_seg_push(e);
         if (!last)
             return NULL;
@@ -751,15 +756,23 @@ static int eng_pipe_send(fy_pipe *p, fy_msg *m)
                 memcpy(at + hl, fy_msg_data(m), size);
             fy_msg_fini(m);
         } else {
-            if (eng_out_bytes(e, hdr, (size_t)hl) != 0) {
+            /* The body is queued by reference in a segment of its own behind the header's
+             * bytes. Both segments and the header's room are reserved before the header is
+             * queued: a header left in the stream without its body (the body's segment could not
+             * be added) made the peer take the next frame's bytes for this body. */
+            if (fy_fault(FY_FAULT_ENG_SEG) || eng_seg_reserve(e, 2) != 0 ||
+                eng_out_room(e, (size_t)hl) != 0) {
                 rc = FERRY_ENOMEM;
                 goto out;
             }
-            eng_seg *g = eng_seg_push(e);
-            if (!g) {
-                rc = FERRY_ENOMEM;
-                goto out;
-            }
+            eng_seg *g = e->seg_n ? &e->segs[e->seg_head + e->seg_n - 1] : NULL;
+            if (!g || g->is_msg)
+                g = eng_seg_push(e); /* reserved above: cannot fail */
+            memcpy(e->out + e->out_w, hdr, (size_t)hl);
+            e->out_w += (size_t)hl;
+            g->len += (size_t)hl;
+            e->out_total += (size_t)hl;
+            g = eng_seg_push(e); /* reserved above: cannot fail */
             g->is_msg = true;
             g->len = size;
             fy_msg_move(&g->m, m);
