@@ -26,15 +26,19 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -129,6 +133,31 @@ static int count_dir(const char *path, const char *prefix)
     return n;
 }
 
+/* A socket's ends, for the fd list: "tcp port 40000 -> port 39998"; "tcp port 0, no peer" is a
+ * connect the kernel refused (or not started yet); "unix bound" is a listener or an accepted link,
+ * "unix unnamed" a connecting side. */
+static void sock_ends(int fd, char *out, size_t cap)
+{
+    struct sockaddr_storage a, b;
+    socklen_t la = sizeof a, lb = sizeof b;
+    out[0] = 0;
+    if (getsockname(fd, (struct sockaddr *)&a, &la) != 0)
+        return;
+    bool peer = getpeername(fd, (struct sockaddr *)&b, &lb) == 0;
+    if (a.ss_family == AF_INET) {
+        int port = ntohs(((struct sockaddr_in *)&a)->sin_port);
+        if (peer)
+            snprintf(out, cap, " (tcp port %d -> port %d)", port,
+                     ntohs(((struct sockaddr_in *)&b)->sin_port));
+        else
+            snprintf(out, cap, " (tcp port %d, no peer)", port);
+    } else if (a.ss_family == AF_UNIX) {
+        snprintf(out, cap, " (unix %s%s)",
+                 la > offsetof(struct sockaddr_un, sun_path) ? "bound" : "unnamed",
+                 peer ? "" : ", no peer");
+    }
+}
+
 /* On a failure: what the open descriptors are. */
 static void fd_list(void)
 {
@@ -143,7 +172,10 @@ static void fd_list(void)
         snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
         ssize_t n = readlink(path, target, sizeof target - 1);
         target[n > 0 ? n : 0] = 0;
-        fprintf(stderr, "    fd %s -> %s\n", e->d_name, target);
+        char ends[96] = "";
+        if (strncmp(target, "socket:", 7) == 0)
+            sock_ends(atoi(e->d_name), ends, sizeof ends);
+        fprintf(stderr, "    fd %s -> %s%s\n", e->d_name, target, ends);
     }
     closedir(d);
 }
@@ -458,6 +490,11 @@ static uint64_t blocked_kill(ferry_socket *s, pid_t pid, bool in_send, long dela
                 "kept blocking in %s (%ld calls of %d ms; %d link sockets; memfd mappings %d, want "
                 "%d)\n",
                 what, in_send ? "send" : "recv", calls, call_ms, link->n, memfd_maps(), maps);
+        sockset now;
+        sockets_now(&now);
+        for (int i = 0; i < link->n; i++)
+            fprintf(stderr, "    watched socket:[%lu] %s\n", link->ino[i],
+                    sockset_has(&now, link->ino[i]) ? "still open" : "closed");
         fd_list();
         exit(1);
     }
@@ -505,6 +542,8 @@ static bool chaos(int t, int rounds, bool strict, int block_ms, unsigned *seed)
     CHECK_OK(ferry_socket_last_endpoint(l, lurl, sizeof lurl));
     ferry_socket *c = sock();
     CHECK_OK(ferry_socket_connect(c, curl));
+    /* For a failure's fd list: which ports are ours. */
+    printf("  %s: listening on %s, connecting to %s\n", tname[t], lurl, curl);
 
     /* The memfd mappings with no link up (both sockets exist, no peer). */
     int maps_base = memfd_maps();
