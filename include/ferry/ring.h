@@ -159,8 +159,10 @@ FERRY_API void ferry_wait_wake_slow_(ferry_waitword *w, const ferry_wait_policy 
 #define FERRY_SPSC_MAX_CAPACITY ((size_t)1 << 32)
 
 /* Flags for commit/release. */
-#define FERRY_RING_DEFER                                                                           \
-    0x1u /* do not publish the index yet; a later call without it (or flush) does */
+/* Do not publish the index (or wake a sleeping peer) yet; a later call without it, or flush, does.
+ * A committed record is complete all the same: a consumer reading eagerly (docs/ring.md) may
+ * take it before the index is published. */
+#define FERRY_RING_DEFER 0x1u
 
 /* Internal: record types and the ring-bytes a record of len payload bytes occupies. */
 #define FERRY_SPSC_REC_DATA_    1u
