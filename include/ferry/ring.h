@@ -437,15 +437,31 @@ FERRY_SPSC_FAST_ int ferry_spsc_peek(ferry_spsc_rx *rx, const void **data, size_
              * before its index does, and that slot's line carries the payload too. acquire:
              * pairs with the release store of the header in ferry_spsc_commit (and
              * commit_span, and the padding in ferry_spsc_reserve_slow_). */
-            uint64_t hdr = atomic_load_explicit(ferry_spsc_slot_(rx->data_, rx->head_ & rx->mask_),
-                                                memory_order_acquire);
+            uint64_t off = rx->head_ & rx->mask_;
+            uint64_t hdr =
+                atomic_load_explicit(ferry_spsc_slot_(rx->data_, off), memory_order_acquire);
             if (hdr == 0) {
                 /* The record's next line: fetched while we wait, it arrives with the header's
                  * instead of after it (a 64-byte payload spans two lines). */
                 __builtin_prefetch(rx->data_ + ((rx->head_ + 64) & rx->mask_));
                 return FERRY_EAGAIN;
             }
-            return ferry_spsc_peek_eager_(rx, hdr, data, len); /* checks it, takes it */
+            /* Untrusted: a data record inside the rest of the lap and within a ring of what we
+             * released. Padding, anything else, and the periodic look at the index are the
+             * out-of-line half's (ferry_spsc_peek_eager_, which checks the same). */
+            uint64_t sz = FERRY_SPSC_REC_SIZE_((uint32_t)hdr);
+            if (__builtin_expect(((hdr >> 32) == FERRY_SPSC_REC_DATA_) & (sz <= rx->cap_ - off) &
+                                     (rx->head_ - rx->published_ + sz <= rx->cap_) &
+                                     (rx->eager_ > 1),
+                                 1)) {
+                rx->eager_--;
+                rx->tail_cache_ = rx->lim_ = rx->head_ + sz;
+                rx->peeked_ = sz;
+                *data = rx->data_ + off + 8;
+                *len = (uint32_t)hdr;
+                return 0;
+            }
+            return ferry_spsc_peek_eager_(rx, hdr, data, len);
         }
         /* acquire: pairs with the release (or seq_cst) store of tail in ferry_spsc_flush. */
         uint64_t t = atomic_load_explicit(rx->tail_word_, memory_order_acquire);

@@ -233,11 +233,8 @@ static bool sock_reapable(fy_socket *s, fy_pipe *p)
     return !p->ops->has_input(p);
 }
 
-void fy_socket_sync(fy_socket *s)
+void fy_socket_sync_slow_(fy_socket *s, uint64_t g)
 {
-    uint64_t g = atomic_load_explicit(&s->gen, memory_order_acquire);
-    if (g == s->seen_gen && !s->reap_pending)
-        return;
     s->seen_gen = g;
     s->reap_pending = false;
     for (fy_pipe *p = s->pipes, *n; p; p = n) {
@@ -909,12 +906,9 @@ ssize_t ferry_socket_recv(ferry_socket *s, void *buf, size_t cap, int flags, int
          * death). */
         int r = FERRY_EAGAIN;
         if (p && fy_pipe_uses_shm(p)) {
-            uint64_t spin = (flags & FERRY_DONTWAIT) || s->spin_ns <= 0
-                                ? 0
-                                : fy_shm_spin_ns(p, (uint64_t)s->spin_ns);
-            if (s->rcvtimeo >= 0 && spin > (uint64_t)s->rcvtimeo * 1000000u)
-                spin = (uint64_t)s->rcvtimeo * 1000000u;
-            r = fy_shm_recv_buf_wait(p, buf, cap, &size, spin);
+            uint64_t base = (flags & FERRY_DONTWAIT) || s->spin_ns <= 0 ? 0 : (uint64_t)s->spin_ns;
+            uint64_t max = s->rcvtimeo >= 0 ? (uint64_t)s->rcvtimeo * 1000000u : UINT64_MAX;
+            r = fy_shm_recv_buf_wait(p, buf, cap, &size, base, max);
         } else if (p) {
             r = fy_engine_recv_buf(p, buf, cap, &size); /* stream: no spin window to compute */
         }

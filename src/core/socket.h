@@ -84,8 +84,19 @@ void fy_socket_notify(fy_socket *s);
 void fy_socket_wake(fy_socket *s);
 /* Any thread: signal sigfd unconditionally (input was buffered behind the owner's back). */
 void fy_socket_raise(fy_socket *s);
-/* Owner: attach/detach pipes after a generation change. */
-void fy_socket_sync(fy_socket *s);
+/* Owner: attach/detach pipes after a generation change. The check is inline: every send and
+ * receive makes it, and a call per check cost more than the check (callgrind, shm PUSH->PULL:
+ * 17 instructions per call, most of them the call's register saves). */
+void fy_socket_sync_slow_(fy_socket *s, uint64_t gen);
+static inline void fy_socket_sync(fy_socket *s)
+{
+    /* acquire: pairs with the release bump of gen in fy_socket_notify (which
+     * fy_socket_publish_pipe calls): what the control thread published is visible once we see
+     * the new value. */
+    uint64_t g = atomic_load_explicit(&s->gen, memory_order_acquire);
+    if (__builtin_expect(g != s->seen_gen || s->reap_pending, 0))
+        fy_socket_sync_slow_(s, g);
+}
 
 /* Counts fork() children (changes in a child): a value saved before tells whether we forked. */
 unsigned fy_fork_gen(void);

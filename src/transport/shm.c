@@ -307,14 +307,7 @@ int fy_shm_send_loan(fy_pipe *p, fy_msg *m)
 
 int fy_shm_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size)
 {
-    return fy_shm_recv_buf_wait(p, buf, cap, size, 0);
-}
-
-uint64_t fy_shm_spin_ns(fy_pipe *p, uint64_t base_ns)
-{
-    if (p->ops != &shm_eng_ops)
-        return base_ns;
-    return fy_shm_pipe_spin_ns(up_of(p)->sp, base_ns);
+    return fy_shm_recv_buf_wait(p, buf, cap, size, 0, 0);
 }
 
 static inline void shm_relax(void)
@@ -326,13 +319,22 @@ static inline void shm_relax(void)
 #endif
 }
 
-int fy_shm_recv_buf_wait(fy_pipe *p, void *buf, size_t cap, size_t *size, uint64_t wait_ns)
+int fy_shm_recv_buf_wait(fy_pipe *p, void *buf, size_t cap, size_t *size, uint64_t base_ns,
+                         uint64_t max_ns)
 {
     if (p->ops != &shm_eng_ops)
         return FY_SHM_DECLINE;
     fy_pipe *in = up_of(p)->sp;
     int rc = fy_shm_pipe_recv_buf(in, buf, cap, size);
-    if (__builtin_expect(rc == FY_SHM_EMPTY && wait_ns != 0, 0)) {
+    /* The window is worked out only when there is something to wait for: a frame already in
+     * the ring is taken without it. */
+    uint64_t wait_ns = 0;
+    if (rc == FY_SHM_EMPTY && base_ns != 0) {
+        wait_ns = fy_shm_pipe_spin_ns(in, base_ns);
+        if (wait_ns > max_ns)
+            wait_ns = max_ns;
+    }
+    if (__builtin_expect(wait_ns != 0, 0)) {
         /* The same exits as the core's spin loop (socket.c sock_run), which would otherwise
          * poll this ring through the pattern: a death or a pipe-set change goes back to it at
          * once, and the clock is read only every 64 polls. */

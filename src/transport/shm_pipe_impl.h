@@ -102,7 +102,7 @@ struct fy_shm_pipe {
     _Atomic bool ctl_watching;
 
     /* input (owner) */
-    uint64_t rx_last; /* size of the last frame received (fy_shm_spin_ns scales with it) */
+    uint64_t rx_last; /* size of the last frame received (fy_shm_pipe_spin_ns scales with it) */
     uint32_t rx_deferred;
     bool rx_armed;
     fy_msg stash; /* a frame poll_in completed ahead of recv */
