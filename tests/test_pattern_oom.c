@@ -206,41 +206,10 @@ static void recv_sentinel(ferry_socket *s)
     recv_exact(s, &v, 4, false, "the end marker");
 }
 
-/* ---- transports ---- */
-
-static void make_url(char *url, size_t cap, const char *tag)
-{
-    if (strcmp(tr_name, "ipc") == 0)
-        tu_ipc_url(url, cap, tag);
-    else if (strcmp(tr_name, "tcp") == 0)
-        snprintf(url, cap, "tcp://127.0.0.1:%d", tu_free_port());
-    else
-        snprintf(url, cap, "%s://%s", tr_name, tu_unique(tag));
-}
-
-/* A socket for the running transport: ipc:// stays plain ZMTP (the stream engine; shm:// covers
- * the rings). */
-static ferry_socket *open_sock(int type)
-{
-    ferry_socket *s = tu_open_sock(type);
-    if (strcmp(tr_name, "ipc") == 0)
-        CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SHM_UPGRADE, 0));
-    return s;
-}
-
-/* Binds b (tcp: retried on a port taken meanwhile). */
-static void bind_url(ferry_socket *b, char *url, size_t cap, const char *tag)
-{
-    for (int tries = 0;; tries++) {
-        make_url(url, cap, tag);
-        int rc = ferry_socket_bind(b, url);
-        if (rc == 0)
-            return;
-        CHECK(rc == FERRY_EADDRINUSE && tries < 20);
-    }
-}
-
 /* ---- cases ---- */
+
+/* Every case runs over tr_name with testutil's transport helpers (tu_open_sock_on: ipc:// stays
+ * plain ZMTP, the stream engine; shm:// covers the rings). */
 
 /*
  * PUSH with two PULL peers: messages are round-robined; message 1 meets two refusals on frame 2,
@@ -252,9 +221,10 @@ static void case_push(void)
 {
     printf("  %s: PUSH to two PULLs\n", tr_name);
     char url[300];
-    ferry_socket *push = open_sock(FERRY_PUSH), *pa = open_sock(FERRY_PULL),
-                 *pb = open_sock(FERRY_PULL);
-    bind_url(push, url, sizeof url, "oom-push");
+    ferry_socket *push = tu_open_sock_on(FERRY_PUSH, tr_name),
+                 *pa = tu_open_sock_on(FERRY_PULL, tr_name),
+                 *pb = tu_open_sock_on(FERRY_PULL, tr_name);
+    tu_bind_on(push, tr_name, url, sizeof url, "oom-push");
     CHECK_OK(ferry_socket_connect(pa, url));
     CHECK_OK(ferry_socket_connect(pb, url));
     tu_wait_peers(push, 2);
@@ -305,9 +275,10 @@ static void case_dealer(void)
 {
     printf("  %s: DEALER to ROUTER\n", tr_name);
     char url[300];
-    ferry_socket *r = open_sock(FERRY_ROUTER), *d = open_sock(FERRY_DEALER);
+    ferry_socket *r = tu_open_sock_on(FERRY_ROUTER, tr_name),
+                 *d = tu_open_sock_on(FERRY_DEALER, tr_name);
     CHECK_OK(ferry_socket_setopt_bytes(d, FERRY_OPT_ROUTING_ID, "dl", 2));
-    bind_url(r, url, sizeof url, "oom-dealer");
+    tu_bind_on(r, tr_name, url, sizeof url, "oom-dealer");
     CHECK_OK(ferry_socket_connect(d, url));
     tu_wait_peers(r, 1);
     tu_wait_peers(d, 1);
@@ -366,10 +337,11 @@ static void case_req(bool correlate)
 {
     printf("  %s: REQ%s to ROUTER\n", tr_name, correlate ? " (CORRELATE)" : "");
     char url[300];
-    ferry_socket *r = open_sock(FERRY_ROUTER), *q = open_sock(FERRY_REQ);
+    ferry_socket *r = tu_open_sock_on(FERRY_ROUTER, tr_name),
+                 *q = tu_open_sock_on(FERRY_REQ, tr_name);
     CHECK_OK(ferry_socket_setopt_bytes(q, FERRY_OPT_ROUTING_ID, "rq", 2));
     CHECK_OK(ferry_socket_setopt_int(q, FERRY_OPT_REQ_CORRELATE, correlate));
-    bind_url(r, url, sizeof url, correlate ? "oom-reqc" : "oom-req");
+    tu_bind_on(r, tr_name, url, sizeof url, correlate ? "oom-reqc" : "oom-req");
     CHECK_OK(ferry_socket_connect(q, url));
     tu_wait_peers(r, 1);
     tu_wait_peers(q, 1);
@@ -421,9 +393,10 @@ static void case_rep(void)
 {
     printf("  %s: REP to DEALER (two-hop envelope) and REQ\n", tr_name);
     char url[300];
-    ferry_socket *rep = open_sock(FERRY_REP), *d = open_sock(FERRY_DEALER),
-                 *q = open_sock(FERRY_REQ);
-    bind_url(rep, url, sizeof url, "oom-rep");
+    ferry_socket *rep = tu_open_sock_on(FERRY_REP, tr_name),
+                 *d = tu_open_sock_on(FERRY_DEALER, tr_name),
+                 *q = tu_open_sock_on(FERRY_REQ, tr_name);
+    tu_bind_on(rep, tr_name, url, sizeof url, "oom-rep");
     CHECK_OK(ferry_socket_connect(d, url));
     tu_wait_peers(rep, 1);
     tu_wait_peers(d, 1);
@@ -480,11 +453,12 @@ static void case_router(void)
 {
     printf("  %s: ROUTER to two DEALERs\n", tr_name);
     char url[300];
-    ferry_socket *r = open_sock(FERRY_ROUTER), *da = open_sock(FERRY_DEALER),
-                 *db = open_sock(FERRY_DEALER);
+    ferry_socket *r = tu_open_sock_on(FERRY_ROUTER, tr_name),
+                 *da = tu_open_sock_on(FERRY_DEALER, tr_name),
+                 *db = tu_open_sock_on(FERRY_DEALER, tr_name);
     CHECK_OK(ferry_socket_setopt_bytes(da, FERRY_OPT_ROUTING_ID, "da", 2));
     CHECK_OK(ferry_socket_setopt_bytes(db, FERRY_OPT_ROUTING_ID, "db", 2));
-    bind_url(r, url, sizeof url, "oom-router");
+    tu_bind_on(r, tr_name, url, sizeof url, "oom-router");
     CHECK_OK(ferry_socket_connect(da, url));
     CHECK_OK(ferry_socket_connect(db, url));
     tu_wait_peers(r, 2);
@@ -523,10 +497,11 @@ static void case_backlog(void)
 {
     printf("  %s: PUSH backlog (IMMEDIATE 0) drained into a refusal\n", tr_name);
     char url[300];
-    ferry_socket *push = open_sock(FERRY_PUSH), *pull = open_sock(FERRY_PULL);
+    ferry_socket *push = tu_open_sock_on(FERRY_PUSH, tr_name),
+                 *pull = tu_open_sock_on(FERRY_PULL, tr_name);
     CHECK_OK(ferry_socket_setopt_int(push, FERRY_OPT_IMMEDIATE, 0));
     CHECK_OK(ferry_socket_setopt_int(push, FERRY_OPT_RECONNECT_IVL, 10));
-    make_url(url, sizeof url, "oom-backlog");
+    tu_transport_url(url, sizeof url, tr_name, "oom-backlog");
     CHECK_OK(ferry_socket_connect(push, url));
     send_msg(push, 0, -1, 0, 0);
     send_msg(push, 1, -1, 0, 0);
@@ -540,7 +515,7 @@ static void case_backlog(void)
         /* tcp: the port was taken meanwhile; the backlog is the socket's, not the endpoint's. */
         CHECK(rc == FERRY_EADDRINUSE && tries < 20);
         CHECK_OK(ferry_socket_disconnect(push, url));
-        make_url(url, sizeof url, "oom-backlog");
+        tu_transport_url(url, sizeof url, tr_name, "oom-backlog");
         CHECK_OK(ferry_socket_connect(push, url));
     }
     tu_wait_peers(push, 1); /* attached: the drain ran */
@@ -565,8 +540,9 @@ static void case_pair(void)
 {
     printf("  %s: PAIR\n", tr_name);
     char url[300];
-    ferry_socket *a = open_sock(FERRY_PAIR), *b = open_sock(FERRY_PAIR);
-    bind_url(a, url, sizeof url, "oom-pair");
+    ferry_socket *a = tu_open_sock_on(FERRY_PAIR, tr_name),
+                 *b = tu_open_sock_on(FERRY_PAIR, tr_name);
+    tu_bind_on(a, tr_name, url, sizeof url, "oom-pair");
     CHECK_OK(ferry_socket_connect(b, url));
     tu_wait_peers(a, 1);
     tu_wait_peers(b, 1);

@@ -279,38 +279,8 @@ static void rx_expect(rx *r, const uint32_t *want, size_t nwant)
     CHECK_RC(ferry_socket_recv(r->s, r->buf, sizeof r->buf, FERRY_DONTWAIT, NULL), FERRY_EAGAIN);
 }
 
-/* ---- transports ---- */
-
-static void make_url(char *url, size_t cap, const char *tag)
-{
-    if (strcmp(tr_name, "ipc") == 0)
-        tu_ipc_url(url, cap, tag);
-    else if (strcmp(tr_name, "tcp") == 0)
-        snprintf(url, cap, "tcp://127.0.0.1:%d", tu_free_port());
-    else
-        snprintf(url, cap, "%s://%s", tr_name, tu_unique(tag));
-}
-
-/* ipc:// stays plain ZMTP (the stream engine; shm:// covers the rings). */
-static ferry_socket *open_sock(int type)
-{
-    ferry_socket *s = tu_open_sock(type);
-    if (strcmp(tr_name, "ipc") == 0)
-        CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SHM_UPGRADE, 0));
-    return s;
-}
-
-/* Binds b (tcp: retried on a port taken meanwhile). */
-static void bind_url(ferry_socket *b, char *url, size_t cap, const char *tag)
-{
-    for (int tries = 0;; tries++) {
-        make_url(url, cap, tag);
-        int rc = ferry_socket_bind(b, url);
-        if (rc == 0)
-            return;
-        CHECK(rc == FERRY_EADDRINUSE && tries < 20);
-    }
-}
+/* ---- transports: testutil's tu_open_sock_on / tu_bind_on (ipc:// stays plain ZMTP, the stream
+ * engine; shm:// covers the rings) ---- */
 
 /* Publishes probes until every subscriber has received one: their subscriptions are applied. */
 static void join(ferry_socket *pub, rx **subs, int n)
@@ -352,10 +322,10 @@ static ferry_stats stats(ferry_socket *s)
 static ferry_socket *open_fanout(int type, rx *subs, const char *tag)
 {
     char url[300];
-    ferry_socket *pub = open_sock(type);
-    bind_url(pub, url, sizeof url, tag);
+    ferry_socket *pub = tu_open_sock_on(type, tr_name);
+    tu_bind_on(pub, tr_name, url, sizeof url, tag);
     for (int j = 0; j < 3; j++) {
-        subs[j].s = open_sock(FERRY_SUB);
+        subs[j].s = tu_open_sock_on(FERRY_SUB, tr_name);
         subs[j].sh = &small;
         subs[j].notice = NULL;
         CHECK_OK(ferry_socket_subscribe(subs[j].s, "", 0));
@@ -467,14 +437,14 @@ static void case_fault_xsub(void)
     printf("  %s: XSUB upstream, one XPUB refuses a later frame, subscribe meanwhile\n", tr_name);
     char url[2][300];
     static rx xp[2];
-    ferry_socket *xsub = open_sock(FERRY_XSUB);
+    ferry_socket *xsub = tu_open_sock_on(FERRY_XSUB, tr_name);
     for (int j = 0; j < 2; j++) {
-        xp[j].s = open_sock(FERRY_XPUB);
+        xp[j].s = tu_open_sock_on(FERRY_XPUB, tr_name);
         xp[j].name = j ? "XPUB b" : "XPUB a";
         xp[j].sh = &small;
         xp[j].notice = "t";
         xp[j].notices = 0;
-        bind_url(xp[j].s, url[j], sizeof url[j], "pp-xsub");
+        tu_bind_on(xp[j].s, tr_name, url[j], sizeof url[j], "pp-xsub");
         CHECK_OK(ferry_socket_connect(xsub, url[j]));
     }
     tu_wait_peers(xsub, 2);
@@ -551,14 +521,14 @@ static void case_hwm(void)
     printf("  %s: PUB SNDHWM 2, slow SUB (RCVHWM 1) and two fast ones, %u x 488 KiB\n", tr_name,
            HWM_MSGS);
     char url[300];
-    ferry_socket *pub = open_sock(FERRY_PUB);
+    ferry_socket *pub = tu_open_sock_on(FERRY_PUB, tr_name);
     CHECK_OK(ferry_socket_setopt_int(pub, FERRY_OPT_SNDHWM, 2));
-    bind_url(pub, url, sizeof url, "pp-hwm");
+    tu_bind_on(pub, tr_name, url, sizeof url, "pp-hwm");
     static fast_sub fast[2];
     static rx slow;
     rx *all[3] = {&fast[0].r, &fast[1].r, &slow};
     for (int j = 0; j < 3; j++) {
-        ferry_socket *s = open_sock(FERRY_SUB);
+        ferry_socket *s = tu_open_sock_on(FERRY_SUB, tr_name);
         CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_RCVHWM, j == 2 ? 1 : 0));
         CHECK_OK(ferry_socket_subscribe(s, "", 0));
         CHECK_OK(ferry_socket_connect(s, url));

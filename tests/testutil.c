@@ -104,6 +104,35 @@ void tu_ipc_url(char *buf, size_t cap, const char *tag)
     snprintf(buf, cap, "ipc://%s/%s", tu_tmpdir(), tu_unique(tag));
 }
 
+void tu_transport_url(char *buf, size_t cap, const char *transport, const char *tag)
+{
+    if (strcmp(transport, "ipc") == 0)
+        tu_ipc_url(buf, cap, tag);
+    else if (strcmp(transport, "tcp") == 0)
+        snprintf(buf, cap, "tcp://127.0.0.1:%d", tu_free_port());
+    else
+        snprintf(buf, cap, "%s://%s", transport, tu_unique(tag));
+}
+
+ferry_socket *tu_open_sock_on(int type, const char *transport)
+{
+    ferry_socket *s = tu_open_sock(type);
+    if (strcmp(transport, "ipc") == 0)
+        CHECK_OK(ferry_socket_setopt_int(s, FERRY_OPT_SHM_UPGRADE, 0));
+    return s;
+}
+
+void tu_bind_on(ferry_socket *s, const char *transport, char *buf, size_t cap, const char *tag)
+{
+    for (int tries = 0;; tries++) {
+        tu_transport_url(buf, cap, transport, tag);
+        int rc = ferry_socket_bind(s, buf);
+        if (rc == 0)
+            return;
+        CHECK(rc == FERRY_EADDRINUSE && tries < 20);
+    }
+}
+
 void tu_wait_peers(ferry_socket *s, uint32_t n)
 {
     uint64_t end = tu_now_ns() + (uint64_t)TU_TIMEOUT_MS * 1000000u;

@@ -60,6 +60,14 @@ void tu_deadline(unsigned seconds);
 ferry_socket *tu_open_sock(int type);
 /* "ipc://<tu_tmpdir()>/<tu_unique(tag)>" into buf. */
 void tu_ipc_url(char *buf, size_t cap, const char *tag);
+/* A fresh endpoint of transport ("ipc", "tcp", "shm", "inproc") into buf: ipc as tu_ipc_url, tcp
+ * on 127.0.0.1 at a free port, the others a unique name. */
+void tu_transport_url(char *buf, size_t cap, const char *transport, const char *tag);
+/* tu_open_sock for a case run over transport: ipc stays plain ZMTP (FERRY_OPT_SHM_UPGRADE 0, the
+ * stream engine; shm:// covers the rings). */
+ferry_socket *tu_open_sock_on(int type, const char *transport);
+/* Binds s to a fresh tu_transport_url (written to buf), retrying a tcp port taken meanwhile. */
+void tu_bind_on(ferry_socket *s, const char *transport, char *buf, size_t cap, const char *tag);
 /* Polls s's statistics until exactly n peers are attached (the calls attach them). */
 void tu_wait_peers(ferry_socket *s, uint32_t n);
 /* Sends the string (without its NUL) as one frame. */
