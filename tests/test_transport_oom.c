@@ -344,29 +344,16 @@ static void case_pub(const char *tr)
 
 /* ---- a hand-driven peer: the raw byte stream, decoded by zmtp.c ---- */
 
-static void raw_write(int fd, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        CHECK(n > 0);
-        p += n;
-        len -= (size_t)n;
-    }
-}
-
 /* Greeting (ZMTP 3.1, NULL) and READY announcing Socket-Type PULL. */
 static void raw_handshake(int fd)
 {
     uint8_t g[FY_ZMTP_GREETING_SIZE];
     CHECK(fy_zmtp_greeting_encode(g, 1, "NULL", 0) == FY_ZMTP_GREETING_SIZE);
-    raw_write(fd, g, sizeof g);
+    tu_write_all(fd, g, sizeof g);
     uint8_t r[256];
     ssize_t n = fy_zmtp_ready_encode(r, sizeof r, FERRY_PULL, NULL, 0, NULL);
     CHECK(n > 0);
-    raw_write(fd, r, (size_t)n);
+    tu_write_all(fd, r, (size_t)n);
 }
 
 typedef struct rawin {

@@ -28,20 +28,6 @@ static uint8_t body_byte(uint64_t seq, size_t i)
     return (uint8_t)(seq * 131 + i * 7 + (i >> 9));
 }
 
-/* Writes all of buf (the socket is blocking on the test's side). */
-static void raw_write(int fd, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        CHECK(n > 0);
-        p += n;
-        len -= (size_t)n;
-    }
-}
-
 static size_t frame_header(uint8_t *h, uint8_t flags, uint64_t size)
 {
     if (size <= 255) {
@@ -74,7 +60,7 @@ static void raw_handshake(int fd)
     g[10] = 3;
     g[11] = 1;
     memcpy(g + 12, "NULL", 4);
-    raw_write(fd, g, sizeof g);
+    tu_write_all(fd, g, sizeof g);
     uint8_t r[64];
     size_t n = 0;
     r[n++] = 0x04;
@@ -92,7 +78,7 @@ static void raw_handshake(int fd)
     memcpy(r + n, "PUSH", 4);
     n += 4;
     r[1] = (uint8_t)(n - 2);
-    raw_write(fd, r, n);
+    tu_write_all(fd, r, n);
 }
 
 /* Reads and throws away what ferry sends (its greeting and READY), so its writes never block. */
@@ -178,11 +164,11 @@ static void frame_in_pieces(rawlink *l, bool more, uint64_t seq, size_t size, co
     size_t at = 0;
     for (int i = 0; i < ncuts; i++) {
         CHECK(cuts[i] > at && cuts[i] < len);
-        raw_write(l->raw, f + at, cuts[i] - at);
+        tu_write_all(l->raw, f + at, cuts[i] - at);
         at = cuts[i];
         expect_none(l->s);
     }
-    raw_write(l->raw, f + at, len - at);
+    tu_write_all(l->raw, f + at, len - at);
 }
 
 static void test_splits(void)
@@ -211,11 +197,11 @@ static void test_splits(void)
     /* A three-frame message whose frames arrive in separate reads, the last one split. */
     static uint8_t f[4096];
     size_t len = frame_build(f, true, seq, 300);
-    raw_write(l.raw, f, len);
+    tu_write_all(l.raw, f, len);
     expect_frame(l.s, seq, 300, 1);
     expect_none(l.s);
     len = frame_build(f, true, seq + 1, 0);
-    raw_write(l.raw, f, len);
+    tu_write_all(l.raw, f, len);
     expect_frame(l.s, seq + 1, 0, 1);
     size_t cuts[] = {1, 2 + 10};
     frame_in_pieces(&l, false, seq + 2, 100, cuts, 2);
@@ -461,7 +447,7 @@ static void test_batch_hostile(bool batch, bool inmsg)
     buf[len++] = 'x';
     for (uint64_t seq = 4; seq < 6; seq++)
         len += frame_build(buf + len, false, seq, 10 + seq);
-    raw_write(l.raw, buf, len);
+    tu_write_all(l.raw, buf, len);
     uint64_t good = inmsg ? 4 : 3, got = 0;
     int bad = 0;
     uint8_t b[9][64];

@@ -289,3 +289,16 @@ bool tu_frame_ok(const uint8_t *b, size_t got, size_t want, uint32_t i, uint32_t
             return false;
     return true;
 }
+
+void tu_write_all(int fd, const void *buf, size_t n)
+{
+    const uint8_t *p = buf;
+    while (n) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        CHECK(w > 0);
+        p += w;
+        n -= (size_t)w;
+    }
+}

@@ -103,6 +103,9 @@ bool tu_check_seeded(const uint8_t *b, size_t n, uint32_t seed);
  * its n bytes, and whether got bytes at b are that frame of want bytes. */
 void tu_fill_frame(uint8_t *b, size_t n, uint32_t i, uint32_t k);
 bool tu_frame_ok(const uint8_t *b, size_t got, size_t want, uint32_t i, uint32_t k);
+/* Writes all n bytes to a blocking fd (short writes continued, EINTR retried; fails the test on
+ * an error). */
+void tu_write_all(int fd, const void *buf, size_t n);
 /* CPU time (user + system) this process has used so far, in milliseconds. */
 double tu_cpu_ms(void);
 
