@@ -289,7 +289,10 @@ static void run_case(const fan_case *c, int nsubs)
     /* Stream links: the publisher batches its writes (engine.c eng_send_done), so a subscriber
      * reads many messages per read. Before the engines discounted each other's write time, a
      * tcp PUB with 4 subscribers on 2 CPUs wrote every message to every link on its own and the
-     * subscribers made more reads than there were messages (~21 000 for 4 x 3000). */
+     * subscribers made more reads than there were messages (21 000-27 800 for 4 x 3000). The
+     * bound is one read per message: the fixed engine makes 0.01-0.09 reads per message in plain
+     * builds and up to 0.55 under ASan in CI (a send to 4 links takes ~20 us there, longer than
+     * the quiet gap per link), the collapse 1.75-2.3. */
     /* The rule batches only while the publisher sends faster than the quiet gap. A publisher
      * that spent most of its send loop descheduled (a machine loaded by other work: it was seen
      * at load 11 under ASan) leaves every link quiet between its sends, and writing each message
@@ -301,7 +304,7 @@ static void run_case(const fan_case *c, int nsubs)
                "loop\n",
                c->name, 100.0 * (double)cpu / (double)wall);
     if (!c->shm_path && reads >= 0 && !FAN_SLOW_SENDS && !preempted)
-        CHECK(reads <= (long long)(c->msgs * (uint64_t)nsubs / 2));
+        CHECK(reads <= (long long)(c->msgs * (uint64_t)nsubs));
     CHECK(munmap(ctl, sizeof *ctl) == 0);
 }
 
