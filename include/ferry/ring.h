@@ -283,6 +283,30 @@ static inline _Atomic uint64_t *ferry_spsc_slot_(uint8_t *data, uint64_t off)
     return (_Atomic uint64_t *)(void *)(data + off);
 }
 
+/* Internal: makes the record starting at index at (tail_ already past it) visible with header
+ * hdr. The slot after it is free (the producer keeps 8 bytes spare) and is zeroed first, so an
+ * eager consumer that reaches it sees "nothing yet", never a stale header of an earlier lap; then
+ * the header, release: pairs with the acquire load of the slot in ferry_spsc_peek's eager read
+ * (payload and the zeroed next slot are visible before the header is). Used by commit,
+ * commit_span and the padding record of ferry_spsc_reserve_slow_. */
+static inline void ferry_spsc_put_hdr_(ferry_spsc_tx *tx, uint64_t at, uint64_t hdr)
+{
+    atomic_store_explicit(ferry_spsc_slot_(tx->data_, tx->tail_ & tx->mask_), 0,
+                          memory_order_relaxed);
+    atomic_store_explicit(ferry_spsc_slot_(tx->data_, at & tx->mask_), hdr, memory_order_release);
+}
+
+/* Internal: the ring bytes of the data record with header hdr at offset off of the consumer's
+ * position when an eager consumer may take it: it fits the rest of the lap and lies within a
+ * ring of what was released. 0 otherwise (padding, a broken header: the caller decides). */
+static inline uint64_t ferry_spsc_eager_size_(const ferry_spsc_rx *rx, uint64_t hdr, uint64_t off)
+{
+    uint64_t sz = FERRY_SPSC_REC_SIZE_((uint32_t)hdr);
+    bool ok = ((hdr >> 32) == FERRY_SPSC_REC_DATA_) & (sz <= rx->cap_ - off) &
+              (rx->head_ - rx->published_ + sz <= rx->cap_);
+    return ok ? sz : 0;
+}
+
 /*
  * The fast paths (reserve, commit, flush, write, peek, release, rx_flush, read) are static inline
  * so a record costs a few nanoseconds. The library also exports each of them as an ordinary
@@ -378,15 +402,7 @@ FERRY_SPSC_FAST_ int ferry_spsc_commit(ferry_spsc_tx *tx, size_t len, unsigned f
         uint64_t hdr = (uint64_t)len | ((uint64_t)FERRY_SPSC_REC_DATA_ << 32);
         uint64_t at = tx->tail_;
         tx->tail_ += FERRY_SPSC_REC_SIZE_(len);
-        /* The slot after the record is free (the producer keeps 8 bytes spare): zero it before
-         * the header appears, so an eager consumer that reaches it sees "nothing yet", never a
-         * stale header of an earlier lap. */
-        atomic_store_explicit(ferry_spsc_slot_(tx->data_, tx->tail_ & tx->mask_), 0,
-                              memory_order_relaxed);
-        /* release: pairs with the acquire load of the header in ferry_spsc_peek's eager read
-         * (payload and the zeroed next slot are visible before the header is). */
-        atomic_store_explicit(ferry_spsc_slot_(tx->data_, at & tx->mask_), hdr,
-                              memory_order_release);
+        ferry_spsc_put_hdr_(tx, at, hdr);
         tx->rsv_ = 0;
         return (flags & FERRY_RING_DEFER) ? 0 : ferry_spsc_flush(tx);
     }
@@ -446,14 +462,10 @@ FERRY_SPSC_FAST_ int ferry_spsc_peek(ferry_spsc_rx *rx, const void **data, size_
                 __builtin_prefetch(rx->data_ + ((rx->head_ + 64) & rx->mask_));
                 return FERRY_EAGAIN;
             }
-            /* Untrusted: a data record inside the rest of the lap and within a ring of what we
-             * released. Padding, anything else, and the periodic look at the index are the
-             * out-of-line half's (ferry_spsc_peek_eager_, which checks the same). */
-            uint64_t sz = FERRY_SPSC_REC_SIZE_((uint32_t)hdr);
-            if (__builtin_expect(((hdr >> 32) == FERRY_SPSC_REC_DATA_) & (sz <= rx->cap_ - off) &
-                                     (rx->head_ - rx->published_ + sz <= rx->cap_) &
-                                     (rx->eager_ > 1),
-                                 1)) {
+            /* Untrusted: checked by ferry_spsc_eager_size_. Padding, a broken header and the
+             * periodic look at the index are the out-of-line half's (ferry_spsc_peek_eager_). */
+            uint64_t sz = ferry_spsc_eager_size_(rx, hdr, off);
+            if (__builtin_expect((sz != 0) & (rx->eager_ > 1), 1)) {
                 rx->eager_--;
                 rx->tail_cache_ = rx->lim_ = rx->head_ + sz;
                 rx->peeked_ = sz;
@@ -608,12 +620,7 @@ FERRY_SPSC_FAST_ int ferry_spsc_commit_span(ferry_spsc_tx *tx, const ferry_spsc_
         if (used != 0) {
             uint64_t at = tx->tail_;
             tx->tail_ += used;
-            /* As in ferry_spsc_commit: zero the slot after the span, then the first header,
-             * release (pairs with the eager acquire load in ferry_spsc_peek). */
-            atomic_store_explicit(ferry_spsc_slot_(tx->data_, tx->tail_ & tx->mask_), 0,
-                                  memory_order_relaxed);
-            atomic_store_explicit(ferry_spsc_slot_(tx->data_, at & tx->mask_), s->first_,
-                                  memory_order_release);
+            ferry_spsc_put_hdr_(tx, at, s->first_); /* the later headers went in at span_put */
         }
         tx->rsv_ = 0;
         return (flags & FERRY_RING_DEFER) ? 0 : ferry_spsc_flush(tx);

@@ -266,14 +266,13 @@ int ferry_spsc_reserve_slow_(ferry_spsc_tx *tx, size_t len, void **out)
     uint64_t off = tx->tail_ & tx->mask_;
     if (need != sz) {
         /* The record would cross the end: fill the rest with a padding record and
-         * start at 0. Offset 0 is inside the room just checked: zero it first, then the
-         * padding header, release (pairs with the eager acquire load in ferry_spsc_peek): an
-         * eager consumer may skip the padding at once and must find "nothing yet" there. */
+         * start at 0. Offset 0 is inside the room just checked and is zeroed before the padding
+         * header appears: an eager consumer may skip the padding at once and must find "nothing
+         * yet" there. */
         uint64_t pad = tx->cap_ - off;
-        uint64_t hdr = (pad - 8) | ((uint64_t)FERRY_SPSC_REC_PAD_ << 32);
-        atomic_store_explicit(ferry_spsc_slot_(tx->data_, 0), 0, memory_order_relaxed);
-        atomic_store_explicit(ferry_spsc_slot_(tx->data_, off), hdr, memory_order_release);
+        uint64_t at = tx->tail_;
         tx->tail_ += pad;
+        ferry_spsc_put_hdr_(tx, at, (pad - 8) | ((uint64_t)FERRY_SPSC_REC_PAD_ << 32));
         off = 0;
     }
     tx->rsv_ = (uint64_t)len + 1;
@@ -440,8 +439,8 @@ int ferry_spsc_peek_eager_(ferry_spsc_rx *rx, uint64_t hdr, const void **data, s
                 return FERRY_EAGAIN;
             continue;
         }
-        uint64_t sz = FERRY_SPSC_REC_SIZE_(n);
-        if (type != FERRY_SPSC_REC_DATA_ || sz > contig || sz > rx->cap_ - ahead)
+        uint64_t sz = ferry_spsc_eager_size_(rx, hdr, off);
+        if (sz == 0)
             return fy_spsc_rx_fail(rx);
         rx->tail_cache_ = rx->lim_ = rx->head_ + sz;
         if (--rx->eager_ == 0) {
