@@ -244,25 +244,38 @@ static eng_seg *eng_seg_push(fy_engine *e)
 
 static int eng_seg_reserve(fy_engine *e, uint32_t k);
 
+/* The stream's last segment when the next bytes can join it, NULL when they need a new one (none
+ * yet, or the last is a body sent by reference). */
+static eng_seg *eng_out_tail_seg(fy_engine *e)
+{
+    eng_seg *last = e->seg_n ? &e->segs[e->seg_head + e->seg_n - 1] : NULL;
+    return last && !last->is_msg ? last : NULL;
+}
+
+/* Appends len bytes (written by the caller at the returned pointer) to the byte stream, into room
+ * the caller made (eng_out_room, and a segment slot when eng_out_tail_seg says one is needed):
+ * cannot fail. */
+static uint8_t *eng_out_put(fy_engine *e, size_t len)
+{
+    eng_seg *last = eng_out_tail_seg(e);
+    if (!last)
+        last = eng_seg_push(e); /* reserved by the caller */
+    uint8_t *at = e->out + e->out_w;
+    e->out_w += len;
+    last->len += len;
+    e->out_total += len;
+    return at;
+}
+
 /* Appends len bytes (written by the caller at the returned pointer) to the byte stream. NULL:
  * out of memory, nothing appended. */
 static uint8_t *eng_out_append(fy_engine *e, size_t len)
 {
     if (eng_out_room(e, len) != 0)
         return NULL;
-    eng_seg *last = e->seg_n ? &e->segs[e->seg_head + e->seg_n - 1] : NULL;
-    if (!last || last->is_msg) {
-        if (fy_fault(FY_FAULT_ENG_SEG))
-            return NULL;
-        last = eng_seg_push(e);
-        if (!last)
-            return NULL;
-    }
-    uint8_t *at = e->out + e->out_w;
-    e->out_w += len;
-    last->len += len;
-    e->out_total += len;
-    return at;
+    if (!eng_out_tail_seg(e) && (fy_fault(FY_FAULT_ENG_SEG) || eng_seg_reserve(e, 1) != 0))
+        return NULL;
+    return eng_out_put(e, len);
 }
 
 static int eng_out_bytes(fy_engine *e, const void *data, size_t len)
@@ -290,6 +303,14 @@ static int eng_ends_reserve(fy_engine *e)
     e->ends_cap = cap;
     e->ends_head = 0;
     return 0;
+}
+
+/* Records that a message ends at the current end of the stream (SNDHWM accounting), in room
+ * eng_ends_reserve made. */
+static void eng_end_mark(fy_engine *e)
+{
+    e->ends[(e->ends_head + e->ends_n) & (e->ends_cap - 1)] = e->out_total;
+    e->ends_n++;
 }
 
 /* eng_ends_reserve behind the test-only fault site (pattern.h), off the per-frame path. */
@@ -765,14 +786,8 @@ static int eng_pipe_send(fy_pipe *p, fy_msg *m)
                 rc = FERRY_ENOMEM;
                 goto out;
             }
-            eng_seg *g = e->seg_n ? &e->segs[e->seg_head + e->seg_n - 1] : NULL;
-            if (!g || g->is_msg)
-                g = eng_seg_push(e); /* reserved above: cannot fail */
-            memcpy(e->out + e->out_w, hdr, (size_t)hl);
-            e->out_w += (size_t)hl;
-            g->len += (size_t)hl;
-            e->out_total += (size_t)hl;
-            g = eng_seg_push(e); /* reserved above: cannot fail */
+            memcpy(eng_out_put(e, (size_t)hl), hdr, (size_t)hl);
+            eng_seg *g = eng_seg_push(e); /* reserved above: cannot fail */
             g->is_msg = true;
             g->len = size;
             fy_msg_move(&g->m, m);
@@ -781,11 +796,8 @@ static int eng_pipe_send(fy_pipe *p, fy_msg *m)
     }
     fy_msg_init(m);
     e->out_mid = more;
-    if (!more && e->cfg.sndhwm > 0) {
-        /* Room reserved above. */
-        e->ends[(e->ends_head + e->ends_n) & (e->ends_cap - 1)] = e->out_total;
-        e->ends_n++;
-    }
+    if (!more && e->cfg.sndhwm > 0)
+        eng_end_mark(e); /* room reserved above */
     return eng_send_done(e, more, was_idle);
 out:
     eng_lock_drop(&e->out_lock);
@@ -858,10 +870,8 @@ static int eng_send_through(fy_engine *e, const void *buf, size_t len)
     g->len = rest;
     fy_msg_move(&g->m, &m);
     e->out_total += rest;
-    if (e->cfg.sndhwm > 0) {
-        e->ends[(e->ends_head + e->ends_n) & (e->ends_cap - 1)] = e->out_total;
-        e->ends_n++;
-    }
+    if (e->cfg.sndhwm > 0)
+        eng_end_mark(e);
     p->dirty = true;
     eng_lock_drop(&e->out_lock);
     fy_ctl_flush_watch();
@@ -910,11 +920,8 @@ int fy_engine_send_buf(fy_pipe *p, const void *buf, size_t len)
     }
     if (len)
         memcpy(at + hl, buf, len);
-    if (e->cfg.sndhwm > 0) {
-        /* The end offset, without the growth (room checked above). */
-        e->ends[(e->ends_head + e->ends_n) & (e->ends_cap - 1)] = e->out_total;
-        e->ends_n++;
-    }
+    if (e->cfg.sndhwm > 0)
+        eng_end_mark(e); /* room checked above */
     return eng_send_done(e, false, was_idle);
 }
 
@@ -1188,10 +1195,8 @@ size_t fy_engine_send_many(fy_pipe *p, const ferry_iov *v, size_t n, uint64_t *b
             }
             total += len;
         }
-        if (hwm) {
-            e->ends[(e->ends_head + e->ends_n) & (e->ends_cap - 1)] = e->out_total;
-            e->ends_n++;
-        }
+        if (hwm)
+            eng_end_mark(e);
         nmsg++;
         i = j + 1;
         /* In a long batch, hand the kernel what makes a good write as the single path does
