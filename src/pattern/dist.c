@@ -24,25 +24,29 @@ static void dist_owed_rm(fy_dist *d, uint32_t i)
     *o = d->owed[--d->owed_n];
 }
 
+/* p's entry, NULL when it owes nothing. */
+static fy_dist_owed *dist_owed_find(fy_dist *d, const fy_pipe *p)
+{
+    if (fy_dist_owes(p))
+        for (uint32_t i = 0; i < d->owed_n; i++)
+            if (d->owed[i].p == p)
+                return &d->owed[i];
+    return NULL;
+}
+
 void fy_dist_detach(fy_dist *d, fy_pipe *p)
 {
-    if (!fy_dist_owes(p))
-        return;
-    for (uint32_t i = 0; i < d->owed_n; i++)
-        if (d->owed[i].p == p) {
-            dist_owed_rm(d, i);
-            return;
-        }
+    fy_dist_owed *o = dist_owed_find(d, p);
+    if (o)
+        dist_owed_rm(d, (uint32_t)(o - d->owed));
 }
 
 /* p's queue, made on its first refusal. NULL: out of memory. */
 static fy_dist_owed *dist_owed_get(fy_dist *d, fy_pipe *p)
 {
-    if (fy_dist_owes(p)) {
-        for (uint32_t i = 0; i < d->owed_n; i++)
-            if (d->owed[i].p == p)
-                return &d->owed[i];
-    }
+    fy_dist_owed *o = dist_owed_find(d, p);
+    if (o)
+        return o;
     if (d->owed_n == d->owed_cap) {
         uint32_t cap = d->owed_cap ? d->owed_cap * 2 : 4;
         fy_dist_owed *v = realloc(d->owed, cap * sizeof *v);
@@ -51,7 +55,7 @@ static fy_dist_owed *dist_owed_get(fy_dist *d, fy_pipe *p)
         d->owed = v;
         d->owed_cap = cap;
     }
-    fy_dist_owed *o = &d->owed[d->owed_n++];
+    o = &d->owed[d->owed_n++];
     o->p = p;
     memset(&o->q, 0, sizeof o->q);
     p->pattern_u64 |= FY_DIST_OWES;
@@ -75,7 +79,7 @@ static void dist_owe(fy_dist *d, fy_socket *s, fy_pipe *p, fy_msg *c)
     fy_socket_drop_pipe(s, p);
 }
 
-void fy_dist_flush(fy_dist *d)
+void fy_dist_flush_owed_(fy_dist *d)
 {
     for (uint32_t i = 0; i < d->owed_n;) {
         fy_dist_owed *o = &d->owed[i];
@@ -107,8 +111,7 @@ void fy_dist_flush(fy_dist *d)
 int fy_dist_send(fy_dist *d, fy_socket *s, fy_pipelist *l, fy_msg *m, fy_dist_want_fn *want,
                  void *ctx)
 {
-    if (__builtin_expect(d->owed_n != 0, 0))
-        fy_dist_flush(d);
+    fy_dist_flush(d);
     bool first = !d->in_msg;
     bool more = fy_msg_more(m);
     uint64_t drops = 0;
@@ -125,16 +128,12 @@ int fy_dist_send(fy_dist *d, fy_socket *s, fy_pipelist *l, fy_msg *m, fy_dist_wa
         } else if (!(p->pattern_u64 & FY_DIST_ACTIVE)) {
             /* Owed the head of this very message (its queue ends with MORE): this frame goes
              * behind it. */
-            if (__builtin_expect(fy_dist_owes(p), 0)) {
-                for (uint32_t j = 0; j < d->owed_n; j++) {
-                    if (d->owed[j].p == p && fy_msgq_tail_more(&d->owed[j].q)) {
-                        fy_msg c;
-                        fy_msg_init(&c);
-                        fy_msg_copy(&c, m);
-                        dist_owe(d, s, p, &c);
-                        break;
-                    }
-                }
+            fy_dist_owed *o = dist_owed_find(d, p);
+            if (__builtin_expect(o != NULL, 0) && fy_msgq_tail_more(&o->q)) {
+                fy_msg c;
+                fy_msg_init(&c);
+                fy_msg_copy(&c, m);
+                dist_owe(d, s, p, &c);
             }
             continue;
         }

@@ -56,9 +56,15 @@ typedef struct fy_dist {
 void fy_dist_fini(fy_dist *d);
 /* p is going away: forget what it is owed. */
 void fy_dist_detach(fy_dist *d, fy_pipe *p);
+void fy_dist_flush_owed_(fy_dist *d);
 /* Retries every owed frame now (never blocks). A pattern calls it when the application polls,
- * so a publisher that stops sending still completes what it owes. */
-void fy_dist_flush(fy_dist *d);
+ * so a publisher that stops sending still completes what it owes. Inline: with nothing owed (the
+ * rule) it is one compare, on every send and poll. */
+static inline void fy_dist_flush(fy_dist *d)
+{
+    if (__builtin_expect(d->owed_n != 0, 0))
+        fy_dist_flush_owed_(d);
+}
 
 /* p is owed the rest of a message: nothing else may be sent on it before that. */
 static inline bool fy_dist_owes(const fy_pipe *p)
