@@ -210,30 +210,6 @@ static void case_race(const char *tr)
 
 /* ---- out of memory while subscriptions go out (the library's test-only fault hook) ---- */
 
-/* pattern.h: the library calls this (when a test program defines it) at its fault sites; a
- * non-zero return makes the site fail as if out of memory. Called from the control thread too. */
-int fy_test_fault(int site);
-
-static _Atomic int fault_site;  /* FY_FAULT_SUB_FRAME (1) or FY_FAULT_SUB_SEND (2); 0 = off */
-static _Atomic int fault_calls; /* calls at that site since it was armed */
-static int fault_skip, fault_fail;
-
-int fy_test_fault(int site)
-{
-    if (site != atomic_load(&fault_site))
-        return 0;
-    int n = atomic_fetch_add(&fault_calls, 1);
-    return n >= fault_skip && n < fault_skip + fault_fail;
-}
-
-static void fault_arm(int site, int skip, int fail)
-{
-    fault_skip = skip;
-    fault_fail = fail;
-    atomic_store(&fault_calls, 0);
-    atomic_store(&fault_site, site);
-}
-
 #define OOM_PREFIXES 6
 
 /* Makes calls on sub (they attach its pipes and retry what failed) until the XPUB x has seen a
@@ -260,8 +236,8 @@ static void oom_expect(ferry_socket *sub, ferry_socket *x, unsigned want, int si
         seen |= 1u << (b[2] - '0');
     }
     /* The failures really happened (the case tests something). */
-    CHECK(atomic_load(&fault_site) == site && atomic_load(&fault_calls) >= fault_skip + fails);
-    atomic_store(&fault_site, 0);
+    CHECK(tu_fault_hits() == fails);
+    tu_fault_off();
     for (int i = 0; i < OOM_PREFIXES; i++) {
         if (!(want & (1u << i)))
             continue;
@@ -302,13 +278,13 @@ static void case_oom(const char *tr, int subt, int site, int skip, int fail)
     char url[300];
     make_url(url, sizeof url, tr);
     CHECK_OK(ferry_socket_bind(x, url));
-    fault_arm(site, skip, fail);
+    tu_fault_arm(site, skip, fail);
     CHECK_OK(ferry_socket_connect(sub, url));
     oom_expect(sub, x, (1u << OOM_PREFIXES) - 1, site, fail);
     /* Attached: a subscribe that the pipe cannot take goes out again on a later call. */
     CHECK_OK(ferry_socket_unsubscribe(sub, "p1", 2));
     tu_expect_sub(x, false, "p1");
-    fault_arm(FY_FAULT_SUB_SEND_ID, 0, 1);
+    tu_fault_arm(FY_FAULT_SUB_SEND_ID, 0, 1);
     CHECK_OK(ferry_socket_subscribe(sub, "p1", 2));
     oom_expect(sub, x, 1u << 1, FY_FAULT_SUB_SEND_ID, 1);
     if (subt == FERRY_XSUB) {

@@ -24,43 +24,6 @@
 /* pattern.h's site (the test cannot include the library's private headers). */
 #define FY_FAULT_MSG_SEND_ID 3
 
-/* pattern.h: the library calls this at its fault sites when a program defines it; non-zero makes
- * the site fail as if out of memory. It may be called on the control thread, hence atomics. */
-int fy_test_fault(int site);
-
-static _Atomic int fault_skip; /* bound-frame sends still to let through before failing */
-static _Atomic int fault_fail; /* bound-frame sends still to fail */
-static _Atomic int fault_hits; /* bound-frame sends failed since the last arm */
-
-int fy_test_fault(int site)
-{
-    if (site != FY_FAULT_MSG_SEND_ID)
-        return 0;
-    if (atomic_load(&fault_fail) == 0)
-        return 0;
-    if (atomic_load(&fault_skip) > 0) {
-        atomic_fetch_sub(&fault_skip, 1);
-        return 0;
-    }
-    atomic_fetch_sub(&fault_fail, 1);
-    atomic_fetch_add(&fault_hits, 1);
-    return 1;
-}
-
-/* The next `skip` bound-frame sends go through, the `fail` after them fail. */
-static void fault_arm(int skip, int fail)
-{
-    atomic_store(&fault_hits, 0);
-    atomic_store(&fault_skip, skip);
-    atomic_store(&fault_fail, fail);
-}
-
-static void fault_off(void)
-{
-    atomic_store(&fault_fail, 0);
-    atomic_store(&fault_skip, 0);
-}
-
 /* ---- frames ---- */
 
 #define NFRAMES  4
@@ -102,7 +65,7 @@ static ferry_stats stats(ferry_socket *s)
 static void send_oom(ferry_socket *s, uint32_t i, uint32_t k, int flags, int skip, int fails)
 {
     ferry_stats before = stats(s);
-    fault_arm(skip, fails);
+    tu_fault_arm(FY_FAULT_MSG_SEND_ID, skip, fails);
     for (int a = 0; a < fails; a++) {
         uint64_t t0 = tu_now_ns();
         int rc =
@@ -114,17 +77,17 @@ static void send_oom(ferry_socket *s, uint32_t i, uint32_t k, int flags, int ski
         }
         /* SNDTIMEO is 5 s (tu_open_sock): a wait would show. */
         CHECK(tu_now_ns() - t0 < 2000000000ull);
-        CHECK(atomic_load(&fault_hits) == a + 1);
+        CHECK(tu_fault_hits() == a + 1);
         ferry_stats st = stats(s);
         CHECK(st.bytes_out == before.bytes_out && st.msgs_out == before.msgs_out);
         int ev = ferry_socket_events(s);
         CHECK(ev >= 0 && (ev & FERRY_POLLOUT));
         /* What the first attempt let through (REP's envelope frames, REQ's delimiter) is not
          * sent again: from now on the refused frame is the first bound send of each attempt. */
-        atomic_store(&fault_skip, 0);
+        tu_fault_set_skip(0);
     }
-    CHECK(atomic_load(&fault_fail) == 0);
-    fault_off();
+    CHECK(tu_fault_left() == 0);
+    tu_fault_off();
     CHECK_OK(ferry_socket_send(s, frame_bytes(i, k), fsz[k], flags));
     ferry_stats st = stats(s);
     CHECK(st.bytes_out == before.bytes_out + fsz[k]);
@@ -294,13 +257,13 @@ static void case_dealer(void)
     /* A sole shm peer lends ring space even in the middle of a message. */
     CHECK(loaned == (strcmp(tr_name, "shm") == 0));
     memcpy(ferry_msg_data(&m), frame_bytes(3, 2), fsz[2]);
-    fault_arm(0, 2);
+    tu_fault_arm(FY_FAULT_MSG_SEND_ID, 0, 2);
     CHECK_RC(ferry_msg_send(d, &m, FERRY_MORE), FERRY_ENOMEM);
     CHECK(ferry_msg_size(&m) == fsz[2] && memcmp(ferry_msg_data(&m), fbuf, fsz[2]) == 0);
     CHECK_RC(ferry_msg_send(d, &m, FERRY_MORE | FERRY_DONTWAIT), FERRY_ENOMEM);
     CHECK(ferry_msg_size(&m) == fsz[2] && memcmp(ferry_msg_data(&m), fbuf, fsz[2]) == 0);
-    CHECK(atomic_load(&fault_hits) == 2);
-    fault_off();
+    CHECK(tu_fault_hits() == 2);
+    tu_fault_off();
     CHECK_OK(ferry_msg_send(d, &m, FERRY_MORE));
     ferry_msg_fini(&m); /* empty now */
     CHECK_OK(ferry_socket_send(d, frame_bytes(3, 3), fsz[3], 0));
@@ -507,7 +470,7 @@ static void case_backlog(void)
     send_msg(push, 1, -1, 0, 0);
     /* Frame 1 of message 0 goes, frame 2 is refused by every drain (at attach and at each later
      * call) until the fault clears; message 2 waits in the backlog behind it meanwhile. */
-    fault_arm(1, 1 << 30);
+    tu_fault_arm(FY_FAULT_MSG_SEND_ID, 1, 1 << 30);
     for (int tries = 0;; tries++) {
         int rc = ferry_socket_bind(pull, url);
         if (rc == 0)
@@ -519,11 +482,11 @@ static void case_backlog(void)
         CHECK_OK(ferry_socket_connect(push, url));
     }
     tu_wait_peers(push, 1); /* attached: the drain ran */
-    CHECK(atomic_load(&fault_hits) >= 1);
-    int hits = atomic_load(&fault_hits);
+    CHECK(tu_fault_hits() >= 1);
+    int hits = tu_fault_hits();
     send_msg(push, 2, -1, 0, 0);
-    CHECK(atomic_load(&fault_hits) > hits);
-    fault_off();
+    CHECK(tu_fault_hits() > hits);
+    tu_fault_off();
     send_sentinel(push); /* its drain completes the backlog first */
     recv_msg(pull, 0);
     recv_msg(pull, 1);

@@ -40,41 +40,6 @@
 /* pattern.h's site (the test cannot include the library's private headers). */
 #define FY_FAULT_MSG_SEND_ID 3
 
-/* pattern.h: the library calls this at its fault sites when a program defines it; non-zero makes
- * the site fail as if out of memory. */
-int fy_test_fault(int site);
-
-static _Atomic int fault_skip; /* bound-frame sends still to let through before failing */
-static _Atomic int fault_fail; /* bound-frame sends still to fail */
-static _Atomic int fault_hits; /* bound-frame sends failed since the last arm */
-
-int fy_test_fault(int site)
-{
-    if (site != FY_FAULT_MSG_SEND_ID || atomic_load(&fault_fail) == 0)
-        return 0;
-    if (atomic_load(&fault_skip) > 0) {
-        atomic_fetch_sub(&fault_skip, 1);
-        return 0;
-    }
-    atomic_fetch_sub(&fault_fail, 1);
-    atomic_fetch_add(&fault_hits, 1);
-    return 1;
-}
-
-/* The next `skip` bound-frame sends go through, the `fail` after them fail. */
-static void fault_arm(int skip, int fail)
-{
-    atomic_store(&fault_hits, 0);
-    atomic_store(&fault_skip, skip);
-    atomic_store(&fault_fail, fail);
-}
-
-static void fault_off(void)
-{
-    atomic_store(&fault_fail, 0);
-    atomic_store(&fault_skip, 0);
-}
-
 /* ---- messages ---- */
 
 /* Frame 0 of every message is 8 bytes: MAGIC and the message's number. Data messages have more
@@ -356,10 +321,10 @@ static void case_fault_once(void)
     send_msg(pub, &small, 0);
     send_frame(pub, &small, 1, 0);
     send_frame(pub, &small, 1, 1);
-    fault_arm(1, 1);
+    tu_fault_arm(FY_FAULT_MSG_SEND_ID, 1, 1);
     send_frame(pub, &small, 1, 2);
-    CHECK(atomic_load(&fault_hits) == 1);
-    fault_off();
+    CHECK(tu_fault_hits() == 1);
+    tu_fault_off();
     send_frame(pub, &small, 1, 3);
     for (uint32_t i = 2; i < 6; i++)
         send_msg(pub, &small, i);
@@ -387,20 +352,20 @@ static void case_fault_owed(void)
     ferry_socket *pub = open_fanout(FERRY_XPUB, subs, "pp-owed");
     send_msg(pub, &small, 0);
     send_frame(pub, &small, 1, 0);
-    fault_arm(1, 1);
+    tu_fault_arm(FY_FAULT_MSG_SEND_ID, 1, 1);
     send_frame(pub, &small, 1, 1);
-    CHECK(atomic_load(&fault_hits) == 1);
+    CHECK(tu_fault_hits() == 1);
     for (uint32_t k = 2; k < 4; k++) {
-        fault_arm(0, 1);
+        tu_fault_arm(FY_FAULT_MSG_SEND_ID, 0, 1);
         send_frame(pub, &small, 1, k);
-        CHECK(atomic_load(&fault_hits) == 1);
+        CHECK(tu_fault_hits() == 1);
     }
     for (uint32_t k = 0; k < 4; k++) {
-        fault_arm(0, 1);
+        tu_fault_arm(FY_FAULT_MSG_SEND_ID, 0, 1);
         send_frame(pub, &small, 2, k);
-        CHECK(atomic_load(&fault_hits) == 1);
+        CHECK(tu_fault_hits() == 1);
     }
-    fault_off();
+    tu_fault_off();
     for (uint32_t i = 3; i < 6; i++)
         send_msg(pub, &small, i);
     send_single(pub, END_I);
@@ -453,16 +418,16 @@ static void case_fault_xsub(void)
     send_msg(xsub, &small, 0);
     send_frame(xsub, &small, 1, 0);
     send_frame(xsub, &small, 1, 1);
-    fault_arm(1, 1);
+    tu_fault_arm(FY_FAULT_MSG_SEND_ID, 1, 1);
     send_frame(xsub, &small, 1, 2);
-    CHECK(atomic_load(&fault_hits) == 1);
-    fault_arm(0, 1);
+    CHECK(tu_fault_hits() == 1);
+    tu_fault_arm(FY_FAULT_MSG_SEND_ID, 0, 1);
     send_frame(xsub, &small, 1, 3);
-    CHECK(atomic_load(&fault_hits) == 1);
+    CHECK(tu_fault_hits() == 1);
     /* The retry made by the subscribe (if it makes one) is refused too. */
-    fault_arm(0, 1 << 20);
+    tu_fault_arm(FY_FAULT_MSG_SEND_ID, 0, 1 << 20);
     CHECK_OK(ferry_socket_subscribe(xsub, "t", 1));
-    fault_off();
+    tu_fault_off();
     send_msg(xsub, &small, 2);
     send_msg(xsub, &small, 3);
     /* A poll is where an XSUB repairs a publisher that missed a subscription. */

@@ -37,39 +37,8 @@
 /* pattern.h's engine sites (the test does not include the pattern layer's header). */
 #define SITE_END 4
 #define SITE_SEG 5
-
-int fy_test_fault(int site);
-
-static pthread_t test_thread;
-static _Atomic int fault_site; /* the site armed, 0: none */
-static _Atomic int fault_fail; /* reservations at that site still to fail */
-static _Atomic int fault_hits; /* reservations failed since the last arm */
-
-/* Only the test's own thread fails: the control thread's link-up and heartbeat writes are not
- * what is being tested. */
-int fy_test_fault(int site)
-{
-    if (site != atomic_load(&fault_site) || !pthread_equal(pthread_self(), test_thread))
-        return 0;
-    if (atomic_load(&fault_fail) == 0)
-        return 0;
-    atomic_fetch_sub(&fault_fail, 1);
-    atomic_fetch_add(&fault_hits, 1);
-    return 1;
-}
-
-static void fault_arm(int site, int fail)
-{
-    atomic_store(&fault_hits, 0);
-    atomic_store(&fault_fail, fail);
-    atomic_store(&fault_site, site);
-}
-
-static void fault_off(void)
-{
-    atomic_store(&fault_site, 0);
-    atomic_store(&fault_fail, 0);
-}
+/* Armed with tu_fault_arm_here: only the test's own thread fails, the control thread's link-up
+ * and heartbeat writes are not what is being tested. */
 
 /* ---- the schedule: which messages, which frame fails where ---- */
 
@@ -131,7 +100,7 @@ static void send_frame(ferry_socket *s, const shape *sh, uint32_t i, int k, int 
             memcpy(ferry_msg_data(&m), fbuf, n);
     }
     if (site && retried) {
-        fault_arm(site, fails);
+        tu_fault_arm_here(site, 0, fails);
         for (int a = 0; a < fails; a++) {
             int fl = flags | (a & 1 ? FERRY_DONTWAIT : 0);
             uint64_t t0 = tu_now_ns();
@@ -144,7 +113,7 @@ static void send_frame(ferry_socket *s, const shape *sh, uint32_t i, int k, int 
                 exit(1);
             }
             CHECK(tu_now_ns() - t0 < 2000000000ull); /* not waited for */
-            CHECK(atomic_load(&fault_hits) == a + 1);
+            CHECK(tu_fault_hits() == a + 1);
             ferry_stats st = stats(s);
             CHECK(st.bytes_out == before.bytes_out && st.msgs_out == before.msgs_out);
             if (use_msg) {
@@ -153,9 +122,9 @@ static void send_frame(ferry_socket *s, const shape *sh, uint32_t i, int k, int 
                 CHECK(n == 0 || tu_frame_ok(ferry_msg_data(&m), n, n, i, (uint32_t)k));
             }
         }
-        fault_off();
+        tu_fault_off();
     } else if (site) {
-        fault_arm(site, fails);
+        tu_fault_arm_here(site, 0, fails);
     }
     int rc = use_msg ? ferry_msg_send(s, &m, flags) : ferry_socket_send(s, fbuf, n, flags);
     if (rc != 0) {
@@ -163,8 +132,8 @@ static void send_frame(ferry_socket *s, const shape *sh, uint32_t i, int k, int 
         exit(1);
     }
     if (site && !retried) {
-        CHECK(atomic_load(&fault_hits) == fails);
-        fault_off();
+        CHECK(tu_fault_hits() == fails);
+        tu_fault_off();
     }
     if (use_msg)
         ferry_msg_fini(&m);
@@ -288,10 +257,10 @@ static void case_push(const char *tr)
     CHECK(nsent < MAXMSG);
     sent[nsent] = first;
     tu_fill_frame(fbuf, SMALL, nsent, 0);
-    fault_arm(SITE_END, 1);
+    tu_fault_arm_here(SITE_END, 0, 1);
     CHECK_RC(ferry_socket_send(push, fbuf, SMALL, 0), FERRY_ENOMEM);
-    CHECK(atomic_load(&fault_hits) == 1);
-    fault_off();
+    CHECK(tu_fault_hits() == 1);
+    tu_fault_off();
     CHECK_OK(ferry_socket_send(push, fbuf, SMALL, 0));
     nsent++;
     send_schedule(push, true, true);
@@ -455,7 +424,6 @@ static void case_raw(void)
 int main(void)
 {
     tu_deadline(100);
-    test_thread = pthread_self();
     static const char *trs[] = {"ipc", "tcp"};
     for (int t = 0; t < 2; t++) {
         case_push(trs[t]);

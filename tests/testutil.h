@@ -106,6 +106,20 @@ bool tu_frame_ok(const uint8_t *b, size_t got, size_t want, uint32_t i, uint32_t
 /* Writes all n bytes to a blocking fd (short writes continued, EINTR retried; fails the test on
  * an error). */
 void tu_write_all(int fd, const void *buf, size_t n);
+/* ---- the library's test-only fault hook (testfault.c; pattern.h lists the sites) ---- */
+
+/* At site, the next `skip` calls go through and the `fail` after them fail as if out of memory
+ * (calls from any thread; _here: only the calling thread's). Resets the hit count. */
+void tu_fault_arm(int site, int skip, int fail);
+void tu_fault_arm_here(int site, int skip, int fail);
+/* Calls still to let through before the remaining failures. */
+void tu_fault_set_skip(int skip);
+/* Disarms: every site goes through. */
+void tu_fault_off(void);
+/* Calls failed since the last arm, and failures still to come. */
+int tu_fault_hits(void);
+int tu_fault_left(void);
+
 /* CPU time (user + system) this process has used so far, in milliseconds. */
 double tu_cpu_ms(void);
 
