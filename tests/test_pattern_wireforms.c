@@ -3,7 +3,8 @@
  * from the wire, checked against a raw ZMTP peer in this process for both peer versions: a ZMTP
  * 3.0 peer gets and may send the message form (0x01/0x00 + prefix), a 3.1 peer gets SUBSCRIBE /
  * CANCEL commands; reference counting decides what is sent; reconnects resend each prefix once;
- * and SUB filtering of what the raw publisher sends.
+ * SUB filtering of what the raw publisher sends; and an XPUB given a SUBSCRIBE command in the
+ * middle of an upstream message.
  */
 #include "testutil.h"
 
@@ -287,6 +288,57 @@ static void test_xpub_accepts(int minor, bool command_form)
     close(fd);
 }
 
+/*
+ * A peer's SUBSCRIBE command between the frames of its upstream message (ZMTP 3.1's grammar has
+ * no place for one, but a command belongs to no message): applied, and the message reaches the
+ * application whole, without the command as a frame; the notice follows the message. A 0x01
+ * data frame there is data (only a message's first frame can be a subscription).
+ */
+static void test_xpub_mid_command(void)
+{
+    ferry_socket *x = NULL;
+    CHECK_OK(ferry_socket_open(&x, FERRY_XPUB));
+    CHECK_OK(ferry_socket_setopt_int(x, FERRY_OPT_LINGER, 0));
+    CHECK_OK(ferry_socket_setopt_int(x, FERRY_OPT_RCVTIMEO, WAIT_MS));
+    CHECK_OK(ferry_socket_bind(x, "tcp://127.0.0.1:*"));
+    char ep[128];
+    CHECK(ferry_socket_last_endpoint(x, ep, sizeof ep) >= 0);
+    int port = atoi(strrchr(ep, ':') + 1);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    kick = x;
+    handshake(fd, 1, "XSUB");
+    kick = NULL;
+    char buf[16];
+    int more = -1;
+    /* The application takes the first frame before the command arrives, so the notice cannot go
+     * in front of the message (where it goes when the whole message is still queued). */
+    send_frame(fd, 0x01, "h", 1);
+    CHECK(ferry_socket_recv(x, buf, sizeof buf, 0, &more) == 1 && more == 1 && buf[0] == 'h');
+    send_frame(fd, 0x04, "\x09SUBSCRIBEtopic", 15);
+    send_frame(fd, 0x01, "\x01zz", 3);
+    send_frame(fd, 0x00, "t", 1);
+    CHECK(ferry_socket_recv(x, buf, sizeof buf, 0, &more) == 3 && more == 1);
+    CHECK(memcmp(buf, "\x01zz", 3) == 0);
+    CHECK(ferry_socket_recv(x, buf, sizeof buf, 0, &more) == 1 && more == 0 && buf[0] == 't');
+    CHECK(ferry_socket_recv(x, buf, sizeof buf, 0, &more) == 6 && more == 0);
+    CHECK(memcmp(buf, "\x01topic", 6) == 0);
+    CHECK_RC(ferry_socket_recv(x, buf, sizeof buf, FERRY_DONTWAIT, &more), FERRY_EAGAIN);
+    /* Applied: "topic!" reaches the raw peer, "zz" (a data frame, not a subscription) does not. */
+    CHECK_OK(ferry_socket_send(x, "zz", 2, 0));
+    CHECK_OK(ferry_socket_send(x, "topic!", 6, 0));
+    frame f;
+    read_frame(fd, &f);
+    CHECK(f.flags == 0 && f.len == 6 && memcmp(f.body, "topic!", 6) == 0);
+    ferry_socket_close(x);
+    close(fd);
+}
+
 int main(void)
 {
     tu_deadline(60);
@@ -296,5 +348,6 @@ int main(void)
         test_xpub_accepts(minor, false);
         test_xpub_accepts(minor, true);
     }
+    test_xpub_mid_command();
     return 0;
 }

@@ -3,7 +3,8 @@
  * first holder subscribes; verbose reports every subscribe message (a second subscriber, the same
  * subscriber again), while cancels are reported only when the last holder drops the prefix either
  * way (libzmq ZMQ_XPUB_VERBOSE). Also the option's validation, an XSUB leaving in the middle of
- * an upstream message, and a cancel notice never landing inside another peer's upstream message.
+ * an upstream message, and a notice never landing inside another peer's upstream message, before
+ * or after the application has started receiving it.
  */
 #include "testutil.h"
 
@@ -128,6 +129,61 @@ static void notice_not_inside_upstream(void)
     ferry_socket_close(x);
 }
 
+/*
+ * A notice that arrives while the application is inside another peer's upstream message (it has
+ * received frames with MORE, the last frame has not arrived) waits until that message ends: it
+ * is never received as one of its frames. When the message's sender leaves before its last
+ * frame, the held notices come out then (the next frame starts a new message, as documented).
+ */
+static void notice_after_taken_upstream(bool sender_leaves)
+{
+    char url[64];
+    snprintf(url, sizeof url, "inproc://%s", tu_unique("xt"));
+    ferry_socket *x = tu_open_sock(FERRY_XPUB), *a = tu_open_sock(FERRY_XSUB),
+                 *b = tu_open_sock(FERRY_XSUB), *c = tu_open_sock(FERRY_XSUB);
+    CHECK_OK(ferry_socket_bind(x, url));
+    CHECK_OK(ferry_socket_connect(a, url));
+    CHECK_OK(ferry_socket_connect(b, url));
+    tu_wait_peers(x, 2);
+    CHECK_OK(ferry_socket_subscribe(b, "t", 1));
+    tu_expect_sub(x, true, "t");
+    tu_send_str(a, "u0", FERRY_MORE);
+    tu_recv_str(x, "u0", true);
+    ferry_socket_close(b); /* its cancel arrives while x is inside a's message */
+    tu_wait_peers(x, 1);
+    CHECK_OK(ferry_socket_connect(c, url));
+    tu_wait_peers(x, 2);
+    CHECK_OK(ferry_socket_subscribe(c, "c", 1)); /* and a new subscription too */
+    char buf[16];
+    int more = -1;
+    uint64_t end = tu_now_ns() + 100000000u; /* 100 ms of looking: nothing may come out */
+    while (tu_now_ns() < end)
+        CHECK_RC(ferry_socket_recv(x, buf, sizeof buf, FERRY_DONTWAIT, &more), FERRY_EAGAIN);
+    CHECK(ferry_socket_events(x) == FERRY_POLLOUT);
+    if (sender_leaves) {
+        ferry_socket_close(a);
+        tu_wait_peers(x, 1);
+    } else {
+        tu_send_str(a, "u1", FERRY_MORE);
+        tu_recv_str(x, "u1", true);
+        tu_send_str(a, "u2", 0);
+        tu_recv_str(x, "u2", false);
+    }
+    tu_expect_sub(x, false, "t"); /* both, in the order they arrived */
+    tu_expect_sub(x, true, "c");
+    if (!sender_leaves) {
+        /* The next message and notice are in arrival order again. */
+        tu_send_str(a, "u3", 0);
+        CHECK_OK(ferry_socket_subscribe(c, "d", 1));
+        tu_recv_str(x, "u3", false);
+        tu_expect_sub(x, true, "d");
+        ferry_socket_close(a);
+    }
+    CHECK_RC(ferry_socket_recv(x, buf, sizeof buf, FERRY_DONTWAIT, &more), FERRY_EAGAIN);
+    ferry_socket_close(c);
+    ferry_socket_close(x);
+}
+
 int main(void)
 {
     tu_deadline(60);
@@ -136,6 +192,8 @@ int main(void)
     run(true);
     cut_upstream();
     notice_not_inside_upstream();
+    notice_after_taken_upstream(false);
+    notice_after_taken_upstream(true);
     printf("test_pattern_xpub: ok\n");
     return 0;
 }

@@ -14,6 +14,7 @@ void fy_msgq_fini(fy_msgq *q)
     free(q->v);
     q->v = NULL;
     q->cap = q->head = q->count = q->msgs = 0;
+    q->taken_mid = false;
 }
 
 static int msgq_grow(fy_msgq *q)
@@ -83,6 +84,7 @@ int fy_msgq_pop(fy_msgq *q, fy_msg *m)
         return FERRY_EAGAIN;
     fy_msg *slot = &q->v[q->head];
     bool last = !fy_msg_more(slot);
+    q->taken_mid = !last;
     fy_msg_move(m, slot);
     q->head = (q->head + 1) & (q->cap - 1);
     q->count--;
@@ -98,6 +100,7 @@ void fy_msgq_advance(fy_msgq *q, bool was_last)
     fy_msg_fini(&q->v[q->head]);
     q->head = (q->head + 1) & (q->cap - 1);
     q->count--;
+    q->taken_mid = !was_last;
     if (was_last)
         q->msgs--;
 }
@@ -109,8 +112,13 @@ bool fy_msgq_tail_more(const fy_msgq *q)
 
 void fy_msgq_end_tail(fy_msgq *q)
 {
-    if (!fy_msgq_tail_more(q))
+    if (!fy_msgq_tail_more(q)) {
+        /* Nothing of it queued: the consumer has taken every frame there was. No frame can end
+         * it now; the next one queued starts a new message. */
+        if (!q->count)
+            q->taken_mid = false;
         return;
+    }
     q->v[(q->head + q->count - 1) & (q->cap - 1)].flags &= ~FY_MSG_MORE;
     q->msgs++;
 }

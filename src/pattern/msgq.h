@@ -19,7 +19,8 @@ typedef struct fy_msgq {
     fy_msg *v;
     size_t cap; /* 0 or a power of two */
     size_t head, count;
-    size_t msgs; /* complete messages (a trailing partial message is not counted) */
+    size_t msgs;    /* complete messages (a trailing partial message is not counted) */
+    bool taken_mid; /* the last frame taken out (pop, advance) had FY_MSG_MORE */
 } fy_msgq;
 
 /* Zeroed storage is an empty queue; fini releases every frame and the array.
@@ -30,7 +31,9 @@ void fy_msgq_fini(fy_msgq *q);
 int fy_msgq_push(fy_msgq *q, fy_msg *m);
 /* Like fy_msgq_push for a whole one-frame message (m without FY_MSG_MORE), but placed in front
  * of a message still being appended at the tail (trailing frames with FY_MSG_MORE), so it never
- * lands between that message's frames. FERRY_ENOMEM leaves m untouched. */
+ * lands between that message's frames. When the consumer is already inside that message
+ * (fy_msgq_inside_open) there is no such place: the caller must hold m until the message ends.
+ * FERRY_ENOMEM leaves m untouched. */
 int fy_msgq_push_before_open(fy_msgq *q, fy_msg *m);
 /* Moves the head frame into m (old content released). Returns 0 or FERRY_EAGAIN
  * when empty. */
@@ -38,8 +41,8 @@ int fy_msgq_pop(fy_msgq *q, fy_msg *m);
 /* Whether the last queued frame has FY_MSG_MORE (a message is still being
  * appended). */
 bool fy_msgq_tail_more(const fy_msgq *q);
-/* Clears FY_MSG_MORE on the last queued frame, ending a message whose sender
- * vanished. */
+/* Ends the message at the tail, whose sender vanished: clears FY_MSG_MORE on the last queued
+ * frame, or, with nothing of it left in the queue, stops counting the consumer as inside it. */
 void fy_msgq_end_tail(fy_msgq *q);
 
 /* The head frame, left in place (NULL when empty): to hand it on with a call that moves its
@@ -55,6 +58,14 @@ void fy_msgq_advance(fy_msgq *q, bool was_last);
 static inline bool fy_msgq_empty(const fy_msgq *q)
 {
     return q->count == 0;
+}
+
+/* Whether the consumer is inside the message at the tail: it has taken that message's first
+ * frames, and every frame still queued (if any) belongs to it. Nothing can then be placed in
+ * front of that message's remaining frames without becoming one of them. */
+static inline bool fy_msgq_inside_open(const fy_msgq *q)
+{
+    return q->taken_mid && q->msgs == 0;
 }
 
 #endif

@@ -4,7 +4,12 @@
  * Only a single-frame message starting with 0x01/0x00 (or a SUBSCRIBE/CANCEL
  * command) is a subscription. libzmq also interprets later frames of multipart
  * messages that start with those bytes; ferry does not, so an XSUB's multipart
- * upstream message reaches an XPUB application intact.
+ * upstream message reaches an XPUB application intact. A SUBSCRIBE/CANCEL
+ * command between the frames of a peer's message is applied as a command.
+ *
+ * XPUB notices never land between the frames of an upstream message: they are
+ * queued in front of one still arriving, or, once the application has taken its
+ * first frames, held until its last frame is queued or its sender leaves.
  */
 #include "pattern/pubside.h"
 
@@ -41,6 +46,7 @@ void fy_pubside_fini(fy_pubside *ps)
     fy_dist_fini(&ps->dist);
     fy_subs_fini(&ps->all);
     fy_msgq_fini(&ps->queue);
+    fy_msgq_fini(&ps->held);
     free(ps->note_ids);
     free(ps->welcome);
 }
@@ -72,14 +78,39 @@ static int pubside_notify(fy_pubside *ps, int subscribe, const void *prefix, siz
     if (len)
         memcpy(d + 1, prefix, len);
     n.flags = FY_MSG_SUB;
-    /* Never between the frames of an upstream message still arriving from another peer. */
-    rc = fy_msgq_push_before_open(&ps->queue, &n);
+    /* Never between the frames of an upstream message still arriving from another peer: in
+     * front of it, or, once the application has taken its first frames, after it. */
+    if (ps->held.count || fy_msgq_inside_open(&ps->queue))
+        rc = fy_msgq_push(&ps->held, &n);
+    else
+        rc = fy_msgq_push_before_open(&ps->queue, &n);
     if (rc < 0) {
         fy_msg_fini(&n);
         return rc;
     }
     ps->note_ids[(ps->note_head + ps->note_n++) % ps->note_cap] = from;
     return 0;
+}
+
+/* The notices held while the application was inside an upstream message, once it has ended
+ * (its last frame queued, or its sender gone). Without memory to move them they stay held,
+ * in order, until the next call. */
+static void pubside_release_held(fy_pubside *ps)
+{
+    while (ps->held.count && !fy_msgq_inside_open(&ps->queue)) {
+        fy_msg *h = fy_msgq_peek(&ps->held);
+        if (fy_msgq_push(&ps->queue, h) != 0)
+            return;
+        fy_msgq_advance(&ps->held, true); /* h's content moved into the queue */
+    }
+}
+
+/* Ends the upstream message being queued, whose sender left or whose rest is dropped, so the
+ * application never sees a message without its last frame; held notices follow it. */
+static void pubside_end_open(fy_pubside *ps)
+{
+    fy_msgq_end_tail(&ps->queue);
+    pubside_release_held(ps);
 }
 
 /* Peer starts holding prefix (it did not): its filter and the per-prefix holder counts. 1 when
@@ -143,12 +174,21 @@ static int pubside_frame(fy_pubside *ps, fy_pipe *p, fy_msg *f, bool full)
 {
     pubside_peer *peer = p->pattern_data;
     bool more = fy_msg_more(f);
+    const uint8_t *d = fy_msg_cdata(f);
+    size_t n = fy_msg_size(f);
+    int rc = 0;
+    if (peer->in_mid && (f->flags & FY_MSG_SUB)) {
+        /* A SUBSCRIBE/CANCEL command between the frames of this peer's message. ZMTP's grammar
+         * has no place for one there, but a command is not part of any message: it is applied
+         * (when in the normalised form the engine makes) and the message goes on untouched. */
+        if (!more && n >= 1 && d[0] <= 1)
+            rc = pubside_apply(ps, p, d[0], d + 1, n - 1);
+        fy_msg_fini(f);
+        return rc;
+    }
     bool first = !peer->in_mid;
     peer->in_mid = more;
-    int rc = 0;
     if (first) {
-        const uint8_t *d = fy_msg_cdata(f);
-        size_t n = fy_msg_size(f);
         bool is_sub = (f->flags & FY_MSG_SUB) || (!more && n >= 1 && d[0] <= 1);
         if (is_sub && n >= 1 && d[0] <= 1 && !more) {
             rc = pubside_apply(ps, p, d[0], d + 1, n - 1);
@@ -170,11 +210,11 @@ static int pubside_frame(fy_pubside *ps, fy_pipe *p, fy_msg *f, bool full)
         rc = fy_msgq_push(&ps->queue, f);
         if (rc < 0) {
             fy_msg_fini(f);
-            /* Out of memory mid-message: end what was queued so the application never
-             * sees a message without its last frame, and drop the rest of this one.
-             */
-            fy_msgq_end_tail(&ps->queue);
+            /* Out of memory mid-message: end what was queued and drop the rest of this one. */
+            pubside_end_open(ps);
             peer->dropping = true;
+        } else if (!more) {
+            pubside_release_held(ps);
         }
         return rc;
     }
@@ -187,6 +227,8 @@ static int pubside_frame(fy_pubside *ps, fy_pipe *p, fy_msg *f, bool full)
 int fy_pubside_pump(fy_pubside *ps, fy_socket *s)
 {
     const fy_sockopts *o = fy_socket_opts(s);
+    if (ps->held.count)
+        pubside_release_held(ps); /* what an earlier out-of-memory left held */
     ps->sends_since_pump = 0;
     ps->last_pump_ns = pubside_now_ns();
     for (;;) {
@@ -208,7 +250,7 @@ int fy_pubside_pump(fy_pubside *ps, fy_socket *s)
              * queue moved on: end what was queued of it, so f is not appended to it. */
             pubside_peer *mp = mid->pattern_data;
             if (mp->in_mid && mp->upstream && !mp->dropping)
-                fy_msgq_end_tail(&ps->queue);
+                pubside_end_open(ps);
             mp->in_mid = false;
         }
         rc = pubside_frame(ps, from, &f, full);
@@ -271,7 +313,7 @@ void fy_pubside_detach(fy_pubside *ps, fy_pipe *p)
     /* End its unfinished upstream message first: the notices below must not become its last
      * frames. */
     if (peer->in_mid && peer->upstream && !peer->dropping)
-        fy_msgq_end_tail(&ps->queue);
+        pubside_end_open(ps);
     /* A departed subscriber's topics that nobody else holds (VERBOSER: all of its topics) are
      * reported cancelled (libzmq's XPUB does this too), so an XPUB proxy can cancel upstream;
      * with XPUB_MANUAL, what it requested is reported instead. An out-of-memory while queueing

@@ -41,8 +41,12 @@ typedef struct fy_pubside {
     bool verbose_unsubs; /* XPUB: report every cancel too (FERRY_OPT_XPUB_VERBOSER) */
     bool manual;         /* XPUB: the application applies subscriptions (FERRY_OPT_XPUB_MANUAL) */
     fy_msgq queue;       /* XPUB: frames for the application */
-    /* XPUB: the pipe id of every notice in `queue`, in order (0: a departed peer's cancel); the
-     * notices carry FY_MSG_SUB while queued to tell them from upstream messages. */
+    /* XPUB: notices that arrived while the application was inside an upstream message whose
+     * last frame had not arrived (fy_msgq_inside_open): queued, in order, when it ends. */
+    fy_msgq held;
+    /* XPUB: the pipe id of every notice in `queue` and then `held`, in order (0: a departed
+     * peer's cancel); the notices carry FY_MSG_SUB while queued to tell them from upstream
+     * messages. */
     uint64_t *note_ids;
     size_t note_head, note_n, note_cap;
     uint64_t last_pipe; /* manual: id of the pipe whose notice was received last, 0 = none */
