@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -53,7 +54,24 @@ const char *tu_tmpdir(void)
     return dir;
 }
 
-int tu_free_port(void)
+/* The kernel's ephemeral range (what bind to port 0 and every outgoing connect draw from). */
+static void tu_ephemeral_range(int *lo, int *hi)
+{
+    *lo = 32768;
+    *hi = 60999;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (!f)
+        return;
+    int a, b;
+    if (fscanf(f, "%d %d", &a, &b) == 2 && a > 0 && b >= a && b <= 65535) {
+        *lo = a;
+        *hi = b;
+    }
+    fclose(f);
+}
+
+/* Binds a probe socket to port (0: the kernel picks); the port bound, or -1 when taken. */
+static int tu_probe_port(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     CHECK(fd >= 0);
@@ -61,11 +79,50 @@ int tu_free_port(void)
     memset(&a, 0, sizeof a);
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK(bind(fd, (struct sockaddr *)&a, sizeof a) == 0);
-    socklen_t l = sizeof a;
-    CHECK(getsockname(fd, (struct sockaddr *)&a, &l) == 0);
+    a.sin_port = htons((uint16_t)port);
+    int got = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+        socklen_t l = sizeof a;
+        CHECK(getsockname(fd, (struct sockaddr *)&a, &l) == 0);
+        got = ntohs(a.sin_port);
+    } else {
+        CHECK(errno == EADDRINUSE || errno == EACCES);
+    }
     close(fd);
-    return ntohs(a.sin_port);
+    return got;
+}
+
+/*
+ * Outside the ephemeral range when there is room for one: a port handed out there can be taken,
+ * between the probe and the caller's bind (or between a child listener's rounds), by any test
+ * running beside this one that binds port 0 or connects anywhere. Below the range only another
+ * tu_free_port caller, picking at random among thousands, can collide.
+ */
+int tu_free_port(void)
+{
+    int lo, hi;
+    tu_ephemeral_range(&lo, &hi);
+    int from = 1024, to = lo - 1; /* below the range, else above it */
+    if (to - from < 1000) {
+        from = hi + 1;
+        to = 65535;
+    }
+    if (to - from >= 1000) {
+        static uint64_t x;
+        if (!x)
+            x = tu_now_ns() ^ ((uint64_t)getpid() << 32) ^ 0x9e3779b97f4a7c15ull;
+        for (int tries = 0; tries < 200; tries++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            int port = tu_probe_port(from + (int)(x % (uint64_t)(to - from + 1)));
+            if (port > 0)
+                return port;
+        }
+    }
+    int port = tu_probe_port(0);
+    CHECK(port > 0);
+    return port;
 }
 
 uint64_t tu_now_ns(void)

@@ -44,7 +44,9 @@ const char *tu_errname(int rc);
 const char *tu_unique(const char *prefix);
 /* A private scratch directory for this test process (created on first use, 0700). */
 const char *tu_tmpdir(void);
-/* A free TCP port on 127.0.0.1 (bound then released; collisions are retried by callers). */
+/* A free TCP port on 127.0.0.1 (bound then released; collisions are retried by callers), picked
+ * at random outside the kernel's ephemeral range, so no port-0 bind or outgoing connect of a test
+ * running beside this one can take it. */
 int tu_free_port(void);
 /* Monotonic nanoseconds. */
 uint64_t tu_now_ns(void);
