@@ -240,7 +240,8 @@ static void test_sub_sends(int minor, int type)
     close(lfd);
 }
 
-static void test_xpub_accepts(int minor, bool command_form)
+/* An XPUB on tcp and a raw peer connected to it, through the handshake as `type`. */
+static ferry_socket *xpub_with_raw(int minor, const char *type, int *fd_out)
 {
     ferry_socket *x = NULL;
     CHECK_OK(ferry_socket_open(&x, FERRY_XPUB));
@@ -258,8 +259,29 @@ static void test_xpub_accepts(int minor, bool command_form)
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
     kick = x;
-    handshake(fd, minor, "SUB");
+    handshake(fd, minor, type);
     kick = NULL;
+    *fd_out = fd;
+    return x;
+}
+
+/* The XPUB publishes `other` and then "topic!": the raw peer, subscribed to "topic" (or a
+ * prefix of it) and nothing matching `other`, gets "topic!" as its next frame. Closes both. */
+static void expect_filtered_then_close(ferry_socket *x, int fd, const char *other)
+{
+    CHECK_OK(ferry_socket_send(x, other, strlen(other), 0));
+    CHECK_OK(ferry_socket_send(x, "topic!", 6, 0));
+    frame f;
+    read_frame(fd, &f);
+    CHECK(f.flags == 0 && f.len == 6 && memcmp(f.body, "topic!", 6) == 0);
+    ferry_socket_close(x);
+    close(fd);
+}
+
+static void test_xpub_accepts(int minor, bool command_form)
+{
+    int fd;
+    ferry_socket *x = xpub_with_raw(minor, "SUB", &fd);
     if (command_form) {
         send_frame(fd, 0x04, "\x09SUBSCRIBEtopic", 15);
         send_frame(fd, 0x04,
@@ -279,13 +301,7 @@ static void test_xpub_accepts(int minor, bool command_form)
     /* Subscribed again: publishing reaches the raw subscriber; others are filtered. */
     send_frame(fd, 0, "\x01to", 3);
     CHECK(ferry_socket_recv(x, buf, sizeof buf, 0, &more) == 3);
-    CHECK_OK(ferry_socket_send(x, "other", 5, 0));
-    CHECK_OK(ferry_socket_send(x, "topic!", 6, 0));
-    frame f;
-    read_frame(fd, &f);
-    CHECK(f.flags == 0 && f.len == 6 && memcmp(f.body, "topic!", 6) == 0);
-    ferry_socket_close(x);
-    close(fd);
+    expect_filtered_then_close(x, fd, "other");
 }
 
 /*
@@ -296,24 +312,8 @@ static void test_xpub_accepts(int minor, bool command_form)
  */
 static void test_xpub_mid_command(void)
 {
-    ferry_socket *x = NULL;
-    CHECK_OK(ferry_socket_open(&x, FERRY_XPUB));
-    CHECK_OK(ferry_socket_setopt_int(x, FERRY_OPT_LINGER, 0));
-    CHECK_OK(ferry_socket_setopt_int(x, FERRY_OPT_RCVTIMEO, WAIT_MS));
-    CHECK_OK(ferry_socket_bind(x, "tcp://127.0.0.1:*"));
-    char ep[128];
-    CHECK(ferry_socket_last_endpoint(x, ep, sizeof ep) >= 0);
-    int port = atoi(strrchr(ep, ':') + 1);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
-    kick = x;
-    handshake(fd, 1, "XSUB");
-    kick = NULL;
+    int fd;
+    ferry_socket *x = xpub_with_raw(1, "XSUB", &fd);
     char buf[16];
     int more = -1;
     /* The application takes the first frame before the command arrives, so the notice cannot go
@@ -330,13 +330,7 @@ static void test_xpub_mid_command(void)
     CHECK(memcmp(buf, "\x01topic", 6) == 0);
     CHECK_RC(ferry_socket_recv(x, buf, sizeof buf, FERRY_DONTWAIT, &more), FERRY_EAGAIN);
     /* Applied: "topic!" reaches the raw peer, "zz" (a data frame, not a subscription) does not. */
-    CHECK_OK(ferry_socket_send(x, "zz", 2, 0));
-    CHECK_OK(ferry_socket_send(x, "topic!", 6, 0));
-    frame f;
-    read_frame(fd, &f);
-    CHECK(f.flags == 0 && f.len == 6 && memcmp(f.body, "topic!", 6) == 0);
-    ferry_socket_close(x);
-    close(fd);
+    expect_filtered_then_close(x, fd, "zz");
 }
 
 int main(void)

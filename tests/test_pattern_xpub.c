@@ -105,19 +105,28 @@ static void cut_upstream(void)
  * A subscriber leaving while another peer's upstream message is half queued: its cancel notice
  * goes in front of that message, never between its frames.
  */
+/* An XPUB on inproc (url) with XSUBs a and b linked, b subscribed to "t" (the notice taken),
+ * and a's upstream message started with "u0" (MORE). */
+static ferry_socket *xpub_two_xsubs(char *url, size_t cap, ferry_socket **a, ferry_socket **b)
+{
+    snprintf(url, cap, "inproc://%s", tu_unique("xn"));
+    ferry_socket *x = tu_open_sock(FERRY_XPUB);
+    *a = tu_open_sock(FERRY_XSUB);
+    *b = tu_open_sock(FERRY_XSUB);
+    CHECK_OK(ferry_socket_bind(x, url));
+    CHECK_OK(ferry_socket_connect(*a, url));
+    CHECK_OK(ferry_socket_connect(*b, url));
+    tu_wait_peers(x, 2);
+    CHECK_OK(ferry_socket_subscribe(*b, "t", 1));
+    tu_expect_sub(x, true, "t");
+    tu_send_str(*a, "u0", FERRY_MORE);
+    return x;
+}
+
 static void notice_not_inside_upstream(void)
 {
     char url[64];
-    snprintf(url, sizeof url, "inproc://%s", tu_unique("xn"));
-    ferry_socket *x = tu_open_sock(FERRY_XPUB), *a = tu_open_sock(FERRY_XSUB),
-                 *b = tu_open_sock(FERRY_XSUB);
-    CHECK_OK(ferry_socket_bind(x, url));
-    CHECK_OK(ferry_socket_connect(a, url));
-    CHECK_OK(ferry_socket_connect(b, url));
-    tu_wait_peers(x, 2);
-    CHECK_OK(ferry_socket_subscribe(b, "t", 1));
-    tu_expect_sub(x, true, "t");
-    tu_send_str(a, "u0", FERRY_MORE);
+    ferry_socket *a, *b, *x = xpub_two_xsubs(url, sizeof url, &a, &b);
     CHECK(ferry_socket_events(x) == (FERRY_POLLIN | FERRY_POLLOUT)); /* u0 is queued */
     ferry_socket_close(b);
     tu_wait_peers(x, 1); /* b detached: its cancel is queued */
@@ -138,16 +147,8 @@ static void notice_not_inside_upstream(void)
 static void notice_after_taken_upstream(bool sender_leaves)
 {
     char url[64];
-    snprintf(url, sizeof url, "inproc://%s", tu_unique("xt"));
-    ferry_socket *x = tu_open_sock(FERRY_XPUB), *a = tu_open_sock(FERRY_XSUB),
-                 *b = tu_open_sock(FERRY_XSUB), *c = tu_open_sock(FERRY_XSUB);
-    CHECK_OK(ferry_socket_bind(x, url));
-    CHECK_OK(ferry_socket_connect(a, url));
-    CHECK_OK(ferry_socket_connect(b, url));
-    tu_wait_peers(x, 2);
-    CHECK_OK(ferry_socket_subscribe(b, "t", 1));
-    tu_expect_sub(x, true, "t");
-    tu_send_str(a, "u0", FERRY_MORE);
+    ferry_socket *a, *b, *x = xpub_two_xsubs(url, sizeof url, &a, &b);
+    ferry_socket *c = tu_open_sock(FERRY_XSUB);
     tu_recv_str(x, "u0", true);
     ferry_socket_close(b); /* its cancel arrives while x is inside a's message */
     tu_wait_peers(x, 1);
