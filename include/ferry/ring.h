@@ -307,6 +307,43 @@ static inline uint64_t ferry_spsc_eager_size_(const ferry_spsc_rx *rx, uint64_t 
     return ok ? sz : 0;
 }
 
+/* Internal: the publish half of ferry_spsc_flush and ferry_spsc_rx_flush. If idx (the
+ * endpoint's own index: the producer's tail, the consumer's head) moved since *published, stores
+ * it in word (tail_word_, head_word_) and wakes the peer if it sleeps on w (the producer wakes the
+ * consumer on readable_, the consumer the producer on writable_; pol is the endpoint's policy).
+ * strong (the endpoint's strong_: 1 without membarrier registration) and w point at the
+ * endpoint's fields so they are read only when idx moved and only where used (passed by value,
+ * the compiler loads them ahead of the check).
+ * always_inline: under link-time optimisation the exported flush/rx_flush otherwise pull the
+ * wake's system-call half inline, and their common path grows by a frame (callgrind). */
+__attribute__((always_inline)) static inline void
+ferry_spsc_publish_(_Atomic uint64_t *word, uint64_t *published, uint64_t idx, const int *strong,
+                    ferry_waitword *const *w, const ferry_wait_policy *pol)
+{
+    if (idx != *published) {
+        *published = idx;
+        bool sleeping;
+        if (__builtin_expect(*strong == 0, 1)) {
+            /* release: a tail store pairs with the acquire load of tail in ferry_spsc_peek_slow_
+             * (records are complete before the index says so); a head store pairs with the
+             * acquire load of head in ferry_spsc_reserve_slow_ (the consumer finished reading
+             * before the producer reuses the bytes). The compiler barrier keeps the sleepers load
+             * after it; the CPU-level fence is supplied by the sleeper's membarrier in
+             * ferry_wait_arm (asymmetric Dekker, see docs/ring.md). */
+            atomic_store_explicit(word, idx, memory_order_release);
+            atomic_signal_fence(memory_order_seq_cst);
+            sleeping = atomic_load_explicit(&(*w)->sleepers, memory_order_relaxed) != 0;
+        } else {
+            /* No membarrier registration: seq_cst store + load pair with ferry_wait_arm's
+             * seq_cst increment and fence (Dekker); release half as above. */
+            atomic_store_explicit(word, idx, memory_order_seq_cst);
+            sleeping = atomic_load_explicit(&(*w)->sleepers, memory_order_seq_cst) != 0;
+        }
+        if (__builtin_expect(sleeping, 0))
+            ferry_wait_wake_slow_(*w, pol);
+    }
+}
+
 /*
  * The fast paths (reserve, commit, flush, write, peek, release, rx_flush, read) are static inline
  * so a record costs a few nanoseconds. The library also exports each of them as an ordinary
@@ -370,26 +407,8 @@ FERRY_SPSC_FAST_ int ferry_spsc_flush(ferry_spsc_tx *tx)
 {
     if (__builtin_expect(tx->err_ != 0, 0))
         return tx->err_;
-    if (tx->tail_ != tx->published_) {
-        tx->published_ = tx->tail_;
-        bool sleeping;
-        if (__builtin_expect(tx->strong_ == 0, 1)) {
-            /* release: pairs with the acquire load of tail in ferry_spsc_peek_slow_ (records are
-             * complete before the index says so). The compiler barrier keeps the sleepers load
-             * after it; the CPU-level fence is supplied by the sleeper's membarrier in
-             * ferry_wait_arm (asymmetric Dekker, see docs/ring.md). */
-            atomic_store_explicit(tx->tail_word_, tx->tail_, memory_order_release);
-            atomic_signal_fence(memory_order_seq_cst);
-            sleeping = atomic_load_explicit(&tx->readable_->sleepers, memory_order_relaxed) != 0;
-        } else {
-            /* No membarrier registration: seq_cst store + load pair with ferry_wait_arm's
-             * seq_cst increment and fence (Dekker); release half as above. */
-            atomic_store_explicit(tx->tail_word_, tx->tail_, memory_order_seq_cst);
-            sleeping = atomic_load_explicit(&tx->readable_->sleepers, memory_order_seq_cst) != 0;
-        }
-        if (__builtin_expect(sleeping, 0))
-            ferry_wait_wake_slow_(tx->readable_, &tx->pol_);
-    }
+    ferry_spsc_publish_(tx->tail_word_, &tx->published_, tx->tail_, &tx->strong_, &tx->readable_,
+                        &tx->pol_);
     return 0;
 }
 
@@ -520,24 +539,8 @@ FERRY_SPSC_FAST_ int ferry_spsc_rx_flush(ferry_spsc_rx *rx)
 {
     if (__builtin_expect(rx->err_ != 0, 0))
         return rx->err_;
-    if (rx->head_ != rx->published_) {
-        rx->published_ = rx->head_;
-        bool sleeping;
-        if (__builtin_expect(rx->strong_ == 0, 1)) {
-            /* release: pairs with the acquire load of head in ferry_spsc_reserve_slow_ (we
-             * finished reading before the producer reuses the bytes). Compiler barrier + the
-             * sleeper's membarrier in ferry_wait_arm order the sleepers load after it. */
-            atomic_store_explicit(rx->head_word_, rx->head_, memory_order_release);
-            atomic_signal_fence(memory_order_seq_cst);
-            sleeping = atomic_load_explicit(&rx->writable_->sleepers, memory_order_relaxed) != 0;
-        } else {
-            /* No membarrier registration: seq_cst pair with ferry_wait_arm (Dekker). */
-            atomic_store_explicit(rx->head_word_, rx->head_, memory_order_seq_cst);
-            sleeping = atomic_load_explicit(&rx->writable_->sleepers, memory_order_seq_cst) != 0;
-        }
-        if (__builtin_expect(sleeping, 0))
-            ferry_wait_wake_slow_(rx->writable_, &rx->pol_);
-    }
+    ferry_spsc_publish_(rx->head_word_, &rx->published_, rx->head_, &rx->strong_, &rx->writable_,
+                        &rx->pol_);
     return 0;
 }
 
