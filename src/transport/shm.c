@@ -319,6 +319,36 @@ static inline void shm_relax(void)
 #endif
 }
 
+/*
+ * The ring was empty: busy-poll it for the pipe's spin window (capped at max_ns), with the same
+ * exits as the core's spin loop (socket.c sock_run), which would otherwise poll this ring through
+ * the pattern: a death or a pipe-set change goes back to it at once, and the clock is read only
+ * every 64 polls. Out of line, so the call that finds a frame waiting saves no registers for it.
+ */
+static __attribute__((noinline)) int shm_recv_spin(fy_pipe *p, fy_pipe *in, void *buf, size_t cap,
+                                                   size_t *size, uint64_t base_ns, uint64_t max_ns)
+{
+    uint64_t wait_ns = fy_shm_pipe_spin_ns(in, base_ns);
+    if (wait_ns > max_ns)
+        wait_ns = max_ns;
+    int rc = FY_SHM_EMPTY;
+    if (wait_ns == 0)
+        return rc;
+    fy_socket *s = p->sock;
+    uint64_t deadline = fy_now_ns() + wait_ns;
+    for (unsigned i = 1; rc == FY_SHM_EMPTY; i++) {
+        shm_relax();
+        if (atomic_load_explicit(&in->dead, memory_order_relaxed) ||
+            atomic_load_explicit(&p->dead, memory_order_relaxed) ||
+            (s && atomic_load_explicit(&s->gen, memory_order_acquire) != s->seen_gen))
+            break;
+        if ((i & 63) == 0 && fy_now_ns() >= deadline)
+            break;
+        rc = fy_shm_pipe_recv_buf(in, buf, cap, size);
+    }
+    return rc;
+}
+
 int fy_shm_recv_buf_wait(fy_pipe *p, void *buf, size_t cap, size_t *size, uint64_t base_ns,
                          uint64_t max_ns)
 {
@@ -326,32 +356,12 @@ int fy_shm_recv_buf_wait(fy_pipe *p, void *buf, size_t cap, size_t *size, uint64
         return FY_SHM_DECLINE;
     fy_pipe *in = up_of(p)->sp;
     int rc = fy_shm_pipe_recv_buf(in, buf, cap, size);
-    /* The window is worked out only when there is something to wait for: a frame already in
-     * the ring is taken without it. */
-    uint64_t wait_ns = 0;
-    if (rc == FY_SHM_EMPTY && base_ns != 0) {
-        wait_ns = fy_shm_pipe_spin_ns(in, base_ns);
-        if (wait_ns > max_ns)
-            wait_ns = max_ns;
-    }
-    if (__builtin_expect(wait_ns != 0, 0)) {
-        /* The same exits as the core's spin loop (socket.c sock_run), which would otherwise
-         * poll this ring through the pattern: a death or a pipe-set change goes back to it at
-         * once, and the clock is read only every 64 polls. */
-        fy_socket *s = p->sock;
-        uint64_t deadline = fy_now_ns() + wait_ns;
-        for (unsigned i = 1; rc == FY_SHM_EMPTY; i++) {
-            shm_relax();
-            if (atomic_load_explicit(&in->dead, memory_order_relaxed) ||
-                atomic_load_explicit(&p->dead, memory_order_relaxed) ||
-                (s && atomic_load_explicit(&s->gen, memory_order_acquire) != s->seen_gen))
-                break;
-            if ((i & 63) == 0 && fy_now_ns() >= deadline)
-                break;
-            rc = fy_shm_pipe_recv_buf(in, buf, cap, size);
-        }
-    }
-    if (__builtin_expect(rc != 0, 0)) {
+    if (__builtin_expect(rc == 0, 1))
+        return 0;
+    /* The window is worked out only when there is something to wait for. */
+    if (rc == FY_SHM_EMPTY && base_ns != 0)
+        rc = shm_recv_spin(p, in, buf, cap, size, base_ns, max_ns);
+    if (rc != 0) {
         shm_eng_sync(p, in);
         return FY_SHM_DECLINE;
     }
