@@ -143,6 +143,76 @@ static fy_mpmc_cell *fy_mpmc_cell_at(const ferry_mpmc *q, uint64_t pos)
     return (fy_mpmc_cell *)(q->cells_ + (pos & q->mask_) * q->stride_);
 }
 
+/*
+ * The claim both sides make (Vyukov's queue): from the position of our index (enq for a producer,
+ * deq for a consumer), find the cell whose seq says it is ours to take (producer: seq == pos, free
+ * for this lap; consumer: seq == pos+1, published) and move the index past it with a CAS. A
+ * consumer whose buffer (cap) is smaller than a slot looks at the record's length first, so that
+ * FERRY_EMSGSIZE leaves the record in the queue. Returns 0 with *cell and *pos_out set to the
+ * claimed cell, FERRY_EAGAIN (full or empty, or FY_MPMC_MAX_TRIES retries), FERRY_EMSGSIZE or
+ * FERRY_EPROTO.
+ */
+static inline int fy_mpmc_claim(ferry_mpmc *q, bool consumer, size_t cap, fy_mpmc_cell **cell,
+                                uint64_t *pos_out)
+{
+    fy_mpmc_hdr *h = q->shared_;
+    _Atomic uint64_t *index = consumer ? &h->deq : &h->enq;
+    uint64_t ahead = consumer ? 1 : 0;
+    uint64_t pos = atomic_load_explicit(index, memory_order_relaxed);
+    for (unsigned tries = 0;; tries++) {
+        if (tries >= FY_MPMC_MAX_TRIES)
+            return FERRY_EAGAIN;
+        fy_mpmc_cell *c = fy_mpmc_cell_at(q, pos);
+        /* Producer: pairs with the consumer's release store seq = pos+slots in ferry_mpmc_pop:
+         * once we see the cell free, the previous lap's consumer has finished copying out of it.
+         * Consumer: pairs with the producer's release store seq = pos+1 in ferry_mpmc_push. */
+        uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+        int64_t diff = (int64_t)(seq - (pos + ahead));
+        if (diff == 0) {
+            if (consumer && cap < q->slot_size_) {
+                /* The caller's buffer may be too small: look at the length before claiming so
+                 * that FERRY_EMSGSIZE leaves the record in the queue. The length is only ours
+                 * to trust if seq has not moved while we read it (seqlock-style re-check). */
+                uint64_t len = atomic_load_explicit(&c->len, memory_order_relaxed);
+                if (len > cap) {
+                    /* Pairs with the release fence in ferry_mpmc_push before its len store. */
+                    atomic_thread_fence(memory_order_acquire);
+                    if (atomic_load_explicit(&c->seq, memory_order_relaxed) == seq) {
+                        if (len > q->slot_size_)
+                            return fy_mpmc_fail(q);
+                        return FERRY_EMSGSIZE;
+                    }
+                    pos = atomic_load_explicit(index, memory_order_relaxed);
+                    continue;
+                }
+            }
+            /* Relaxed is enough: the claim only has to be unique; the payload is ordered by the
+             * seq words (the producer's release publish after it fills the cell, the consumer's
+             * acquire load above before it copies out). */
+            if (atomic_compare_exchange_weak_explicit(index, &pos, pos + 1, memory_order_relaxed,
+                                                      memory_order_relaxed)) {
+                *cell = c;
+                *pos_out = pos;
+                return 0;
+            }
+        } else if (diff < 0) {
+            /* Producer: the cell still holds the record of the previous lap: the queue is full.
+             * Consumer: empty, or the producer that claimed pos has not published yet (or died:
+             * see the file comment). Either way there is nothing to take now. */
+            return FERRY_EAGAIN;
+        } else {
+            /* Another producer claimed pos (another consumer took it). It moved the index before
+             * publishing (freeing) the cell, and our acquire load above saw that (or a later
+             * publish), so the index must now read past pos; if it does not, the shared words are
+             * corrupt. */
+            uint64_t now = atomic_load_explicit(index, memory_order_relaxed);
+            if (now == pos)
+                return fy_mpmc_fail(q);
+            pos = now;
+        }
+    }
+}
+
 int ferry_mpmc_push(ferry_mpmc *q, const void *buf, size_t len)
 {
     if (!q || !q->shared_ || (!buf && len))
@@ -155,34 +225,10 @@ int ferry_mpmc_push(ferry_mpmc *q, const void *buf, size_t len)
         return fy_mpmc_fail(q);
     fy_mpmc_hdr *h = q->shared_;
     fy_mpmc_cell *c;
-    uint64_t pos = atomic_load_explicit(&h->enq, memory_order_relaxed);
-    for (unsigned tries = 0;; tries++) {
-        if (tries >= FY_MPMC_MAX_TRIES)
-            return FERRY_EAGAIN;
-        c = fy_mpmc_cell_at(q, pos);
-        /* Pairs with the consumer's release store seq = pos+slots in ferry_mpmc_pop: once we see
-         * the cell free, the previous lap's consumer has finished copying out of it. */
-        uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
-        int64_t diff = (int64_t)(seq - pos);
-        if (diff == 0) {
-            /* Relaxed is enough: the claim only has to be unique; the payload is ordered by
-             * the seq release below. */
-            if (atomic_compare_exchange_weak_explicit(&h->enq, &pos, pos + 1, memory_order_relaxed,
-                                                      memory_order_relaxed))
-                break;
-        } else if (diff < 0) {
-            /* The cell still holds the record of the previous lap: the queue is full. */
-            return FERRY_EAGAIN;
-        } else {
-            /* Another producer claimed pos. It moved enq before publishing seq, and our acquire
-             * load above saw that publish (or a later one), so enq must now read past pos;
-             * if it does not, the shared words are corrupt. */
-            uint64_t now = atomic_load_explicit(&h->enq, memory_order_relaxed);
-            if (now == pos)
-                return fy_mpmc_fail(q);
-            pos = now;
-        }
-    }
+    uint64_t pos;
+    int claim = fy_mpmc_claim(q, false, 0, &c, &pos);
+    if (claim < 0)
+        return claim;
     /* Pairs with the acquire fence in ferry_mpmc_pop's size pre-check: a consumer that reads the
      * len we are about to store is guaranteed to see that the cell's seq has moved on. */
     atomic_thread_fence(memory_order_release);
@@ -208,48 +254,10 @@ ssize_t ferry_mpmc_pop(ferry_mpmc *q, void *buf, size_t cap)
         return fy_mpmc_fail(q);
     fy_mpmc_hdr *h = q->shared_;
     fy_mpmc_cell *c;
-    uint64_t pos = atomic_load_explicit(&h->deq, memory_order_relaxed);
-    for (unsigned tries = 0;; tries++) {
-        if (tries >= FY_MPMC_MAX_TRIES)
-            return FERRY_EAGAIN;
-        c = fy_mpmc_cell_at(q, pos);
-        /* Pairs with the producer's release store seq = pos+1 in ferry_mpmc_push. */
-        uint64_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
-        int64_t diff = (int64_t)(seq - (pos + 1));
-        if (diff == 0) {
-            if (cap < q->slot_size_) {
-                /* The caller's buffer may be too small: look at the length before claiming so
-                 * that FERRY_EMSGSIZE leaves the record in the queue. The length is only ours
-                 * to trust if seq has not moved while we read it (seqlock-style re-check). */
-                uint64_t len = atomic_load_explicit(&c->len, memory_order_relaxed);
-                if (len > cap) {
-                    /* Pairs with the release fence in ferry_mpmc_push before its len store. */
-                    atomic_thread_fence(memory_order_acquire);
-                    if (atomic_load_explicit(&c->seq, memory_order_relaxed) == seq) {
-                        if (len > q->slot_size_)
-                            return fy_mpmc_fail(q);
-                        return FERRY_EMSGSIZE;
-                    }
-                    pos = atomic_load_explicit(&h->deq, memory_order_relaxed);
-                    continue;
-                }
-            }
-            if (atomic_compare_exchange_weak_explicit(&h->deq, &pos, pos + 1, memory_order_relaxed,
-                                                      memory_order_relaxed))
-                break;
-        } else if (diff < 0) {
-            /* Empty, or the producer that claimed pos has not published yet (or died: see the
-             * file comment). Either way there is nothing to take now. */
-            return FERRY_EAGAIN;
-        } else {
-            /* Another consumer took pos: it moved deq before freeing the cell, and our acquire
-             * load saw that free (or a later publish), so deq must now read past pos. */
-            uint64_t now = atomic_load_explicit(&h->deq, memory_order_relaxed);
-            if (now == pos)
-                return fy_mpmc_fail(q);
-            pos = now;
-        }
-    }
+    uint64_t pos;
+    int claim = fy_mpmc_claim(q, true, cap, &c, &pos);
+    if (claim < 0)
+        return claim;
     /* The cell is ours until we store seq below; len was written before the producer's publish
      * that our acquire load observed. It is still untrusted. */
     uint64_t len = atomic_load_explicit(&c->len, memory_order_relaxed);
