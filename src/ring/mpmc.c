@@ -305,7 +305,9 @@ static bool fy_mpmc_writable(void *arg)
     return (int64_t)(seq - pos) >= 0;
 }
 
-int ferry_mpmc_wait_readable(ferry_mpmc *q, int timeout_ms)
+/* The checks the waits and ferry_mpmc_stalled start with: an attached queue that has not failed
+ * and whose shape is intact. Returns 0, FERRY_EINVAL or the endpoint's error (FERRY_EPROTO). */
+static int fy_mpmc_check(ferry_mpmc *q)
 {
     if (!q || !q->shared_)
         return FERRY_EINVAL;
@@ -313,30 +315,37 @@ int ferry_mpmc_wait_readable(ferry_mpmc *q, int timeout_ms)
         return q->err_;
     if (!fy_mpmc_shape_intact(q))
         return fy_mpmc_fail(q);
+    return 0;
+}
+
+/* Both blocking waits: a consumer sleeps on readable until a cell is published, a producer on
+ * writable until one is free. */
+static int fy_mpmc_wait(ferry_mpmc *q, bool readable, int timeout_ms)
+{
+    int rc = fy_mpmc_check(q);
+    if (rc != 0)
+        return rc;
     fy_mpmc_hdr *h = q->shared_;
-    return ferry_wait_block(&h->readable, fy_mpmc_readable, q, &q->pol_, timeout_ms);
+    if (readable)
+        return ferry_wait_block(&h->readable, fy_mpmc_readable, q, &q->pol_, timeout_ms);
+    return ferry_wait_block(&h->writable, fy_mpmc_writable, q, &q->pol_, timeout_ms);
+}
+
+int ferry_mpmc_wait_readable(ferry_mpmc *q, int timeout_ms)
+{
+    return fy_mpmc_wait(q, true, timeout_ms);
 }
 
 int ferry_mpmc_wait_writable(ferry_mpmc *q, int timeout_ms)
 {
-    if (!q || !q->shared_)
-        return FERRY_EINVAL;
-    if (q->err_)
-        return q->err_;
-    if (!fy_mpmc_shape_intact(q))
-        return fy_mpmc_fail(q);
-    fy_mpmc_hdr *h = q->shared_;
-    return ferry_wait_block(&h->writable, fy_mpmc_writable, q, &q->pol_, timeout_ms);
+    return fy_mpmc_wait(q, false, timeout_ms);
 }
 
 int ferry_mpmc_stalled(ferry_mpmc *q, uint64_t *pos)
 {
-    if (!q || !q->shared_)
-        return FERRY_EINVAL;
-    if (q->err_)
-        return q->err_;
-    if (!fy_mpmc_shape_intact(q))
-        return fy_mpmc_fail(q);
+    int rc = fy_mpmc_check(q);
+    if (rc != 0)
+        return rc;
     fy_mpmc_hdr *h = q->shared_;
     /* A snapshot for diagnosis only: relaxed loads, no claim. The head position is stalled when a
      * producer has moved enq past it but its cell still shows seq == deq (claimed, unpublished). */
