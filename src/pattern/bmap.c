@@ -9,6 +9,7 @@
  */
 #include "pattern/bmap.h"
 
+#include "common/grow.h"
 #include "ferry/ferry.h"
 
 #include <stdatomic.h>
@@ -101,10 +102,8 @@ fy_bmap_entry *fy_bmap_find(const fy_bmap *m, const void *key, size_t len)
 
 static int bmap_grow(fy_bmap *m)
 {
-    size_t n = m->nbuckets ? m->nbuckets * 2 : 16;
-    if (n > SIZE_MAX / sizeof(fy_bmap_entry *))
-        return FERRY_ENOMEM;
-    fy_bmap_entry **b = calloc(n, sizeof *b);
+    size_t n = fy_grow_cap(m->nbuckets, m->nbuckets, 1, 16, SIZE_MAX, sizeof(fy_bmap_entry *));
+    fy_bmap_entry **b = n ? calloc(n, sizeof *b) : NULL;
     if (!b)
         return FERRY_ENOMEM;
     for (size_t i = 0; i < m->nbuckets; i++) {

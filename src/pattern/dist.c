@@ -3,6 +3,8 @@
  */
 #include "pattern/dist.h"
 
+#include "common/grow.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,14 +49,9 @@ static fy_dist_owed *dist_owed_get(fy_dist *d, fy_pipe *p)
     fy_dist_owed *o = dist_owed_find(d, p);
     if (o)
         return o;
-    if (d->owed_n == d->owed_cap) {
-        uint32_t cap = d->owed_cap ? d->owed_cap * 2 : 4;
-        fy_dist_owed *v = realloc(d->owed, cap * sizeof *v);
-        if (!v)
-            return NULL;
-        d->owed = v;
-        d->owed_cap = cap;
-    }
+    if (d->owed_n == d->owed_cap &&
+        fy_grow32(&d->owed, sizeof *d->owed, &d->owed_cap, d->owed_n, 1, 4, UINT32_MAX) != 0)
+        return NULL;
     o = &d->owed[d->owed_n++];
     o->p = p;
     memset(&o->q, 0, sizeof o->q);

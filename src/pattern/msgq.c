@@ -3,6 +3,8 @@
  */
 #include "pattern/msgq.h"
 
+#include "common/grow.h"
+
 #include <stdlib.h>
 
 void fy_msgq_fini(fy_msgq *q)
@@ -19,10 +21,8 @@ void fy_msgq_fini(fy_msgq *q)
 
 static int msgq_grow(fy_msgq *q)
 {
-    size_t cap = q->cap ? q->cap * 2 : 16;
-    if (cap > SIZE_MAX / sizeof(fy_msg))
-        return FERRY_ENOMEM;
-    fy_msg *v = malloc(cap * sizeof *v);
+    size_t cap = fy_grow_cap(q->cap, q->count, 1, 16, SIZE_MAX, sizeof(fy_msg));
+    fy_msg *v = cap ? malloc(cap * sizeof *v) : NULL;
     if (!v)
         return FERRY_ENOMEM;
     /* fy_msg bodies may be inline, so frames are moved (fy_msg_move), never

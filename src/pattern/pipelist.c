@@ -4,18 +4,14 @@
  */
 #include "pattern/pattern.h"
 
+#include "common/grow.h"
+
 #include <stdlib.h>
 
 int fy_pipelist_add(fy_pipelist *l, fy_pipe *p)
 {
-    if (l->n == l->cap) {
-        uint32_t cap = l->cap ? l->cap * 2 : 8;
-        fy_pipe **v = realloc(l->v, cap * sizeof *v);
-        if (!v)
-            return FERRY_ENOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
+    if (l->n == l->cap && fy_grow32(&l->v, sizeof *l->v, &l->cap, l->n, 1, 8, UINT32_MAX) != 0)
+        return FERRY_ENOMEM;
     l->v[l->n++] = p;
     return 0;
 }

@@ -13,6 +13,8 @@
  */
 #include "pattern/pubside.h"
 
+#include "common/grow.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -58,16 +60,11 @@ static int pubside_notify(fy_pubside *ps, int subscribe, const void *prefix, siz
     if (!ps->xpub)
         return 0;
     if (ps->note_n == ps->note_cap) {
-        size_t cap = ps->note_cap ? ps->note_cap * 2 : 16;
-        uint64_t *v = malloc(cap * sizeof *v);
-        if (!v)
+        size_t old = ps->note_cap;
+        if (fy_grow(&ps->note_ids, sizeof *ps->note_ids, &ps->note_cap, ps->note_n, 1, 16,
+                    SIZE_MAX) != 0)
             return FERRY_ENOMEM;
-        for (size_t i = 0; i < ps->note_n; i++)
-            v[i] = ps->note_ids[(ps->note_head + i) % ps->note_cap];
-        free(ps->note_ids);
-        ps->note_ids = v;
-        ps->note_cap = cap;
-        ps->note_head = 0;
+        fy_grow_unwrap(ps->note_ids, sizeof *ps->note_ids, old, ps->note_head);
     }
     fy_msg n;
     int rc = fy_msg_init_size(&n, len + 1);

@@ -13,6 +13,8 @@
  */
 #include "pattern/pattern.h"
 
+#include "common/grow.h"
+
 #include <stdlib.h>
 
 #define FY_REP_MAX_HOPS 256u
@@ -90,14 +92,9 @@ static void rep_detach(fy_socket *s, void *st, fy_pipe *p)
 
 static int rep_push_env(rep_state *r, fy_msg *f)
 {
-    if (r->nenv == r->capenv) {
-        uint32_t cap = r->capenv ? r->capenv * 2 : 4;
-        fy_msg *v = realloc(r->env, cap * sizeof *v);
-        if (!v)
-            return FERRY_ENOMEM;
-        r->env = v;
-        r->capenv = cap;
-    }
+    if (r->nenv == r->capenv &&
+        fy_grow32(&r->env, sizeof *r->env, &r->capenv, r->nenv, 1, 4, UINT32_MAX) != 0)
+        return FERRY_ENOMEM;
     fy_msg_init(&r->env[r->nenv]);
     fy_msg_move(&r->env[r->nenv], f);
     r->nenv++;

@@ -9,6 +9,7 @@
  */
 #include "pattern/subs.h"
 
+#include "common/grow.h"
 #include "ferry/ferry.h"
 
 #include <stdlib.h>
@@ -51,15 +52,7 @@ static size_t subs_len_pos(const fy_subs *s, size_t len)
  * allocation leaves the set unchanged. */
 static int subs_reserve_len(fy_subs *s)
 {
-    if (s->nlens < s->caplens)
-        return 0;
-    size_t cap = s->caplens ? s->caplens * 2 : 8;
-    fy_subs_len *n = realloc(s->lens, cap * sizeof *n);
-    if (!n)
-        return FERRY_ENOMEM;
-    s->lens = n;
-    s->caplens = cap;
-    return 0;
+    return fy_grow(&s->lens, sizeof *s->lens, &s->caplens, s->nlens, 1, 8, SIZE_MAX);
 }
 
 int fy_subs_add(fy_subs *s, const void *prefix, size_t len)

@@ -19,6 +19,7 @@
  * and reads (answering PINGs while the application is not receiving); in steady state only the
  * owner takes them, so they are uncontended (eng_lock: one atomic in, one out).
  */
+#include "common/grow.h"
 #include "core/ctl.h"
 #include "core/socket.h"
 #include "transport/shm.h"
@@ -205,44 +206,30 @@ static int eng_out_room(fy_engine *e, size_t need)
         memmove(e->out, e->out + e->out_r, e->out_w - e->out_r);
         e->out_w -= e->out_r;
         e->out_r = 0;
-        if (e->out_cap - e->out_w >= need)
-            return 0;
     }
-    size_t cap = e->out_cap ? e->out_cap : 16384;
-    while (cap - e->out_w < need) {
-        if (cap > SIZE_MAX / 2)
-            return FERRY_ENOMEM;
-        cap *= 2;
+    return fy_grow(&e->out, 1, &e->out_cap, e->out_w, need, 16384, SIZE_MAX);
+}
+
+/* Room for k more segments, so the appends of one message cannot fail half-way. */
+static int eng_seg_reserve(fy_engine *e, uint32_t k)
+{
+    if ((uint64_t)e->seg_head + e->seg_n + k <= e->seg_cap)
+        return 0;
+    if (e->seg_head > 0) {
+        memmove(e->segs, e->segs + e->seg_head, e->seg_n * sizeof *e->segs);
+        e->seg_head = 0;
     }
-    uint8_t *n = realloc(e->out, cap);
-    if (!n)
-        return FERRY_ENOMEM;
-    e->out = n;
-    e->out_cap = cap;
-    return 0;
+    return fy_grow32(&e->segs, sizeof *e->segs, &e->seg_cap, e->seg_n, k, 16, UINT32_MAX / 2);
 }
 
 static eng_seg *eng_seg_push(fy_engine *e)
 {
-    if (e->seg_head + e->seg_n == e->seg_cap) {
-        if (e->seg_head > 0) {
-            memmove(e->segs, e->segs + e->seg_head, e->seg_n * sizeof *e->segs);
-            e->seg_head = 0;
-        } else {
-            uint32_t cap = e->seg_cap ? e->seg_cap * 2 : 16;
-            eng_seg *n = realloc(e->segs, cap * sizeof *n);
-            if (!n)
-                return NULL;
-            e->segs = n;
-            e->seg_cap = cap;
-        }
-    }
+    if (e->seg_head + e->seg_n == e->seg_cap && eng_seg_reserve(e, 1) != 0)
+        return NULL;
     eng_seg *g = &e->segs[e->seg_head + e->seg_n++];
     memset(g, 0, sizeof *g);
     return g;
 }
-
-static int eng_seg_reserve(fy_engine *e, uint32_t k);
 
 /* The stream's last segment when the next bytes can join it, NULL when they need a new one (none
  * yet, or the last is a body sent by reference). */
@@ -292,16 +279,10 @@ static int eng_ends_reserve(fy_engine *e)
 {
     if (e->ends_n < e->ends_cap)
         return 0;
-    uint32_t cap = e->ends_cap ? e->ends_cap * 2 : 64;
-    uint64_t *n = malloc(cap * sizeof *n);
-    if (!n)
+    uint32_t old = e->ends_cap;
+    if (fy_grow32(&e->ends, sizeof *e->ends, &e->ends_cap, e->ends_n, 1, 64, UINT32_MAX) != 0)
         return FERRY_ENOMEM;
-    for (uint32_t i = 0; i < e->ends_n; i++)
-        n[i] = e->ends[(e->ends_head + i) & (e->ends_cap - 1)];
-    free(e->ends);
-    e->ends = n;
-    e->ends_cap = cap;
-    e->ends_head = 0;
+    fy_grow_unwrap(e->ends, sizeof *e->ends, old, e->ends_head);
     return 0;
 }
 
@@ -1009,30 +990,6 @@ decline:
 /* ------------------------------------------------------------------------------------------- */
 /* batches (ferry_socket_send_many/recv_many, owner thread)                                    */
 /* ------------------------------------------------------------------------------------------- */
-
-/* Room for k more segments, so the appends of one message cannot fail half-way. */
-static int eng_seg_reserve(fy_engine *e, uint32_t k)
-{
-    if ((uint64_t)e->seg_head + e->seg_n + k <= e->seg_cap)
-        return 0;
-    if (e->seg_head > 0) {
-        memmove(e->segs, e->segs + e->seg_head, e->seg_n * sizeof *e->segs);
-        e->seg_head = 0;
-        if ((uint64_t)e->seg_n + k <= e->seg_cap)
-            return 0;
-    }
-    uint64_t cap = e->seg_cap ? e->seg_cap : 16;
-    while (cap < (uint64_t)e->seg_n + k)
-        cap *= 2;
-    if (cap > UINT32_MAX / 2 || cap > SIZE_MAX / sizeof *e->segs)
-        return FERRY_ENOMEM;
-    eng_seg *n = realloc(e->segs, (size_t)cap * sizeof *n);
-    if (!n)
-        return FERRY_ENOMEM;
-    e->segs = n;
-    e->seg_cap = (uint32_t)cap;
-    return 0;
-}
 
 /*
  * Before send_many returns, the caller's large bodies the kernel has not taken yet are copied

@@ -32,6 +32,7 @@
  * the connect waits in the table and completes when the bind appears (like libzmq >= 4.2). Each
  * link is freed when both of its ends are released.
  */
+#include "common/grow.h"
 #include "core/ctl.h"
 #include "core/socket.h"
 #include "ferry/ring.h"
@@ -346,15 +347,8 @@ static int ip_park_locked(inproc_pipe *ip, fy_msg *m)
         if (d->over_head) {
             memmove(d->over, d->over + d->over_head, n * sizeof *d->over);
             d->over_head = 0;
-        } else {
-            if (d->over_cap > UINT32_MAX / 2)
-                return FERRY_ENOMEM;
-            uint32_t cap = d->over_cap ? d->over_cap * 2 : 16;
-            fy_msg *v = realloc(d->over, cap * sizeof *v);
-            if (!v)
-                return FERRY_ENOMEM;
-            d->over = v;
-            d->over_cap = cap;
+        } else if (fy_grow32(&d->over, sizeof *d->over, &d->over_cap, n, 1, 16, UINT32_MAX) != 0) {
+            return FERRY_ENOMEM;
         }
     }
     d->over[d->over_head + n] = *m;

@@ -29,6 +29,7 @@
  * stays mapped until the pipe and every such message are gone, so no user pointer ever leads
  * into an unmapped segment, even after the peer died.
  */
+#include "common/grow.h"
 #include "core/ctl.h"
 #include "core/socket.h"
 #include "ring/spsc_layout.h"
@@ -502,16 +503,10 @@ static int sp_drain(fy_shm_pipe *sp)
 static int sp_ovf_room(fy_shm_pipe *sp)
 {
     if (sp->ovf_n == sp->ovf_cap) {
-        uint32_t ncap = sp->ovf_cap ? sp->ovf_cap * 2 : 16;
-        shm_ovf *n = malloc((size_t)ncap * sizeof *n);
-        if (!n)
+        uint32_t old = sp->ovf_cap;
+        if (fy_grow32(&sp->ovf, sizeof *sp->ovf, &sp->ovf_cap, sp->ovf_n, 1, 16, UINT32_MAX) != 0)
             return FERRY_ENOMEM;
-        for (uint32_t i = 0; i < sp->ovf_n; i++)
-            n[i] = sp->ovf[(sp->ovf_head + i) % sp->ovf_cap];
-        free(sp->ovf);
-        sp->ovf = n;
-        sp->ovf_head = 0;
-        sp->ovf_cap = ncap;
+        fy_grow_unwrap(sp->ovf, sizeof *sp->ovf, old, sp->ovf_head);
     }
     return 0;
 }
