@@ -417,6 +417,19 @@ static void bench_put_row(const bench_cfg *cfg, FILE *jf, const bench_row *r)
     }
 }
 
+/* The floor row that opens (at BENCH_FLOOR_START) or closes (BENCH_FLOOR_END) the section of
+ * message size `section`, row `done` of `total`: shown in the progress line, measured into *r and
+ * written out like every row. 1 when it failed, else 0. */
+static int bench_floor_step(const bench_cfg *cfg, FILE *jf, int done, int total, size_t section,
+                            int at, bench_row *r)
+{
+    bench_row pr = {.tr = &bench_tr_floor, .mode = BENCH_RTT, .size = 64};
+    bench_progress(cfg, done, total, &pr);
+    bench_floor_row(cfg, section, at, r);
+    bench_put_row(cfg, jf, r);
+    return r->status == 1;
+}
+
 /* Table (unless --json), CSV and plot from finished rows; 0 or -1 when a file failed. */
 static int bench_emit(const bench_cfg *cfg, const bench_row *rows, int n)
 {
@@ -669,11 +682,8 @@ int bench_main(int argc, char **argv)
         uint64_t floor_ns = 0;
         const bench_row *start = NULL;
         if (floors) {
-            bench_row pr = {.tr = &bench_tr_floor, .mode = BENCH_RTT, .size = 64};
-            bench_progress(&cfg, n, total, &pr);
-            bench_floor_row(&cfg, cfg.sizes[s], BENCH_FLOOR_START, &rows[n]);
-            bench_put_row(&cfg, jf, &rows[n]);
-            failed += rows[n].status == 1;
+            failed +=
+                bench_floor_step(&cfg, jf, n, total, cfg.sizes[s], BENCH_FLOOR_START, &rows[n]);
             start = &rows[n];
             floor_ns = rows[n].status == 0 ? rows[n].p50 : 0;
             n++;
@@ -704,11 +714,7 @@ int bench_main(int argc, char **argv)
             }
         }
         if (floors) {
-            bench_row pr = {.tr = &bench_tr_floor, .mode = BENCH_RTT, .size = 64};
-            bench_progress(&cfg, n, total, &pr);
-            bench_floor_row(&cfg, cfg.sizes[s], BENCH_FLOOR_END, &rows[n]);
-            bench_put_row(&cfg, jf, &rows[n]);
-            failed += rows[n].status == 1;
+            failed += bench_floor_step(&cfg, jf, n, total, cfg.sizes[s], BENCH_FLOOR_END, &rows[n]);
             char why[256];
             if (bench_floor_moved(start, &rows[n], why, sizeof why)) {
                 bench_progress(&cfg, n, total, NULL);
