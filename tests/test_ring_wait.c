@@ -119,6 +119,7 @@ typedef struct waiter_arg {
     int timeout_ms;
     int rc;
     uint64_t cpu_ns, wall_ns;
+    _Atomic int done; /* set once ferry_wait_block returned */
 } waiter_arg;
 
 static uint64_t thread_cpu_ns(void)
@@ -135,6 +136,7 @@ static void *waiter_main(void *p)
     a->rc = ferry_wait_block(&a->s->w, flag_set, a->s, NULL, a->timeout_ms);
     a->cpu_ns = thread_cpu_ns() - c0;
     a->wall_ns = tu_now_ns() - t0;
+    atomic_store(&a->done, 1);
     return NULL;
 }
 
@@ -270,7 +272,13 @@ static void on_usr1(int sig)
     (void)sig;
 }
 
-/* A signal whose handler lacks SA_RESTART interrupts the sleep: FERRY_EINTR. */
+/*
+ * A signal whose handler lacks SA_RESTART interrupts the sleep: FERRY_EINTR. The sleeper is seen
+ * once it has announced itself, which is before its FUTEX_WAIT call: a signal that lands in
+ * between runs its handler and the sleep then starts anyway (nothing can tell it apart from a
+ * signal before the call), so the signal is sent again until the wait returns. Sent once, the
+ * test hung in CI (ASan, loaded machine).
+ */
 static void test_eintr(void)
 {
     struct sigaction sa;
@@ -284,7 +292,13 @@ static void test_eintr(void)
     pthread_t th;
     CHECK(pthread_create(&th, NULL, waiter_main, &a) == 0);
     await_sleeper(&s.w);
-    CHECK(pthread_kill(th, SIGUSR1) == 0);
+    uint64_t end = tu_now_ns() + 20ull * 1000000000u;
+    while (!atomic_load(&a.done)) {
+        CHECK(tu_now_ns() < end);
+        CHECK(pthread_kill(th, SIGUSR1) == 0);
+        struct timespec ts = {0, 5 * 1000000};
+        nanosleep(&ts, NULL);
+    }
     CHECK(pthread_join(th, NULL) == 0);
     CHECK_RC(a.rc, FERRY_EINTR);
     CHECK(atomic_load(&s.w.sleepers) == 0);
