@@ -568,7 +568,14 @@ static void run(bool tcp)
            "%ld -> %ld KiB; "
            "fds %d; live peers %u\n",
            tcp ? "tcp" : "ipc", drops, rss0, rss1, fd_count(), st.peers);
-#ifndef HARDEN_TSAN
+#if defined(HARDEN_ASAN)
+    /* ASan's allocator keeps the size-class regions the 1000 clients' engines churned through
+     * resident: the tcp run grows 7-16.5 MiB under ASan (16 runs; quarantine 4 MiB above) where
+     * the plain build grows 1.4 MiB, so 16 MiB failed now and then. The plain build keeps the
+     * strict bound; here it only catches runaway growth. What leaks per client is caught by the
+     * fd count above and by LeakSanitizer at exit. */
+    CHECK(rss1 - rss0 < 48 * 1024);
+#elif !defined(HARDEN_TSAN)
     CHECK(rss1 - rss0 < 16 * 1024); /* TSan's shadow and history grow with every access */
 #endif
     ferry_socket_close(g_push);
