@@ -907,8 +907,7 @@ ssize_t ferry_socket_recv(ferry_socket *s, void *buf, size_t cap, int flags, int
         int r = FERRY_EAGAIN;
         if (p && fy_pipe_uses_shm(p)) {
             uint64_t base = (flags & FERRY_DONTWAIT) || s->spin_ns <= 0 ? 0 : (uint64_t)s->spin_ns;
-            uint64_t max = s->rcvtimeo >= 0 ? (uint64_t)s->rcvtimeo * 1000000u : UINT64_MAX;
-            r = fy_shm_recv_buf_wait(p, buf, cap, &size, base, max);
+            r = fy_shm_recv_buf_wait(p, buf, cap, &size, base, s->rcvtimeo);
         } else if (p) {
             r = fy_engine_recv_buf(p, buf, cap, &size); /* stream: no spin window to compute */
         }

@@ -307,7 +307,7 @@ int fy_shm_send_loan(fy_pipe *p, fy_msg *m)
 
 int fy_shm_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size)
 {
-    return fy_shm_recv_buf_wait(p, buf, cap, size, 0, 0);
+    return fy_shm_recv_buf_wait(p, buf, cap, size, 0, -1);
 }
 
 static inline void shm_relax(void)
@@ -320,17 +320,18 @@ static inline void shm_relax(void)
 }
 
 /*
- * The ring was empty: busy-poll it for the pipe's spin window (capped at max_ns), with the same
+ * The ring was empty: busy-poll it for the pipe's spin window (within timeout_ms, -1: none), with
+ * the same
  * exits as the core's spin loop (socket.c sock_run), which would otherwise poll this ring through
  * the pattern: a death or a pipe-set change goes back to it at once, and the clock is read only
  * every 64 polls. Out of line, so the call that finds a frame waiting saves no registers for it.
  */
 static __attribute__((noinline)) int shm_recv_spin(fy_pipe *p, fy_pipe *in, void *buf, size_t cap,
-                                                   size_t *size, uint64_t base_ns, uint64_t max_ns)
+                                                   size_t *size, uint64_t base_ns, int timeout_ms)
 {
     uint64_t wait_ns = fy_shm_pipe_spin_ns(in, base_ns);
-    if (wait_ns > max_ns)
-        wait_ns = max_ns;
+    if (timeout_ms >= 0 && wait_ns > (uint64_t)timeout_ms * 1000000u)
+        wait_ns = (uint64_t)timeout_ms * 1000000u;
     int rc = FY_SHM_EMPTY;
     if (wait_ns == 0)
         return rc;
@@ -350,7 +351,7 @@ static __attribute__((noinline)) int shm_recv_spin(fy_pipe *p, fy_pipe *in, void
 }
 
 int fy_shm_recv_buf_wait(fy_pipe *p, void *buf, size_t cap, size_t *size, uint64_t base_ns,
-                         uint64_t max_ns)
+                         int timeout_ms)
 {
     if (p->ops != &shm_eng_ops)
         return FY_SHM_DECLINE;
@@ -360,7 +361,7 @@ int fy_shm_recv_buf_wait(fy_pipe *p, void *buf, size_t cap, size_t *size, uint64
         return 0;
     /* The window is worked out only when there is something to wait for. */
     if (rc == FY_SHM_EMPTY && base_ns != 0)
-        rc = shm_recv_spin(p, in, buf, cap, size, base_ns, max_ns);
+        rc = shm_recv_spin(p, in, buf, cap, size, base_ns, timeout_ms);
     if (rc != 0) {
         shm_eng_sync(p, in);
         return FY_SHM_DECLINE;

@@ -234,14 +234,15 @@ int fy_shm_recv_buf(fy_pipe *p, void *buf, size_t cap, size_t *size);
 /*
  * fy_shm_recv_buf that, when the ring is empty, busy-polls it for the pipe's spin window for a
  * socket whose FERRY_OPT_SPIN_NS is base_ns (fy_shm_pipe_spin_ns: base_ns plus an extra that grows
- * with the size of the last frame received; base_ns 0: not at all), at most
- * max_ns, before declining: a receive that has to wait then takes the frame the moment it lands
- * through this path instead of the general spin loop (pattern, pipe ops, an in-ring hold: about
- * three times the instructions per frame). Gives up early, declining, when the pipe dies, the
- * socket's pipe set changes or a record arrives that the direct path does not take. Owner thread.
+ * with the size of the last frame received; base_ns 0: not at all), within the socket's RCVTIMEO
+ * timeout_ms (-1: no limit), before declining: a receive that has to wait then takes the frame the
+ * moment it lands through this path instead of the general spin loop (pattern, pipe ops, an in-ring
+ * hold: about three times the instructions per frame). Gives up early, declining, when the pipe
+ * dies, the socket's pipe set changes or a record arrives that the direct path does not take. Owner
+ * thread.
  */
 int fy_shm_recv_buf_wait(fy_pipe *p, void *buf, size_t cap, size_t *size, uint64_t base_ns,
-                         uint64_t max_ns);
+                         int timeout_ms);
 /* The receive's spin window on the shm pipe p for a socket whose FERRY_OPT_SPIN_NS is base_ns
  * (0 stays 0): base_ns plus an extra that grows with the size of the last frame received (see
  * shm_pipe.c: the peer's copies of a large answer outlast SPIN_NS). */
