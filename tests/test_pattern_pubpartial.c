@@ -339,6 +339,38 @@ static void case_fault_once(void)
 }
 
 /*
+ * PUB to three SUBs: one pipe refuses message 1's last frame, once, and then the application only
+ * polls (ferry_socket_events), sending nothing more. The poll hands that SUB the frame it is
+ * owed: every SUB receives messages 0 and 1 whole before anything else is sent.
+ */
+static void case_fault_poll(void)
+{
+    printf("  %s: PUB, one SUB refuses a last frame, the publisher only polls\n", tr_name);
+    static rx subs[3];
+    ferry_socket *pub = open_fanout(FERRY_PUB, subs, "pp-poll");
+    send_msg(pub, &small, 0);
+    for (uint32_t k = 0; k + 1 < small.n; k++)
+        send_frame(pub, &small, 1, k);
+    tu_fault_arm(FY_FAULT_MSG_SEND_ID, 1, 1);
+    send_frame(pub, &small, 1, small.n - 1);
+    CHECK(tu_fault_hits() == 1);
+    tu_fault_off();
+    CHECK(ferry_socket_events(pub) >= 0);
+    for (int j = 0; j < 3; j++) {
+        CHECK(rx_msg(&subs[j]) == 0);
+        CHECK(rx_msg(&subs[j]) == 1);
+    }
+    send_single(pub, END_I);
+    static const uint32_t none[1] = {0};
+    for (int j = 0; j < 3; j++)
+        rx_expect(&subs[j], none, 0);
+    CHECK(stats(pub).drops_hwm == 0);
+    for (int j = 0; j < 3; j++)
+        ferry_socket_close(subs[j].s);
+    ferry_socket_close(pub);
+}
+
+/*
  * XPUB to three SUBs: one pipe refuses message 1's second frame, and then the retry of what it
  * owes at the start of each of the next six sends (message 1's frames 2 and 3, message 2's four
  * frames: a pipe's owed frames are retried before the frame of the call is fanned out, so the
@@ -558,7 +590,7 @@ static void case_hwm(void)
 }
 
 /* Runs every case over every transport; argv[1] picks one transport, argv[2] one case (once,
- * owed, xsub, hwm). */
+ * poll, owed, xsub, hwm). */
 int main(int argc, char **argv)
 {
     tu_deadline(100);
@@ -572,6 +604,7 @@ int main(int argc, char **argv)
             const char *name;
             void (*fn)(void);
         } cases[] = {{"once", case_fault_once},
+                     {"poll", case_fault_poll},
                      {"owed", case_fault_owed},
                      {"xsub", case_fault_xsub},
                      {"hwm", case_hwm}};
